@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libzspool: a compressed-object allocator after the kernel's zsmalloc.
+ *
+ * A pool stores many small objects (1 to 4096 bytes, typically compressed
+ * pages) densely in "zspages": runs of 1 to 16 pages of 4 KiB, one size class
+ * per zspage, objects packed back to back and allowed to straddle page
+ * boundaries.  Callers hold opaque 64-bit handles; the pool may move an object
+ * (compaction) at any time the object is not being accessed, and the handle
+ * keeps pointing at it.
+ *
+ * Conventions: functions return 0 (or a count) on success and a negative
+ * errno on failure; constructors return NULL and set errno.  Nothing here
+ * logs or aborts on bad input.  Every function is thread-safe unless its
+ * comment says otherwise; the pool itself must outlive all calls on it.
+ */
+#ifndef ZSPOOL_H
+#define ZSPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest object a pool stores: one uncompressed page. */
+#define ZS_MAX_ALLOC_SIZE 4096u
+/* Longest zspage, in 4 KiB pages. */
+#define ZS_MAX_PAGES_PER_ZSPAGE 16u
+/*
+ * Fullness groups of a class.  Group 0 holds empty zspages (never listed: an
+ * empty zspage is freed at once), groups 1..9 hold partly used zspages by
+ * tenths of their capacity (1: at most 1/9 used, 9: nearly full), group 10
+ * holds full zspages.
+ */
+#define ZS_FULLNESS_GROUPS 11u
+
+struct zs_pool;
+
+/*
+ * Callbacks a pool calls back into its user.  Any member may be NULL.
+ *
+ * evict: called by zs_shrink(), with no pool lock held, once for each live
+ *   object in a zspage being reclaimed.  The callback should copy the object
+ *   elsewhere (zs_read() and zs_map() work as usual) and zs_free() the handle.
+ *   It may also find that the handle was freed meanwhile by another thread
+ *   (zs_read() then fails with -ESTALE) and return 0.  A negative errno stops
+ *   the shrink: the zspage is put back with every object it still holds
+ *   intact, and zs_shrink() returns.  The callback must not call zs_shrink()
+ *   or zs_compact() on the same pool.
+ */
+struct zs_ops {
+    int (*evict)(struct zs_pool *pool, uint64_t handle, void *arg);
+};
+
+/*
+ * Create an empty pool.  ops may be NULL (no eviction); it is copied.  arg is
+ * passed to the callbacks as is.  Returns NULL with errno ENOMEM if the
+ * pool's bookkeeping cannot be mapped.
+ */
+struct zs_pool *zs_create(const struct zs_ops *ops, void *arg);
+
+/*
+ * Free the pool and every object in it, returning all memory to the OS.
+ * Accepts NULL.  No other call on the pool may be running or follow.
+ */
+void zs_destroy(struct zs_pool *pool);
+
+/*
+ * Allocate an object of size bytes (1..ZS_MAX_ALLOC_SIZE).  Its contents are
+ * unspecified until written.  Returns the handle, or 0 with errno set:
+ * EINVAL for a size out of range, ENOMEM when no memory can be had.
+ */
+uint64_t zs_malloc(struct zs_pool *pool, size_t size)
+    __attribute__((nonnull(1)));
+
+/*
+ * Free an object.  0 is ignored.  A handle that is not live (already freed,
+ * never allocated) is ignored too and counted in stats.bad_handles.  The
+ * caller must not free an object that another of its threads is reading or
+ * writing; the pool waits for its own users (compaction) to let go.
+ */
+void zs_free(struct zs_pool *pool, uint64_t handle) __attribute__((nonnull(1)));
+
+/*
+ * The size the object was allocated with, or -ESTALE for a handle that is not
+ * live.
+ */
+int zs_size(struct zs_pool *pool, uint64_t handle) __attribute__((nonnull(1)));
+
+/*
+ * Copy len bytes from src into the start of the object.  Returns 0, -EINVAL
+ * if len exceeds the object's size, -ESTALE for a handle that is not live.
+ */
+int zs_write(struct zs_pool *pool, uint64_t handle, const void *src, size_t len)
+    __attribute__((nonnull(1, 3)));
+
+/*
+ * Copy the whole object into dst, which must have room for its size (at most
+ * ZS_MAX_ALLOC_SIZE).  Returns the number of bytes copied (the object's size)
+ * or -ESTALE for a handle that is not live.
+ */
+int zs_read(struct zs_pool *pool, uint64_t handle, void *dst)
+    __attribute__((nonnull(1, 3)));
+
+/*
+ * Zero-copy access.  zs_map() returns a pointer to the object's bytes, valid
+ * for reading and writing until the matching zs_unmap(); if ret_size is not
+ * NULL it receives the object's size.  Because a zspage is one contiguous
+ * run of virtual memory, every object maps in place, including those that
+ * straddle a page boundary.  While mapped, the object is pinned: compaction
+ * and eviction pass it by.  Several threads may map the same object at once
+ * (up to 14; a 15th waits).  Keep mappings short and never sleep on another
+ * thread while holding one.  Returns NULL with errno ESTALE for a handle that
+ * is not live.
+ */
+void *zs_map(struct zs_pool *pool, uint64_t handle, size_t *ret_size)
+    __attribute__((nonnull(1)));
+void zs_unmap(struct zs_pool *pool, uint64_t handle) __attribute__((nonnull(1)));
+
+/*
+ * Migrate objects from the emptiest zspages of each class into the fullest
+ * ones, and free every zspage so emptied.  Freed pages go back to the OS
+ * before this returns.  Objects mapped or being read or written at the time
+ * are left where they are.  Safe to call while other threads use the pool;
+ * concurrent zs_compact() calls serialise per class.  Returns the net number
+ * of 4 KiB pages returned to the OS: pages freed less the pages that moved
+ * objects newly occupy (0 if nothing could be freed).
+ */
+int64_t zs_compact(struct zs_pool *pool) __attribute__((nonnull(1)));
+
+/*
+ * Reclaim zspages in least-recently-allocated order through ops->evict until
+ * at least pages 4 KiB pages have gone back to the OS or nothing is left.
+ * Returns the number of pages freed; -ENOTSUP if the pool has no evict
+ * callback; the callback's negative errno if it failed before any page was
+ * freed (after that, the count so far).  The shrink also stops, returning
+ * the count so far (or -EBUSY if that is 0), when a zspage cannot be emptied
+ * because the callback returned 0 without freeing an object.  Objects that
+ * are mapped delay their eviction (zs_free() waits for zs_unmap()).
+ */
+int64_t zs_shrink(struct zs_pool *pool, uint64_t pages) __attribute__((nonnull(1)));
+
+/* Totals for a pool.  Every figure is in bytes unless its name says pages. */
+struct zs_pool_stats {
+    uint64_t mem_used;        /* all memory held from the OS: pages + metadata */
+    uint64_t pages;           /* 4 KiB pages of zspages that hold data */
+    uint64_t metadata_bytes;  /* handle table, zspage descriptors, tables */
+    uint64_t objects;         /* live objects */
+    uint64_t bytes_stored;    /* sum of live objects' sizes as allocated */
+    uint64_t zspages;         /* zspages in use */
+    uint64_t pages_compacted; /* pages freed by zs_compact() since creation */
+    uint64_t pages_evicted;   /* pages freed by zs_shrink() since creation */
+    uint64_t objects_evicted; /* objects handed to ops->evict and freed */
+    uint64_t bad_handles;     /* zs_free() calls on a handle not live */
+};
+
+/* One size class.  Classes merged into a larger one report no zspages. */
+struct zs_class_stats {
+    uint32_t size;            /* object slot size in bytes */
+    uint32_t pages_per_zspage;
+    uint32_t objs_per_zspage;
+    uint32_t merged_into;     /* index of the class that serves this one */
+    uint64_t zspages;
+    uint64_t pages;           /* resident pages of this class's zspages */
+    uint64_t objects;
+    uint64_t bytes_stored;
+    uint64_t pages_compacted;
+    uint64_t fullness[ZS_FULLNESS_GROUPS]; /* zspages per fullness group */
+};
+
+/*
+ * Fill *ret with the pool's totals.  Lock-free: each figure is exact when it
+ * is read, but they are not one atomic snapshot while other threads work.
+ */
+void zs_get_stats(struct zs_pool *pool, struct zs_pool_stats *ret)
+    __attribute__((nonnull(1, 2)));
+
+/* Number of size classes, counting merged ones.  Constant for all pools. */
+unsigned zs_class_count(void);
+
+/*
+ * Fill *ret with class idx's figures (a consistent snapshot under the class
+ * lock).  Returns 0, or -EINVAL for idx >= zs_class_count().
+ */
+int zs_get_class_stats(struct zs_pool *pool, unsigned idx, struct zs_class_stats *ret)
+    __attribute__((nonnull(1, 3)));
+
+/*
+ * Objects of this size or larger live alone in one page (the "huge" class):
+ * a caller that compresses pages may as well store such a page uncompressed.
+ */
+size_t zs_huge_class_size(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ZSPOOL_H */
