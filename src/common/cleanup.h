@@ -60,7 +60,7 @@ static inline void cleanup_mutex_unlockp(pthread_mutex_t **m)
 
 /* Hold m until the end of the enclosing scope. */
 #define LOCK_GUARD(m)                                                        \
-    pthread_mutex_t *_cleanup_(cleanup_mutex_unlockp)                        \
+    pthread_mutex_t *_cleanup_(cleanup_mutex_unlockp) __attribute__((unused)) \
         UZ_UNIQ(_guard_) = (mutex_lock(m), (m))
 #define UZ_UNIQ(x) UZ_CAT(x, __COUNTER__)
 #define UZ_CAT(a, b) UZ_CAT2(a, b)
