@@ -76,7 +76,9 @@ uint64_t zs_malloc(struct zs_pool *pool, size_t size)
     __attribute__((nonnull(1)));
 
 /*
- * Free an object.  0 is ignored.  A handle that is not live (already freed,
+ * Free an object.  0 is ignored.  Handles carry a 6-bit generation, so a
+ * freed handle is recognised as stale until its table slot has been reused
+ * 64 times.  A handle that is not live (already freed,
  * never allocated) is ignored too and counted in stats.bad_handles.  The
  * caller must not free an object that another of its threads is reading or
  * writing; the pool waits for its own users (compaction) to let go.
@@ -121,8 +123,10 @@ void zs_unmap(struct zs_pool *pool, uint64_t handle) __attribute__((nonnull(1)))
 
 /*
  * Migrate objects from the emptiest zspages of each class into the fullest
- * ones, and free every zspage so emptied.  Freed pages go back to the OS
- * before this returns.  Objects mapped or being read or written at the time
+ * ones, and free every zspage so emptied; then pack the few zspages left
+ * partly used towards their start and give back the pages inside them that
+ * hold no object (this alone may free pages when nothing can move).  Freed
+ * pages go back to the OS before this returns.  Objects mapped or being read or written at the time
  * are left where they are.  Safe to call while other threads use the pool;
  * concurrent zs_compact() calls serialise per class.  Returns the net number
  * of 4 KiB pages returned to the OS: pages freed less the pages that moved
@@ -131,14 +135,17 @@ void zs_unmap(struct zs_pool *pool, uint64_t handle) __attribute__((nonnull(1)))
 int64_t zs_compact(struct zs_pool *pool) __attribute__((nonnull(1)));
 
 /*
- * Reclaim zspages in least-recently-allocated order through ops->evict until
+ * Reclaim zspages, the one least recently allocated into first, through
+ * ops->evict until
  * at least pages 4 KiB pages have gone back to the OS or nothing is left.
  * Returns the number of pages freed; -ENOTSUP if the pool has no evict
  * callback; the callback's negative errno if it failed before any page was
  * freed (after that, the count so far).  The shrink also stops, returning
  * the count so far (or -EBUSY if that is 0), when a zspage cannot be emptied
  * because the callback returned 0 without freeing an object.  Objects that
- * are mapped delay their eviction (zs_free() waits for zs_unmap()).
+ * are mapped delay their eviction (zs_free() waits for zs_unmap()).  The
+ * order is exact within a size class; across classes it is as fine as a
+ * clock of ~17 ms ticks.
  */
 int64_t zs_shrink(struct zs_pool *pool, uint64_t pages) __attribute__((nonnull(1)));
 
@@ -152,7 +159,7 @@ struct zs_pool_stats {
     uint64_t zspages;         /* zspages in use */
     uint64_t pages_compacted; /* pages freed by zs_compact() since creation */
     uint64_t pages_evicted;   /* pages freed by zs_shrink() since creation */
-    uint64_t objects_evicted; /* objects handed to ops->evict and freed */
+    uint64_t objects_evicted; /* objects handed to ops->evict and gone after it */
     uint64_t bad_handles;     /* zs_free() calls on a handle not live */
 };
 
