@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The class table (zs_class_count, zs_get_class_stats) and the huge class
+ * (zs_huge_class_size): sizes increase and cover 1..4096, zspage geometry
+ * fits, merges point at a class that serves itself, and each size is served
+ * by the class the table says (allocate one and see whose count rose).
+ */
+#include "zstest.h"
+
+static struct zs_pool *pool;
+
+static void test_table(void)
+{
+    unsigned n = zs_class_count();
+    printf("%u classes\n", n);
+    CHECKF(n >= 2 && n <= ZS_MAX_ALLOC_SIZE, "zs_class_count() = %u", n);
+    CHECK_EQU(zs_class_count(), n);
+
+    unsigned prev = 0, unmerged = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct zs_class_stats c = zt_class(pool, i);
+        CHECKF(c.size > prev, "class %u has size %u after class size %u: sizes "
+               "must increase", i, c.size, prev);
+        CHECKF(c.size <= ZS_MAX_ALLOC_SIZE, "class %u has size %u", i, c.size);
+        CHECKF(c.pages_per_zspage >= 1 && c.pages_per_zspage <= ZS_MAX_PAGES_PER_ZSPAGE,
+               "class %u (size %u): %u pages per zspage", i, c.size, c.pages_per_zspage);
+        CHECKF(c.objs_per_zspage >= 1, "class %u (size %u): %u objects per zspage",
+               i, c.size, c.objs_per_zspage);
+        CHECKF((uint64_t)c.objs_per_zspage * c.size <= (uint64_t)c.pages_per_zspage * ZT_PAGE,
+               "class %u: %u objects of %u bytes do not fit in %u pages", i,
+               c.objs_per_zspage, c.size, c.pages_per_zspage);
+        /* Packing must be tight: not a whole slot left over at the end. */
+        CHECKF((uint64_t)(c.objs_per_zspage + 1) * c.size > (uint64_t)c.pages_per_zspage * ZT_PAGE,
+               "class %u (size %u): %u objects per %u-page zspage leaves room for "
+               "another", i, c.size, c.objs_per_zspage, c.pages_per_zspage);
+        CHECKF(c.merged_into < n, "class %u merged into %u of %u", i, c.merged_into, n);
+        if (c.merged_into == i) {
+            unmerged++;
+        } else {
+            struct zs_class_stats t = zt_class(pool, c.merged_into);
+            CHECKF(t.merged_into == c.merged_into, "class %u is merged into %u, "
+                   "which is itself merged into %u", i, c.merged_into, t.merged_into);
+            CHECKF(t.size >= c.size, "class %u (size %u) is merged into the smaller "
+                   "class %u (size %u)", i, c.size, c.merged_into, t.size);
+        }
+        CHECK_EQU(c.zspages, 0);
+        CHECK_EQU(c.objects, 0);
+        CHECK_EQU(c.pages, 0);
+        prev = c.size;
+    }
+    CHECKF(prev >= ZS_MAX_ALLOC_SIZE, "largest class is %u bytes: 4096 not served", prev);
+    printf("%u classes serve themselves\n", unmerged);
+
+    /* Every size 1..4096 has a class, and that class is big enough. */
+    for (size_t s = 1; s <= ZS_MAX_ALLOC_SIZE; s++) {
+        unsigned idx = zt_class_for(pool, s);
+        struct zs_class_stats c = zt_class(pool, idx);
+        CHECKF(c.size >= s, "size %zu is served by class %u of size %u", s, idx, c.size);
+        CHECKF(c.merged_into == idx, "size %zu is served by merged class %u", s, idx);
+    }
+}
+
+static void test_out_of_range(void)
+{
+    unsigned n = zs_class_count();
+    static const unsigned bad[] = { 0, 1, 1000, 0x7fffffff, 0xffffffff };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        unsigned idx = i == 0 ? n : i == 1 ? n + 1 : bad[i];
+        struct zs_class_stats c, orig;
+        memset(&c, 0x77, sizeof(c));
+        orig = c;
+        int r = zs_get_class_stats(pool, idx, &c);
+        CHECKF(r == -EINVAL, "zs_get_class_stats(idx %u of %u) = %d, want -EINVAL",
+               idx, n, r);
+        CHECKF(memcmp(&c, &orig, sizeof(c)) == 0, "zs_get_class_stats(idx %u) "
+               "failed but wrote *ret", idx);
+    }
+}
+
+/* Allocate each size once; only the class the table names may gain it. */
+static void test_served_by(void)
+{
+    static uint64_t h[ZS_MAX_ALLOC_SIZE + 1];
+    for (size_t s = 1; s <= ZS_MAX_ALLOC_SIZE; s++) {
+        unsigned idx = zt_class_for(pool, s);
+        struct zs_class_stats before = zt_class(pool, idx);
+        uint64_t total = zt_stats(pool).objects;
+        h[s] = zs_malloc(pool, s);
+        CHECKF(h[s], "zs_malloc(%zu): %m", s);
+        struct zs_class_stats after = zt_class(pool, idx);
+        CHECKF(after.objects == before.objects + 1 &&
+               after.bytes_stored == before.bytes_stored + s,
+               "an object of %zu bytes did not land in class %u (size %u) that "
+               "the table says serves it", s, idx, after.size);
+        CHECK_EQU(zt_stats(pool).objects, total + 1);
+    }
+    zt_check_consistent(pool);
+    for (size_t s = 1; s <= ZS_MAX_ALLOC_SIZE; s++)
+        zs_free(pool, h[s]);
+    struct zs_pool_stats st = zt_check_consistent(pool);
+    CHECK_EQU(st.objects, 0);
+}
+
+static void test_huge(void)
+{
+    size_t huge = zs_huge_class_size();
+    printf("huge class size %zu\n", huge);
+    /* Below half a page two objects share a page, so that cannot be huge. */
+    CHECKF(huge > ZT_PAGE / 2 && huge <= ZS_MAX_ALLOC_SIZE,
+           "zs_huge_class_size() = %zu", huge);
+
+    /* Every size from there up lives alone in one page: by the table... */
+    for (size_t s = huge; s <= ZS_MAX_ALLOC_SIZE; s++) {
+        struct zs_class_stats c = zt_class(pool, zt_class_for(pool, s));
+        CHECKF(c.objs_per_zspage == 1 && c.pages_per_zspage == 1,
+               "size %zu >= huge class size %zu is served by class size %u with %u "
+               "objects in %u pages", s, huge, c.size, c.objs_per_zspage,
+               c.pages_per_zspage);
+    }
+    /* ...and by where objects land: find the class whose count rose. */
+    static const size_t extra[] = { 0, 1, 16, 100, ZS_MAX_ALLOC_SIZE };
+    unsigned n = zs_class_count();
+    for (size_t k = 0; k < sizeof(extra) / sizeof(extra[0]); k++) {
+        size_t s = extra[k] == ZS_MAX_ALLOC_SIZE ? ZS_MAX_ALLOC_SIZE : huge + extra[k];
+        if (s > ZS_MAX_ALLOC_SIZE)
+            continue;
+        uint64_t before[ZS_MAX_ALLOC_SIZE];
+        CHECK(n <= ZS_MAX_ALLOC_SIZE);
+        for (unsigned i = 0; i < n; i++)
+            before[i] = zt_class(pool, i).objects;
+        uint64_t pages0 = zt_stats(pool).pages;
+        uint64_t h1 = zs_malloc(pool, s), h2 = zs_malloc(pool, s);
+        CHECK(h1 && h2);
+        int found = -1;
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t now = zt_class(pool, i).objects;
+            if (now != before[i]) {
+                CHECKF(found < 0 && now == before[i] + 2, "two objects of %zu bytes "
+                       "changed class %u's count from %" PRIu64 " to %" PRIu64, s, i,
+                       before[i], now);
+                found = (int)i;
+            }
+        }
+        CHECKF(found >= 0, "no class counts the objects of size %zu", s);
+        struct zs_class_stats c = zt_class(pool, (unsigned)found);
+        CHECKF(c.objs_per_zspage == 1, "objects of %zu bytes (huge is %zu) went to class "
+               "%d (size %u) with %u objects per zspage", s, huge, found, c.size,
+               c.objs_per_zspage);
+        CHECKF(zt_stats(pool).pages == pages0 + 2, "two objects of %zu bytes took %"
+               PRIu64 " pages, want one each", s, zt_stats(pool).pages - pages0);
+        zs_free(pool, h1);
+        zs_free(pool, h2);
+    }
+    /* Just below: not alone, or the threshold would be lower. */
+    struct zs_class_stats below = zt_class(pool, zt_class_for(pool, huge - 1));
+    printf("size %zu: class size %u, %u objects in %u pages\n", huge - 1, below.size,
+           below.objs_per_zspage, below.pages_per_zspage);
+    CHECKF(below.objs_per_zspage > below.pages_per_zspage, "size %zu, just below the "
+           "huge class size %zu, is stored one per page too: the huge size is too high",
+           huge - 1, huge);
+    zt_check_consistent(pool);
+}
+
+int main(void)
+{
+    pool = zs_create(NULL, NULL);
+    CHECKF(pool, "zs_create: %m");
+    RUN_TEST(test_table);
+    RUN_TEST(test_out_of_range);
+    RUN_TEST(test_served_by);
+    RUN_TEST(test_huge);
+    zs_destroy(pool);
+    return 0;
+}
