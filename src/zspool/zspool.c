@@ -178,6 +178,7 @@ struct zspage {
     bool isolated;          /* being evicted: off every list */
     uint32_t slots[];       /* owner handle index, or SLOT_FREE | next */
 };
+_Static_assert(sizeof(struct zspage) == 48, "the descriptor grew: update the comment above");
 
 struct size_class {
     pthread_mutex_t lock;
