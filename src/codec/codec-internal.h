@@ -39,7 +39,10 @@ struct codec_type {
     /* src_len <= ctx->max_len <= CODEC_MAX_LEN; returns as codec_compress(). */
     ssize_t (*compress)(struct codec_ctx *ctx, const void *src, size_t src_len,
                         void *dst, size_t dst_cap);
-    /* dst_len <= CODEC_MAX_LEN; returns as codec_decompress(). */
+    /*
+     * dst_len <= CODEC_MAX_LEN; returns the length decoded (at most dst_len)
+     * or -EIO.  codec_decompress() turns any length but dst_len into -EIO.
+     */
     ssize_t (*decompress)(struct codec_ctx *ctx, const void *src, size_t src_len,
                           void *dst, size_t dst_len);
 };

@@ -180,5 +180,9 @@ ssize_t codec_decompress(struct codec_ctx *ctx, const void *src, size_t src_len,
 {
     if (dst_len > CODEC_MAX_LEN)
         return -EINVAL;
-    return ctx->type->decompress(ctx, src, src_len, dst, dst_len);
+    ssize_t r = ctx->type->decompress(ctx, src, src_len, dst, dst_len);
+    /* A block of any other length is not the one that was compressed. */
+    if (r >= 0 && (size_t)r != dst_len)
+        return -EIO;
+    return r;
 }

@@ -116,7 +116,7 @@ static ssize_t lz4_decompress(struct codec_ctx *c, const void *src, size_t src_l
     if (src_len > INT_MAX)
         return -EIO;
     int r = LZ4_decompress_safe(src, dst, (int)src_len, (int)dst_len);
-    return r >= 0 && (size_t)r == dst_len ? r : -EIO;
+    return r >= 0 ? r : -EIO;
 }
 
 const struct codec_type codec_lz4 = {

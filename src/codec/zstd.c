@@ -142,10 +142,8 @@ static ssize_t zstd_decompress(struct codec_ctx *c, const void *src, size_t src_
 {
     struct zstd_ctx *ctx = (struct zstd_ctx *)c;
     size_t r = ZSTD_decompressDCtx(ctx->dctx, dst, dst_len, src, src_len);
-    /* Whatever zstd's reason, src is not a block of exactly dst_len bytes. */
-    if (ZSTD_isError(r) || r != dst_len)
-        return -EIO;
-    return (ssize_t)r;
+    /* Whatever zstd's reason, src is not a block that fits dst. */
+    return ZSTD_isError(r) ? -EIO : (ssize_t)r;
 }
 
 const struct codec_type codec_zstd = {
