@@ -122,6 +122,10 @@
 #define SLOT_FREE (1u << 31)
 #define SLOT_NONE 0xffffu
 
+/* Slot indices must fit an entry (12 bits) and a zspage's 16-bit counters. */
+_Static_assert(MAX_OBJS_PER_ZSPAGE - 1 <= E_SLOT_MASK, "slot index overflows an entry");
+_Static_assert(MAX_OBJS_PER_ZSPAGE < SLOT_NONE, "slot index collides with SLOT_NONE");
+
 /* Regions of virtual memory reserved per zspage length. */
 #define REGION_BYTES (1ull << 30)
 /* Regions become readable in steps of 2 MiB, tables in steps of 64 KiB. */
