@@ -34,7 +34,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <lz4.h>
 #include <malloc.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -48,11 +47,12 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "codec.h"
 #include "zspool.h"
 
 #define PAGE_BYTES 4096u
-/* Worst case of lz4 on one page: a slot of the staging buffer. */
-#define SLOT_BYTES LZ4_COMPRESSBOUND(PAGE_BYTES)
+/* A slot of the staging buffer: one page, compressed or raw. */
+#define SLOT_BYTES PAGE_BYTES
 /*
  * Pages compressed ahead of one timed run of allocations: enough that the
  * clock's own cost (tens of ns) vanishes in the mean, few enough that the
@@ -149,6 +149,7 @@ struct workload {
     struct page_rec *recs;
     uint32_t *order;           /* shuffled indices: the first half is freed */
     struct batch *batch;
+    struct codec_ctx *lz4;     /* the codec layer's lz4, as the store uses it */
     uint8_t page[PAGE_BYTES];
 };
 
@@ -361,6 +362,7 @@ static void workload_free(struct workload *w)
     free(w->recs);
     free(w->order);
     free(w->batch);
+    codec_ctx_free(w->lz4);
 }
 
 static int workload_init(struct workload *w, const struct job *job, struct err *e)
@@ -369,14 +371,14 @@ static int workload_init(struct workload *w, const struct job *job, struct err *
     w->recs = alloc_touched(job->pages * sizeof *w->recs);
     w->order = alloc_touched(job->pages * sizeof *w->order);
     w->batch = alloc_touched(sizeof *w->batch);
-    if (!w->recs || !w->order || !w->batch) {
+    w->lz4 = codec_ctx_new(codec_find("lz4"), 1, PAGE_BYTES);
+    if (!w->recs || !w->order || !w->batch || !w->lz4) {
         workload_free(w);
         return set_err(e, -ENOMEM, "allocating the page table");
     }
     shuffle(w->order, job->pages, job->seed);
     /* Fault in lz4's code and stack before the baseline. */
-    LZ4_compress_default((const char *)w->page, (char *)w->batch->data[0],
-                         PAGE_BYTES, SLOT_BYTES);
+    (void)codec_compress(w->lz4, w->page, PAGE_BYTES, w->batch->data[0], SLOT_BYTES);
     return 0;
 }
 
@@ -387,19 +389,19 @@ static int batch_load(struct workload *w, uint64_t first, struct totals *t, stru
 
     for (uint32_t i = 0; i < b->count; i++) {
         uint64_t idx = first + i;
-        int n, r;
+        ssize_t n;
+        int r;
 
         r = pread_full(w->job->fd, w->page, PAGE_BYTES, idx * PAGE_BYTES);
         if (r < 0)
             return set_err(e, r, "reading %s at %" PRIu64, w->job->path, idx * PAGE_BYTES);
-        n = LZ4_compress_default((const char *)w->page, (char *)b->data[i],
-                                 PAGE_BYTES, SLOT_BYTES);
-        if (n <= 0)
-            return set_err_msg(e, -EIO, "lz4 failed on page %" PRIu64, idx);
-        /* zram's rule: what lands in a huge class is kept uncompressed. */
-        if ((size_t)n >= zs_huge_class_size()) {
+        /* zram's rule: what would land in a huge class is kept uncompressed. */
+        n = codec_compress(w->lz4, w->page, PAGE_BYTES, b->data[i], zs_huge_class_size() - 1);
+        if (n == -E2BIG) {
             memcpy(b->data[i], w->page, PAGE_BYTES);
             n = PAGE_BYTES;
+        } else if (n < 0) {
+            return set_err(e, (int)n, "compressing page %" PRIu64, idx);
         }
         b->size[i] = (uint32_t)n;
         w->recs[idx].size = (uint32_t)n;
