@@ -49,6 +49,7 @@
 #include "cleanup.h"
 #include "codec.h"
 #include "zspool.h"
+#include "util.h"
 
 #define PAGE_BYTES 4096u
 /* A slot of the staging buffer: one page, compressed or raw. */
@@ -1146,40 +1147,18 @@ static void usage(FILE *f)
             "2 on bad arguments.\n");
 }
 
-static int parse_u64(const char *s, int base, uint64_t *ret, char **end)
+/* An integer in C notation (decimal, 0x hex or 0 octal), for seeds. */
+static int parse_seed(const char *s, uint64_t *ret, char **end)
 {
     unsigned long long v;
 
     if (!isdigit((unsigned char)*s))
         return -EINVAL;
     errno = 0;
-    v = strtoull(s, end, base);
+    v = strtoull(s, end, 0);
     if (errno)
         return -errno;
     *ret = v;
-    return 0;
-}
-
-/* BYTES with an optional K, M, G or T suffix (powers of 1024, "iB" or "B" allowed). */
-static int parse_size(const char *s, uint64_t *ret)
-{
-    static const char suffixes[] = "KMGT";
-    const char *p;
-    unsigned shift = 0;
-    uint64_t v = 0;
-    char *end;
-
-    if (parse_u64(s, 10, &v, &end) < 0)
-        return -EINVAL;
-    if (*end && (p = strchr(suffixes, toupper((unsigned char)*end)))) {
-        shift = 10 * (unsigned)(p - suffixes + 1);
-        end++;
-        if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
-            end += strlen(end);
-    }
-    if (*end || v > (UINT64_MAX >> shift))
-        return -EINVAL;
-    *ret = v << shift;
     return 0;
 }
 
@@ -1203,7 +1182,7 @@ static int parse_option(int c, const char *arg, struct opts *o)
             return bad_arg("--size", arg, "want bytes, at least 4096, with an optional K, M or G");
         return 0;
     case 'S':
-        if (parse_u64(arg, 0, &o->seed, &end) < 0 || *end)
+        if (parse_seed(arg, &o->seed, &end) < 0 || *end)
             return bad_arg("--seed", arg, "want a non-negative integer");
         return 0;
     case 'j':

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small helpers shared by the daemon, uzramctl and the tools: parsing the
+ * numbers and sizes users type, and where a device's control socket lives.
+ * Nothing here logs; every function returns 0 or a negative errno.
+ */
+#ifndef UZRAM_UTIL_H
+#define UZRAM_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Parse an unsigned decimal integer (no sign, no spaces, nothing after it)
+ * into *ret.  -EINVAL for anything else, -ERANGE past UINT64_MAX.
+ */
+int parse_u64(const char *s, uint64_t *ret) __attribute__((nonnull));
+
+/*
+ * Parse a size in bytes with an optional binary suffix: K, M, G or T
+ * (case-insensitive), optionally followed by "iB" or "B": "4096", "1G",
+ * "512MiB".  -EINVAL for anything else, -ERANGE when it does not fit in
+ * 64 bits.
+ */
+int parse_size(const char *s, uint64_t *ret) __attribute__((nonnull));
+
+/*
+ * Format bytes as zramctl does for humans ("1G", "146.7M", "512B") into
+ * buf of len bytes.  Always NUL-terminates.
+ */
+void format_size(uint64_t bytes, char *buf, size_t len) __attribute__((nonnull));
+
+/*
+ * The directory where daemons put their control sockets: /run/uzram as
+ * root, $XDG_RUNTIME_DIR/uzram otherwise (or /tmp/uzram-UID when
+ * XDG_RUNTIME_DIR is unset).  Writes at most len bytes including the NUL;
+ * -ENAMETOOLONG if it does not fit.
+ */
+int uzram_run_dir(char *buf, size_t len) __attribute__((nonnull));
+
+/*
+ * The default control socket of the device called name:
+ * uzram_run_dir() + "/" + name + ".sock".  -EINVAL for a name that is empty,
+ * longer than UZRAM_NAME_MAX, or holds anything but [A-Za-z0-9_.-] or
+ * starts with '.'; -ENAMETOOLONG when the path does not fit in len (a Unix
+ * socket path must fit in 108 bytes).
+ */
+#define UZRAM_NAME_MAX 64
+int uzram_control_path(const char *name, char *buf, size_t len) __attribute__((nonnull));
+
+/* 0 if name is a valid device name (see uzram_control_path()), else -EINVAL. */
+int uzram_check_name(const char *name) __attribute__((nonnull));
+
+#endif
