@@ -1,0 +1,1062 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The block store: a device of 4 KiB slots over a libzspool pool.
+ *
+ * The slot table.  The device is an array of 16-byte slots, one per 4 KiB
+ * page, as in the kernel's zram: a 32-bit lock word, a state (empty,
+ * same-filled, compressed object, raw "huge" object), the object's size,
+ * and one 64-bit word that is either the pool handle or the fill word of a
+ * same-filled page.  16 bytes per page is 0.4% of the data it describes, and
+ * four slots share a cache line, so a sequential stream touches little.
+ * The table is one anonymous MAP_NORESERVE mapping: all-zero is "empty and
+ * unlocked", so a 1 TiB device whose user writes a few GiB costs only the
+ * table pages those writes touch (4 MiB per GiB written), not 4 GiB up
+ * front.
+ *
+ * Beside it, an occupancy bitmap (one bit per slot, set when the slot holds
+ * anything) and a summary over it (one bit per 64-bit bitmap word) answer
+ * SEEK_DATA and SEEK_HOLE without visiting slots: on an empty 1 TiB device
+ * SEEK_DATA reads the 512 KiB summary, not 4 GiB of slots.  A summary bit
+ * is a hint that may be set over an empty word (never clear over a
+ * non-empty one): the scan rechecks the word, and clearing rechecks after
+ * it clears (occ_clear()).
+ *
+ * Locking.  Each slot's lock word is a small futex mutex (0 free, 1 held,
+ * 2 held with waiters), so there is a lock per page without a
+ * pthread_mutex_t's 40 bytes per page, and it costs one compare-and-swap
+ * when uncontended.  The slot lock guards the slot's fields and the
+ * object its handle names: nobody frees an object while holding nothing,
+ * and a reader copies an object out of the pool (zs_read) only under the
+ * lock, so it can never see an object that a concurrent writer freed.
+ *   Full-page write: compress outside any lock into the thread's bounce
+ *   buffer, allocate and fill the new object, then lock the slot only to
+ *   swap the entry, unlock, and free the old object.  The lock is held for
+ *   a few dozen instructions.
+ *   Read: lock, copy the compressed bytes (zs_read, ~1-2 KiB) into the
+ *   thread's buffer, unlock, decompress.  Raw and same-filled pages are
+ *   copied or filled straight into the caller's buffer.
+ *   Partial-page write (and the edges of a discard): the slot stays locked
+ *   across read, modify, compress and swap.  The alternative, an optimistic
+ *   version check with retry, would let two partial writers of one page
+ *   starve each other while each redoes a compression; a page lock taken
+ *   only by requests that overlap the same 4 KiB is the simpler contract, and
+ *   since the lock is per page it is never shared with other pages' I/O.
+ * No path takes two slot locks at once, and the pool's own locks are always
+ * taken inside a slot lock, never the reverse, so there is no lock order to
+ * get wrong.  Compaction (zs_compact) moves objects under the pool's pins
+ * and needs no slot lock: the handle keeps naming the moved object.
+ *
+ * Per-thread state.  Each thread gets a codec context and two 4 KiB buffers
+ * (compressed bytes; a page being read-modify-written) through a pthread
+ * key, so no codec state is ever shared.  cfg->prealloc_threads of them are
+ * made by store_new() and kept on a free list that new threads take from
+ * first, and a thread's are put back there when it exits (the key's
+ * destructor), so a daemon that serves swap made its contexts before memory
+ * got short.
+ *
+ * The memory limit.  Before allocating, a write checks that what the pool
+ * holds plus the new object stays within mem_limit, and after allocating
+ * it checks again (the object may have opened a new zspage, and other
+ * threads allocate too); if either check fails it frees what it took, runs
+ * one compaction (only if objects were freed since the last one: otherwise
+ * nothing can move) and tries once more, then fails with -ENOSPC with the
+ * slot untouched.  Same-filled pages need no memory and always succeed.
+ * The limit is thus never passed by more than the objects being allocated
+ * at the same instant by other threads, each at most one zspage.
+ *
+ * Automatic compaction.  A background thread wakes every second, or sooner
+ * when a discard frees objects (but never sooner than a second after its
+ * last compaction), and compacts when the pool's waste (mem_used minus
+ * compressed bytes: partly filled zspages, class rounding, metadata) is
+ * above compact_threshold_pct of mem_used and at least 64 KiB, and objects
+ * were freed since the last compaction: what compaction cannot improve
+ * (rounding, metadata) would otherwise make it run every second for
+ * nothing.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "zspool.h"
+
+#define PAGE STORE_PAGE_SIZE
+#define PAGE_SHIFT 12
+/* Waste below this is not worth a compaction pass: 16 pages. */
+#define COMPACT_MIN_WASTE (16u * PAGE)
+#define COMPACT_PERIOD_SEC 1
+/* Spins before sleeping on a slot lock: covers one short swap or zs_read. */
+#define SLOT_SPINS 64
+
+enum slot_state {
+    SLOT_EMPTY = 0,
+    SLOT_SAME,
+    SLOT_OBJ,
+    SLOT_HUGE,
+};
+
+struct slot {
+    _Atomic uint32_t lock;
+    uint16_t size;      /* object bytes (SLOT_OBJ); PAGE for SLOT_HUGE */
+    uint8_t state;
+    uint8_t unused;
+    uint64_t val;       /* pool handle, or the fill word (SLOT_SAME) */
+};
+_Static_assert(sizeof(struct slot) == 16, "a slot grew: update the essay");
+
+/* A slot's content, moved around outside the table. */
+struct entry {
+    uint8_t state;
+    uint16_t size;
+    uint64_t val;
+};
+
+struct tctx {
+    struct store *s;
+    struct tctx *next;          /* on the free list */
+    struct tctx *all_next;      /* every context, for store_free() */
+    struct codec_ctx *codec;
+    unsigned char cbuf[PAGE];   /* compressed bytes */
+    unsigned char page[PAGE];   /* a page being read-modify-written */
+};
+
+struct store {
+    uint64_t size, nslots, nwords, nsum;
+    struct slot *slots;
+    _Atomic uint64_t *occ;      /* bit per slot: holds something */
+    _Atomic uint64_t *sum;      /* bit per occ word: may be non-zero */
+    size_t slots_bytes, occ_bytes, sum_bytes;
+
+    struct zs_pool *pool;
+    const struct codec_type *codec;
+    int level;
+    unsigned huge_threshold;
+
+    pthread_key_t key;
+    bool key_made;
+    pthread_mutex_t tctx_lock;
+    struct tctx *free_list, *all_list;
+
+    _Atomic uint64_t mem_limit;
+    _Atomic unsigned compact_pct;
+    _Atomic uint64_t frees;             /* stored objects freed, ever */
+    _Atomic uint64_t frees_at_compact;  /* frees when the last compaction began */
+
+    pthread_mutex_t bg_lock;
+    pthread_cond_t bg_cond;
+    pthread_t bg_thread;
+    bool bg_running, bg_stop;           /* under bg_lock */
+
+    _Atomic uint64_t pages_stored, compr_data_size, same_pages, huge_pages,
+        huge_pages_since, mem_used_max, failed_reads, failed_writes,
+        invalid_io, notify_free, read_reqs, write_reqs, discard_reqs,
+        flush_reqs, read_bytes, write_bytes, discard_bytes, compactions;
+};
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static void add(_Atomic uint64_t *v, uint64_t n)
+{
+    atomic_fetch_add_explicit(v, n, memory_order_relaxed);
+}
+
+static void sub(_Atomic uint64_t *v, uint64_t n)
+{
+    atomic_fetch_sub_explicit(v, n, memory_order_relaxed);
+}
+
+static uint64_t get(_Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static uint64_t mem_used(struct store *s)
+{
+    struct zs_pool_stats st;
+    zs_get_stats(s->pool, &st);
+    return st.mem_used;
+}
+
+static void mem_used_max_update(struct store *s, uint64_t used)
+{
+    uint64_t cur = get(&s->mem_used_max);
+    while (used > cur &&
+           !atomic_compare_exchange_weak_explicit(&s->mem_used_max, &cur, used,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+/* -EINVAL (counted) unless [off, off + len) lies within the device. */
+static int check_range(struct store *s, uint64_t len, uint64_t off)
+{
+    if (len > s->size || off > s->size - len) {
+        add(&s->invalid_io, 1);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static bool page_same(const void *page, uint64_t *ret_word)
+{
+    const unsigned char *p = page;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    for (size_t i = 8; i < PAGE; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        if (v != w)
+            return false;
+    }
+    *ret_word = w;
+    return true;
+}
+
+static void page_fill(void *page, uint64_t w)
+{
+    if (w == 0) {
+        memset(page, 0, PAGE);
+        return;
+    }
+    unsigned char *p = page;
+    for (size_t i = 0; i < PAGE; i += 8)
+        memcpy(p + i, &w, 8);
+}
+
+/* ---- slot locks --------------------------------------------------------------- */
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t val)
+{
+    syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *w)
+{
+    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void slot_lock(struct slot *sl)
+{
+    uint32_t c = 0;
+    if (atomic_compare_exchange_strong_explicit(&sl->lock, &c, 1, memory_order_acquire,
+                                                memory_order_relaxed))
+        return;
+    for (unsigned i = 0; i < SLOT_SPINS; i++) {
+        cpu_relax();
+        c = 0;
+        if (atomic_load_explicit(&sl->lock, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&sl->lock, &c, 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return;
+    }
+    /* Mark it contended; whoever unlocks then wakes one sleeper. */
+    while (atomic_exchange_explicit(&sl->lock, 2, memory_order_acquire) != 0)
+        futex_wait(&sl->lock, 2);
+}
+
+static void slot_unlock(struct slot *sl)
+{
+    if (atomic_exchange_explicit(&sl->lock, 0, memory_order_release) == 2)
+        futex_wake(&sl->lock);
+}
+
+/* ---- occupancy bitmap ----------------------------------------------------------- */
+
+static void occ_set(struct store *s, uint64_t i)
+{
+    uint64_t w = i >> 6;
+    uint64_t old = atomic_fetch_or(&s->occ[w], UINT64_C(1) << (i & 63));
+    if (old == 0)
+        atomic_fetch_or(&s->sum[w >> 6], UINT64_C(1) << (w & 63));
+}
+
+static void occ_clear(struct store *s, uint64_t i)
+{
+    uint64_t w = i >> 6;
+    uint64_t bit = UINT64_C(1) << (i & 63);
+    if (atomic_fetch_and(&s->occ[w], ~bit) != bit)
+        return;
+    /*
+     * The word went empty.  Clear its summary bit, then look again: a
+     * concurrent occ_set() that found the word empty sets the summary bit
+     * itself, but may have done so just before we cleared it.  All
+     * sequentially consistent, so either we see its bit or it sets the
+     * summary after our clear.
+     */
+    uint64_t sbit = UINT64_C(1) << (w & 63);
+    atomic_fetch_and(&s->sum[w >> 6], ~sbit);
+    if (atomic_load(&s->occ[w]) != 0)
+        atomic_fetch_or(&s->sum[w >> 6], sbit);
+}
+
+/* The first slot >= i that holds something, or nslots. */
+static uint64_t occ_next_set(struct store *s, uint64_t i)
+{
+    uint64_t w = i >> 6;
+    if (i >= s->nslots)
+        return s->nslots;
+    uint64_t bits = atomic_load_explicit(&s->occ[w], memory_order_relaxed) &
+                    (~UINT64_C(0) << (i & 63));
+    for (;;) {
+        if (bits) {
+            uint64_t r = (w << 6) + (uint64_t)__builtin_ctzll(bits);
+            return r < s->nslots ? r : s->nslots;
+        }
+        w++;
+        uint64_t sw = w >> 6;
+        if (sw >= s->nsum)
+            return s->nslots;
+        uint64_t sb = atomic_load_explicit(&s->sum[sw], memory_order_relaxed) &
+                      (~UINT64_C(0) << (w & 63));
+        while (!sb) {
+            if (++sw >= s->nsum)
+                return s->nslots;
+            sb = atomic_load_explicit(&s->sum[sw], memory_order_relaxed);
+        }
+        w = (sw << 6) + (uint64_t)__builtin_ctzll(sb);
+        if (w >= s->nwords)
+            return s->nslots;
+        bits = atomic_load_explicit(&s->occ[w], memory_order_relaxed);
+    }
+}
+
+/* The first empty slot >= i, or nslots. */
+static uint64_t occ_next_clear(struct store *s, uint64_t i)
+{
+    if (i >= s->nslots)
+        return s->nslots;
+    uint64_t w = i >> 6;
+    uint64_t bits = ~atomic_load_explicit(&s->occ[w], memory_order_relaxed) &
+                    (~UINT64_C(0) << (i & 63));
+    while (!bits) {
+        if (++w >= s->nwords)
+            return s->nslots;
+        bits = ~atomic_load_explicit(&s->occ[w], memory_order_relaxed);
+    }
+    /* Bits past the last slot are never set, so they read as a hole: the end. */
+    uint64_t r = (w << 6) + (uint64_t)__builtin_ctzll(bits);
+    return r < s->nslots ? r : s->nslots;
+}
+
+/* ---- per-thread contexts ---------------------------------------------------------- */
+
+static struct tctx *tctx_new(struct store *s)
+{
+    struct tctx *t;
+    /* Cache-line aligned: the buffers of two threads never share a line. */
+    if (posix_memalign((void **)&t, 64, sizeof(*t)) != 0)
+        return NULL;
+    memset(t, 0, offsetof(struct tctx, cbuf));
+    t->s = s;
+    t->codec = codec_ctx_new(s->codec, s->level, PAGE);
+    if (!t->codec) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void tctx_put(struct tctx *t)
+{
+    struct store *s = t->s;
+    LOCK_GUARD(&s->tctx_lock);
+    t->next = s->free_list;
+    s->free_list = t;
+}
+
+/* The key's destructor: a thread exits, its context goes back to the store. */
+static void tctx_release(void *p)
+{
+    tctx_put(p);
+}
+
+/* The calling thread's context, made or taken from the free list on first use. */
+static struct tctx *tctx_get(struct store *s)
+{
+    struct tctx *t = pthread_getspecific(s->key);
+    if (t)
+        return t;
+    mutex_lock(&s->tctx_lock);
+    t = s->free_list;
+    if (t)
+        s->free_list = t->next;
+    mutex_unlock(&s->tctx_lock);
+    if (!t) {
+        t = tctx_new(s);
+        if (!t)
+            return NULL;
+        mutex_lock(&s->tctx_lock);
+        t->all_next = s->all_list;
+        s->all_list = t;
+        mutex_unlock(&s->tctx_lock);
+    }
+    if (pthread_setspecific(s->key, t) != 0) {
+        tctx_put(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* ---- entries ----------------------------------------------------------------------- */
+
+static bool entry_has_object(const struct entry *e)
+{
+    return e->state == SLOT_OBJ || e->state == SLOT_HUGE;
+}
+
+/* Free the object an entry held, once it is out of the table. */
+static void entry_release(struct store *s, const struct entry *e)
+{
+    if (entry_has_object(e)) {
+        zs_free(s->pool, e->val);
+        add(&s->frees, 1);
+    }
+}
+
+/* Stats for an entry entering (+) or leaving (-) the table. */
+static void entry_account(struct store *s, const struct entry *e, bool in)
+{
+    void (*op)(_Atomic uint64_t *, uint64_t) = in ? add : sub;
+    if (e->state == SLOT_EMPTY)
+        return;
+    op(&s->pages_stored, 1);
+    switch (e->state) {
+    case SLOT_SAME:
+        op(&s->same_pages, 1);
+        break;
+    case SLOT_HUGE:
+        op(&s->huge_pages, 1);
+        if (in)
+            add(&s->huge_pages_since, 1);
+        op(&s->compr_data_size, PAGE);
+        break;
+    case SLOT_OBJ:
+        op(&s->compr_data_size, e->size);
+        break;
+    }
+}
+
+/* Replace slot i's entry with *e and return the old one.  Slot i is locked. */
+static struct entry slot_swap(struct store *s, uint64_t i, const struct entry *e)
+{
+    struct slot *sl = &s->slots[i];
+    struct entry old = { sl->state, sl->size, sl->val };
+    sl->state = e->state;
+    sl->size = e->size;
+    sl->val = e->val;
+    if (old.state == SLOT_EMPTY && e->state != SLOT_EMPTY)
+        occ_set(s, i);
+    else if (old.state != SLOT_EMPTY && e->state == SLOT_EMPTY)
+        occ_clear(s, i);
+    entry_account(s, &old, false);
+    entry_account(s, e, true);
+    return old;
+}
+
+/* ---- compaction ----------------------------------------------------------------- */
+
+static int64_t compact_now(struct store *s)
+{
+    uint64_t f = get(&s->frees);
+    int64_t r = zs_compact(s->pool);
+    atomic_store_explicit(&s->frees_at_compact, f, memory_order_relaxed);
+    add(&s->compactions, 1);
+    return r;
+}
+
+/* Objects freed since the last compaction began: only then can one help. */
+static bool compact_useful(struct store *s)
+{
+    return get(&s->frees) != get(&s->frees_at_compact);
+}
+
+static void bg_wake(struct store *s)
+{
+    /* Without bg_lock: a lost wakeup costs at most one period. */
+    pthread_cond_signal(&s->bg_cond);
+}
+
+/* Compact if the waste is worth it (see the essay).  True if it ran. */
+static bool bg_maybe_compact(struct store *s)
+{
+    unsigned pct = atomic_load_explicit(&s->compact_pct, memory_order_relaxed);
+    if (pct == 0 || !compact_useful(s))
+        return false;
+    uint64_t used = mem_used(s);
+    uint64_t data = get(&s->compr_data_size);
+    if (used <= data)
+        return false;
+    uint64_t waste = used - data;
+    /* waste * 100 cannot overflow: used is far below 2^57. */
+    if (waste < COMPACT_MIN_WASTE || waste * 100 <= (uint64_t)pct * used)
+        return false;
+    compact_now(s);
+    return true;
+}
+
+static struct timespec deadline_in(time_t sec)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += sec;
+    return ts;
+}
+
+/*
+ * The compaction thread.  A discard wakes it early, but after a compaction
+ * it sleeps a whole period whatever happens: an fstrim sends thousands of
+ * discards, and one compaction after them does what one per discard would.
+ */
+static void *bg_main(void *arg)
+{
+    struct store *s = arg;
+    mutex_lock(&s->bg_lock);
+    while (!s->bg_stop) {
+        struct timespec ts = deadline_in(COMPACT_PERIOD_SEC);
+        pthread_cond_timedwait(&s->bg_cond, &s->bg_lock, &ts);
+        if (s->bg_stop)
+            break;
+        mutex_unlock(&s->bg_lock);
+        bool ran = bg_maybe_compact(s);
+        mutex_lock(&s->bg_lock);
+        if (!ran)
+            continue;
+        ts = deadline_in(COMPACT_PERIOD_SEC);
+        while (!s->bg_stop && pthread_cond_timedwait(&s->bg_cond, &s->bg_lock, &ts) != ETIMEDOUT)
+            ;
+    }
+    mutex_unlock(&s->bg_lock);
+    return NULL;
+}
+
+/* Start the compaction thread unless it runs.  0 or a negative errno. */
+static int bg_start(struct store *s)
+{
+    LOCK_GUARD(&s->bg_lock);
+    if (s->bg_running)
+        return 0;
+    s->bg_stop = false;
+    int r = pthread_create(&s->bg_thread, NULL, bg_main, s);
+    if (r != 0)
+        return -r;
+    s->bg_running = true;
+    return 0;
+}
+
+static void bg_stop(struct store *s)
+{
+    mutex_lock(&s->bg_lock);
+    bool running = s->bg_running;
+    s->bg_stop = true;
+    pthread_cond_broadcast(&s->bg_cond);
+    mutex_unlock(&s->bg_lock);
+    if (running)
+        pthread_join(s->bg_thread, NULL);
+}
+
+/* ---- allocation under the limit ----------------------------------------------------- */
+
+/*
+ * An object of n bytes within mem_limit (see the essay).  Returns 0 and the
+ * handle, -ENOSPC, or -ENOMEM.  May be called with a slot lock held.
+ */
+static int obj_alloc(struct store *s, size_t n, uint64_t *ret_h)
+{
+    bool compacted = false;
+    for (;;) {
+        uint64_t limit = get(&s->mem_limit);
+        if (limit && mem_used(s) + n > limit)
+            goto over;
+        uint64_t h = zs_malloc(s->pool, n);
+        if (!h)
+            return -ENOMEM;
+        uint64_t used = mem_used(s);
+        if (limit && used > limit) {
+            zs_free(s->pool, h);
+            goto over;
+        }
+        mem_used_max_update(s, used);
+        *ret_h = h;
+        return 0;
+    over:
+        if (compacted || !compact_useful(s))
+            return -ENOSPC;
+        compacted = true;
+        compact_now(s);
+    }
+}
+
+/*
+ * Turn a page into an entry: same-filled, or compressed (with t's codec, into
+ * t->cbuf) and stored in a new object, raw if it does not compress below the
+ * huge threshold.  No slot lock needed.  0, -ENOSPC, -ENOMEM, -EIO.
+ */
+static int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *ret)
+{
+    uint64_t w;
+    if (page_same(page, &w)) {
+        *ret = (struct entry){ .state = SLOT_SAME, .val = w };
+        return 0;
+    }
+    const void *src = page;
+    size_t n = PAGE;
+    uint8_t state = SLOT_HUGE;
+    size_t cap = s->huge_threshold - 1;
+    if (cap > 0) {
+        ssize_t r = codec_compress(t->codec, page, PAGE, t->cbuf, cap);
+        if (r > 0) {
+            src = t->cbuf;
+            n = (size_t)r;
+            state = SLOT_OBJ;
+        } else if (r != -E2BIG) {
+            return -EIO;        /* a codec bug; refuse rather than store garbage */
+        }
+    }
+    uint64_t h;
+    int r = obj_alloc(s, n, &h);
+    if (r < 0)
+        return r;
+    r = zs_write(s->pool, h, src, n);
+    if (r < 0) {
+        zs_free(s->pool, h);
+        return -EIO;
+    }
+    *ret = (struct entry){ .state = state, .size = (uint16_t)n, .val = h };
+    return 0;
+}
+
+/* ---- reading pages ----------------------------------------------------------------- */
+
+/*
+ * Slot i's page into dst (PAGE bytes), slot locked by the caller, who keeps
+ * it locked throughout.  0 or -EIO.
+ */
+static int page_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst)
+{
+    struct slot *sl = &s->slots[i];
+    switch (sl->state) {
+    case SLOT_EMPTY:
+        memset(dst, 0, PAGE);
+        return 0;
+    case SLOT_SAME:
+        page_fill(dst, sl->val);
+        return 0;
+    case SLOT_HUGE:
+        return zs_read(s->pool, sl->val, dst) == (int)PAGE ? 0 : -EIO;
+    default:
+        if (zs_read(s->pool, sl->val, t->cbuf) != sl->size)
+            return -EIO;
+        return codec_decompress(t->codec, t->cbuf, sl->size, dst, PAGE) == PAGE ? 0 : -EIO;
+    }
+}
+
+/* Slot i's page into dst, decompressing outside the slot lock.  0 or -EIO. */
+static int page_read(struct store *s, struct tctx *t, uint64_t i, void *dst)
+{
+    struct slot *sl = &s->slots[i];
+    slot_lock(sl);
+    if (sl->state != SLOT_OBJ) {
+        int r = page_read_locked(s, t, i, dst);
+        slot_unlock(sl);
+        return r;
+    }
+    uint16_t size = sl->size;
+    int n = zs_read(s->pool, sl->val, t->cbuf);
+    slot_unlock(sl);
+    if (n != size)
+        return -EIO;
+    return codec_decompress(t->codec, t->cbuf, size, dst, PAGE) == PAGE ? 0 : -EIO;
+}
+
+/* ---- writing pages ----------------------------------------------------------------- */
+
+/* Store a whole page into slot i: compress first, lock only to swap. */
+static int page_write(struct store *s, struct tctx *t, uint64_t i, const void *page)
+{
+    struct entry e, old;
+    int r = entry_make(s, t, page, &e);
+    if (r < 0)
+        return r;
+    slot_lock(&s->slots[i]);
+    old = slot_swap(s, i, &e);
+    slot_unlock(&s->slots[i]);
+    entry_release(s, &old);
+    return 0;
+}
+
+/*
+ * Read-modify-write part of slot i under its lock: src (len bytes at pofs in
+ * the page), or zeros when src is NULL.  Zeroing leaves an empty slot empty,
+ * and empties a slot whose page becomes all zeros (a discard makes holes).
+ */
+static int page_update(struct store *s, struct tctx *t, uint64_t i, const void *src,
+                       size_t pofs, size_t len)
+{
+    struct slot *sl = &s->slots[i];
+    struct entry e, old;
+    uint64_t w;
+
+    slot_lock(sl);
+    if (!src && sl->state == SLOT_EMPTY) {
+        slot_unlock(sl);
+        return 0;
+    }
+    int r = page_read_locked(s, t, i, t->page);
+    if (r < 0)
+        goto out;
+    if (src)
+        memcpy(t->page + pofs, src, len);
+    else
+        memset(t->page + pofs, 0, len);
+    if (!src && page_same(t->page, &w) && w == 0)
+        e = (struct entry){ .state = SLOT_EMPTY };
+    else if ((r = entry_make(s, t, t->page, &e)) < 0)
+        goto out;
+    old = slot_swap(s, i, &e);
+    slot_unlock(sl);
+    entry_release(s, &old);
+    return 0;
+out:
+    slot_unlock(sl);
+    return r;
+}
+
+/* ---- the API ---------------------------------------------------------------------- */
+
+static void *map_table(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+struct store *store_new(const struct store_config *cfg)
+{
+    const struct codec_type *codec = cfg->codec ? cfg->codec : codec_find("lz4");
+    int lmin, lmax, ldef;
+
+    if (!codec || cfg->size == 0 || cfg->size % PAGE != 0 || cfg->size > STORE_MAX_SIZE ||
+        cfg->huge_threshold > PAGE || cfg->compact_threshold_pct > 100) {
+        errno = EINVAL;
+        return NULL;
+    }
+    codec_level_range(codec, &lmin, &lmax, &ldef);
+    int level = cfg->level ? cfg->level : ldef;
+    if (level < lmin || level > lmax) {
+        errno = EINVAL;
+        return NULL;
+    }
+
+    struct store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->size = cfg->size;
+    s->nslots = cfg->size >> PAGE_SHIFT;
+    s->nwords = (s->nslots + 63) / 64;
+    s->nsum = (s->nwords + 63) / 64;
+    s->codec = codec;
+    s->level = level;
+    s->huge_threshold = cfg->huge_threshold ? cfg->huge_threshold
+                                           : (unsigned)zs_huge_class_size();
+    atomic_init(&s->mem_limit, cfg->mem_limit);
+    atomic_init(&s->compact_pct, cfg->compact_threshold_pct);
+    pthread_mutex_init(&s->tctx_lock, NULL);
+    pthread_mutex_init(&s->bg_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->bg_cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    int err = ENOMEM;
+    s->slots_bytes = s->nslots * sizeof(struct slot);
+    s->occ_bytes = s->nwords * sizeof(uint64_t);
+    s->sum_bytes = s->nsum * sizeof(uint64_t);
+    s->slots = map_table(s->slots_bytes);
+    s->occ = map_table(s->occ_bytes);
+    s->sum = map_table(s->sum_bytes);
+    s->pool = zs_create(NULL, NULL);
+    if (!s->slots || !s->occ || !s->sum || !s->pool)
+        goto fail;
+    s->mem_used_max = mem_used(s);
+    err = pthread_key_create(&s->key, tctx_release);
+    if (err != 0)
+        goto fail;
+    s->key_made = true;
+    for (unsigned i = 0; i < cfg->prealloc_threads; i++) {
+        struct tctx *t = tctx_new(s);
+        if (!t) {
+            err = ENOMEM;
+            goto fail;
+        }
+        t->all_next = s->all_list;
+        s->all_list = t;
+        t->next = s->free_list;
+        s->free_list = t;
+    }
+    if (cfg->compact_threshold_pct > 0 && (err = -bg_start(s)) != 0)
+        goto fail;
+    return s;
+fail:
+    store_free(s);
+    errno = err;
+    return NULL;
+}
+
+void store_free(struct store *s)
+{
+    if (!s)
+        return;
+    bg_stop(s);
+    if (s->key_made)
+        pthread_key_delete(s->key);
+    for (struct tctx *t = s->all_list, *next; t; t = next) {
+        next = t->all_next;
+        codec_ctx_free(t->codec);
+        free(t);
+    }
+    zs_destroy(s->pool);
+    if (s->slots)
+        munmap(s->slots, s->slots_bytes);
+    if (s->occ)
+        munmap(s->occ, s->occ_bytes);
+    if (s->sum)
+        munmap(s->sum, s->sum_bytes);
+    pthread_cond_destroy(&s->bg_cond);
+    pthread_mutex_destroy(&s->bg_lock);
+    pthread_mutex_destroy(&s->tctx_lock);
+    free(s);
+}
+
+uint64_t store_size(const struct store *s)
+{
+    return s->size;
+}
+
+int store_thread_prepare(struct store *s)
+{
+    return tctx_get(s) ? 0 : -ENOMEM;
+}
+
+int store_read(struct store *s, void *buf, uint64_t len, uint64_t off)
+{
+    int r = check_range(s, len, off);
+    if (r < 0)
+        return r;
+    add(&s->read_reqs, 1);
+    add(&s->read_bytes, len);
+    struct tctx *t = tctx_get(s);
+    if (!t) {
+        add(&s->failed_reads, 1);
+        return -ENOMEM;
+    }
+    unsigned char *p = buf;
+    while (len > 0) {
+        uint64_t i = off >> PAGE_SHIFT;
+        size_t pofs = off & (PAGE - 1);
+        size_t n = PAGE - pofs < len ? PAGE - pofs : (size_t)len;
+        if (n == PAGE) {
+            r = page_read(s, t, i, p);
+        } else {
+            r = page_read(s, t, i, t->page);
+            if (r == 0)
+                memcpy(p, t->page + pofs, n);
+        }
+        if (r < 0) {
+            add(&s->failed_reads, 1);
+            return r;
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int store_write(struct store *s, const void *buf, uint64_t len, uint64_t off)
+{
+    int r = check_range(s, len, off);
+    if (r < 0)
+        return r;
+    add(&s->write_reqs, 1);
+    add(&s->write_bytes, len);
+    struct tctx *t = tctx_get(s);
+    if (!t) {
+        add(&s->failed_writes, 1);
+        return -ENOMEM;
+    }
+    const unsigned char *p = buf;
+    while (len > 0) {
+        uint64_t i = off >> PAGE_SHIFT;
+        size_t pofs = off & (PAGE - 1);
+        size_t n = PAGE - pofs < len ? PAGE - pofs : (size_t)len;
+        r = n == PAGE ? page_write(s, t, i, p) : page_update(s, t, i, p, pofs, n);
+        if (r < 0) {
+            add(&s->failed_writes, 1);
+            return r;
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Zero [off, off + len): empty whole slots, RMW the edges. */
+static int zero_range(struct store *s, uint64_t len, uint64_t off, bool discard)
+{
+    struct tctx *t = NULL;
+    uint64_t freed = 0;
+    int r = 0;
+    while (len > 0) {
+        uint64_t i = off >> PAGE_SHIFT;
+        size_t pofs = off & (PAGE - 1);
+        size_t n = PAGE - pofs < len ? PAGE - pofs : (size_t)len;
+        if (n == PAGE) {
+            struct entry e = { .state = SLOT_EMPTY }, old;
+            slot_lock(&s->slots[i]);
+            old = slot_swap(s, i, &e);
+            slot_unlock(&s->slots[i]);
+            entry_release(s, &old);
+            freed += entry_has_object(&old);
+            if (discard)
+                add(&s->notify_free, 1);
+        } else {
+            if (!t && !(t = tctx_get(s))) {
+                r = -ENOMEM;
+                break;
+            }
+            r = page_update(s, t, i, NULL, pofs, n);
+            if (r < 0)
+                break;
+        }
+        off += n;
+        len -= n;
+    }
+    if (freed)
+        bg_wake(s);
+    if (r < 0)
+        add(&s->failed_writes, 1);
+    return r;
+}
+
+int store_discard(struct store *s, uint64_t len, uint64_t off)
+{
+    int r = check_range(s, len, off);
+    if (r < 0)
+        return r;
+    add(&s->discard_reqs, 1);
+    add(&s->discard_bytes, len);
+    return zero_range(s, len, off, true);
+}
+
+int store_write_zeroes(struct store *s, uint64_t len, uint64_t off)
+{
+    int r = check_range(s, len, off);
+    if (r < 0)
+        return r;
+    add(&s->write_reqs, 1);
+    add(&s->write_bytes, len);
+    return zero_range(s, len, off, false);
+}
+
+int store_flush(struct store *s)
+{
+    add(&s->flush_reqs, 1);
+    return 0;
+}
+
+int store_seek(struct store *s, uint64_t off, bool data, uint64_t *ret_off)
+{
+    if (off >= s->size)
+        return -ENXIO;
+    uint64_t i = off >> PAGE_SHIFT;
+    uint64_t j = data ? occ_next_set(s, i) : occ_next_clear(s, i);
+    if (j >= s->nslots) {
+        if (data)
+            return -ENXIO;
+        *ret_off = s->size;
+        return 0;
+    }
+    *ret_off = j == i ? off : j << PAGE_SHIFT;
+    return 0;
+}
+
+int64_t store_compact(struct store *s)
+{
+    return compact_now(s);
+}
+
+int store_set_mem_limit(struct store *s, uint64_t bytes)
+{
+    atomic_store_explicit(&s->mem_limit, bytes, memory_order_relaxed);
+    return 0;
+}
+
+int store_set_compact_threshold(struct store *s, unsigned pct)
+{
+    if (pct > 100)
+        return -EINVAL;
+    if (pct > 0) {
+        int r = bg_start(s);
+        if (r < 0)
+            return r;
+    }
+    atomic_store_explicit(&s->compact_pct, pct, memory_order_relaxed);
+    bg_wake(s);
+    return 0;
+}
+
+void store_reset_mem_used_max(struct store *s)
+{
+    atomic_store_explicit(&s->mem_used_max, mem_used(s), memory_order_relaxed);
+}
+
+void store_get_stats(struct store *s, struct store_stats *ret)
+{
+    struct zs_pool_stats zst;
+    zs_get_stats(s->pool, &zst);
+    mem_used_max_update(s, zst.mem_used);
+    *ret = (struct store_stats){
+        .disksize = s->size,
+        .orig_data_size = get(&s->pages_stored) << PAGE_SHIFT,
+        .compr_data_size = get(&s->compr_data_size),
+        .mem_used_total = zst.mem_used,
+        .mem_limit = get(&s->mem_limit),
+        .mem_used_max = get(&s->mem_used_max),
+        .same_pages = get(&s->same_pages),
+        .pages_compacted = zst.pages_compacted,
+        .huge_pages = get(&s->huge_pages),
+        .huge_pages_since = get(&s->huge_pages_since),
+        .failed_reads = get(&s->failed_reads),
+        .failed_writes = get(&s->failed_writes),
+        .invalid_io = get(&s->invalid_io),
+        .notify_free = get(&s->notify_free),
+        .read_reqs = get(&s->read_reqs),
+        .write_reqs = get(&s->write_reqs),
+        .discard_reqs = get(&s->discard_reqs),
+        .flush_reqs = get(&s->flush_reqs),
+        .read_bytes = get(&s->read_bytes),
+        .write_bytes = get(&s->write_bytes),
+        .discard_bytes = get(&s->discard_bytes),
+        .compactions = get(&s->compactions),
+        .compact_threshold_pct = atomic_load_explicit(&s->compact_pct, memory_order_relaxed),
+    };
+}

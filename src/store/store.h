@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The block store: a compressed RAM disk of a fixed size, as an array of
+ * 4 KiB slots, each empty, same-filled (one 8-byte word repeated, held in
+ * the slot itself), or an object in a libzspool pool (compressed, or raw
+ * when it does not compress below the huge threshold).
+ *
+ * Front ends (FUSE, NBD) turn requests into the calls below; the store
+ * compresses with the codec layer and asks the allocator for space.  The
+ * store never calls back into a front end.
+ *
+ * Threads: every function is thread-safe.  Requests on different slots run
+ * in parallel; requests overlapping the same slot are serialised per slot,
+ * and each slot's content is always that of one whole write (no torn
+ * pages).  Compression and decompression run outside any lock shared
+ * between slots, with a codec context per calling thread that the store
+ * keeps for it (see store_thread_prepare()).
+ *
+ * Conventions: functions return 0 (or a count) or a negative errno;
+ * store_new() returns NULL and sets errno.  Nothing here logs.
+ */
+#ifndef UZRAM_STORE_H
+#define UZRAM_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+#define STORE_PAGE_SIZE 4096u
+/*
+ * A page that does not compress to fewer bytes than store_config's
+ * huge_threshold is stored raw.  The default is zs_huge_class_size()
+ * (3841 B): an object that large lives alone in a page whatever it holds,
+ * so compressing it saves nothing and costs a decompression on every read.
+ * zram draws the line at the same place, its allocator's huge class size;
+ * a lower line (3/4 of a page, 3072 B) stored six times as many pages raw
+ * on a corpus of system files and used 6% more memory.
+ */
+/* Largest device: 2^52 bytes keeps slot counts and offsets well inside 64 bits. */
+#define STORE_MAX_SIZE (UINT64_C(1) << 52)
+
+struct store;
+
+struct store_config {
+    uint64_t size;                 /* bytes; a multiple of 4096, 4096..STORE_MAX_SIZE */
+    const struct codec_type *codec;/* NULL: lz4 */
+    int level;                     /* 0: the codec's default level */
+    uint64_t mem_limit;            /* bytes of allocator memory; 0: none */
+    unsigned huge_threshold;       /* 0: zs_huge_class_size() */
+    /*
+     * Automatic compaction: a background thread compacts when wasted memory
+     * (mem_used_total - compr_data_size) passes this many percent of
+     * mem_used_total.  0 disables the thread.  Default in uzramd: 10.
+     */
+    unsigned compact_threshold_pct;
+    /* Codec contexts made up front for threads to come; 0: none. */
+    unsigned prealloc_threads;
+};
+
+/*
+ * Create a store.  Returns NULL with errno EINVAL (size 0, not a multiple
+ * of 4096 or above STORE_MAX_SIZE; level outside the codec's range;
+ * huge_threshold above 4096; compact_threshold_pct above 100) or ENOMEM.
+ */
+struct store *store_new(const struct store_config *cfg) __attribute__((nonnull));
+
+/*
+ * Stop the compaction thread and free everything, the contexts of threads
+ * still alive included.  Accepts NULL.  No call on the store may be running,
+ * and threads that used it must not be exiting at the same time (their
+ * context's destructor touches the store).
+ */
+void store_free(struct store *s);
+
+/* The device size in bytes. */
+uint64_t store_size(const struct store *s) __attribute__((nonnull));
+
+/*
+ * Make sure the calling thread has its codec context and bounce buffers,
+ * so that its later requests allocate nothing.  Front ends call this once in
+ * each worker thread before it serves; a thread that does not gets them on
+ * its first request.  They are given back when the thread exits.
+ * -ENOMEM when they cannot be had.
+ */
+int store_thread_prepare(struct store *s) __attribute__((nonnull));
+
+/*
+ * Read len bytes at off into buf.  Never-written and discarded ranges read
+ * as zeros without allocating.
+ * -EINVAL  off + len overflows or passes the device's end (counted in
+ *          invalid_io);
+ * -EIO     a stored page failed to decompress (counted in failed_reads; the
+ *          rest of buf is unspecified);
+ * -ENOMEM  the calling thread had no codec context and none could be made
+ *          (failed_reads); never after store_thread_prepare() succeeded.
+ */
+int store_read(struct store *s, void *buf, uint64_t len, uint64_t off)
+    __attribute__((nonnull));
+
+/*
+ * Write len bytes from buf at off.  Partial pages are read, modified and
+ * written back.  Pages are stored in order; on failure, the pages before
+ * the one that failed hold the new data, that one and those after it still
+ * hold exactly what they held before.
+ * -EINVAL  out of range (invalid_io);
+ * -ENOSPC  storing a page would take the allocator past mem_limit even
+ *          after a compaction (failed_writes);
+ * -ENOMEM  the allocator could not get memory from the OS, or the thread
+ *          had no codec context and none could be made (failed_writes);
+ * -EIO     a partial page's old content failed to decompress (failed_writes).
+ */
+int store_write(struct store *s, const void *buf, uint64_t len, uint64_t off)
+    __attribute__((nonnull));
+
+/*
+ * Make [off, off + len) read as zeros.  Whole slots in the range are
+ * emptied and their memory freed; partial slots at the edges are zeroed by
+ * read-modify-write.
+ *   store_discard():      counts the emptied slots in notify_free (a trim,
+ *                         FUSE PUNCH_HOLE, NBD_CMD_TRIM);
+ *   store_write_zeroes(): counts a write request (FUSE ZERO_RANGE,
+ *                         NBD_CMD_WRITE_ZEROES).
+ * Errors as store_write(); the edges are the only part that can fail.
+ */
+int store_discard(struct store *s, uint64_t len, uint64_t off) __attribute__((nonnull));
+int store_write_zeroes(struct store *s, uint64_t len, uint64_t off) __attribute__((nonnull));
+
+/*
+ * Nothing to do for a RAM store (every write is complete when it returns);
+ * counted, and kept so that front ends have one place to send flushes to
+ * once there is a backing device.  Returns 0.
+ */
+int store_flush(struct store *s) __attribute__((nonnull));
+
+/*
+ * lseek's SEEK_DATA and SEEK_HOLE at slot granularity: the first offset at
+ * or after off that is in a slot holding data (data = true) or in an empty
+ * slot (data = false).  Same-filled slots are data, zero-filled ones too
+ * (as the file's content is what was written).  The device's end counts as
+ * a hole.  -ENXIO when off >= the device size, or when data is true and
+ * there is no data at or after off.
+ */
+int store_seek(struct store *s, uint64_t off, bool data, uint64_t *ret_off)
+    __attribute__((nonnull));
+
+/*
+ * Compact the pool now.  Returns the number of 4 KiB pages given back to
+ * the OS (0 or more).
+ */
+int64_t store_compact(struct store *s) __attribute__((nonnull));
+
+/*
+ * Settings that can change while the store serves.  A new mem_limit below
+ * what is used now is accepted: writes then fail until discards bring the
+ * use under it.  0 removes the limit.  The threshold is as in
+ * store_config (0 pauses automatic compaction).  -EINVAL when out of range.
+ */
+int store_set_mem_limit(struct store *s, uint64_t bytes) __attribute__((nonnull));
+int store_set_compact_threshold(struct store *s, unsigned pct) __attribute__((nonnull));
+/* Reset mem_used_max to mem_used_total, as writing 0 to zram's mem_used_max does. */
+void store_reset_mem_used_max(struct store *s) __attribute__((nonnull));
+
+/*
+ * Figures with the names and meanings of the kernel zram's mm_stat and
+ * io_stat (Documentation/admin-guide/blockdev/zram.rst), plus request
+ * counts.  All in bytes unless the name says pages.
+ */
+struct store_stats {
+    uint64_t disksize;
+    uint64_t orig_data_size;    /* uncompressed bytes stored, same-filled pages included */
+    uint64_t compr_data_size;   /* compressed bytes stored (raw pages count 4096) */
+    uint64_t mem_used_total;    /* memory the allocator holds: pages and metadata */
+    uint64_t mem_limit;         /* 0: none */
+    uint64_t mem_used_max;      /* the highest mem_used_total seen */
+    uint64_t same_pages;        /* slots holding a same-filled page */
+    uint64_t pages_compacted;   /* pages freed by compaction since creation */
+    uint64_t huge_pages;        /* slots holding a raw (incompressible) page */
+    uint64_t huge_pages_since;  /* raw pages stored since creation */
+    uint64_t failed_reads;
+    uint64_t failed_writes;
+    uint64_t invalid_io;        /* requests out of range */
+    uint64_t notify_free;       /* slots emptied by discard */
+    uint64_t read_reqs, write_reqs, discard_reqs, flush_reqs;
+    uint64_t read_bytes, write_bytes, discard_bytes;
+    uint64_t compactions;       /* compactions run, by hand or automatically */
+    uint32_t compact_threshold_pct;
+};
+
+/*
+ * Fill *ret.  Lock-free: each figure is exact when read, but they are not
+ * one atomic snapshot while requests run.
+ */
+void store_get_stats(struct store *s, struct store_stats *ret) __attribute__((nonnull));
+
+#endif /* UZRAM_STORE_H */

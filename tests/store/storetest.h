@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the store tests: making a store that must exist, stats
+ * snapshots, and page contents of the kinds the store tells apart (random,
+ * compressible text, same-filled).
+ */
+#ifndef UZRAM_STORETEST_H
+#define UZRAM_STORETEST_H
+
+#include "test.h"
+#include "store.h"
+#include "cleanup.h"
+
+#define PG 4096u
+
+static inline struct store *st_new(uint64_t size, const char *codec, int level,
+                                   uint64_t mem_limit, unsigned pct)
+{
+    const struct codec_type *c = codec ? codec_find(codec) : NULL;
+    CHECKF(!codec || c, "codec %s not built", codec);
+    struct store_config cfg = {
+        .size = size,
+        .codec = c,
+        .level = level,
+        .mem_limit = mem_limit,
+        .compact_threshold_pct = pct,
+    };
+    struct store *s = store_new(&cfg);
+    CHECKF(s, "store_new(%ju): %s", (uintmax_t)size, strerror(errno));
+    return s;
+}
+
+static inline struct store_stats st_stats(struct store *s)
+{
+    struct store_stats st;
+    memset(&st, 0x5a, sizeof(st));
+    store_get_stats(s, &st);
+    return st;
+}
+
+/* Text-like bytes: words from a small vocabulary, compress about 2-3:1. */
+static inline void st_text(struct test_rng *r, void *buf, size_t len)
+{
+    static const char *const words[] = {
+        "the ", "block ", "store ", "compresses ", "pages ", "of ", "memory ",
+        "and ", "a ", "slot ", "holds ", "each ", "one\n", "zram ", "0x1f ",
+        "int ", "return ", "{ ", "} ", "uint64_t ", "lock ", "free ",
+    };
+    unsigned char *p = buf;
+    size_t i = 0;
+    while (i < len) {
+        const char *w = words[rng_below(r, sizeof(words) / sizeof(words[0]))];
+        size_t n = strlen(w);
+        if (n > len - i)
+            n = len - i;
+        memcpy(p + i, w, n);
+        i += n;
+        if (rng_one_in(r, 8) && i < len)
+            p[i++] = (unsigned char)rng_next(r);
+    }
+}
+
+static inline void st_fill_word(void *buf, size_t len, uint64_t w)
+{
+    unsigned char *p = buf;
+    for (size_t i = 0; i < len; i++)
+        p[i] = (unsigned char)(w >> (8 * (i % 8)));
+}
+
+static inline bool st_all_zero(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    for (size_t i = 0; i < len; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+#endif

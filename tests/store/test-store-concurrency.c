@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Threads racing each other through the store, and the store's own
+ * compaction thread, for ThreadSanitizer and for lost updates:
+ *   - owners: each writes and reads its own region (full and partial
+ *     pages, every kind of data), keeping a private copy to compare with;
+ *   - sharers: several threads write random parts of their own quarter of
+ *     the same few pages, so every write is a read-modify-write racing the
+ *     others' on the same slot; a lost update shows as a quarter reverted;
+ *   - a churner writes and discards a scratch region in a scattered way,
+ *     compacts by hand, seeks, and changes the settings, while the
+ *     background thread compacts when waste passes 5%.
+ * All work is counted in operations, not time; a watchdog turns a deadlock
+ * into a failure that says so.
+ *
+ * Replay with UZRAM_TEST_SEED=<seed>; UZRAM_STRESS_OPS scales the work.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "storetest.h"
+
+#define DEFAULT_SEED 0xc0ffeeull
+#define OWNERS 3
+#define OWNER_BYTES (2u << 20)
+#define SHARERS 4
+#define SHARED_PAGES 8
+#define SCRATCH_BYTES (4u << 20)
+#define SHARED_OFF ((uint64_t)OWNERS * OWNER_BYTES)
+#define SCRATCH_OFF (SHARED_OFF + SHARED_PAGES * PG)
+#define SIZE (SCRATCH_OFF + SCRATCH_BYTES)
+#define QUARTER (PG / SHARERS)
+
+static struct store *s;
+static uint64_t seed, nops;
+static _Atomic unsigned sharers_left;
+
+static void fail_hook(void)
+{
+    fprintf(stderr, "  seed %#jx (UZRAM_TEST_SEED=%#jx to replay)\n", (uintmax_t)seed,
+            (uintmax_t)seed);
+}
+
+static void fill(struct test_rng *r, unsigned char *p, size_t len)
+{
+    switch (rng_below(r, 4)) {
+    case 0:
+        rng_fill(r, p, len);
+        break;
+    case 1:
+        st_fill_word(p, len, rng_one_in(r, 2) ? 0 : rng_next(r));
+        break;
+    default:
+        st_text(r, p, len);
+        break;
+    }
+}
+
+static void *owner_main(void *arg)
+{
+    unsigned id = (unsigned)(uintptr_t)arg;
+    struct test_rng r;
+    rng_seed(&r, seed * 31 + id);
+    uint64_t base = (uint64_t)id * OWNER_BYTES;
+    unsigned char *ref = calloc(1, OWNER_BYTES);
+    unsigned char *buf = malloc(8 * PG);
+    CHECK(ref && buf);
+    if (id == 0)
+        CHECK_EQ(store_thread_prepare(s), 0);
+    for (uint64_t op = 0; op < nops; op++) {
+        uint64_t len = rng_one_in(&r, 2) ? rng_range(&r, 1, 4) * PG : rng_range(&r, 1, 3 * PG);
+        uint64_t off = rng_one_in(&r, 2) ? rng_below(&r, OWNER_BYTES / PG) * PG
+                                         : rng_below(&r, OWNER_BYTES);
+        if (len > OWNER_BYTES - off)
+            len = OWNER_BYTES - off;
+        if (rng_one_in(&r, 3)) {
+            CHECK_EQ(store_read(s, buf, len, base + off), 0);
+            CHECKF(memcmp(buf, ref + off, len) == 0, "owner %u: off %ju len %ju", id,
+                   (uintmax_t)off, (uintmax_t)len);
+        } else if (rng_one_in(&r, 10)) {
+            CHECK_EQ(store_write_zeroes(s, len, base + off), 0);
+            memset(ref + off, 0, len);
+        } else {
+            fill(&r, buf, len);
+            CHECK_EQ(store_write(s, buf, len, base + off), 0);
+            memcpy(ref + off, buf, len);
+        }
+    }
+    for (uint64_t off = 0; off < OWNER_BYTES; off += 8 * PG) {
+        CHECK_EQ(store_read(s, buf, 8 * PG, base + off), 0);
+        CHECKF(memcmp(buf, ref + off, 8 * PG) == 0, "owner %u: final check at %ju", id,
+               (uintmax_t)off);
+    }
+    free(ref);
+    free(buf);
+    return NULL;
+}
+
+static void *sharer_main(void *arg)
+{
+    unsigned id = (unsigned)(uintptr_t)arg;
+    struct test_rng r;
+    rng_seed(&r, seed * 37 + id);
+    unsigned char ref[SHARED_PAGES][QUARTER] = { { 0 } };
+    unsigned char buf[QUARTER];
+    for (uint64_t op = 0; op < nops; op++) {
+        unsigned p = (unsigned)rng_below(&r, SHARED_PAGES);
+        uint64_t o = rng_below(&r, QUARTER);
+        uint64_t len = rng_range(&r, 1, QUARTER - o);
+        uint64_t at = SHARED_OFF + p * PG + id * QUARTER;
+        if (rng_one_in(&r, 3)) {
+            CHECK_EQ(store_read(s, buf, QUARTER, at), 0);
+            CHECKF(memcmp(buf, ref[p], QUARTER) == 0, "sharer %u: page %u lost an update", id, p);
+        } else {
+            fill(&r, buf, len);
+            CHECK_EQ(store_write(s, buf, len, at + o), 0);
+            memcpy(ref[p] + o, buf, len);
+        }
+    }
+    for (unsigned p = 0; p < SHARED_PAGES; p++) {
+        CHECK_EQ(store_read(s, buf, QUARTER, SHARED_OFF + p * PG + id * QUARTER), 0);
+        CHECKF(memcmp(buf, ref[p], QUARTER) == 0, "sharer %u: page %u at the end", id, p);
+    }
+    atomic_fetch_sub(&sharers_left, 1);
+    return NULL;
+}
+
+static void *churner_main(void *arg)
+{
+    (void)arg;
+    struct test_rng r;
+    rng_seed(&r, seed * 41);
+    unsigned char page[PG];
+    uint64_t pages = SCRATCH_BYTES / PG;
+    for (uint64_t op = 0; op < nops / 4 || atomic_load(&sharers_left) > 0; op++) {
+        uint64_t i = rng_below(&r, pages);
+        switch (rng_below(&r, 10)) {
+        case 0:
+            CHECK(store_compact(s) >= 0);
+            break;
+        case 1: {
+            uint64_t got;
+            int ret = store_seek(s, SCRATCH_OFF + i * PG, rng_one_in(&r, 2), &got);
+            CHECK(ret == 0 || ret == -ENXIO);
+            break;
+        }
+        case 2: {
+            uint64_t len = rng_range(&r, 1, 3 * PG);
+            if (len > SIZE - (SCRATCH_OFF + i * PG))
+                len = SIZE - (SCRATCH_OFF + i * PG);
+            CHECK_EQ(store_discard(s, len, SCRATCH_OFF + i * PG), 0);
+            break;
+        }
+        case 3:
+            if (rng_one_in(&r, 50)) {
+                CHECK_EQ(store_set_compact_threshold(s, (unsigned)rng_below(&r, 20)), 0);
+                store_reset_mem_used_max(s);
+            }
+            break;
+        default:
+            st_text(&r, page, PG);
+            CHECK_EQ(store_write(s, page, PG, SCRATCH_OFF + i * PG), 0);
+            break;
+        }
+        if (op % 64 == 0) {
+            struct store_stats st = st_stats(s);
+            CHECK(st.compact_threshold_pct < 20);
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    seed = test_seed(argc, argv, DEFAULT_SEED);
+    nops = test_env_u64("UZRAM_STRESS_OPS", 20000);
+    test_fail_hook = fail_hook;
+    printf("seed %#jx, %ju ops per thread\n", (uintmax_t)seed, (uintmax_t)nops);
+    test_watchdog(280);
+
+    const struct codec_type *c = codec_find("lz4");
+    CHECK(c);
+    struct store_config cfg = {
+        .size = SIZE, .codec = c, .compact_threshold_pct = 5, .prealloc_threads = 2,
+    };
+    s = store_new(&cfg);
+    CHECK(s);
+    pthread_t th[OWNERS + SHARERS + 1];
+    unsigned n = 0;
+    atomic_store(&sharers_left, SHARERS);
+    for (unsigned i = 0; i < OWNERS; i++)
+        CHECK_EQ(pthread_create(&th[n++], NULL, owner_main, (void *)(uintptr_t)i), 0);
+    for (unsigned i = 0; i < SHARERS; i++)
+        CHECK_EQ(pthread_create(&th[n++], NULL, sharer_main, (void *)(uintptr_t)i), 0);
+    CHECK_EQ(pthread_create(&th[n++], NULL, churner_main, NULL), 0);
+    for (unsigned i = 0; i < n; i++)
+        CHECK_EQ(pthread_join(th[i], NULL), 0);
+
+    struct store_stats st = st_stats(s);
+    CHECK_EQU(st.failed_reads, 0);
+    CHECK_EQU(st.failed_writes, 0);
+    CHECK_EQU(st.invalid_io, 0);
+    printf("orig %ju compr %ju mem %ju compacted %ju compactions %ju\n",
+           (uintmax_t)st.orig_data_size, (uintmax_t)st.compr_data_size,
+           (uintmax_t)st.mem_used_total, (uintmax_t)st.pages_compacted,
+           (uintmax_t)st.compactions);
+    store_free(s);
+    return 0;
+}

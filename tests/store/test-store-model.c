@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The store against a reference model.
+ *
+ * The model is a plain byte array the size of the device, plus one flag per
+ * slot saying whether the slot should hold data (for SEEK_DATA/SEEK_HOLE and
+ * orig_data_size).  A fixed seed drives random operations on both: writes
+ * at any offset and length up to a few pages, of random, text-like,
+ * same-filled and zero bytes; reads; discards and write-zeroes of any
+ * range; seeks; compactions by hand, while the background thread compacts
+ * on its own.  After every operation the range it touched (with a margin)
+ * is read back and compared; the whole device is compared every few
+ * thousand operations and at the end, as are the slot flags and the stats.
+ * Offsets are drawn from a small hot region half the time, so slots are
+ * overwritten often and the pool fragments.
+ *
+ * Each codec built runs its share of operations.  Replay a failure with the
+ * seed it prints:
+ *   UZRAM_TEST_SEED=<seed> ./test-store-model     (or the seed as argv[1])
+ * UZRAM_MODEL_OPS=<n> sets the number of operations per codec.
+ */
+#include "storetest.h"
+
+#define DEFAULT_SEED 0x5703eull
+#define DEFAULT_OPS 60000
+#define SIZE (16u << 20)
+#define NSLOTS (SIZE / PG)
+#define MAX_LEN (4 * PG + 100)
+#define FULL_CHECK_OPS 5000
+
+static struct {
+    struct store *s;
+    struct test_rng rng;
+    uint64_t seed, op;
+    const char *codec;
+    const char *what;
+    uint64_t off, len;
+    unsigned char *ref;
+    bool used[NSLOTS];
+    unsigned char *buf;
+} m;
+
+static void model_fail_hook(void)
+{
+    fprintf(stderr, "  seed %#jx (UZRAM_TEST_SEED=%#jx to replay), codec %s, op %ju: %s off %ju len %ju\n",
+            (uintmax_t)m.seed, (uintmax_t)m.seed, m.codec, (uintmax_t)m.op,
+            m.what ? m.what : "-", (uintmax_t)m.off, (uintmax_t)m.len);
+}
+
+static void pick_range(uint64_t *ret_off, uint64_t *ret_len)
+{
+    uint64_t len, off;
+    switch (rng_below(&m.rng, 4)) {
+    case 0:     /* whole pages */
+        len = rng_range(&m.rng, 1, 4) * PG;
+        off = rng_below(&m.rng, NSLOTS) * PG;
+        break;
+    case 1:     /* small, anywhere */
+        len = rng_range(&m.rng, 1, 64);
+        off = rng_below(&m.rng, SIZE);
+        break;
+    default:    /* any length, any offset */
+        len = rng_range(&m.rng, 1, MAX_LEN);
+        off = rng_below(&m.rng, SIZE);
+        break;
+    }
+    /* Half the time in the first 256 KiB, where it fragments. */
+    if (rng_one_in(&m.rng, 2))
+        off %= 256u << 10;
+    if (len > SIZE - off)
+        len = SIZE - off;
+    if (len == 0)
+        len = 1, off = SIZE - 1;
+    *ret_off = off;
+    *ret_len = len;
+}
+
+static void fill_data(unsigned char *p, size_t len)
+{
+    switch (rng_below(&m.rng, 5)) {
+    case 0:
+        rng_fill(&m.rng, p, len);
+        break;
+    case 1:
+    case 2:
+        st_text(&m.rng, p, len);
+        break;
+    case 3:
+        st_fill_word(p, len, rng_one_in(&m.rng, 2) ? 0x0101010101010101ull * (rng_next(&m.rng) & 0xff)
+                                                    : rng_next(&m.rng));
+        break;
+    default:
+        memset(p, 0, len);
+        break;
+    }
+}
+
+/* Compare [off, off + len) widened by up to a page each side. */
+static void verify_range(uint64_t off, uint64_t len)
+{
+    uint64_t lo = off > PG ? off - rng_below(&m.rng, PG) : 0;
+    uint64_t hi = off + len + rng_below(&m.rng, PG);
+    if (hi > SIZE)
+        hi = SIZE;
+    CHECK_EQ(store_read(m.s, m.buf, hi - lo, lo), 0);
+    for (uint64_t i = lo; i < hi; i++)
+        CHECKF(m.buf[i - lo] == m.ref[i], "byte %ju: store %#x, model %#x", (uintmax_t)i,
+               m.buf[i - lo], m.ref[i]);
+}
+
+static void verify_all(void)
+{
+    const char *what = m.what;
+    m.what = "full check";
+    for (uint64_t off = 0; off < SIZE; off += MAX_LEN * 4) {
+        uint64_t n = SIZE - off < MAX_LEN * 4 ? SIZE - off : MAX_LEN * 4;
+        CHECK_EQ(store_read(m.s, m.buf, n, off), 0);
+        if (memcmp(m.buf, m.ref + off, n) != 0) {
+            for (uint64_t i = 0; i < n; i++)
+                CHECKF(m.buf[i] == m.ref[off + i], "byte %ju: store %#x, model %#x",
+                       (uintmax_t)(off + i), m.buf[i], m.ref[off + i]);
+        }
+    }
+    uint64_t nused = 0;
+    for (uint64_t i = 0; i < NSLOTS; i++)
+        nused += m.used[i];
+    struct store_stats st = st_stats(m.s);
+    CHECK_EQU(st.orig_data_size, nused * PG);
+    CHECK_EQU(st.failed_reads, 0);
+    CHECK_EQU(st.failed_writes, 0);
+    CHECK_EQU(st.invalid_io, 0);
+    CHECK(st.mem_used_total >= st.compr_data_size);
+    CHECK(st.mem_used_max >= st.mem_used_total);
+    /* Walk data and holes with seek: they must match the slot flags. */
+    uint64_t off = 0;
+    while (off < SIZE) {
+        uint64_t d, h;
+        int r = store_seek(m.s, off, true, &d);
+        if (r == -ENXIO) {
+            for (uint64_t i = off / PG; i < NSLOTS; i++)
+                CHECKF(!m.used[i], "slot %ju has data past the last SEEK_DATA", (uintmax_t)i);
+            break;
+        }
+        CHECK_EQ(r, 0);
+        for (uint64_t i = off / PG; i < d / PG; i++)
+            CHECKF(!m.used[i], "slot %ju skipped by SEEK_DATA", (uintmax_t)i);
+        CHECKF(m.used[d / PG], "SEEK_DATA landed on empty slot %ju", (uintmax_t)(d / PG));
+        CHECK_EQ(store_seek(m.s, d, false, &h), 0);
+        for (uint64_t i = d / PG; i < h / PG; i++)
+            CHECKF(m.used[i], "slot %ju inside data is empty", (uintmax_t)i);
+        CHECK(h == SIZE || !m.used[h / PG]);
+        off = h;
+    }
+    m.what = what;
+}
+
+/* The model's side of zeroing: whole slots empty, edges empty if now zero. */
+static void model_zero(uint64_t off, uint64_t len)
+{
+    memset(m.ref + off, 0, len);
+    for (uint64_t i = off / PG; i <= (off + len - 1) / PG; i++) {
+        if (i * PG >= off && (i + 1) * PG <= off + len)
+            m.used[i] = false;
+        else if (m.used[i] && st_all_zero(m.ref + i * PG, PG))
+            m.used[i] = false;
+    }
+}
+
+static void seek_check(void)
+{
+    uint64_t off = rng_below(&m.rng, SIZE), got;
+    bool data = rng_one_in(&m.rng, 2);
+    m.off = off;
+    int r = store_seek(m.s, off, data, &got);
+    uint64_t i = off / PG;
+    while (i < NSLOTS && m.used[i] != data)
+        i++;
+    if (i == NSLOTS) {
+        if (data) {
+            CHECK_EQ(r, -ENXIO);
+        } else {
+            CHECK_EQ(r, 0);
+            CHECK_EQU(got, SIZE);
+        }
+        return;
+    }
+    CHECK_EQ(r, 0);
+    CHECK_EQU(got, i == off / PG ? off : i * PG);
+}
+
+static void run(const char *codec, uint64_t nops)
+{
+    m.codec = codec;
+    m.s = st_new(SIZE, codec, 0, 0, 10);
+    memset(m.ref, 0, SIZE);
+    memset(m.used, 0, sizeof(m.used));
+    for (m.op = 0; m.op < nops; m.op++) {
+        uint64_t off, len;
+        unsigned k = (unsigned)rng_below(&m.rng, 100);
+        pick_range(&off, &len);
+        m.off = off;
+        m.len = len;
+        if (k < 45) {
+            m.what = "write";
+            fill_data(m.buf, len);
+            CHECK_EQ(store_write(m.s, m.buf, len, off), 0);
+            memcpy(m.ref + off, m.buf, len);
+            for (uint64_t i = off / PG; i <= (off + len - 1) / PG; i++)
+                m.used[i] = true;
+            verify_range(off, len);
+        } else if (k < 65) {
+            m.what = "read";
+            verify_range(off, len);
+        } else if (k < 77) {
+            m.what = "discard";
+            CHECK_EQ(store_discard(m.s, len, off), 0);
+            model_zero(off, len);
+            verify_range(off, len);
+        } else if (k < 83) {
+            m.what = "write_zeroes";
+            CHECK_EQ(store_write_zeroes(m.s, len, off), 0);
+            model_zero(off, len);
+            verify_range(off, len);
+        } else if (k < 98) {
+            m.what = "seek";
+            seek_check();
+        } else {
+            m.what = "compact";
+            CHECK(store_compact(m.s) >= 0);
+        }
+        if (m.op % FULL_CHECK_OPS == FULL_CHECK_OPS - 1)
+            verify_all();
+    }
+    verify_all();
+    struct store_stats st = st_stats(m.s);
+    printf("%s: %ju ops, orig %ju compr %ju mem %ju same %ju huge %ju compacted %ju compactions %ju\n",
+           codec, (uintmax_t)nops, (uintmax_t)st.orig_data_size, (uintmax_t)st.compr_data_size,
+           (uintmax_t)st.mem_used_total, (uintmax_t)st.same_pages, (uintmax_t)st.huge_pages,
+           (uintmax_t)st.pages_compacted, (uintmax_t)st.compactions);
+    store_free(m.s);
+    m.s = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    m.seed = test_seed(argc, argv, DEFAULT_SEED);
+    uint64_t nops = test_env_u64("UZRAM_MODEL_OPS", DEFAULT_OPS);
+    rng_seed(&m.rng, m.seed);
+    test_fail_hook = model_fail_hook;
+    printf("seed %#jx, %ju ops per codec\n", (uintmax_t)m.seed, (uintmax_t)nops);
+    m.ref = malloc(SIZE);
+    m.buf = malloc(SIZE);
+    CHECK(m.ref && m.buf);
+    /* Not under RUN_TEST's watchdog: the run's length depends on the ops asked for. */
+    for (size_t i = 0; codec_get(i); i++)
+        run(codec_name(codec_get(i)), nops);
+    free(m.ref);
+    free(m.buf);
+    return 0;
+}

@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Where memory goes and comes back: discard and write-zeroes, SEEK_DATA and
+ * SEEK_HOLE, the memory limit (fixed and changed at run time), and the
+ * background compaction thread.
+ */
+#include "storetest.h"
+
+#define SIZE (8u << 20)
+
+static void test_discard(void)
+{
+    struct store *s = st_new(SIZE, NULL, 0, 0, 0);
+    struct test_rng r;
+    rng_seed(&r, 1);
+    _cleanup_free_ unsigned char *data = malloc(16 * PG);
+    _cleanup_free_ unsigned char *buf = malloc(16 * PG);
+    rng_fill(&r, data, 16 * PG);
+    CHECK_EQ(store_write(s, data, 16 * PG, 0), 0);
+    uint64_t used_full = st_stats(s).mem_used_total;
+
+    /* Slots 2..5 whole, 100 bytes of slot 1's end and of slot 6's start. */
+    CHECK_EQ(store_discard(s, 4 * PG + 200, 2 * PG - 100), 0);
+    memset(data + 2 * PG - 100, 0, 4 * PG + 200);
+    struct store_stats st = st_stats(s);
+    CHECK_EQU(st.notify_free, 4);
+    CHECK_EQU(st.orig_data_size, 12 * PG);
+    CHECK_EQU(st.huge_pages, 12);
+    CHECK(st.mem_used_total < used_full);
+    CHECK_EQ(store_read(s, buf, 16 * PG, 0), 0);
+    CHECK(memcmp(buf, data, 16 * PG) == 0);
+
+    /* Write-zeroes: slots 8..9 freed, edges of 7 and 10 zeroed; no notify_free. */
+    CHECK_EQ(store_write_zeroes(s, 3 * PG, 7 * PG + 2048), 0);
+    memset(data + 7 * PG + 2048, 0, 3 * PG);
+    st = st_stats(s);
+    CHECK_EQU(st.notify_free, 4);
+    CHECK_EQU(st.orig_data_size, 10 * PG);
+    CHECK_EQU(st.write_reqs, 2);
+    CHECK_EQ(store_read(s, buf, 16 * PG, 0), 0);
+    CHECK(memcmp(buf, data, 16 * PG) == 0);
+
+    /* Zeroing the rest of a page that is partly zero already empties it. */
+    CHECK_EQ(store_discard(s, 2048, 7 * PG), 0);
+    CHECK_EQU(st_stats(s).orig_data_size, 9 * PG);
+    /* Discarding an empty range is harmless and allocates nothing. */
+    uint64_t used = st_stats(s).mem_used_total;
+    CHECK_EQ(store_discard(s, 100, 3 * PG + 5), 0);
+    CHECK_EQ(store_discard(s, 8 * PG, 100 * PG), 0);
+    CHECK_EQU(st_stats(s).mem_used_total, used);
+    /* Everything. */
+    CHECK_EQ(store_discard(s, SIZE, 0), 0);
+    st = st_stats(s);
+    CHECK_EQU(st.orig_data_size, 0);
+    CHECK_EQU(st.compr_data_size, 0);
+    CHECK_EQU(st.huge_pages, 0);
+    CHECK_EQ(store_read(s, buf, 16 * PG, 0), 0);
+    CHECK(st_all_zero(buf, 16 * PG));
+    store_free(s);
+}
+
+static void seek_is(struct store *s, uint64_t off, bool data, int ret, uint64_t want)
+{
+    uint64_t got = 0xdead;
+    int r = store_seek(s, off, data, &got);
+    CHECKF(r == ret, "seek(%ju, %s) = %d, want %d", (uintmax_t)off, data ? "data" : "hole", r, ret);
+    if (ret == 0)
+        CHECKF(got == want, "seek(%ju, %s) -> %ju, want %ju", (uintmax_t)off,
+               data ? "data" : "hole", (uintmax_t)got, (uintmax_t)want);
+}
+
+static void test_seek(void)
+{
+    struct store *s = st_new(SIZE, NULL, 0, 0, 0);
+    unsigned char page[PG];
+    memset(page, 'x', PG);
+    seek_is(s, 0, true, -ENXIO, 0);
+    seek_is(s, 0, false, 0, 0);
+    seek_is(s, 12345, false, 0, 12345);
+    seek_is(s, SIZE, false, -ENXIO, 0);
+    seek_is(s, SIZE, true, -ENXIO, 0);
+
+    CHECK_EQ(store_write(s, page, PG, 5 * PG), 0);
+    CHECK_EQ(store_write(s, page, 1, 300 * PG + 7), 0);     /* partial: data */
+    memset(page, 0, PG);
+    CHECK_EQ(store_write(s, page, PG, 301 * PG), 0);        /* zeros are data */
+    CHECK_EQ(store_write(s, page, PG, SIZE - PG), 0);        /* the last slot */
+    seek_is(s, 0, true, 0, 5 * PG);
+    seek_is(s, 5 * PG + 10, true, 0, 5 * PG + 10);
+    seek_is(s, 5 * PG + 10, false, 0, 6 * PG);
+    seek_is(s, 6 * PG, true, 0, 300 * PG);
+    seek_is(s, 300 * PG, false, 0, 302 * PG);
+    seek_is(s, 302 * PG, true, 0, SIZE - PG);
+    seek_is(s, SIZE - 1, true, 0, SIZE - 1);
+    seek_is(s, SIZE - PG, false, 0, SIZE);
+    CHECK_EQ(store_discard(s, PG, SIZE - PG), 0);
+    seek_is(s, 302 * PG, true, -ENXIO, 0);
+    seek_is(s, SIZE - PG, false, 0, SIZE - PG);
+    store_free(s);
+
+    /* A device whose slot count is not a multiple of 64: the end is a hole. */
+    s = st_new(67 * PG, NULL, 0, 0, 0);
+    memset(page, 1, PG);
+    for (uint64_t i = 0; i < 67; i++)
+        CHECK_EQ(store_write(s, page, PG, i * PG), 0);
+    seek_is(s, 0, false, 0, 67 * PG);
+    seek_is(s, 66 * PG, true, 0, 66 * PG);
+    CHECK_EQ(store_discard(s, PG, 64 * PG), 0);
+    seek_is(s, 0, false, 0, 64 * PG);
+    seek_is(s, 64 * PG, true, 0, 65 * PG);
+    store_free(s);
+
+    /* 1 TiB, nearly empty: far data is found by the summary, not a crawl. */
+    uint64_t big = UINT64_C(1) << 40;
+    s = st_new(big, NULL, 0, 0, 0);
+    CHECK_EQ(store_write(s, page, PG, big - 2 * PG), 0);
+    seek_is(s, 0, true, 0, big - 2 * PG);
+    seek_is(s, big - 2 * PG, false, 0, big - PG);
+    CHECK_EQ(store_discard(s, PG, big - 2 * PG), 0);
+    seek_is(s, 0, true, -ENXIO, 0);
+    store_free(s);
+}
+
+/* Random pages until the limit bites; everything before it reads back. */
+static void test_mem_limit(void)
+{
+    const uint64_t limit = 2u << 20;
+    struct store *s = st_new(SIZE, NULL, 0, limit, 0);
+    struct test_rng r;
+    unsigned char page[PG], buf[PG];
+    uint64_t n = 0;
+    int ret = 0;
+    for (; n < SIZE / PG; n++) {
+        test_pattern(page, PG, n, 1);
+        ret = store_write(s, page, PG, n * PG);
+        if (ret < 0)
+            break;
+    }
+    CHECK_EQ(ret, -ENOSPC);
+    CHECK(n > 100);
+    struct store_stats st = st_stats(s);
+    CHECK(st.mem_used_total <= limit);
+    CHECK(st.mem_used_max <= limit);
+    CHECK_EQU(st.failed_writes, 1);
+    CHECK_EQU(st.orig_data_size, n * PG);
+    /* The slot that failed still reads as zeros; same-filled pages still fit. */
+    CHECK_EQ(store_read(s, buf, PG, n * PG), 0);
+    CHECK(st_all_zero(buf, PG));
+    memset(page, 0x11, PG);
+    CHECK_EQ(store_write(s, page, PG, n * PG), 0);
+    /* A failing overwrite leaves the old content. */
+    test_pattern(page, PG, 12345, 9);
+    CHECK_EQ(store_write(s, page + 1, 10, 3 * PG + 5), -ENOSPC);
+    for (uint64_t i = 0; i < n; i++) {
+        test_pattern(page, PG, i, 1);
+        CHECK_EQ(store_read(s, buf, PG, i * PG), 0);
+        CHECKF(memcmp(page, buf, PG) == 0, "page %ju of %ju", (uintmax_t)i, (uintmax_t)n);
+    }
+    /* Text compresses: with the limit lifted, it all fits. */
+    CHECK_EQ(store_set_mem_limit(s, 0), 0);
+    rng_seed(&r, 3);
+    st_text(&r, page, PG);
+    CHECK_EQ(store_write(s, page, PG, (n + 1) * PG), 0);
+    /* A limit below the use: writes fail until discards make room. */
+    uint64_t used = st_stats(s).mem_used_total;
+    CHECK_EQ(store_set_mem_limit(s, used / 2), 0);
+    CHECK_EQ(store_write(s, page, PG, (n + 2) * PG), -ENOSPC);
+    CHECK_EQ(store_discard(s, n * 3 / 4 * PG, 0), 0);
+    CHECK_EQ(store_write(s, page, PG, (n + 2) * PG), 0);
+    CHECK(st_stats(s).mem_used_total <= used / 2);
+    store_free(s);
+}
+
+/*
+ * Fill, discard three pages of four in a scattered way, and wait for the
+ * background thread to notice.  The bound is only against a hang: the
+ * thread looks every second.
+ */
+static void test_auto_compact(void)
+{
+    struct store *s = st_new(32u << 20, NULL, 0, 0, 10);
+    struct test_rng r;
+    rng_seed(&r, 11);
+    unsigned char page[PG];
+    const uint64_t pages = (32u << 20) / PG;
+    for (uint64_t i = 0; i < pages; i++) {
+        st_text(&r, page, PG);
+        CHECK_EQ(store_write(s, page, PG, i * PG), 0);
+    }
+    CHECK_EQU(st_stats(s).pages_compacted, 0);
+    for (uint64_t i = 0; i < pages; i++)
+        if (i % 4 != 1)
+            CHECK_EQ(store_discard(s, PG, i * PG), 0);
+    struct store_stats st;
+    for (int waited = 0;; waited++) {
+        st = st_stats(s);
+        if (st.pages_compacted > 0)
+            break;
+        CHECKF(waited < 200, "no automatic compaction after 20 s");
+        usleep(100 * 1000);
+    }
+    CHECK(st.compactions >= 1);
+    /* The data survived the moves. */
+    rng_seed(&r, 11);
+    unsigned char buf[PG];
+    for (uint64_t i = 0; i < pages; i++) {
+        st_text(&r, page, PG);
+        if (i % 4 != 1)
+            continue;
+        CHECK_EQ(store_read(s, buf, PG, i * PG), 0);
+        CHECK(memcmp(page, buf, PG) == 0);
+    }
+    store_free(s);
+
+    /* Started later by setting the threshold. */
+    s = st_new(8u << 20, NULL, 0, 0, 0);
+    for (uint64_t i = 0; i < 2048; i++) {
+        st_text(&r, page, PG);
+        CHECK_EQ(store_write(s, page, PG, i * PG), 0);
+    }
+    for (uint64_t i = 0; i < 2048; i++)
+        if (i % 4 != 3)
+            CHECK_EQ(store_discard(s, PG, i * PG), 0);
+    CHECK_EQ(store_set_compact_threshold(s, 5), 0);
+    for (int waited = 0; st_stats(s).pages_compacted == 0; waited++) {
+        CHECKF(waited < 200, "no automatic compaction after 20 s");
+        usleep(100 * 1000);
+    }
+    store_free(s);
+}
+
+int main(void)
+{
+    RUN_TEST(test_discard);
+    RUN_TEST(test_seek);
+    RUN_TEST(test_mem_limit);
+    RUN_TEST(test_auto_compact);
+    return 0;
+}
