@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket: a Unix stream socket on which uzramctl (or anyone
+ * with socat) asks a running daemon for its statistics, compacts it and
+ * changes its settings.  The protocol is line-based and versioned; it is
+ * described in control.c and in PROTOCOL.md beside it.
+ *
+ * The server turns each request into store calls; it knows nothing of the
+ * front ends beyond the strings the daemon gives it in control_info.
+ *
+ * Conventions: 0 or a negative errno; control_new() returns NULL and sets
+ * errno.  Nothing here logs.
+ */
+#ifndef UZRAM_CONTROL_H
+#define UZRAM_CONTROL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct store;
+struct control;
+
+/* What the daemon tells the server about itself, copied by control_new(). */
+struct control_info {
+    const char *name;        /* device name, e.g. "uzram0" */
+    const char *algorithm;   /* codec name */
+    int level;
+    const char *fuse_file;   /* FUSE file served, or NULL */
+    const char *nbd;         /* NBD address served, or NULL (the NBD issue) */
+};
+
+/*
+ * Bind and listen on path (a stale socket left there by a dead daemon is
+ * replaced; a live one is not: -EADDRINUSE).  The parent directory is
+ * created (mode 0755) if missing.  The socket gets mode 0600, or 0660 and
+ * group gid when gid is not (gid_t)-1.  Serving starts with
+ * control_start().
+ * errno: EADDRINUSE, ENAMETOOLONG (path over 107 bytes), EACCES, ENOMEM...
+ */
+struct control *control_new(const char *path, struct store *store,
+                            const struct control_info *info, gid_t gid)
+    __attribute__((nonnull(1, 2, 3)));
+
+/* Start the server's thread.  -errno if it cannot be started. */
+int control_start(struct control *ctl) __attribute__((nonnull));
+
+/*
+ * Stop serving (closing every client connection), join the thread, unlink
+ * the socket and free.  Accepts NULL.
+ */
+void control_free(struct control *ctl);
+
+#endif /* UZRAM_CONTROL_H */

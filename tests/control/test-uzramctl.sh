@@ -1,0 +1,216 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# uzramctl against the real control server, run by control-test-server (a
+# store and the server, without FUSE or root), on sockets in a temporary
+# directory given to uzramctl with --dir.  Each verb, the list options, and
+# each bad argument: exit status 2 and exactly one line on stderr naming it.
+#
+#   test-uzramctl.sh UZRAMCTL CONTROL-TEST-SERVER
+
+set -euo pipefail
+export LC_ALL=C
+
+UZRAMCTL=${1:?usage: $0 UZRAMCTL CONTROL-TEST-SERVER}
+SERVER=${2:?usage: $0 UZRAMCTL CONTROL-TEST-SERVER}
+
+fail() { printf 'test-uzramctl: FAIL: %s\n' "$*" >&2; exit 1; }
+
+T=$(mktemp -d /tmp/uzramctl-test.XXXXXX)
+server_pid=
+cleanup() {
+    if [[ -n $server_pid ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+# The server says "ready" once it listens.
+mkfifo "$T/ready"
+"$SERVER" "$T/dev0.sock" "$T/the file" >"$T/ready" &
+server_pid=$!
+read -r line <"$T/ready" || fail "the test server did not start"
+[[ $line == ready ]] || fail "the test server said '$line'"
+
+ctl() { "$UZRAMCTL" --dir "$T" "$@"; }
+
+# run_ok CMD...: must succeed with nothing on stderr; stdout in $out.
+run_ok() {
+    local err
+    out=$(ctl "$@" 2>"$T/err") || fail "uzramctl $* failed: $(cat "$T/err")"
+    err=$(cat "$T/err")
+    [[ -z $err ]] || fail "uzramctl $* wrote to stderr: $err"
+}
+
+# run_fail STATUS PATTERN CMD...: must exit with STATUS and print exactly one
+# line, matching PATTERN (an extended regex), on stderr and nothing on stdout.
+run_fail() {
+    local want=$1 pat=$2 rc=0 err
+    shift 2
+    out=$("$UZRAMCTL" "$@" 2>"$T/err") || rc=$?
+    err=$(cat "$T/err")
+    ((rc == want)) || fail "uzramctl $*: exit $rc, expected $want (stderr: $err)"
+    [[ -z $out ]] || fail "uzramctl $*: wrote to stdout: $out"
+    [[ $(wc -l <"$T/err") == 1 ]] || fail "uzramctl $*: not one line on stderr: $err"
+    [[ $err =~ ^uzramctl:\  ]] || fail "uzramctl $*: error not prefixed: $err"
+    [[ $err =~ $pat ]] || fail "uzramctl $*: '$err' does not match '$pat'"
+}
+
+json_get() { # JSON PYTHON-EXPR: print the expression over the parsed JSON j
+    python3 -c 'import json, sys; j = json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+# ---- help and version ------------------------------------------------------
+out=$("$UZRAMCTL" --help) || fail "--help failed"
+[[ $out == *Usage:* && $out == *MOUNTPOINT* ]] || fail "--help: $out"
+out=$("$UZRAMCTL" -V) || fail "-V failed"
+[[ $out =~ ^uzramctl\ from\ uzram\ [0-9] ]] || fail "-V: $out"
+
+# ---- list ------------------------------------------------------------------
+# A stale socket (its server gone) and a file that is no socket are passed
+# over in silence.
+python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)' "$T/stale.sock"
+: >"$T/junk.sock"
+
+run_ok
+mapfile -t lines <<<"$out"
+((${#lines[@]} == 2)) || fail "list: expected a header and one row: $out"
+read -ra hdr <<<"${lines[0]}"
+[[ ${hdr[*]} == "NAME ALGORITHM DISKSIZE DATA COMPR TOTAL MOUNTPOINT" ]] || fail "list header: ${lines[0]}"
+[[ ${lines[1]} =~ ^dev0\ +lz4\ +64M\ +256K\  ]] || fail "list row: ${lines[1]}"
+[[ ${lines[1]} == *"$T/the file" ]] || fail "list mountpoint: ${lines[1]}"
+
+run_ok list
+((${#lines[@]} == 2)) || fail "list: $out"
+
+run_ok --output-all
+read -ra hdr <<<"${out%%$'\n'*}"
+[[ ${hdr[*]} == "NAME ALGORITHM DISKSIZE DATA COMPR TOTAL ZERO-PAGES MEM-LIMIT MEM-USED MIGRATED MOUNTPOINT" ]] ||
+    fail "--output-all header: ${hdr[*]}"
+
+run_ok -n -r -b -o name,DiskSize,data,zero-pages,mem-limit
+[[ $out == "dev0 67108864 262144 "[0-9]*" 0" ]] || fail "-nrb -o: $out"
+run_ok --noheadings --raw --output +MIGRATED
+[[ $out =~ ^dev0\ lz4\ 64M\ 256K\ .*\ [0-9]+$ ]] || fail "-o +MIGRATED: $out"
+
+run_ok --json
+[[ $(json_get "$out" 'j["uzramdevices"][0]["name"]') == dev0 ]] || fail "--json: $out"
+[[ $(json_get "$out" 'j["uzramdevices"][0]["disksize"]') == 64M ]] || fail "--json disksize: $out"
+[[ $(json_get "$out" 'j["uzramdevices"][0]["mountpoint"]') == "$T/the file" ]] || fail "--json mountpoint: $out"
+run_ok -J -b --output-all
+[[ $(json_get "$out" 'j["uzramdevices"][0]["disksize"] == 67108864') == True ]] || fail "-J -b disksize: $out"
+[[ $(json_get "$out" 'type(j["uzramdevices"][0]["zero-pages"]).__name__') == int ]] || fail "-J zero-pages: $out"
+
+run_ok list dev0 "$T/dev0.sock"
+((${#lines[@]} == 2)) || true
+[[ $(grep -c '^dev0 ' <<<"$out") == 2 ]] || fail "list DEVICE DEVICE: $out"
+
+# No daemon at all: nothing printed, success; JSON is still an object.
+mkdir "$T/empty"
+out=$("$UZRAMCTL" --dir "$T/empty") || fail "list of an empty directory failed"
+[[ -z $out ]] || fail "list of an empty directory printed: $out"
+out=$("$UZRAMCTL" --dir "$T/nonexistent" -J) || fail "list -J of a missing directory failed"
+[[ $(json_get "$out" 'len(j["uzramdevices"])') == 0 ]] || fail "empty -J: $out"
+
+# ---- stat ------------------------------------------------------------------
+run_ok stat dev0
+[[ $out =~ (^|$'\n')orig_data_size\ +262144($'\n'|$) ]] || fail "stat: $out"
+[[ $out =~ (^|$'\n')name\ +dev0($'\n'|$) ]] || fail "stat name: $out"
+for k in disksize orig_data_size compr_data_size mem_used_total mem_limit mem_used_max \
+         same_pages pages_compacted huge_pages huge_pages_since failed_reads failed_writes \
+         invalid_io notify_free; do
+    [[ $out =~ (^|$'\n')$k\ +[0-9]+($'\n'|$) ]] || fail "stat: no $k in: $out"
+done
+run_ok stat "$T/dev0.sock" --json
+[[ $(json_get "$out" 'all(type(v) is int for k, v in j.items() if k not in ("name", "algorithm"))') == True ]] ||
+    fail "stat --json: not all integers: $out"
+[[ $(json_get "$out" 'j["orig_data_size"]') == 262144 ]] || fail "stat --json: $out"
+[[ $(json_get "$out" 'j["name"]') == dev0 ]] || fail "stat --json name: $out"
+run_ok -J stat dev0
+[[ $(json_get "$out" 'j["disksize"]') == 67108864 ]] || fail "-J stat: $out"
+
+# ---- compact ---------------------------------------------------------------
+run_ok compact dev0
+[[ $out =~ ^dev0:\ compacted,\ [0-9]+\ pages?\ freed\ \([0-9.]+[BKMG]\)$ ]] || fail "compact: $out"
+
+# ---- set -------------------------------------------------------------------
+run_ok set dev0 mem-limit=64M
+[[ -z $out ]] || fail "set printed: $out"
+run_ok stat dev0 --json
+[[ $(json_get "$out" 'j["mem_limit"]') == 67108864 ]] || fail "mem-limit not set: $out"
+run_ok set "$T/dev0.sock" mem-limit=0 compact-threshold=20 mem-used-max=0
+run_ok stat dev0 --json
+[[ $(json_get "$out" '(j["mem_limit"], j["compact_threshold_pct"])') == "(0, 20)" ]] || fail "set: $out"
+
+# The daemon's refusals: exit 1, one line, saying what and why.
+run_fail 1 "^uzramctl: dev0: set mem-limit: Invalid argument \(bad size 'x'\)$" \
+    --dir "$T" set dev0 mem-limit=x
+run_fail 1 "set compact-threshold: Invalid argument" --dir "$T" set dev0 compact-threshold=101
+run_fail 1 "set mem-used-max: Invalid argument" --dir "$T" set dev0 mem-used-max=7
+run_fail 1 "set frobs: Invalid argument \(unknown setting 'frobs'" --dir "$T" set dev0 frobs=1
+# A value with a space goes over encoded, and comes back in the message.
+run_fail 1 "bad size '1 G'" --dir "$T" set dev0 "mem-limit=1 G"
+# Those before a refused setting are in force.
+run_fail 1 "set mem-limit: Invalid argument" --dir "$T" set dev0 compact-threshold=30 mem-limit=y
+run_ok stat dev0 --json
+[[ $(json_get "$out" 'j["compact_threshold_pct"]') == 30 ]] || fail "set before a refusal: $out"
+
+# ---- no daemon -------------------------------------------------------------
+run_fail 1 "^uzramctl: nodev: no such device \(no daemon at $T/nodev.sock\)$" --dir "$T" stat nodev
+run_fail 1 "^uzramctl: stale: no such device" --dir "$T" compact stale
+run_fail 1 "no such device" set "$T/none.sock" mem-limit=1M
+run_fail 1 "no such device" --dir "$T" list nodev
+
+# ---- bad arguments: exit 2, one line naming the argument --------------------
+run_fail 2 "unknown option '--bogus'" --bogus
+run_fail 2 "unknown option '-x'" -x
+run_fail 2 "option '--output' needs an argument" --output
+run_fail 2 "option '-o' needs an argument" -o
+run_fail 2 "unknown column 'foo'" -o name,foo
+run_fail 2 "unknown column ''" -o name,
+run_fail 2 "unknown command 'frob'" frob
+run_fail 2 "stat: no DEVICE" stat
+run_fail 2 "stat: unexpected argument 'b'" stat a b
+run_fail 2 "compact: no DEVICE" compact
+run_fail 2 "compact: unexpected argument 'b'" compact a b
+run_fail 2 "set: no KEY=VALUE" set dev0
+run_fail 2 "expected KEY=VALUE, got 'novalue'" set dev0 novalue
+run_fail 2 "no setting name in '=1'" set dev0 =1
+run_fail 2 "no value in 'mem-limit='" set dev0 mem-limit=
+run_fail 2 "bad setting name in 'a b=1'" set dev0 "a b=1"
+run_fail 2 "bad device name 'bad name!'" stat "bad name!"
+run_fail 2 "bad device name '.hidden'" compact .hidden
+run_fail 2 "bad device name ''" stat ""
+run_fail 2 "bad device name 'x y'" list "x y"
+run_fail 2 "--bytes is an option of list, not of compact" compact -b dev0
+run_fail 2 "--output is an option of list, not of stat" stat -o name dev0
+run_fail 2 "--json is an option of list and stat, not of set" set --json dev0 a=1
+run_fail 2 "--dir needs a directory" --dir "" stat dev0
+run_fail 2 "socket path too long" stat "/$(printf 'a%.0s' {1..200})"
+# A bad setting is refused before any is sent.
+run_fail 2 "expected KEY=VALUE, got 'oops'" --dir "$T" set dev0 compact-threshold=40 oops
+run_ok stat dev0 --json
+[[ $(json_get "$out" 'j["compact_threshold_pct"]') == 30 ]] || fail "set applied before a usage error: $out"
+
+# ---- the server survives a stopped uzramctl and garbage ----------------------
+python3 - "$T/dev0.sock" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b'\x00\xff garbage\nhello 1\n')
+f = s.makefile('rb')
+assert f.readline().startswith(b'error EINVAL '), 'garbage'
+assert f.readline().startswith(b'ok protocol=1 '), 'hello'
+EOF
+run_ok stat dev0
+
+kill "$server_pid"
+wait "$server_pid" || fail "the test server exited with $?"
+server_pid=
+[[ ! -e $T/dev0.sock ]] || fail "the server left its socket behind"
+# With its daemon gone, the device is no longer listed.
+run_ok
+[[ -z $out ]] || fail "list after the server stopped: $out"
+echo "test-uzramctl: all passed"

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+#include "client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int uz_connect(const char *path, unsigned timeout_s)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct timeval tv = { .tv_sec = timeout_s };
+    int fd;
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* The timeouts bound connect() too: on a Unix socket with a full
+     * backlog it waits under SO_SNDTIMEO. */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno == EAGAIN || errno == EINPROGRESS ? ETIMEDOUT : errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static int errno_from_name(const char *name)
+{
+    /* Linux's errno values end well below 200. */
+    for (int e = 1; e < 200; e++) {
+        const char *n = strerrorname_np(e);
+        if (n && strcmp(n, name) == 0)
+            return e;
+    }
+    return EIO;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int decode(char *s)
+{
+    char *w = s;
+
+    for (char *p = s; *p; p++) {
+        if (*p != '%') {
+            *w++ = *p;
+            continue;
+        }
+        int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+        if (lo < 0 || (hi | lo) == 0)
+            return -EPROTO;
+        *w++ = (char)(hi * 16 + lo);
+        p += 2;
+    }
+    *w = '\0';
+    return 0;
+}
+
+static int parse_reply(struct uz_reply *r)
+{
+    char *p = r->line;
+
+    r->npairs = 0;
+    if (strncmp(p, "error ", 6) == 0) {
+        r->ok = false;
+        p += 6;
+        r->errname = p;
+        p += strcspn(p, " ");
+        if (*p)
+            *p++ = '\0';
+        r->msg = p;
+        r->err = errno_from_name(r->errname);
+        return 0;
+    }
+    if (strncmp(p, "ok", 2) != 0 || (p[2] && p[2] != ' '))
+        return -EPROTO;
+    r->ok = true;
+    p += 2;
+    char *save = NULL;
+    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok || r->npairs == UZ_MAX_PAIRS)
+            return -EPROTO;
+        *eq = '\0';
+        if (decode(eq + 1) < 0)
+            return -EPROTO;
+        r->pairs[r->npairs].key = tok;
+        r->pairs[r->npairs].val = eq + 1;
+        r->npairs++;
+    }
+    return 0;
+}
+
+int uz_request(int fd, const char *req, struct uz_reply *ret)
+{
+    char out[4096];
+    size_t len = 0, n;
+    int k = snprintf(out, sizeof(out), "%s\n", req);
+
+    if (k < 0 || (size_t)k >= sizeof(out))
+        return -E2BIG;
+    for (size_t off = 0; off < (size_t)k;) {
+        ssize_t s = send(fd, out + off, (size_t)k - off, MSG_NOSIGNAL);
+        if (s < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+        }
+        off += (size_t)s;
+    }
+    /* One request at a time, so whatever comes is this request's answer;
+     * read up to its newline and no further. */
+    for (;;) {
+        ssize_t s = recv(fd, ret->line + len, sizeof(ret->line) - 1 - len, 0);
+        if (s < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+        }
+        if (s == 0)
+            return -ECONNRESET;
+        char *nl = memchr(ret->line + len, '\n', (size_t)s);
+        len += (size_t)s;
+        if (nl) {
+            n = (size_t)(nl - ret->line);
+            if (n > 0 && ret->line[n - 1] == '\r')
+                n--;
+            ret->line[n] = '\0';
+            break;
+        }
+        if (len == sizeof(ret->line) - 1)
+            return -EPROTO;
+    }
+    if (memchr(ret->line, '\0', n))
+        return -EPROTO;
+    return parse_reply(ret);
+}
+
+const char *uz_get(const struct uz_reply *r, const char *key)
+{
+    for (size_t i = 0; i < r->npairs; i++)
+        if (strcmp(r->pairs[i].key, key) == 0)
+            return r->pairs[i].val;
+    return NULL;
+}
+
+int uz_get_u64(const struct uz_reply *r, const char *key, uint64_t *ret)
+{
+    const char *v = uz_get(r, key);
+
+    if (!v || parse_u64(v, ret) < 0)
+        return -EPROTO;
+    return 0;
+}
+
+int uz_encode(const char *src, char *dst, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t w = 0;
+
+    for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+        bool plain = *p > ' ' && *p < 0x7f && *p != '%';
+        size_t need = plain ? 1 : 3;
+        if (w + need >= len)
+            return -ENAMETOOLONG;
+        if (plain) {
+            dst[w++] = (char)*p;
+        } else {
+            dst[w++] = '%';
+            dst[w++] = hex[*p >> 4];
+            dst[w++] = hex[*p & 15];
+        }
+    }
+    if (w >= len)
+        return -ENAMETOOLONG;
+    dst[w] = '\0';
+    return 0;
+}

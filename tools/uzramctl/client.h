@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uzramctl's side of the control protocol (src/control/PROTOCOL.md): open a
+ * daemon's socket with a deadline, send one request line, read and parse its
+ * one response line.  Nothing here prints; uzramctl.c decides what the user
+ * sees.
+ */
+#ifndef UZRAMCTL_CLIENT_H
+#define UZRAMCTL_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The protocol this uzramctl speaks. */
+#define UZ_PROTOCOL 1
+/* The server's response lines are at most this long, newline included. */
+#define UZ_RESP_MAX 8192
+#define UZ_MAX_PAIRS 64
+
+struct uz_reply {
+    bool ok;
+    int err;               /* when !ok: the errno the daemon named (EIO if unknown) */
+    const char *errname;   /* when !ok: the name as the daemon sent it */
+    const char *msg;       /* when !ok: the daemon's message, maybe "" */
+    size_t npairs;
+    struct {
+        const char *key;
+        const char *val;   /* percent-decoded */
+    } pairs[UZ_MAX_PAIRS];
+    char line[UZ_RESP_MAX + 1];
+};
+
+/*
+ * Connect to the socket at path; every later send and receive on the
+ * returned descriptor fails with -ETIMEDOUT after timeout_s seconds.
+ * Returns the descriptor or -errno (-ENOENT or -ECONNREFUSED: no daemon
+ * there).
+ */
+int uz_connect(const char *path, unsigned timeout_s) __attribute__((nonnull));
+
+/*
+ * Send req (one line, without its newline) and read the answer into *ret.
+ * Returns 0 when an answer came (ret->ok says which kind), or -errno:
+ * -ETIMEDOUT, -EPROTO (the answer was not a response line), -ECONNRESET
+ * (the daemon closed the connection), or what send/recv said.
+ */
+int uz_request(int fd, const char *req, struct uz_reply *ret) __attribute__((nonnull));
+
+/* The value of key in an ok reply, or NULL. */
+const char *uz_get(const struct uz_reply *r, const char *key) __attribute__((nonnull));
+
+/* The value of key as an unsigned integer: 0, or -EPROTO if missing or not one. */
+int uz_get_u64(const struct uz_reply *r, const char *key, uint64_t *ret) __attribute__((nonnull));
+
+/*
+ * Percent-encode src into dst (of len bytes) as the protocol wants values:
+ * space, '%' and bytes outside printable ASCII as %XX.  -ENAMETOOLONG if it
+ * does not fit.
+ */
+int uz_encode(const char *src, char *dst, size_t len) __attribute__((nonnull));
+
+#endif
