@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Making uzramd safe to swap to.
+ *
+ * When the kernel swaps a page out to a loop device over uzramd's FUSE
+ * file, it is short of memory, and the write it issues can only complete
+ * if uzramd runs.  Three things could stop uzramd then:
+ *   - its own pages being swapped out or dropped (code, stacks, buffers,
+ *     the slot table): reading them back needs memory, possibly via the
+ *     very device it serves.  mlockall() keeps them in RAM.  MCL_ONFAULT
+ *     locks pages as they are first touched, not at once: the store and
+ *     the allocator reserve large ranges of address space that are mostly
+ *     never touched, and locking them up front would commit all of it.
+ *   - direct reclaim: an allocation in uzramd while memory is short would
+ *     make uzramd write pages out, to itself.  PR_SET_IO_FLUSHER (Linux
+ *     5.6) makes the kernel treat the process as a block driver's helper:
+ *     its allocations do not recurse into I/O (PF_MEMALLOC_NOIO).
+ *   - the OOM killer: uzramd's memory is other processes' swapped data,
+ *     and killing it loses that data.  oom_score_adj -1000 exempts it;
+ *     --mem-limit is what bounds its size.
+ * The rest (per-thread codec contexts and buffers, made before serving)
+ * is the store's and the FUSE front end's business.
+ *
+ * Unprivileged, none of this may be allowed: mlockall needs CAP_IPC_LOCK
+ * or a large enough RLIMIT_MEMLOCK, and with MCL_FUTURE every later mapping
+ * counts against that limit in full (even with MCL_ONFAULT), so the store's
+ * reservations would make mmap fail.  uzramd therefore only locks when the
+ * limit is unlimited or it runs as root, and otherwise warns.
+ */
+#include "uzramd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57
+#endif
+#ifndef MCL_ONFAULT
+#define MCL_ONFAULT 4
+#endif
+
+static int lock_memory(void)
+{
+    struct rlimit rl;
+
+    if (geteuid() != 0 && (getrlimit(RLIMIT_MEMLOCK, &rl) < 0 || rl.rlim_cur != RLIM_INFINITY))
+        return -ENOMEM;
+    if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+        return -errno;
+    return 0;
+}
+
+static int set_oom_score_adj(void)
+{
+    _cleanup_close_ int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, "-1000", 5) != 5)
+        return -errno;
+    return 0;
+}
+
+/* Append "; what (why)" to the list of missing protections. */
+static void note(char *buf, size_t cap, const char *what, int err)
+{
+    size_t len = strlen(buf);
+
+    if (len + 1 < cap)
+        snprintf(buf + len, cap - len, "%s%s (%s)", len ? "; " : "", what, strerror(err));
+}
+
+void harden(void)
+{
+    char missing[512] = "";
+    int r;
+
+    r = lock_memory();
+    if (r < 0)
+        note(missing, sizeof(missing), "memory not locked", -r);
+    if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
+        note(missing, sizeof(missing), "not an I/O flusher", errno);
+    r = set_oom_score_adj();
+    if (r < 0)
+        note(missing, sizeof(missing), "OOM killer not kept off", -r);
+    if (missing[0])
+        log_warn("%s: swap on this device may deadlock under memory pressure", missing);
+}

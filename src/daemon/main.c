@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uzramd: serve one compressed RAM block device.
+ *
+ * The daemon owns the pieces and their order; each piece is a library that
+ * neither logs nor knows about the others:
+ *   options -> (fork) -> signals -> harden -> store -> control socket
+ *   -> front ends (FUSE now; NBD to come) -> pidfile -> ready
+ * and shutdown undoes them in reverse.  Front ends come last so that the
+ * device is only reachable once everything behind it exists, and go first
+ * so that no request arrives at a store being freed.
+ *
+ * Signals.  SIGTERM, SIGINT and SIGHUP are blocked before any thread
+ * exists (threads inherit the mask), and the main thread takes them from a
+ * signalfd in its poll loop, beside each front end's "done" descriptor: no
+ * handler runs at an arbitrary point, and no worker thread is ever
+ * interrupted.  SIGPIPE is ignored: a control client that hangs up must
+ * cost an EPIPE, not the daemon.
+ *
+ * Stopping.  SIGTERM or SIGINT detaches the FUSE mount and waits for its
+ * users to let go (a loop device must be detached first, a swap area
+ * swapped off); a second one aborts the connection, which those users see
+ * as I/O errors.  The file being unmounted by someone else also stops the
+ * daemon.  Exit status: 0 after a stop, 1 if startup failed, 2 for bad
+ * arguments.
+ */
+#define FUSE_USE_VERSION 314
+
+#include "uzramd.h"
+
+#include <errno.h>
+#include <fuse_log.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "control.h"
+#include "fuse-export.h"
+#include "store.h"
+#include "util.h"
+
+/* How long a stop waits before saying that the FUSE file is still in use. */
+#define STOP_NOTICE_MS 2000
+
+struct daemon {
+    struct options opt;
+    int level;                  /* the codec level in effect */
+    int sigfd;
+    struct store *store;
+    struct control *control;
+    struct fuse_export *fuse;   /* NULL without --fuse */
+    bool pidfile_written;
+};
+
+/*
+ * Report a startup failure: logged, and sent to the waiting parent as the
+ * one line it prints.  Returns -1 for the caller to pass up.
+ */
+__attribute__((format(printf, 1, 2)))
+static int startup_failed(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_err("%s", msg);
+    daemonize_failed(msg);
+    return -1;
+}
+
+/* libfuse's messages go where ours go; its debug chatter is dropped. */
+static void fuse_log_forward(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    int priority;
+
+    if (level <= FUSE_LOG_ERR)
+        priority = LOG_ERR;
+    else if (level == FUSE_LOG_WARNING)
+        priority = LOG_WARNING;
+    else if (level <= FUSE_LOG_INFO)
+        priority = LOG_INFO;
+    else
+        return;
+    log_msgv(priority, fmt, ap);
+}
+
+static int setup_signals(struct daemon *d)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return -errno;
+    d->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    return d->sigfd < 0 ? -errno : 0;
+}
+
+/* The next pending signal, 0 if none. */
+static int take_signal(struct daemon *d)
+{
+    struct signalfd_siginfo si;
+
+    if (read(d->sigfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        return 0;
+    return (int)si.ssi_signo;
+}
+
+static int start_store(struct daemon *d)
+{
+    struct store_config cfg = {
+        .size = d->opt.size,
+        .codec = d->opt.codec,
+        .level = d->opt.level,
+        .mem_limit = d->opt.mem_limit,
+        .compact_threshold_pct = d->opt.compact_threshold_pct,
+        /* One codec context per FUSE worker, made before serving. */
+        .prealloc_threads = d->opt.threads,
+    };
+
+    codec_level_range(d->opt.codec, NULL, NULL, &d->level);
+    if (d->opt.level != 0)
+        d->level = d->opt.level;
+    d->store = store_new(&cfg);
+    if (!d->store)
+        return startup_failed("cannot create the store: %s", strerror(errno));
+    return 0;
+}
+
+static int start_control(struct daemon *d)
+{
+    const struct control_info info = {
+        .name = d->opt.name,
+        .algorithm = codec_name(d->opt.codec),
+        .level = d->level,
+        .fuse_file = d->opt.fuse_file,
+    };
+
+    d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid);
+    if (!d->control) {
+        if (errno == EADDRINUSE)
+            return startup_failed("%s: a daemon is already listening there "
+                                  "(choose another --name or --control)", d->opt.control_path);
+        return startup_failed("%s: cannot listen: %s", d->opt.control_path, strerror(errno));
+    }
+    int r = control_start(d->control);
+    if (r < 0)
+        return startup_failed("cannot start the control server: %s", strerror(-r));
+    return 0;
+}
+
+/* Each front end: set up, start, and return only once it serves. */
+static int start_fuse(struct daemon *d)
+{
+    const struct fuse_export_options o = {
+        .name = d->opt.name,
+        .threads = d->opt.threads,
+        /*
+         * As root, let other users open the file too, as they could a
+         * block device: the file's mode (0600, root's) still decides.
+         */
+        .allow_other = geteuid() == 0,
+    };
+    struct fuse_export_conn conn;
+    int r;
+
+    d->fuse = fuse_export_new(d->store, d->opt.fuse_file, &o);
+    if (!d->fuse) {
+        if (errno == EINVAL)
+            return startup_failed("%s: not a regular file", d->opt.fuse_file);
+        if (errno == EBUSY)
+            return startup_failed("%s: already served by FUSE (another uzramd?)",
+                                  d->opt.fuse_file);
+        if (errno == ENOTCONN)
+            return startup_failed("%s: a dead FUSE mount is there (fusermount3 -u %s)",
+                                  d->opt.fuse_file, d->opt.fuse_file);
+        return startup_failed("%s: cannot mount: %s", d->opt.fuse_file, strerror(errno));
+    }
+    r = fuse_export_start(d->fuse);
+    if (r < 0)
+        return startup_failed("%s: FUSE did not start: %s", d->opt.fuse_file, strerror(-r));
+
+    fuse_export_get_conn(d->fuse, &conn);
+    log_info("FUSE %u.%u on %s: max_write %u, max_background %u, async direct I/O %s",
+             conn.proto_major, conn.proto_minor, d->opt.fuse_file, conn.max_write,
+             conn.max_background, conn.async_dio ? "on" : "off");
+    return 0;
+}
+
+static int start_frontends(struct daemon *d)
+{
+    if (d->opt.fuse_file && start_fuse(d) < 0)
+        return -1;
+    /* The NBD front end goes here. */
+    return 0;
+}
+
+static int startup(struct daemon *d)
+{
+    pid_t other;
+    int r;
+
+    r = setup_signals(d);
+    if (r < 0)
+        return startup_failed("cannot set up signals: %s", strerror(-r));
+    if (d->opt.pidfile && pidfile_check(d->opt.pidfile, &other) < 0)
+        return startup_failed("%s: process %ld is running (another uzramd?)",
+                              d->opt.pidfile, (long)other);
+    harden();
+    if (start_store(d) < 0 || start_control(d) < 0 || start_frontends(d) < 0)
+        return -1;
+    if (d->opt.pidfile) {
+        r = pidfile_write(d->opt.pidfile);
+        if (r < 0)
+            return startup_failed("%s: cannot write the pidfile: %s", d->opt.pidfile,
+                                  strerror(-r));
+        d->pidfile_written = true;
+    }
+    return 0;
+}
+
+/* Serve until a stop signal, or until a front end ends by itself. */
+static void serve(struct daemon *d)
+{
+    for (;;) {
+        struct pollfd fds[2] = { { .fd = d->sigfd, .events = POLLIN } };
+        nfds_t n = 1;
+
+        if (d->fuse)
+            fds[n++] = (struct pollfd){ .fd = fuse_export_done_fd(d->fuse), .events = POLLIN };
+        if (poll(fds, n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_err("poll: %s", strerror(errno));
+            return;
+        }
+        if (n > 1 && fds[1].revents) {
+            log_info("%s was unmounted; stopping", d->opt.fuse_file);
+            return;
+        }
+        int sig = take_signal(d);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_info("%s: stopping", strsignal(sig));
+            return;
+        }
+        if (sig == SIGHUP)
+            log_info("SIGHUP ignored: there is nothing to reload");
+    }
+}
+
+/*
+ * Detach the FUSE mount and wait for its users to let go; a second stop
+ * signal aborts the connection instead.
+ */
+static void stop_fuse(struct daemon *d)
+{
+    bool noticed = false, aborted = false;
+    int r;
+
+    r = fuse_export_stop(d->fuse);
+    if (r < 0)
+        log_warn("%s: cannot unmount: %s", d->opt.fuse_file, strerror(-r));
+    for (;;) {
+        struct pollfd fds[2] = {
+            { .fd = fuse_export_done_fd(d->fuse), .events = POLLIN },
+            { .fd = d->sigfd, .events = POLLIN },
+        };
+        int n = poll(fds, 2, noticed ? -1 : STOP_NOTICE_MS);
+        if (n < 0 && errno != EINTR) {
+            log_err("poll: %s", strerror(errno));
+            break;
+        }
+        if (fds[0].revents)
+            break;
+        if (n == 0 && !noticed) {
+            log_warn("%s is still in use (a loop device, swap?): serving it until it is "
+                     "released; send SIGTERM again to abort it", d->opt.fuse_file);
+            noticed = true;
+            continue;
+        }
+        int sig = fds[1].revents ? take_signal(d) : 0;
+        if ((sig == SIGTERM || sig == SIGINT) && !aborted) {
+            r = fuse_export_abort(d->fuse);
+            if (r < 0) {
+                log_err("%s: cannot abort the FUSE connection: %s", d->opt.fuse_file,
+                        strerror(-r));
+            } else {
+                log_warn("%s: FUSE connection aborted; its users get I/O errors",
+                         d->opt.fuse_file);
+                aborted = true;
+            }
+        }
+    }
+    fuse_export_free(d->fuse);
+    d->fuse = NULL;
+}
+
+static void teardown(struct daemon *d)
+{
+    if (d->fuse)
+        stop_fuse(d);
+    control_free(d->control);
+    store_free(d->store);
+    if (d->pidfile_written)
+        pidfile_remove(d->opt.pidfile);
+    if (d->sigfd >= 0)
+        close(d->sigfd);
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d = { .sigfd = -1 };
+    int r;
+
+    r = options_parse(argc, argv, &d.opt);
+    if (r != 0) {
+        options_free(&d.opt);
+        return r > 0 ? EXIT_SUCCESS : EXIT_USAGE;
+    }
+    fuse_set_log_func(fuse_log_forward);
+
+    if (!d.opt.foreground) {
+        r = daemonize();
+        if (r < 0) {
+            log_err("cannot go to the background: %s", strerror(-r));
+            options_free(&d.opt);
+            return EXIT_STARTUP;
+        }
+    }
+
+    r = startup(&d);
+    if (r == 0) {
+        char size[16];
+        format_size(d.opt.size, size, sizeof(size));
+        log_info("serving %s: %s, %s level %d, control socket %s", d.opt.name, size,
+                 codec_name(d.opt.codec), d.level, d.opt.control_path);
+        daemonize_ready();
+        serve(&d);
+    }
+    teardown(&d);
+    if (r == 0)
+        log_info("stopped");
+    options_free(&d.opt);
+    return r == 0 ? EXIT_SUCCESS : EXIT_STARTUP;
+}

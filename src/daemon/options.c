@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uzramd's command line.  Every value is checked here, before anything is
+ * created, so that a typo costs one line on stderr and exit status 2, never
+ * a half-started daemon.  A message names the option, quotes the value and
+ * says what is wanted.
+ */
+#include "uzramd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "codec.h"
+#include "config.h"
+#include "store.h"
+#include "util.h"
+
+/* More workers than this only add memory: each holds a 1 MiB buffer. */
+#define MAX_THREADS 256
+#define DEFAULT_NAME "uzram0"
+#define DEFAULT_COMPACT_PCT 10
+
+enum {
+    OPT_NAME = 'n', OPT_SIZE = 's', OPT_ALGORITHM = 'a', OPT_LEVEL = 'l',
+    OPT_FUSE = 'F', OPT_CONTROL = 'c', OPT_GROUP = 'g', OPT_MEM_LIMIT = 'm',
+    OPT_PIDFILE = 'p', OPT_FOREGROUND = 'f', OPT_THREADS = 't',
+    OPT_HELP = 'h', OPT_VERSION = 'V',
+    OPT_COMPACT = 0x100,
+};
+
+static const struct option long_opts[] = {
+    { "name",              required_argument, NULL, OPT_NAME },
+    { "size",              required_argument, NULL, OPT_SIZE },
+    { "algorithm",         required_argument, NULL, OPT_ALGORITHM },
+    { "level",             required_argument, NULL, OPT_LEVEL },
+    { "fuse",              required_argument, NULL, OPT_FUSE },
+    { "control",           required_argument, NULL, OPT_CONTROL },
+    { "group",             required_argument, NULL, OPT_GROUP },
+    { "mem-limit",         required_argument, NULL, OPT_MEM_LIMIT },
+    { "compact-threshold", required_argument, NULL, OPT_COMPACT },
+    { "pidfile",           required_argument, NULL, OPT_PIDFILE },
+    { "foreground",        no_argument,       NULL, OPT_FOREGROUND },
+    { "threads",           required_argument, NULL, OPT_THREADS },
+    { "help",              no_argument,       NULL, OPT_HELP },
+    { "version",           no_argument,       NULL, OPT_VERSION },
+    { NULL, 0, NULL, 0 },
+};
+
+static void usage(void)
+{
+    printf("Usage: uzramd [--name NAME] --size SIZE [--algorithm ALGO] [--level N]\n"
+           "              [--fuse FILE] [--control SOCKET] [--group GROUP]\n"
+           "              [--mem-limit SIZE] [--compact-threshold PCT]\n"
+           "              [--pidfile FILE] [--foreground] [--threads N]\n"
+           "\n"
+           "Serve a compressed RAM block device.\n"
+           "\n"
+           "  -n, --name NAME        device name (default " DEFAULT_NAME ")\n"
+           "  -s, --size SIZE        device size, a multiple of 4K (suffixes K M G T)\n"
+           "  -a, --algorithm ALGO   codec:");
+    for (size_t i = 0; codec_get(i); i++)
+        printf(" %s", codec_name(codec_get(i)));
+    printf(" (default lz4)\n"
+           "  -l, --level N          codec level (default: the codec's)\n"
+           "  -F, --fuse FILE        serve the device as the regular file FILE\n"
+           "  -c, --control SOCKET   control socket (default RUNDIR/NAME.sock)\n"
+           "  -g, --group GROUP      let GROUP use the control socket (mode 0660)\n"
+           "  -m, --mem-limit SIZE   most memory for stored data (default: none)\n"
+           "      --compact-threshold PCT\n"
+           "                         compact when this %% of memory is wasted\n"
+           "                         (default %d; 0: never automatically)\n"
+           "  -p, --pidfile FILE     write the daemon's pid to FILE once ready\n"
+           "  -f, --foreground       stay in the foreground, log to stderr\n"
+           "  -t, --threads N        FUSE worker threads, 1-%d (default: 2 per CPU, at least 4)\n"
+           "  -h, --help             show this help\n"
+           "  -V, --version          show the version\n"
+           "\n"
+           "See uzramd(8).\n", DEFAULT_COMPACT_PCT, MAX_THREADS);
+}
+
+static int bad(const char *opt, const char *value, const char *want)
+{
+    fprintf(stderr, "uzramd: %s: bad value '%s' (want %s)\n", opt, value, want);
+    return -EINVAL;
+}
+
+/* A path made absolute against the current directory; NULL if out of memory. */
+static char *absolute(const char *path)
+{
+    if (path[0] == '/')
+        return strdup(path);
+    _cleanup_free_ char *cwd = getcwd(NULL, 0);
+    char *p;
+    if (!cwd || asprintf(&p, "%s/%s", cwd, path) < 0)
+        return NULL;
+    return p;
+}
+
+static int parse_int(const char *s, long min, long max, long *ret)
+{
+    char *end;
+
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+static int parse_group(const char *s, gid_t *ret)
+{
+    struct group *g = getgrnam(s);
+    uint64_t v;
+
+    if (g) {
+        *ret = g->gr_gid;
+        return 0;
+    }
+    if (parse_u64(s, &v) == 0 && v < (gid_t)-1) {
+        *ret = (gid_t)v;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static int default_threads(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = cpus > 0 ? 2 * cpus : 4;
+    if (n < 4)
+        n = 4;
+    return n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
+static char *algorithms_list(void)
+{
+    char *list = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&list, &len);
+
+    if (!f)
+        return NULL;
+    for (size_t i = 0; codec_get(i); i++)
+        fprintf(f, "%s%s", i ? ", " : "", codec_name(codec_get(i)));
+    fclose(f);
+    return list;
+}
+
+int options_parse(int argc, char **argv, struct options *ret)
+{
+    const char *algorithm = "lz4", *level_arg = NULL, *control = NULL;
+    bool have_size = false;
+    long v;
+    int c;
+
+    *ret = (struct options){
+        .name = DEFAULT_NAME,
+        .gid = (gid_t)-1,
+        .compact_threshold_pct = DEFAULT_COMPACT_PCT,
+        .threads = (unsigned)default_threads(),
+    };
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":n:s:a:l:F:c:g:m:p:ft:hV", long_opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_NAME:
+            if (uzram_check_name(optarg) < 0)
+                return bad("--name", optarg, "1-64 of A-Z a-z 0-9 _ . -, not starting with '.'");
+            ret->name = optarg;
+            break;
+        case OPT_SIZE:
+            if (parse_size(optarg, &ret->size) < 0 || ret->size == 0 ||
+                ret->size % STORE_PAGE_SIZE || ret->size > STORE_MAX_SIZE)
+                return bad("--size", optarg, "a multiple of 4K up to 4096T, e.g. 1G");
+            have_size = true;
+            break;
+        case OPT_ALGORITHM:
+            algorithm = optarg;
+            break;
+        case OPT_LEVEL:
+            level_arg = optarg;
+            break;
+        case OPT_FUSE:
+            free(ret->fuse_file);
+            ret->fuse_file = absolute(optarg);
+            if (!ret->fuse_file)
+                return bad("--fuse", optarg, "a path");
+            break;
+        case OPT_CONTROL:
+            control = optarg;
+            break;
+        case OPT_GROUP:
+            if (parse_group(optarg, &ret->gid) < 0)
+                return bad("--group", optarg, "a group name or number");
+            break;
+        case OPT_MEM_LIMIT:
+            if (parse_size(optarg, &ret->mem_limit) < 0)
+                return bad("--mem-limit", optarg, "a size, e.g. 512M; 0 for none");
+            break;
+        case OPT_COMPACT:
+            if (parse_int(optarg, 0, 100, &v) < 0)
+                return bad("--compact-threshold", optarg, "a percentage, 0-100");
+            ret->compact_threshold_pct = (unsigned)v;
+            break;
+        case OPT_PIDFILE:
+            free(ret->pidfile);
+            ret->pidfile = absolute(optarg);
+            if (!ret->pidfile)
+                return bad("--pidfile", optarg, "a path");
+            break;
+        case OPT_FOREGROUND:
+            ret->foreground = true;
+            break;
+        case OPT_THREADS:
+            if (parse_int(optarg, 1, MAX_THREADS, &v) < 0) {
+                char want[32];
+                snprintf(want, sizeof(want), "1-%d", MAX_THREADS);
+                return bad("--threads", optarg, want);
+            }
+            ret->threads = (unsigned)v;
+            break;
+        case OPT_HELP:
+            usage();
+            return 1;
+        case OPT_VERSION:
+            printf("uzramd %s\n", UZRAM_VERSION);
+            return 1;
+        case ':':
+            fprintf(stderr, "uzramd: %s: missing value\n", argv[optind - 1]);
+            return -EINVAL;
+        default:
+            if (optopt)
+                fprintf(stderr, "uzramd: unknown option '-%c' (see uzramd --help)\n", optopt);
+            else
+                fprintf(stderr, "uzramd: unknown option '%s' (see uzramd --help)\n",
+                        argv[optind - 1]);
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "uzramd: unexpected argument '%s' (see uzramd --help)\n", argv[optind]);
+        return -EINVAL;
+    }
+    if (!have_size) {
+        fprintf(stderr, "uzramd: --size: missing (want the device size, e.g. --size 1G)\n");
+        return -EINVAL;
+    }
+
+    ret->codec = codec_find(algorithm);
+    if (!ret->codec) {
+        _cleanup_free_ char *list = algorithms_list();
+        return bad("--algorithm", algorithm, list ? list : "a built-in codec");
+    }
+    if (level_arg) {
+        int min, max;
+        char want[64];
+        codec_level_range(ret->codec, &min, &max, NULL);
+        snprintf(want, sizeof(want), "%d to %d for %s", min, max, codec_name(ret->codec));
+        if (parse_int(level_arg, min, max, &v) < 0)
+            return bad("--level", level_arg, want);
+        ret->level = (int)v;
+    }
+
+    if (control) {
+        ret->control_path = absolute(control);
+    } else {
+        char path[108];
+        int r = uzram_control_path(ret->name, path, sizeof(path));
+        if (r < 0) {
+            fprintf(stderr, "uzramd: --name: the control socket path for '%s' is too long "
+                    "(use --control)\n", ret->name);
+            return -EINVAL;
+        }
+        ret->control_path = strdup(path);
+    }
+    if (!ret->control_path) {
+        fprintf(stderr, "uzramd: out of memory\n");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void options_free(struct options *o)
+{
+    free(o->fuse_file);
+    free(o->control_path);
+    free(o->pidfile);
+    o->fuse_file = o->control_path = o->pidfile = NULL;
+}

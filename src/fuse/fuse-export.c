@@ -1,0 +1,721 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The FUSE front end: the store as one regular file.
+ *
+ * Shape.  The file system has a single inode, its root, and the root is a
+ * regular file: FUSE is mounted on top of a regular file (the kernel takes
+ * the root's type from the mountpoint), so the path the user named is the
+ * device itself and there is no directory to look up or list.  losetup
+ * then makes a block device of it, as with qemu-storage-daemon's FUSE
+ * export or nbdfuse.  The file has the store's size and can neither grow
+ * nor shrink; it behaves as a block device would:
+ *   - reads past the end return nothing, reads across it are short;
+ *   - writes at or past the end fail with ENOSPC, writes across it are
+ *     short (the part inside is written);
+ *   - O_TRUNC is ignored (FUSE_CAP_ATOMIC_O_TRUNC makes the kernel pass it
+ *     to open instead of sending a truncate), and a truncate to any other
+ *     size fails with EINVAL;
+ *   - mode, owner and times can be changed (in memory, for this mount), so
+ *     that root can hand the device to a user with chown.
+ *
+ * Why direct_io.  Without it every page read or written would also sit in
+ * the kernel's page cache, uncompressed, on top of the compressed copy the
+ * store keeps: the opposite of what a compressed RAM disk is for.  With
+ * FOPEN_DIRECT_IO the kernel passes each request through; `losetup
+ * --direct-io=on` does the same on the loop device's side, so data is held
+ * once, compressed.
+ *
+ * Request sizes.  The kernel splits I/O into requests of at most max_write
+ * (writes) or max_pages (reads) bytes.  libfuse 3.14 sizes its receive
+ * buffers for 256 pages and asks the kernel for max_pages to match, so
+ * asking for 1 MiB gets 1 MiB on a kernel with the default
+ * fs.fuse.max_pages_limit.  Large requests matter because each one costs
+ * two context switches and a copy through /dev/fuse.  A loop device with
+ * direct I/O submits asynchronous requests; FUSE_CAP_ASYNC_DIO lets the
+ * kernel keep several in flight (up to max_background, raised from the
+ * kernel's default of 12), so the worker threads run them in parallel.
+ *
+ * Threads.  libfuse's multithreaded loop reads requests in whichever
+ * worker is free and starts another worker, up to a maximum, when none is.
+ * The idle limit is set to that same maximum so workers never exit: each
+ * one allocates its read buffer and asks the store for its codec context
+ * on its first request, and a daemon serving swap must not need to do that
+ * again later, when memory may be short.  Each handler runs entirely in
+ * its worker: no lock here is shared between requests except the one that
+ * guards the file's mode, owner and times.
+ *
+ * Stopping.  A busy mount cannot be taken away cleanly: a loop device or a
+ * swap area on it would see I/O errors or hang.  So stopping detaches the
+ * mount lazily and keeps serving; when the last user lets go the kernel
+ * destroys the super block, aborts the connection, the workers' reads
+ * return ENODEV and the loop ends.  fuse_session_exit() is not called to
+ * stop: it would make each worker quit after its current request, leaving
+ * the remaining users with nobody to serve them.  Aborting through fusectl
+ * is the explicit, destructive way out.
+ */
+#define FUSE_USE_VERSION 314
+
+#include "fuse-export.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "store.h"
+
+#define UNUSED __attribute__((unused))
+
+/* The largest request asked for: libfuse 3.14's buffers hold 256 pages. */
+#define FX_MAX_IO (1u << 20)
+/*
+ * Asynchronous requests in flight (a loop device's direct I/O): enough to
+ * keep every worker busy; the kernel caps it for unprivileged mounts.
+ */
+#define FX_MAX_BACKGROUND 64
+#define FX_DEFAULT_THREADS 4
+/* The size never changes; only st_blocks and times go a second stale. */
+#define FX_ATTR_TIMEOUT 1.0
+/* FUSE_INIT is the kernel's first message: it is waiting already. */
+#define FX_INIT_TIMEOUT_S 30
+#define FX_FUSECTL "/sys/fs/fuse/connections"
+#define FX_FUSE_MAGIC 0x65735546   /* statfs f_type of any FUSE file system */
+
+extern char **environ;
+
+struct fuse_export {
+    struct store *store;
+    uint64_t size;
+    char *file;
+    struct fuse_session *se;
+    unsigned threads;
+    int done_fd;
+
+    pthread_t thread;
+    bool started;
+    bool stopped;
+    dev_t dev;                  /* the mount's device, for fusectl; 0 if unknown */
+
+    pthread_mutex_t lock;       /* guards the fields below */
+    pthread_cond_t cond;
+    bool init_done;
+    bool loop_ended;
+    struct fuse_export_conn conn;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    struct timespec atime, mtime, ctime;
+};
+
+/* ---- per-thread state ---------------------------------------------------- */
+
+/*
+ * A worker's read buffer, kept for the thread's life (see "Threads").  The
+ * key's destructor frees it when a thread exits.
+ */
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static __thread void *tls_buf;
+static __thread size_t tls_buf_len;
+static __thread const struct store *tls_prepared;
+
+static void tls_free(void *p)
+{
+    free(p);
+}
+
+static void tls_init(void)
+{
+    /* Cannot fail short of a process out of keys; then buffers just leak. */
+    (void)pthread_key_create(&tls_key, tls_free);
+}
+
+/* The calling worker's buffer, of at least len bytes; NULL if out of memory. */
+static void *thread_buffer(struct fuse_export *fe, size_t len)
+{
+    if (tls_prepared != fe->store) {
+        /* On failure the store tries again on each request; nothing to add. */
+        (void)store_thread_prepare(fe->store);
+        tls_prepared = fe->store;
+    }
+    if (len <= tls_buf_len)
+        return tls_buf;
+
+    size_t want = len < FX_MAX_IO ? FX_MAX_IO : len;
+    void *p;
+    /* Page-aligned, so that the store copies whole pages on aligned offsets. */
+    if (posix_memalign(&p, STORE_PAGE_SIZE, want) != 0)
+        return NULL;
+    free(tls_buf);
+    tls_buf = p;
+    tls_buf_len = want;
+    (void)pthread_setspecific(tls_key, p);
+    return p;
+}
+
+/* ---- attributes ---------------------------------------------------------- */
+
+static void fill_stat(struct fuse_export *fe, struct stat *st)
+{
+    struct store_stats stats;
+    store_get_stats(fe->store, &stats);
+
+    memset(st, 0, sizeof(*st));
+    st->st_ino = FUSE_ROOT_ID;
+    st->st_nlink = 1;
+    st->st_size = (off_t)fe->size;
+    st->st_blksize = STORE_PAGE_SIZE;
+    /* What du shows: the data stored, before compression. */
+    st->st_blocks = (blkcnt_t)(stats.orig_data_size / 512);
+
+    LOCK_GUARD(&fe->lock);
+    st->st_mode = S_IFREG | fe->mode;
+    st->st_uid = fe->uid;
+    st->st_gid = fe->gid;
+    st->st_atim = fe->atime;
+    st->st_mtim = fe->mtime;
+    st->st_ctim = fe->ctime;
+}
+
+static void fx_getattr(fuse_req_t req, fuse_ino_t ino UNUSED, struct fuse_file_info *fi UNUSED)
+{
+    struct fuse_export *fe = fuse_req_userdata(req);
+    struct stat st;
+
+    fill_stat(fe, &st);
+    fuse_reply_attr(req, &st, FX_ATTR_TIMEOUT);
+}
+
+static void fx_setattr(fuse_req_t req, fuse_ino_t ino UNUSED, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi UNUSED)
+{
+    struct fuse_export *fe = fuse_req_userdata(req);
+    struct timespec now;
+    struct stat st;
+
+    if ((to_set & FUSE_SET_ATTR_SIZE) && (attr->st_size < 0 || (uint64_t)attr->st_size != fe->size)) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    {
+        /* The kernel has checked permissions (default_permissions). */
+        LOCK_GUARD(&fe->lock);
+        if (to_set & FUSE_SET_ATTR_MODE)
+            fe->mode = attr->st_mode & 07777;
+        if (to_set & FUSE_SET_ATTR_UID)
+            fe->uid = attr->st_uid;
+        if (to_set & FUSE_SET_ATTR_GID)
+            fe->gid = attr->st_gid;
+        if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+            fe->atime = now;
+        else if (to_set & FUSE_SET_ATTR_ATIME)
+            fe->atime = attr->st_atim;
+        if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+            fe->mtime = now;
+        else if (to_set & FUSE_SET_ATTR_MTIME)
+            fe->mtime = attr->st_mtim;
+        fe->ctime = (to_set & FUSE_SET_ATTR_CTIME) ? attr->st_ctim : now;
+    }
+    fill_stat(fe, &st);
+    fuse_reply_attr(req, &st, FX_ATTR_TIMEOUT);
+}
+
+/* ---- data ---------------------------------------------------------------- */
+
+static void fx_open(fuse_req_t req, fuse_ino_t ino UNUSED, struct fuse_file_info *fi)
+{
+    /* O_TRUNC is ignored, as a block device ignores it (see the top). */
+    fi->direct_io = 1;
+    fi->keep_cache = 0;
+    fuse_reply_open(req, fi);
+}
+
+static void fx_read(fuse_req_t req, fuse_ino_t ino UNUSED, size_t size, off_t off,
+                    struct fuse_file_info *fi UNUSED)
+{
+    struct fuse_export *fe = fuse_req_userdata(req);
+
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if ((uint64_t)off >= fe->size || size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    uint64_t len = fe->size - (uint64_t)off;
+    if (len > size)
+        len = size;
+
+    void *buf = thread_buffer(fe, len);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    int r = store_read(fe->store, buf, len, (uint64_t)off);
+    if (r < 0)
+        fuse_reply_err(req, -r);
+    else
+        fuse_reply_buf(req, buf, len);
+}
+
+static void fx_write(fuse_req_t req, fuse_ino_t ino UNUSED, const char *buf, size_t size,
+                     off_t off, struct fuse_file_info *fi UNUSED)
+{
+    struct fuse_export *fe = fuse_req_userdata(req);
+
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (size == 0) {
+        fuse_reply_write(req, 0);
+        return;
+    }
+    /* The file cannot grow: a block device answers ENOSPC past its end. */
+    if ((uint64_t)off >= fe->size) {
+        fuse_reply_err(req, ENOSPC);
+        return;
+    }
+    uint64_t len = fe->size - (uint64_t)off;
+    if (len > size)
+        len = size;
+
+    (void)thread_buffer(fe, 0);  /* codec context before the first write */
+    int r = store_write(fe->store, buf, len, (uint64_t)off);
+    if (r < 0)
+        fuse_reply_err(req, -r);
+    else
+        fuse_reply_write(req, len);
+}
+
+/*
+ * The kernel passes only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE (it refuses
+ * the other modes itself).  Without KEEP_SIZE a range past the end would
+ * make the kernel grow the file, which cannot be: ENOSPC.
+ */
+static void fx_fallocate(fuse_req_t req, fuse_ino_t ino UNUSED, int mode, off_t off,
+                         off_t length, struct fuse_file_info *fi UNUSED)
+{
+    struct fuse_export *fe = fuse_req_userdata(req);
+    const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+    uint64_t end;
+    int r = 0;
+
+    if (mode & ~known) {
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
+    if (off < 0 || length <= 0 ||
+        __builtin_add_overflow((uint64_t)off, (uint64_t)length, &end)) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (end > fe->size) {
+        if (!(mode & FALLOC_FL_KEEP_SIZE)) {
+            fuse_reply_err(req, ENOSPC);
+            return;
+        }
+        end = fe->size;     /* beyond the end there is nothing to free */
+    }
+    if ((uint64_t)off >= end) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+
+    (void)thread_buffer(fe, 0);
+    if (mode & FALLOC_FL_PUNCH_HOLE)
+        r = store_discard(fe->store, end - (uint64_t)off, (uint64_t)off);
+    else if (mode & FALLOC_FL_ZERO_RANGE)
+        r = store_write_zeroes(fe->store, end - (uint64_t)off, (uint64_t)off);
+    /* else: plain allocation.  A RAM store cannot reserve ahead; succeed. */
+    fuse_reply_err(req, -r);
+}
+
+static void fx_flush(fuse_req_t req, fuse_ino_t ino UNUSED, struct fuse_file_info *fi UNUSED)
+{
+    struct fuse_export *fe = fuse_req_userdata(req);
+
+    fuse_reply_err(req, -store_flush(fe->store));
+}
+
+static void fx_fsync(fuse_req_t req, fuse_ino_t ino UNUSED, int datasync UNUSED,
+                     struct fuse_file_info *fi UNUSED)
+{
+    struct fuse_export *fe = fuse_req_userdata(req);
+
+    fuse_reply_err(req, -store_flush(fe->store));
+}
+
+static void fx_release(fuse_req_t req, fuse_ino_t ino UNUSED, struct fuse_file_info *fi UNUSED)
+{
+    fuse_reply_err(req, 0);
+}
+
+/* The kernel answers SEEK_SET, SEEK_CUR and SEEK_END itself. */
+static void fx_lseek(fuse_req_t req, fuse_ino_t ino UNUSED, off_t off, int whence,
+                     struct fuse_file_info *fi UNUSED)
+{
+    struct fuse_export *fe = fuse_req_userdata(req);
+    uint64_t pos;
+
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (off < 0) {
+        fuse_reply_err(req, ENXIO);
+        return;
+    }
+    int r = store_seek(fe->store, (uint64_t)off, whence == SEEK_DATA, &pos);
+    if (r < 0)
+        fuse_reply_err(req, -r);
+    else
+        fuse_reply_lseek(req, (off_t)pos);
+}
+
+/*
+ * A file system of one file: blocks are the device's pages, free ones
+ * those holding no data.  loop takes its discard granularity from f_bsize.
+ */
+static void fx_statfs(fuse_req_t req, fuse_ino_t ino UNUSED)
+{
+    struct fuse_export *fe = fuse_req_userdata(req);
+    struct store_stats stats;
+    struct statvfs sv = {0};
+
+    store_get_stats(fe->store, &stats);
+    uint64_t blocks = fe->size / STORE_PAGE_SIZE;
+    uint64_t used = stats.orig_data_size / STORE_PAGE_SIZE;
+    sv.f_bsize = STORE_PAGE_SIZE;
+    sv.f_frsize = STORE_PAGE_SIZE;
+    sv.f_blocks = blocks;
+    sv.f_bfree = sv.f_bavail = used < blocks ? blocks - used : 0;
+    sv.f_files = 1;
+    sv.f_namemax = 255;
+    fuse_reply_statfs(req, &sv);
+}
+
+static void fx_init(void *userdata, struct fuse_conn_info *conn)
+{
+    struct fuse_export *fe = userdata;
+
+    /* libfuse lowers max_write to what its buffers hold, after this. */
+    conn->max_write = FX_MAX_IO;
+    conn->max_read = 0;                         /* no limit beyond max_pages */
+    conn->max_background = FX_MAX_BACKGROUND;
+    conn->congestion_threshold = FX_MAX_BACKGROUND * 3 / 4;
+    conn->want |= conn->capable & (FUSE_CAP_ASYNC_DIO | FUSE_CAP_ASYNC_READ |
+                                   FUSE_CAP_ATOMIC_O_TRUNC);
+    /* Splicing buys nothing: the store copies every byte anyway. */
+    conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
+                    FUSE_CAP_WRITEBACK_CACHE);
+
+    LOCK_GUARD(&fe->lock);
+    fe->conn = (struct fuse_export_conn){
+        .proto_major = conn->proto_major,
+        .proto_minor = conn->proto_minor,
+        .max_write = conn->max_write,
+        .max_readahead = conn->max_readahead,
+        .max_background = conn->max_background,
+        .async_dio = (conn->want & FUSE_CAP_ASYNC_DIO) != 0,
+    };
+    fe->init_done = true;
+    pthread_cond_broadcast(&fe->cond);
+}
+
+static const struct fuse_lowlevel_ops fx_ops = {
+    .init = fx_init,
+    .getattr = fx_getattr,
+    .setattr = fx_setattr,
+    .open = fx_open,
+    .read = fx_read,
+    .write = fx_write,
+    .flush = fx_flush,
+    .release = fx_release,
+    .fsync = fx_fsync,
+    .statfs = fx_statfs,
+    .fallocate = fx_fallocate,
+    .lseek = fx_lseek,
+};
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+/*
+ * Make file if missing; it must end up a regular file, and not one that
+ * FUSE serves already: a second mount would stack on the first, and each
+ * daemon's unmount would then detach the other's.
+ */
+static int prepare_file(const char *file)
+{
+    struct statfs sfs;
+    struct stat st;
+
+    if (statfs(file, &sfs) == 0 && sfs.f_type == FX_FUSE_MAGIC)
+        return -EBUSY;
+
+    _cleanup_close_ int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
+    if (fd < 0) {
+        /* O_WRONLY fails on a directory with EISDIR: say "not a file". */
+        return errno == EISDIR ? -EINVAL : -errno;
+    }
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    return S_ISREG(st.st_mode) ? 0 : -EINVAL;
+}
+
+struct fuse_export *fuse_export_new(struct store *s, const char *file,
+                                    const struct fuse_export_options *o)
+{
+    _cleanup_free_ char *opts = NULL;
+    struct fuse_export *fe;
+    int r;
+
+    r = prepare_file(file);
+    if (r < 0) {
+        errno = -r;
+        return NULL;
+    }
+    pthread_once(&tls_once, tls_init);
+
+    fe = calloc(1, sizeof(*fe));
+    if (!fe)
+        return NULL;
+    fe->store = s;
+    fe->size = store_size(s);
+    fe->threads = o->threads ? o->threads : FX_DEFAULT_THREADS;
+    fe->done_fd = -1;
+    fe->mode = 0600;
+    fe->uid = geteuid();
+    fe->gid = getegid();
+    clock_gettime(CLOCK_REALTIME, &fe->mtime);
+    fe->atime = fe->ctime = fe->mtime;
+    pthread_mutex_init(&fe->lock, NULL);
+    pthread_cond_init(&fe->cond, NULL);
+
+    fe->file = strdup(file);
+    if (!fe->file)
+        goto fail;
+    fe->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fe->done_fd < 0)
+        goto fail;
+
+    if (asprintf(&opts, "fsname=uzram:%s,subtype=uzram,default_permissions%s",
+                 o->name, o->allow_other ? ",allow_other" : "") < 0) {
+        opts = NULL;
+        errno = ENOMEM;
+        goto fail;
+    }
+    char *argv[] = { (char *)"uzramd", (char *)"-o", opts, NULL };
+    struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+
+    errno = 0;
+    fe->se = fuse_session_new(&args, &fx_ops, sizeof(fx_ops), fe);
+    fuse_opt_free_args(&args);
+    if (!fe->se) {
+        if (errno == 0)
+            errno = EIO;
+        goto fail;
+    }
+    errno = 0;
+    if (fuse_session_mount(fe->se, fe->file) != 0) {
+        /* libfuse does not always leave errno meaningful. */
+        if (errno == 0)
+            errno = EIO;
+        goto fail;
+    }
+    return fe;
+
+fail:
+    r = errno;
+    if (fe->se)
+        fuse_session_destroy(fe->se);
+    if (fe->done_fd >= 0)
+        close(fe->done_fd);
+    free(fe->file);
+    pthread_cond_destroy(&fe->cond);
+    pthread_mutex_destroy(&fe->lock);
+    free(fe);
+    errno = r;
+    return NULL;
+}
+
+static void *serve(void *arg)
+{
+    struct fuse_export *fe = arg;
+    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+
+    if (cfg) {
+        fuse_loop_cfg_set_max_threads(cfg, fe->threads);
+        /* Workers never exit, see "Threads" at the top. */
+        fuse_loop_cfg_set_idle_threads(cfg, fe->threads);
+        fuse_loop_cfg_set_clone_fd(cfg, 0);
+        (void)fuse_session_loop_mt(fe->se, cfg);
+        fuse_loop_cfg_destroy(cfg);
+    }
+
+    {
+        LOCK_GUARD(&fe->lock);
+        fe->loop_ended = true;
+        pthread_cond_broadcast(&fe->cond);
+    }
+    (void)eventfd_write(fe->done_fd, 1);
+    return NULL;
+}
+
+int fuse_export_start(struct fuse_export *fe)
+{
+    struct timespec deadline;
+    bool ready;
+    int r;
+
+    if (fe->started)
+        return -EINVAL;
+    r = pthread_create(&fe->thread, NULL, serve, fe);
+    if (r != 0)
+        return -r;
+    fe->started = true;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += FX_INIT_TIMEOUT_S;
+    {
+        LOCK_GUARD(&fe->lock);
+        while (!fe->init_done && !fe->loop_ended) {
+            if (pthread_cond_timedwait(&fe->cond, &fe->lock, &deadline) == ETIMEDOUT)
+                return -ETIMEDOUT;
+        }
+        ready = fe->init_done && !fe->loop_ended;
+    }
+    if (!ready)
+        return -EIO;
+
+    /*
+     * The mount's device names its fusectl directory.  This stat is served
+     * by the workers (INIT is done); failure only disables abort.
+     */
+    struct stat st;
+    if (stat(fe->file, &st) == 0)
+        fe->dev = st.st_dev;
+    return 0;
+}
+
+void fuse_export_get_conn(const struct fuse_export *fe, struct fuse_export_conn *ret)
+{
+    LOCK_GUARD((pthread_mutex_t *)&fe->lock);
+    *ret = fe->conn;
+}
+
+int fuse_export_done_fd(const struct fuse_export *fe)
+{
+    return fe->done_fd;
+}
+
+/* Lazy unmount as an unprivileged user: only fusermount3 may. */
+static int run_fusermount(const char *file)
+{
+    char *argv[] = { (char *)"fusermount3", (char *)"-u", (char *)"-z", (char *)"-q",
+                     (char *)"--", (char *)file, NULL };
+    pid_t pid;
+    int status;
+
+    int r = posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ);
+    if (r != 0)
+        return -r;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
+int fuse_export_stop(struct fuse_export *fe)
+{
+    if (fe->stopped)
+        return 0;
+    fe->stopped = true;
+
+    {
+        LOCK_GUARD(&fe->lock);
+        if (fe->loop_ended)
+            return 0;   /* unmounted or aborted already */
+    }
+    /*
+     * Unmount only our own mount: if something was mounted over the file
+     * since, detaching the top one would take someone else's.
+     */
+    struct stat st;
+    if (stat(fe->file, &st) < 0)
+        return -errno;
+    if (fe->dev == 0 || st.st_dev != fe->dev)
+        return -EBUSY;
+    if (geteuid() != 0)
+        return run_fusermount(fe->file);
+    if (umount2(fe->file, MNT_DETACH | UMOUNT_NOFOLLOW) < 0) {
+        /* EINVAL: not a mount point any more, someone unmounted it. */
+        return errno == EINVAL ? 0 : -errno;
+    }
+    return 0;
+}
+
+int fuse_export_abort(struct fuse_export *fe)
+{
+    char path[64];
+
+    /* fusectl names connections by the kernel's dev_t: anonymous, major 0. */
+    if (fe->dev == 0 || major(fe->dev) != 0)
+        return -ENOENT;
+    snprintf(path, sizeof(path), FX_FUSECTL "/%u/abort", minor(fe->dev));
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && geteuid() == 0) {
+        /*
+         * fusectl is not mounted (systemd mounts it at boot; containers
+         * and minimal systems may not): mount it, as that boot step would.
+         */
+        if (mount("fusectl", FX_FUSECTL, "fusectl", 0, NULL) == 0)
+            fd = open(path, O_WRONLY | O_CLOEXEC);
+        else
+            errno = ENOENT;
+    }
+    if (fd < 0)
+        return -errno;
+    if (write(fd, "1", 1) != 1)
+        return -errno;
+    return 0;
+}
+
+void fuse_export_free(struct fuse_export *fe)
+{
+    if (!fe)
+        return;
+    if (fe->started) {
+        (void)fuse_export_stop(fe);
+        pthread_join(fe->thread, NULL);
+    }
+    /*
+     * Closes the device; also unmounts when serving never started (the
+     * mount is then idle: the kernel waits on INIT).
+     */
+    fuse_session_unmount(fe->se);
+    fuse_session_destroy(fe->se);
+    close(fe->done_fd);
+    free(fe->file);
+    pthread_cond_destroy(&fe->cond);
+    pthread_mutex_destroy(&fe->lock);
+    free(fe);
+}
