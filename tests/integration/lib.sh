@@ -1,0 +1,259 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash
+#
+# Shared by the integration tests: sourced, never run.
+#
+# Every test drives the real binaries through the real kernel paths (a FUSE
+# mount, a loop device, ext4, swap), so a failed test can leave the machine
+# holding mounts, loop devices, swap areas and daemons.  To keep that from
+# happening, everything a test sets up registers its own undo on a stack
+# (cleanup_push) as soon as it exists, and one EXIT trap unwinds the stack
+# in reverse order whatever the exit path: a failed check, `set -e`, a
+# signal, or the normal end.  Reverse order is what makes it safe: swapoff
+# and umount run while the daemon that serves them is still alive, the loop
+# device is detached before the daemon goes, and the temporary directory
+# goes last.
+#
+# The scripts are called by meson as
+#   test-X.sh UZRAMD UZRAMCTL [HELPER...]
+# so that no build directory is written into them.
+#
+# Exit status: 0 pass, 1 fail, 77 skipped (not root, no /dev/fuse, a tool
+# missing).
+
+set -euo pipefail
+export LC_ALL=C
+
+UZRAMD=${1:?usage: $0 UZRAMD UZRAMCTL [HELPER...]}
+UZRAMCTL=${2:?usage: $0 UZRAMD UZRAMCTL [HELPER...]}
+shift 2
+
+test_name=$(basename "$0" .sh)
+
+log() { printf '%s: %s\n' "$test_name" "$*" >&2; }
+skip() { log "SKIP: $*"; exit 77; }
+fail() { log "FAIL: $*"; exit 1; }
+
+# ---- cleanup stack -------------------------------------------------------
+
+_cleanups=()
+
+# cleanup_push CMD...: run CMD (as one shell string) when the test exits.
+cleanup_push() { _cleanups+=("$*"); }
+
+# Drop the newest entry: the caller has undone it itself.
+cleanup_pop() { unset '_cleanups[${#_cleanups[@]}-1]'; }
+
+_run_cleanups() {
+    local rc=$? i
+    trap - EXIT INT TERM
+    set +e
+    for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
+        eval "${_cleanups[i]}" || log "cleanup failed: ${_cleanups[i]}"
+    done
+    if ((rc != 0 && rc != 77)); then
+        log "exit status $rc"
+    fi
+    exit "$rc"
+}
+trap _run_cleanups EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- prerequisites -------------------------------------------------------
+
+require_root() { [[ $(id -u) == 0 ]] || skip "needs root"; }
+
+require_fuse() {
+    [[ -c /dev/fuse ]] || skip "needs /dev/fuse"
+    grep -qw fuse /proc/filesystems || modprobe fuse 2>/dev/null || true
+    grep -qw fuse /proc/filesystems || skip "the kernel has no FUSE"
+}
+
+require_cmd() {
+    local c
+    for c; do
+        command -v "$c" >/dev/null 2>&1 || skip "needs $c"
+    done
+}
+
+require_binaries() {
+    [[ -x $UZRAMD ]] || fail "uzramd not found at $UZRAMD"
+    [[ -x $UZRAMCTL ]] || fail "uzramctl not found at $UZRAMCTL"
+}
+
+# ---- temporary directory -------------------------------------------------
+
+# Short path: the control socket must fit in 108 bytes.
+make_tmpdir() {
+    TMPD=$(mktemp -d /tmp/uzit.XXXXXX)
+    cleanup_push "rm -rf '$TMPD'"
+}
+
+# ---- the daemon ----------------------------------------------------------
+
+# Poll up to $2 seconds (default 30) for the shell condition $1.
+wait_for() {
+    local cond=$1 secs=${2:-30} i
+    for ((i = 0; i < secs * 10; i++)); do
+        eval "$cond" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+pid_alive() { kill -0 "$1" 2>/dev/null; }
+
+# Is $1 the mount point of a FUSE mount?
+fuse_mounted() {
+    [[ $(findmnt -n -o FSTYPE --mountpoint "$1" 2>/dev/null || true) == fuse* ]]
+}
+
+# start_daemon SIZE [UZRAMD ARGS...]: start uzramd in the background the
+# way a user would (it forks and returns once ready) on $TMPD/dev with a
+# unique name, and its control socket in $TMPD (or, with DEFAULT_SOCKET=1,
+# where uzramd puts it by default, where `uzramctl list` looks).  Sets
+# DEV_NAME, DEV_SOCK (DEVICE for uzramctl), DEV_FILE, DEV_PIDFILE, DEV_PID.  The checks right after the command are the
+# readiness promise: the file and the socket must be usable on the next
+# line.
+start_daemon() {
+    local size=$1
+    shift
+    DEV_NAME="uzit-$$-${RANDOM}"
+    DEV_FILE="$TMPD/dev"
+    DEV_PIDFILE="$TMPD/uzramd.pid"
+    local ctl=()
+    if [[ ${DEFAULT_SOCKET:-0} == 1 ]]; then
+        DEV_SOCK="/run/uzram/$DEV_NAME.sock"
+    else
+        DEV_SOCK="$TMPD/ctl.sock"
+        ctl=(--control "$DEV_SOCK")
+    fi
+    : >"$DEV_FILE"
+    log "uzramd --name $DEV_NAME --size $size --fuse $DEV_FILE ${ctl[*]} --pidfile $DEV_PIDFILE $*"
+    local rc=0
+    "$UZRAMD" --name "$DEV_NAME" --size "$size" --fuse "$DEV_FILE" \
+        "${ctl[@]}" --pidfile "$DEV_PIDFILE" "$@" || rc=$?
+    # Register the undo even on failure: it may have half-started.
+    cleanup_push "stop_daemon_quietly"
+    ((rc == 0)) || fail "uzramd exited $rc"
+    [[ -s $DEV_PIDFILE ]] || fail "uzramd returned but $DEV_PIDFILE is empty or missing"
+    DEV_PID=$(<"$DEV_PIDFILE")
+    [[ $DEV_PID =~ ^[0-9]+$ ]] || fail "pidfile holds '$DEV_PID'"
+    pid_alive "$DEV_PID" || fail "uzramd (pid $DEV_PID) is not running"
+    [[ -S $DEV_SOCK ]] || fail "uzramd returned before its control socket $DEV_SOCK existed"
+    fuse_mounted "$DEV_FILE" || fail "uzramd returned before $DEV_FILE was a FUSE mount"
+}
+
+# start_daemon_fg SIZE [ARGS...]: the same with --foreground, as a child of
+# this shell (so that its exit status can be waited for); stderr goes to
+# $TMPD/uzramd.log.  Waits for the mount and the socket.
+start_daemon_fg() {
+    local size=$1
+    shift
+    DEV_NAME="uzit-$$-${RANDOM}"
+    DEV_SOCK="$TMPD/ctl.sock"
+    DEV_FILE="$TMPD/dev"
+    DEV_PIDFILE="$TMPD/uzramd.pid"
+    DEV_LOG="$TMPD/uzramd.log"
+    : >"$DEV_FILE"
+    log "uzramd --foreground --name $DEV_NAME --size $size --fuse $DEV_FILE --control $DEV_SOCK $*"
+    # A non-interactive shell starts background commands with SIGINT
+    # ignored, and libfuse leaves an ignored signal alone: give the daemon
+    # the default disposition it would get from a terminal.
+    env --default-signal=INT,TERM "$UZRAMD" --foreground --name "$DEV_NAME" --size "$size" \
+        --fuse "$DEV_FILE" --control "$DEV_SOCK" --pidfile "$DEV_PIDFILE" "$@" 2>"$DEV_LOG" &
+    DEV_PID=$!
+    cleanup_push "stop_daemon_quietly"
+    if ! wait_for "[[ -S '$DEV_SOCK' ]] && fuse_mounted '$DEV_FILE' || ! pid_alive $DEV_PID" 30 ||
+        ! pid_alive "$DEV_PID"; then
+        cat "$DEV_LOG" >&2 || true
+        fail "uzramd --foreground did not become ready"
+    fi
+}
+
+# stop_daemon [SECS]: SIGTERM, then wait (default 30 s) for the process to
+# go.  Fails the test if it does not.  For a child (foreground) daemon,
+# DEV_STATUS gets its exit status.
+stop_daemon() {
+    local secs=${1:-30}
+    [[ -n ${DEV_PID:-} ]] || return 0
+    kill -TERM "$DEV_PID" 2>/dev/null || true
+    if ! wait_for "! pid_alive $DEV_PID" "$secs"; then
+        fail "uzramd (pid $DEV_PID) still running $secs s after SIGTERM"
+    fi
+    DEV_STATUS=
+    # shellcheck disable=SC2034 # read by the tests
+    if wait "$DEV_PID" 2>/dev/null; then DEV_STATUS=0; else DEV_STATUS=$?; fi
+    DEV_PID=
+}
+
+# The cleanup stack's version: never fails, and if the daemon will not go
+# or left its mount behind, forces both so the machine is usable.
+stop_daemon_quietly() {
+    if [[ -n ${DEV_PID:-} ]] && pid_alive "$DEV_PID"; then
+        kill -TERM "$DEV_PID" 2>/dev/null
+        if ! wait_for "! pid_alive $DEV_PID" 30; then
+            log "uzramd (pid $DEV_PID) ignored SIGTERM for 30 s: SIGKILL"
+            kill -KILL "$DEV_PID" 2>/dev/null
+            wait_for "! pid_alive $DEV_PID" 10 || true
+        fi
+    fi
+    wait "${DEV_PID:-0}" 2>/dev/null || true
+    DEV_PID=
+    if [[ -n ${DEV_FILE:-} ]] && fuse_mounted "$DEV_FILE"; then
+        log "$DEV_FILE still mounted after the daemon went: lazy unmount"
+        umount -l "$DEV_FILE" 2>/dev/null || fusermount3 -u -z "$DEV_FILE" 2>/dev/null || true
+    fi
+}
+
+# ---- loop devices --------------------------------------------------------
+
+# attach_loop FILE: a loop device with direct I/O on FILE; sets LOOPDEV.
+attach_loop() {
+    LOOPDEV=$(losetup --find --show --direct-io=on "$1") || fail "losetup on $1 failed"
+    cleanup_push "losetup -d '$LOOPDEV' 2>/dev/null || true"
+    local dio
+    dio=$(losetup --list --noheadings --output DIO "$LOOPDEV" | tr -d ' ')
+    [[ $dio == 1 ]] || log "warning: the kernel did not enable direct I/O on $LOOPDEV"
+    # udev may still hold the new device for a moment.
+    udevadm settle 2>/dev/null || true
+}
+
+# ---- uzramctl stat -------------------------------------------------------
+
+# stat_json: `uzramctl stat DEVICE --json`, checked to be one JSON object.
+stat_json() {
+    local out
+    out=$("$UZRAMCTL" stat "$DEV_SOCK" --json) || fail "uzramctl stat $DEV_SOCK --json failed"
+    printf '%s\n' "$out"
+}
+
+# stat_field FIELD: one integer field of uzramctl stat --json.
+stat_field() {
+    local json
+    json=$(stat_json) || exit 1
+    json_int "$json" "$1"
+}
+
+# json_int JSON KEY: the integer value of KEY in the JSON object; fails the
+# test if it is missing or not an integer.
+json_int() {
+    local v
+    v=$(python3 -c '
+import json, sys
+o = json.loads(sys.argv[1])
+v = o[sys.argv[2]]
+if isinstance(v, bool) or not isinstance(v, int):
+    raise SystemExit("not an integer: %r" % (v,))
+print(v)' "$1" "$2") || fail "stat --json: no integer '$2' in: $1"
+    printf '%s\n' "$v"
+}
+
+# tree_sums DIR: one sorted line per regular file under DIR, its sha256.
+tree_sums() {
+    (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
+}
+
+# shellcheck disable=SC2034 # used by the tests
+MiB=$((1024 * 1024))

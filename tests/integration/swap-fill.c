@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * swap-fill: make a process swap, then check that every word came back.
+ *
+ * Run inside a memory cgroup smaller than --size, it fills --size bytes of
+ * anonymous memory with a pattern, which forces the kernel to push most of
+ * it out to swap; then it walks the memory again and checks every 8-byte
+ * word, which pulls it all back in.  A swap device that loses, misplaces or
+ * corrupts a page shows up as a mismatch naming the page and the word.
+ *
+ * The pattern is recomputable from the page index and the seed, so nothing
+ * but the memory under test holds it.  Each 4 KiB page is half random (a
+ * xorshift64* stream seeded from the seed and the index) and half one
+ * repeated 8-byte value that differs per page: lz4 stores such a page in
+ * about half its size, like the mixed data a real workload swaps, and no
+ * page is same-filled, so every page goes through the codec.
+ *
+ * Transparent huge pages are refused (MADV_NOHUGEPAGE) so the memory is
+ * swapped as 4 KiB pages, as zram's users see it.
+ *
+ * Prints one line, for scripts (seconds and KiB):
+ *   swap-fill: size=BYTES seed=N fill=S verify=S total=S vmswap_max_kb=K
+ * Exit status: 0 every word matched, 1 a mismatch (or a system call
+ * failed), 2 bad arguments.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define PATTERN_PAGE 4096u
+#define PAGE_WORDS (PATTERN_PAGE / 8)
+/* The first half of each page is random, the second half one value. */
+#define RANDOM_WORDS (PAGE_WORDS / 2)
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t xorshift64s(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* The page's random stream starts here; never 0, which xorshift keeps. */
+static uint64_t page_state(uint64_t seed, uint64_t page)
+{
+    return splitmix64(seed ^ splitmix64(page)) | 1;
+}
+
+static uint64_t page_fill_value(uint64_t seed, uint64_t page)
+{
+    return splitmix64(seed + page * 0x632be59bd9b4e019ull);
+}
+
+static void fill_page(uint64_t *w, uint64_t seed, uint64_t page)
+{
+    uint64_t st = page_state(seed, page);
+    uint64_t v = page_fill_value(seed, page);
+
+    for (unsigned i = 0; i < RANDOM_WORDS; i++)
+        w[i] = xorshift64s(&st);
+    for (unsigned i = RANDOM_WORDS; i < PAGE_WORDS; i++)
+        w[i] = v;
+}
+
+/* Number of words of the page that differ from the pattern; prints the
+ * first few. */
+static uint64_t check_page(const uint64_t *w, uint64_t seed, uint64_t page,
+                           uint64_t *reported)
+{
+    uint64_t st = page_state(seed, page);
+    uint64_t v = page_fill_value(seed, page);
+    uint64_t bad = 0;
+
+    for (unsigned i = 0; i < PAGE_WORDS; i++) {
+        uint64_t want = i < RANDOM_WORDS ? xorshift64s(&st) : v;
+        if (w[i] == want)
+            continue;
+        bad++;
+        if (*reported < 10) {
+            fprintf(stderr,
+                    "swap-fill: page %" PRIu64 " word %u: got 0x%016" PRIx64
+                    ", want 0x%016" PRIx64 "\n",
+                    page, i, w[i], want);
+            ++*reported;
+        }
+    }
+    return bad;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* VmSwap of this process in KiB, or 0 if /proc says nothing. */
+static uint64_t vmswap_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    uint64_t kb = 0;
+
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmSwap: %" SCNu64, &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static void usage(FILE *out)
+{
+    fputs("Usage: swap-fill [--size SIZE] [--seed N]\n"
+          "Fill SIZE (default 512M) of memory with a half-compressible pattern,\n"
+          "then verify every 8-byte word.  Run it in a memory cgroup smaller\n"
+          "than SIZE to make it swap.\n",
+          out);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "size", required_argument, NULL, 's' },
+        { "seed", required_argument, NULL, 'S' },
+        { "help", no_argument, NULL, 'h' },
+        {},
+    };
+    uint64_t size = 512ull << 20, seed = 1;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (parse_size(optarg, &size) < 0 || size == 0 || size % PATTERN_PAGE) {
+                fprintf(stderr, "swap-fill: --size: not a multiple of 4096: %s\n", optarg);
+                return 2;
+            }
+            break;
+        case 'S':
+            if (parse_u64(optarg, &seed) < 0) {
+                fprintf(stderr, "swap-fill: --seed: not a number: %s\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "swap-fill: unexpected argument: %s\n", argv[optind]);
+        return 2;
+    }
+
+    uint64_t pages = size / PATTERN_PAGE;
+    uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) {
+        fprintf(stderr, "swap-fill: mmap %" PRIu64 " bytes: %s\n", size, strerror(errno));
+        return 1;
+    }
+    /* Not fatal: without THP there is nothing to refuse. */
+    (void)madvise(mem, size, MADV_NOHUGEPAGE);
+
+    double t0 = now();
+    for (uint64_t p = 0; p < pages; p++)
+        fill_page((uint64_t *)(mem + p * PATTERN_PAGE), seed, p);
+    double t1 = now();
+    uint64_t swap_max = vmswap_kb();
+
+    uint64_t bad = 0, reported = 0, bad_pages = 0;
+    for (uint64_t p = 0; p < pages; p++) {
+        uint64_t b = check_page((const uint64_t *)(mem + p * PATTERN_PAGE), seed, p, &reported);
+        bad += b;
+        bad_pages += b != 0;
+        /* Sample halfway too: pages come and go while verifying. */
+        if (p == pages / 2) {
+            uint64_t s = vmswap_kb();
+            if (s > swap_max)
+                swap_max = s;
+        }
+    }
+    double t2 = now();
+
+    printf("swap-fill: size=%" PRIu64 " seed=%" PRIu64 " fill=%.3f verify=%.3f total=%.3f"
+           " vmswap_max_kb=%" PRIu64 "\n",
+           size, seed, t1 - t0, t2 - t1, t2 - t0, swap_max);
+    fflush(stdout);
+    munmap(mem, size);
+    if (bad) {
+        fprintf(stderr, "swap-fill: %" PRIu64 " words wrong in %" PRIu64 " of %" PRIu64 " pages\n",
+                bad, bad_pages, pages);
+        return 1;
+    }
+    return 0;
+}
