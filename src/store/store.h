@@ -34,9 +34,10 @@
  * huge_threshold is stored raw.  The default is zs_huge_class_size()
  * (3841 B): an object that large lives alone in a page whatever it holds,
  * so compressing it saves nothing and costs a decompression on every read.
- * zram draws the line at the same place, its allocator's huge class size;
- * a lower line (3/4 of a page, 3072 B) stored six times as many pages raw
- * on a corpus of system files and used 6% more memory.
+ * zram draws the line at the same place, its allocator's huge class size.
+ * A lower line, 3/4 of a page (3072 B), stored 47,264 of the 262,144 pages
+ * of a 1 GiB corpus of system files raw where this one stores 6,247, and
+ * held 565 MiB against 532 MiB (tools/bench/uzramd-compare).
  */
 /* Largest device: 2^52 bytes keeps slot counts and offsets well inside 64 bits. */
 #define STORE_MAX_SIZE (UINT64_C(1) << 52)
