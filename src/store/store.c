@@ -999,6 +999,49 @@ int store_seek(struct store *s, uint64_t off, bool data, uint64_t *ret_off)
     return 0;
 }
 
+/* A slot's extent flags, read under its lock (the state is not atomic). */
+static unsigned slot_extent_flags(struct store *s, uint64_t i)
+{
+    struct slot *sl = &s->slots[i];
+    unsigned flags;
+
+    slot_lock(sl);
+    if (sl->state == SLOT_EMPTY)
+        flags = STORE_EXTENT_HOLE | STORE_EXTENT_ZERO;
+    else if (sl->state == SLOT_SAME && sl->val == 0)
+        flags = STORE_EXTENT_ZERO;
+    else
+        flags = 0;
+    slot_unlock(sl);
+    return flags;
+}
+
+int store_extent(struct store *s, uint64_t off, uint64_t len,
+                 uint64_t *ret_len, unsigned *ret_flags)
+{
+    if (len == 0 || off >= s->size)
+        return -EINVAL;
+    uint64_t end = len > s->size - off ? s->size : off + len;
+    uint64_t i = off >> PAGE_SHIFT;
+    uint64_t last = (end - 1) >> PAGE_SHIFT;    /* the last slot in range */
+    unsigned flags = slot_extent_flags(s, i);
+    uint64_t j;
+
+    if (flags & STORE_EXTENT_HOLE) {
+        /* A run of holes ends where the bitmap says data starts. */
+        j = occ_next_set(s, i + 1);
+    } else {
+        /* Data and zero pages: slot by slot while the status holds. */
+        for (j = i + 1; j <= last; j++)
+            if (slot_extent_flags(s, j) != flags)
+                break;
+    }
+    uint64_t run_end = j > last ? end : j << PAGE_SHIFT;
+    *ret_len = run_end - off;
+    *ret_flags = flags;
+    return 0;
+}
+
 int64_t store_compact(struct store *s)
 {
     return compact_now(s);

@@ -146,6 +146,25 @@ int store_flush(struct store *s) __attribute__((nonnull));
 int store_seek(struct store *s, uint64_t off, bool data, uint64_t *ret_off)
     __attribute__((nonnull));
 
+/* Status bits of an extent, as NBD's base:allocation context has them. */
+enum store_extent_flags {
+    STORE_EXTENT_HOLE = 1u << 0,  /* never written or discarded: takes nothing */
+    STORE_EXTENT_ZERO = 1u << 1,  /* reads as zeros (holes, and zero-filled pages) */
+};
+
+/*
+ * The extent that starts at off: *ret_len is the length, at most len and
+ * never past the device's end, of the run of slots from off on that share
+ * one status, and *ret_flags that status: HOLE | ZERO for empty slots, ZERO
+ * for slots that hold a zero-filled page, 0 for data.  off need not be
+ * aligned; the run ends on a slot boundary unless len or the device's end
+ * cut it first.  A snapshot: writes racing the call may change it.
+ * -EINVAL when len is 0 or off is at or past the device's end.
+ */
+int store_extent(struct store *s, uint64_t off, uint64_t len,
+                 uint64_t *ret_len, unsigned *ret_flags)
+    __attribute__((nonnull));
+
 /*
  * Compact the pool now.  Returns the number of 4 KiB pages given back to
  * the OS (0 or more).

@@ -122,6 +122,57 @@ static void test_seek(void)
 }
 
 /* Random pages until the limit bites; everything before it reads back. */
+static void extent_is(struct store *s, uint64_t off, uint64_t len, int want_r,
+                      uint64_t want_len, unsigned want_flags)
+{
+    uint64_t got_len = 0xdead;
+    unsigned got_flags = 0xbeef;
+    int r = store_extent(s, off, len, &got_len, &got_flags);
+    CHECKF(r == want_r, "store_extent(%ju, %ju) = %d, want %d",
+           (uintmax_t)off, (uintmax_t)len, r, want_r);
+    if (r < 0)
+        return;
+    CHECKF(got_len == want_len && got_flags == want_flags,
+           "store_extent(%ju, %ju): len %ju flags %u, want len %ju flags %u",
+           (uintmax_t)off, (uintmax_t)len, (uintmax_t)got_len, got_flags,
+           (uintmax_t)want_len, want_flags);
+}
+
+static void test_extent(void)
+{
+    const unsigned HZ = STORE_EXTENT_HOLE | STORE_EXTENT_ZERO, Z = STORE_EXTENT_ZERO;
+    struct store *s = st_new(SIZE, NULL, 0, 0, 0);
+    unsigned char page[PG];
+
+    extent_is(s, 0, SIZE, 0, SIZE, HZ);
+    extent_is(s, 100, 50, 0, 50, HZ);                   /* cut by len */
+    extent_is(s, SIZE - 10, 1000, 0, 10, HZ);           /* cut by the end */
+    extent_is(s, 0, 0, -EINVAL, 0, 0);
+    extent_is(s, SIZE, 1, -EINVAL, 0, 0);
+
+    memset(page, 'x', PG);
+    CHECK_EQ(store_write(s, page, PG, 5 * PG), 0);
+    CHECK_EQ(store_write(s, page, PG, 6 * PG), 0);
+    memset(page, 0, PG);
+    CHECK_EQ(store_write(s, page, PG, 7 * PG), 0);      /* zero-filled: ZERO, not HOLE */
+    CHECK_EQ(store_write(s, page, PG, 8 * PG), 0);
+    memset(page, 0xff, PG);
+    CHECK_EQ(store_write(s, page, PG, 9 * PG), 0);      /* same-filled but not zero: data */
+
+    extent_is(s, 0, SIZE, 0, 5 * PG, HZ);
+    extent_is(s, 3 * PG + 1, SIZE, 0, 2 * PG - 1, HZ);  /* unaligned start */
+    extent_is(s, 5 * PG, SIZE, 0, 2 * PG, 0);
+    extent_is(s, 5 * PG + 100, PG, 0, PG, 0);
+    extent_is(s, 7 * PG, SIZE, 0, 2 * PG, Z);
+    extent_is(s, 9 * PG, SIZE, 0, PG, 0);
+    extent_is(s, 10 * PG, SIZE, 0, SIZE - 10 * PG, HZ);
+
+    CHECK_EQ(store_discard(s, PG, 6 * PG), 0);
+    extent_is(s, 5 * PG, SIZE, 0, PG, 0);
+    extent_is(s, 6 * PG, SIZE, 0, PG, HZ);
+    store_free(s);
+}
+
 static void test_mem_limit(void)
 {
     const uint64_t limit = 2u << 20;
@@ -233,6 +284,7 @@ int main(void)
 {
     RUN_TEST(test_discard);
     RUN_TEST(test_seek);
+    RUN_TEST(test_extent);
     RUN_TEST(test_mem_limit);
     RUN_TEST(test_auto_compact);
     return 0;
