@@ -184,8 +184,9 @@ static void resp_str(struct resp *r, const char *key, const char *v)
 
 /*
  * Replace whatever was built with "error ERRNAME message".  The message is
- * ours, but it may quote the client's words; those were checked to be
- * printable ASCII before anything was parsed.
+ * ours, but it may quote the client's words, and a quoted value has been
+ * percent-decoded: it may hold a newline or any other byte.  Those become
+ * '?', so that the answer stays one printable line.
  */
 static void resp_error(struct resp *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -204,7 +205,12 @@ static void resp_error(struct resp *r, int err, const char *fmt, ...)
     if (n < 0)
         n = 0;
     /* A message too long for the buffer is cut; the code still stands. */
-    r->len += (size_t)n < r->cap - r->len ? (size_t)n : r->cap - r->len - 1;
+    size_t end = r->len + ((size_t)n < r->cap - r->len ? (size_t)n : r->cap - r->len - 1);
+    for (; r->len < end; r->len++) {
+        unsigned char c = (unsigned char)r->buf[r->len];
+        if (c < ' ' || c >= 0x7f)
+            r->buf[r->len] = '?';
+    }
 }
 
 /* Decode %XX escapes in place.  -EINVAL for a malformed escape or a NUL. */

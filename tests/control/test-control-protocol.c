@@ -201,6 +201,25 @@ static void test_set(void)
     store_get_stats(t.store, &st);
     CHECK_EQU(st.mem_limit, 0);
 
+    /*
+     * A value that decodes to a newline or another control byte is quoted
+     * in the error: the response must stay one printable line, or every
+     * later answer on the connection is off by one.
+     */
+    static const char *const escaped[] = {
+        "set mem-limit=1%0Aok", "set mem-limit=%0D%0A", "set compact-threshold=%1b[2J",
+        "set mem-limit=%FF%FE",
+    };
+    for (size_t i = 0; i < sizeof(escaped) / sizeof(escaped[0]); i++) {
+        ct_ask(fd, escaped[i], r, sizeof(r));
+        CHECKF(ct_starts(r, "error EINVAL "), "'%s' got '%s'", escaped[i], r);
+        for (const char *p = r; *p; p++)
+            CHECKF(*p >= ' ' && *p < 0x7f, "'%s' got byte %#x in '%s'", escaped[i],
+                   (unsigned char)*p, r);
+        ct_ask(fd, "help", r, sizeof(r));
+        CHECKF(ct_starts(r, "ok protocol=1 "), "after '%s', help got '%s'", escaped[i], r);
+    }
+
     ct_ask(fd, "set compact-threshold=25", r, sizeof(r));
     CHECK_RESP(r, "ok ");
     CHECK_EQU(ct_u64(r, "compact_threshold_pct"), 25);
@@ -442,6 +461,36 @@ static void test_socket_file(void)
     CHECK_EQ(lstat(path, &st), 0);
     CHECK(S_ISREG(st.st_mode));
     CHECK_EQ(unlink(path), 0);
+
+    /*
+     * Nor is a directory, or a symbolic link, even one to a stale socket:
+     * the check looks at the link itself, and neither the link nor what it
+     * names is removed.
+     */
+    CHECK_EQ(mkdir(path, 0700), 0);
+    errno = 0;
+    CHECK(control_new(path, s, &info, (gid_t)-1) == NULL);
+    CHECK_EQ(errno, EADDRINUSE);
+    CHECK_EQ(lstat(path, &st), 0);
+    CHECK(S_ISDIR(st.st_mode));
+    CHECK_EQ(rmdir(path), 0);
+    char target[256];
+    snprintf(target, sizeof(target), "%s/target.sock", t.dir);
+    CHECK(strlen(target) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, target, strlen(target) + 1);
+    sfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_EQ(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(sfd);
+    CHECK_EQ(symlink(target, path), 0);
+    errno = 0;
+    CHECK(control_new(path, s, &info, (gid_t)-1) == NULL);
+    CHECK_EQ(errno, EADDRINUSE);
+    CHECK_EQ(lstat(path, &st), 0);
+    CHECK(S_ISLNK(st.st_mode));
+    CHECK_EQ(lstat(target, &st), 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK_EQ(unlink(path), 0);
+    CHECK_EQ(unlink(target), 0);
 
     /* Paths that cannot be a Unix socket's. */
     char longp[200];
