@@ -19,6 +19,10 @@ fail() { printf 'test-uzramctl: FAIL: %s\n' "$*" >&2; exit 1; }
 T=$(mktemp -d /tmp/uzramctl-test.XXXXXX)
 server_pid=
 cleanup() {
+    if [[ -n ${fake_pid:-} ]]; then
+        kill "$fake_pid" 2>/dev/null || true
+        wait "$fake_pid" 2>/dev/null || true
+    fi
     if [[ -n $server_pid ]]; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
@@ -162,6 +166,98 @@ run_fail 1 "^uzramctl: nodev: no such device \(no daemon at $T/nodev.sock\)$" --
 run_fail 1 "^uzramctl: stale: no such device" --dir "$T" compact stale
 run_fail 1 "no such device" set "$T/none.sock" mem-limit=1M
 run_fail 1 "no such device" --dir "$T" list nodev
+
+# ---- a daemon that answers nonsense -------------------------------------------
+# A stand-in that says hello properly, then answers every request with the
+# line given, or trickles bytes without end.  uzramctl must print one clear
+# line and exit 1, or, when the answer parses, print valid JSON.
+fake_pid=
+start_fake() { # MODE [LINE]
+    local line
+    mkdir -p "$T/fake"
+    rm -f "$T/fake/f.sock" "$T/fake/ready"
+    mkfifo "$T/fake/ready"
+    python3 - "$T/fake/f.sock" "$@" >"$T/fake/ready" <<'EOF' &
+import os, socket, sys, time
+path, mode = sys.argv[1], sys.argv[2]
+line = os.fsencode(sys.argv[3]) if len(sys.argv) > 3 else b''
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+s.listen(8)
+print('ready', flush=True)
+while True:
+    c, _ = s.accept()
+    f = c.makefile('rb')
+    try:
+        if f.readline():
+            c.sendall(b'ok protocol=1 name=fake\n')
+        while f.readline():
+            if mode == 'line':
+                c.sendall(line + b'\n')
+            else:
+                while True:
+                    c.sendall(b'o')
+                    time.sleep(0.2)
+    except OSError:
+        pass
+    f.close()
+    c.close()
+EOF
+    fake_pid=$!
+    read -r line <"$T/fake/ready" || fail "the fake daemon did not start"
+}
+stop_fake() {
+    kill "$fake_pid" 2>/dev/null || true
+    wait "$fake_pid" 2>/dev/null || true
+    fake_pid=
+}
+# The JSON uzramctl printed, parsed strictly: UTF-8, no leading zeros.
+json_strict() {
+    python3 -c 'import json, sys; json.loads(sys.stdin.buffer.read().decode("utf-8"))' <<<"$out" ||
+        fail "$1: not valid JSON: $(cat -v <<<"$out")"
+}
+
+for bad in 'ok a=%zz' 'ok =1' 'ok noequals' 'okay' "ok $(printf 'k%s=1 ' {1..70})"; do
+    start_fake line "$bad"
+    run_fail 1 "^uzramctl: $T/fake/f.sock: stat: the daemon's answer makes no sense" stat "$T/fake/f.sock"
+    run_fail 1 "compact: the daemon's answer makes no sense" compact "$T/fake/f.sock"
+    stop_fake
+done
+start_fake line 'error EBOGUS'
+run_fail 1 "stat: Input/output error$" stat "$T/fake/f.sock"
+stop_fake
+# An error message is free text for a terminal: no escape sequence gets through.
+start_fake line $'error EINVAL \e[2J\x7f\xff cleared'
+run_fail 1 "stat: Invalid argument \(\?\[2J\?\? cleared\)$" stat "$T/fake/f.sock"
+stop_fake
+
+# Numbers with leading zeros, text that is not UTF-8, a key that is ours.
+start_fake line 'ok name=other algorithm=%FF%22%5Cx%C3%A9 disksize=007 orig_data_size=12abc compr_data_size=-1 mem_used_total=00 same_pages=0 pages_compacted=1e5'
+run_ok stat "$T/fake/f.sock" --json
+json_strict "stat --json"
+[[ $(json_get "$out" '(j["name"], j["disksize"], j["mem_used_total"], j["orig_data_size"], j["algorithm"])') == \
+    "('fake', 7, 0, '12abc', '?\"\\\\xé')" ]] || fail "stat --json of nonsense: $out"
+run_ok stat "$T/fake/f.sock"
+[[ $(grep -c '^name ' <<<"$out") == 1 ]] || fail "stat printed two names: $out"
+for opts in "-J" "-J -b" "-J -b --output-all" "-J --output-all"; do
+    # shellcheck disable=SC2086
+    out=$("$UZRAMCTL" --dir "$T/fake" $opts 2>"$T/err") || fail "list $opts of nonsense failed: $(cat "$T/err")"
+    json_strict "list $opts"
+done
+[[ $(json_get "$out" 'j["uzramdevices"][0]["migrated"]') == None ]] || fail "list: 1e5 is no count: $out"
+out=$("$UZRAMCTL" --dir "$T/fake" -J -b) || fail "list -J -b"
+[[ $(json_get "$out" 'j["uzramdevices"][0]["disksize"]') == 7 ]] || fail "list -J -b disksize: $out"
+stop_fake
+
+# A daemon that trickles its answer a byte at a time is given up on after
+# the timeout for the whole answer (2 s for list), not one per byte.  The
+# outer timeout only turns a hang into a failure.
+start_fake trickle
+rc=0
+timeout 60 "$UZRAMCTL" --dir "$T/fake" >/dev/null 2>"$T/err" || rc=$?
+((rc == 1)) || fail "list of a trickling daemon: exit $rc: $(cat "$T/err")"
+grep -q "info: the daemon did not answer within 2 s" "$T/err" || fail "trickle: $(cat "$T/err")"
+stop_fake
 
 # ---- bad arguments: exit 2, one line naming the argument --------------------
 run_fail 2 "unknown option '--bogus'" --bogus

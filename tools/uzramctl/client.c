@@ -2,11 +2,13 @@
 #include "client.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -76,6 +78,40 @@ static int decode(char *s)
     return 0;
 }
 
+/*
+ * Overwrite with '?' every byte of s that is not part of a well-formed UTF-8
+ * sequence.  Values are percent-decoded, so a daemon can send any byte; what
+ * uzramctl prints, JSON above all, must stay valid text.
+ */
+static void utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+
+    while (*p) {
+        size_t n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+                 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        uint32_t cp = n == 2 ? *p & 0x1fu : n == 3 ? *p & 0x0fu : *p & 0x07u;
+        size_t i;
+
+        for (i = 1; i < n && (p[i] & 0xc0) == 0x80; i++)
+            cp = cp << 6 | (p[i] & 0x3fu);
+        /* Truncated, overlong, a surrogate or past U+10FFFF: not text. */
+        if (n == 0 || i < n || (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
+            (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff && n == 3)) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int parse_reply(struct uz_reply *r)
 {
     char *p = r->line;
@@ -88,6 +124,11 @@ static int parse_reply(struct uz_reply *r)
         p += strcspn(p, " ");
         if (*p)
             *p++ = '\0';
+        /* Free text for a terminal: no escape sequences from a daemon. */
+        for (char *q = p; *q; q++)
+            if ((unsigned char)*q < ' ' || *q == 0x7f)
+                *q = '?';
+        utf8_sanitize(p);
         r->msg = p;
         r->err = errno_from_name(r->errname);
         return 0;
@@ -104,6 +145,7 @@ static int parse_reply(struct uz_reply *r)
         *eq = '\0';
         if (decode(eq + 1) < 0)
             return -EPROTO;
+        utf8_sanitize(eq + 1);
         r->pairs[r->npairs].key = tok;
         r->pairs[r->npairs].val = eq + 1;
         r->npairs++;
@@ -128,9 +170,32 @@ int uz_request(int fd, const char *req, struct uz_reply *ret)
         }
         off += (size_t)s;
     }
-    /* One request at a time, so whatever comes is this request's answer;
-     * read up to its newline and no further. */
+    /*
+     * One request at a time, so whatever comes is this request's answer;
+     * read up to its newline and no further.  SO_RCVTIMEO bounds each
+     * recv(), not the answer: a daemon that trickles a byte at a time could
+     * hold us for thousands of timeouts.  So the whole answer gets the
+     * socket's timeout, polled for, and SO_RCVTIMEO stays as it was for the
+     * next request.
+     */
+    struct timeval tv;
+    socklen_t tvlen = sizeof(tv);
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &tvlen) < 0)
+        return -errno;
+    int64_t limit_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    int64_t deadline_ms = now_ms() + limit_ms;
     for (;;) {
+        if (limit_ms > 0) {
+            int64_t left = deadline_ms - now_ms();
+            struct pollfd pfd = { .fd = fd, .events = POLLIN };
+            int pr = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr < 0)
+                return -errno;
+            if (pr == 0)
+                return -ETIMEDOUT;
+        }
         ssize_t s = recv(fd, ret->line + len, sizeof(ret->line) - 1 - len, 0);
         if (s < 0) {
             if (errno == EINTR)

@@ -26,14 +26,15 @@ struct uz_reply {
     size_t npairs;
     struct {
         const char *key;
-        const char *val;   /* percent-decoded */
+        const char *val;   /* percent-decoded; bad UTF-8 made '?' */
     } pairs[UZ_MAX_PAIRS];
     char line[UZ_RESP_MAX + 1];
 };
 
 /*
- * Connect to the socket at path; every later send and receive on the
- * returned descriptor fails with -ETIMEDOUT after timeout_s seconds.
+ * Connect to the socket at path; every later send on the returned
+ * descriptor, and every answer uz_request() waits for, as a whole, fails
+ * with -ETIMEDOUT after timeout_s seconds.
  * Returns the descriptor or -errno (-ENOENT or -ECONNREFUSED: no daemon
  * there).
  */

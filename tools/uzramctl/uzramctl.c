@@ -333,9 +333,19 @@ static int add_row(struct libscols_table *tb, const struct list_opts *o,
             if (!v)
                 v = uz_get(st, ci->key);
         }
-        if (v && ci->kind == COL_SIZE && !o->bytes && parse_u64(v, &n) == 0) {
-            format_size(n, buf, sizeof(buf));
-            v = buf;
+        /*
+         * A figure is printed from its parsed value, or not at all: what a
+         * daemon sent ("007", "1e5") must not reach a JSON number as is.
+         */
+        if (v && ci->kind != COL_STRING) {
+            if (parse_u64(v, &n) < 0)
+                v = NULL;
+            else if (ci->kind == COL_SIZE && !o->bytes)
+                format_size(n, buf, sizeof(buf));
+            else
+                snprintf(buf, sizeof(buf), "%" PRIu64, n);
+            if (v)
+                v = buf;
         }
         if (v && scols_line_set_data(ln, i, v) < 0)
             return -ENOMEM;
@@ -492,12 +502,6 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-static bool is_integer(const char *s)
-{
-    uint64_t v;
-    return parse_u64(s, &v) == 0;
-}
-
 static int cmd_stat(const char *arg, bool json)
 {
     struct device d;
@@ -519,11 +523,16 @@ static int cmd_stat(const char *arg, bool json)
         printf(": ");
         json_string(d.name);
         for (size_t i = 0; i < r->npairs; i++) {
+            uint64_t v;
+            /* "name" is ours, above: a key appears once in a JSON object. */
+            if (strcmp(r->pairs[i].key, "name") == 0)
+                continue;
             printf(",\n   ");
             json_string(r->pairs[i].key);
             printf(": ");
-            if (is_integer(r->pairs[i].val))
-                fputs(r->pairs[i].val, stdout);
+            /* Printed from the value parsed, so "007" becomes 7, valid JSON. */
+            if (parse_u64(r->pairs[i].val, &v) == 0)
+                printf("%" PRIu64, v);
             else
                 json_string(r->pairs[i].val);
         }
@@ -535,7 +544,8 @@ static int cmd_stat(const char *arg, bool json)
                 w = (int)strlen(r->pairs[i].key);
         printf("%-*s %s\n", w, "name", d.name);
         for (size_t i = 0; i < r->npairs; i++)
-            printf("%-*s %s\n", w, r->pairs[i].key, r->pairs[i].val);
+            if (strcmp(r->pairs[i].key, "name") != 0)
+                printf("%-*s %s\n", w, r->pairs[i].key, r->pairs[i].val);
     }
     status = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 out:
