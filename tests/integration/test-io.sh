@@ -122,6 +122,42 @@ except OSError as e:
     assert e.errno in (errno.ENOSPC, errno.EFBIG, errno.EINVAL), e
 assert os.pread(fd, PAGE, SIZE) == b"", "read past the end returned data"
 assert os.fstat(fd).st_size == SIZE
+# Far past the end: no data, no error, no growth; the same for SEEK_*.
+assert os.pread(fd, PAGE, 1 << 62) == b"", "read at 2^62 returned data"
+try:
+    os.pwrite(fd, b"z", 1 << 62)
+    raise SystemExit("a write at 2^62 succeeded")
+except OSError as e:
+    assert e.errno in (errno.ENOSPC, errno.EFBIG, errno.EINVAL), e
+for whence in (os.SEEK_DATA, os.SEEK_HOLE):
+    for off in (SIZE, SIZE + 1, 1 << 62):
+        try:
+            os.lseek(fd, off, whence)
+            raise SystemExit("lseek(%d, %d) past the end succeeded" % (off, whence))
+        except OSError as e:
+            assert e.errno == errno.ENXIO, e
+assert os.lseek(fd, SIZE - 1, os.SEEK_HOLE) in (SIZE - 1, SIZE)
+# fallocate(2)'s rules: PUNCH_HOLE needs KEEP_SIZE, and does not go with
+# ZERO_RANGE; a refused call changes nothing.
+os.pwrite(fd, b"k" * PAGE, 8 * PAGE)
+ref[8 * PAGE:9 * PAGE] = b"k" * PAGE
+for mode, want in ((0x02, errno.EOPNOTSUPP), (0x12, (errno.EINVAL, errno.EOPNOTSUPP)),
+                   (0x13, (errno.EINVAL, errno.EOPNOTSUPP)), (0x08, (errno.EOPNOTSUPP, errno.EINVAL))):
+    try:
+        fallocate(fd, mode, 8 * PAGE, PAGE)
+        raise SystemExit("fallocate mode %#x succeeded" % mode)
+    except OSError as e:
+        assert e.errno == want or (isinstance(want, tuple) and e.errno in want), (mode, e)
+check(8 * PAGE, PAGE)
+# Growing is refused; KEEP_SIZE past the end frees what is inside.
+try:
+    fallocate(fd, 0, SIZE - PAGE, 2 * PAGE)
+    raise SystemExit("fallocate past the end without KEEP_SIZE succeeded")
+except OSError as e:
+    assert e.errno in (errno.ENOSPC, errno.EFBIG), e
+fallocate(fd, 0x02 | 0x01, SIZE - PAGE, 1 << 40)
+ref[SIZE - PAGE:SIZE] = bytes(PAGE)
+assert os.fstat(fd).st_size == SIZE
 check(SIZE - PAGE, PAGE)
 os.fsync(fd)
 os.close(fd)

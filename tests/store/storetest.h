@@ -76,4 +76,22 @@ static inline bool st_all_zero(const void *buf, size_t len)
     return true;
 }
 
+/*
+ * Discard the whole device and check that the figures that describe what it
+ * holds all went back to 0: a count that drifts under some interleaving of
+ * writes, discards and compactions shows here, after a random workload.
+ */
+static inline void st_check_drained(struct store *s)
+{
+    uint64_t size = store_size(s), got;
+    CHECK_EQ(store_discard(s, size, 0), 0);
+    CHECK(store_compact(s) >= 0);
+    struct store_stats st = st_stats(s);
+    CHECK_EQU(st.orig_data_size, 0);
+    CHECK_EQU(st.compr_data_size, 0);
+    CHECK_EQU(st.same_pages, 0);
+    CHECK_EQU(st.huge_pages, 0);
+    CHECK_EQ(store_seek(s, 0, true, &got), -ENXIO);
+}
+
 #endif

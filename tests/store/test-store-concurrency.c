@@ -204,6 +204,7 @@ int main(int argc, char **argv)
            (uintmax_t)st.orig_data_size, (uintmax_t)st.compr_data_size,
            (uintmax_t)st.mem_used_total, (uintmax_t)st.pages_compacted,
            (uintmax_t)st.compactions);
+    st_check_drained(s);
     store_free(s);
     return 0;
 }

@@ -237,6 +237,7 @@ static void run(const char *codec, uint64_t nops)
            codec, (uintmax_t)nops, (uintmax_t)st.orig_data_size, (uintmax_t)st.compr_data_size,
            (uintmax_t)st.mem_used_total, (uintmax_t)st.same_pages, (uintmax_t)st.huge_pages,
            (uintmax_t)st.pages_compacted, (uintmax_t)st.compactions);
+    st_check_drained(m.s);
     store_free(m.s);
     m.s = NULL;
 }
