@@ -306,14 +306,30 @@ static void *reserve(size_t bytes)
     return p;
 }
 
+/*
+ * Set once plain MADV_DONTNEED has been refused and MADV_DONTNEED_LOCKED
+ * taken instead: the process runs under mlockall(), which covers every
+ * pool and is seldom undone, so later releases go straight to the call that
+ * works instead of failing first each time.
+ */
+static _Atomic bool release_locked_first;
+
 /* Return pages to the OS; they read back as zeros. */
 static void release_pages(void *p, size_t bytes)
 {
     if (bytes == 0)
         return;
-    /* Under mlockall() plain MADV_DONTNEED refuses locked pages (EINVAL). */
-    if (madvise(p, bytes, MADV_DONTNEED) != 0)
-        (void)madvise(p, bytes, MADV_DONTNEED_LOCKED);
+    /*
+     * Under mlockall() plain MADV_DONTNEED refuses locked pages (EINVAL);
+     * MADV_DONTNEED_LOCKED (Linux 5.18) takes locked and unlocked alike.
+     */
+    if (atomic_load_explicit(&release_locked_first, memory_order_relaxed) &&
+        madvise(p, bytes, MADV_DONTNEED_LOCKED) == 0)
+        return;
+    if (madvise(p, bytes, MADV_DONTNEED) == 0)
+        return;
+    if (madvise(p, bytes, MADV_DONTNEED_LOCKED) == 0)
+        atomic_store_explicit(&release_locked_first, true, memory_order_relaxed);
 }
 
 static uint64_t load(_Atomic uint64_t *v)
