@@ -343,7 +343,9 @@ static void fx_fallocate(fuse_req_t req, fuse_ino_t ino UNUSED, int mode, off_t 
     if (mode & FALLOC_FL_PUNCH_HOLE)
         r = store_discard(fe->store, end - (uint64_t)off, (uint64_t)off);
     else if (mode & FALLOC_FL_ZERO_RANGE)
-        r = store_write_zeroes(fe->store, end - (uint64_t)off, (uint64_t)off);
+        /* fallocate(2): the range stays allocated, so no holes. */
+        r = store_write_zeroes(fe->store, end - (uint64_t)off, (uint64_t)off,
+                               STORE_ZERO_NO_HOLE);
     /* else: plain allocation.  A RAM store cannot reserve ahead; succeed. */
     fuse_reply_err(req, -r);
 }

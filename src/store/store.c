@@ -920,8 +920,15 @@ int store_write(struct store *s, const void *buf, uint64_t len, uint64_t off)
 }
 
 /* Zero [off, off + len): empty whole slots, RMW the edges. */
-static int zero_range(struct store *s, uint64_t len, uint64_t off, bool discard)
+/*
+ * The work of store_discard() (discard: count notify_free) and
+ * store_write_zeroes() (no_hole: leave zero-filled pages, not holes).
+ */
+static int zero_range(struct store *s, uint64_t len, uint64_t off, bool discard,
+                      bool no_hole)
 {
+    static const unsigned char zeros[PAGE];
+
     struct tctx *t = NULL;
     uint64_t freed = 0;
     int r = 0;
@@ -930,7 +937,7 @@ static int zero_range(struct store *s, uint64_t len, uint64_t off, bool discard)
         size_t pofs = off & (PAGE - 1);
         size_t n = PAGE - pofs < len ? PAGE - pofs : (size_t)len;
         if (n == PAGE) {
-            struct entry e = { .state = SLOT_EMPTY }, old;
+            struct entry e = { .state = no_hole ? SLOT_SAME : SLOT_EMPTY }, old;
             slot_lock(&s->slots[i]);
             old = slot_swap(s, i, &e);
             slot_unlock(&s->slots[i]);
@@ -943,7 +950,8 @@ static int zero_range(struct store *s, uint64_t len, uint64_t off, bool discard)
                 r = -ENOMEM;
                 break;
             }
-            r = page_update(s, t, i, NULL, pofs, n);
+            /* Zeros written as data keep the page a page. */
+            r = page_update(s, t, i, no_hole ? zeros + pofs : NULL, pofs, n);
             if (r < 0)
                 break;
         }
@@ -964,17 +972,19 @@ int store_discard(struct store *s, uint64_t len, uint64_t off)
         return r;
     add(&s->discard_reqs, 1);
     add(&s->discard_bytes, len);
-    return zero_range(s, len, off, true);
+    return zero_range(s, len, off, true, false);
 }
 
-int store_write_zeroes(struct store *s, uint64_t len, uint64_t off)
+int store_write_zeroes(struct store *s, uint64_t len, uint64_t off, unsigned flags)
 {
     int r = check_range(s, len, off);
     if (r < 0)
         return r;
+    if (flags & ~(unsigned)STORE_ZERO_NO_HOLE)
+        return -EINVAL;
     add(&s->write_reqs, 1);
     add(&s->write_bytes, len);
-    return zero_range(s, len, off, false);
+    return zero_range(s, len, off, false, flags & STORE_ZERO_NO_HOLE);
 }
 
 int store_flush(struct store *s)

@@ -115,18 +115,32 @@ int store_read(struct store *s, void *buf, uint64_t len, uint64_t off)
 int store_write(struct store *s, const void *buf, uint64_t len, uint64_t off)
     __attribute__((nonnull));
 
+/* Flags of store_write_zeroes(). */
+enum store_zero_flags {
+    /*
+     * Leave no hole: whole slots become zero-filled pages (which take no
+     * allocator memory either, but count as data for store_seek(), as
+     * ZERO but not HOLE for store_extent(), and in same_pages), and edges
+     * that end up all zeros stay so.  NBD's NO_HOLE, and fallocate's
+     * ZERO_RANGE, which leaves the range allocated.
+     */
+    STORE_ZERO_NO_HOLE = 1u << 0,
+};
+
 /*
  * Make [off, off + len) read as zeros.  Whole slots in the range are
- * emptied and their memory freed; partial slots at the edges are zeroed by
- * read-modify-write.
+ * emptied and their memory freed (with STORE_ZERO_NO_HOLE: made
+ * zero-filled pages); partial slots at the edges are zeroed by
+ * read-modify-write, and emptied if that leaves them all zeros.
  *   store_discard():      counts the emptied slots in notify_free (a trim,
  *                         FUSE PUNCH_HOLE, NBD_CMD_TRIM);
  *   store_write_zeroes(): counts a write request (FUSE ZERO_RANGE,
- *                         NBD_CMD_WRITE_ZEROES).
+ *                         NBD_CMD_WRITE_ZEROES); flags from store_zero_flags.
  * Errors as store_write(); the edges are the only part that can fail.
  */
 int store_discard(struct store *s, uint64_t len, uint64_t off) __attribute__((nonnull));
-int store_write_zeroes(struct store *s, uint64_t len, uint64_t off) __attribute__((nonnull));
+int store_write_zeroes(struct store *s, uint64_t len, uint64_t off, unsigned flags)
+    __attribute__((nonnull));
 
 /*
  * Nothing to do for a RAM store (every write is complete when it returns);

@@ -78,7 +78,7 @@ static void *owner_main(void *arg)
             CHECKF(memcmp(buf, ref + off, len) == 0, "owner %u: off %ju len %ju", id,
                    (uintmax_t)off, (uintmax_t)len);
         } else if (rng_one_in(&r, 10)) {
-            CHECK_EQ(store_write_zeroes(s, len, base + off), 0);
+            CHECK_EQ(store_write_zeroes(s, len, base + off, 0), 0);
             memset(ref + off, 0, len);
         } else {
             fill(&r, buf, len);

@@ -216,10 +216,18 @@ static void run(const char *codec, uint64_t nops)
             CHECK_EQ(store_discard(m.s, len, off), 0);
             model_zero(off, len);
             verify_range(off, len);
-        } else if (k < 83) {
+        } else if (k < 80) {
             m.what = "write_zeroes";
-            CHECK_EQ(store_write_zeroes(m.s, len, off), 0);
+            CHECK_EQ(store_write_zeroes(m.s, len, off, 0), 0);
             model_zero(off, len);
+            verify_range(off, len);
+        } else if (k < 83) {
+            /* Zeros as data: every slot touched holds something after. */
+            m.what = "write_zeroes no_hole";
+            CHECK_EQ(store_write_zeroes(m.s, len, off, STORE_ZERO_NO_HOLE), 0);
+            memset(m.ref + off, 0, len);
+            for (uint64_t i = off / PG; i <= (off + len - 1) / PG; i++)
+                m.used[i] = true;
             verify_range(off, len);
         } else if (k < 98) {
             m.what = "seek";

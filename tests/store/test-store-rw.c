@@ -218,7 +218,7 @@ static void test_invalid(void)
     CHECK_EQ(store_read(s, buf, PG, UINT64_MAX - 10), -EINVAL);
     CHECK_EQ(store_write(s, buf, UINT64_MAX, 1), -EINVAL);
     CHECK_EQ(store_discard(s, UINT64_MAX - PG + 1, PG), -EINVAL);
-    CHECK_EQ(store_write_zeroes(s, PG, UINT64_MAX - PG + 1), -EINVAL);
+    CHECK_EQ(store_write_zeroes(s, PG, UINT64_MAX - PG + 1, 0), -EINVAL);
     CHECK_EQ(store_read(s, buf, 1, UINT64_MAX), -EINVAL);
     CHECK_EQ(store_seek(s, SIZE, true, &seek), -ENXIO);
     CHECK_EQ(store_seek(s, UINT64_MAX, false, &seek), -ENXIO);

@@ -31,7 +31,7 @@ static void test_discard(void)
     CHECK(memcmp(buf, data, 16 * PG) == 0);
 
     /* Write-zeroes: slots 8..9 freed, edges of 7 and 10 zeroed; no notify_free. */
-    CHECK_EQ(store_write_zeroes(s, 3 * PG, 7 * PG + 2048), 0);
+    CHECK_EQ(store_write_zeroes(s, 3 * PG, 7 * PG + 2048, 0), 0);
     memset(data + 7 * PG + 2048, 0, 3 * PG);
     st = st_stats(s);
     CHECK_EQU(st.notify_free, 4);
@@ -170,6 +170,17 @@ static void test_extent(void)
     CHECK_EQ(store_discard(s, PG, 6 * PG), 0);
     extent_is(s, 5 * PG, SIZE, 0, PG, 0);
     extent_is(s, 6 * PG, SIZE, 0, PG, HZ);
+
+    /* NO_HOLE: zero pages, even over holes and at partial edges, never holes. */
+    struct store_stats before = st_stats(s);
+    CHECK_EQ(store_write_zeroes(s, 3 * PG + 100, 20 * PG - 50, STORE_ZERO_NO_HOLE), 0);
+    extent_is(s, 19 * PG, SIZE, 0, 5 * PG, Z);
+    extent_is(s, 24 * PG, SIZE, 0, SIZE - 24 * PG, HZ);
+    CHECK_EQ(st_stats(s).same_pages, before.same_pages + 5);
+    CHECK_EQ(st_stats(s).mem_used_total, before.mem_used_total);
+    CHECK_EQ(store_write_zeroes(s, 2 * PG, 5 * PG, STORE_ZERO_NO_HOLE), 0);
+    extent_is(s, 5 * PG, 2 * PG, 0, 2 * PG, Z);
+    CHECK_EQ(store_write_zeroes(s, PG, 0, 2), -EINVAL);
     store_free(s);
 }
 
