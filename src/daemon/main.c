@@ -5,7 +5,7 @@
  * The daemon owns the pieces and their order; each piece is a library that
  * neither logs nor knows about the others:
  *   options -> (fork) -> signals -> harden -> store -> control socket
- *   -> front ends (FUSE now; NBD to come) -> pidfile -> ready
+ *   -> front ends (FUSE, NBD) -> pidfile -> ready
  * and shutdown undoes them in reverse.  Front ends come last so that the
  * device is only reachable once everything behind it exists, and go first
  * so that no request arrives at a store being freed.
@@ -16,6 +16,11 @@
  * handler runs at an arbitrary point, and no worker thread is ever
  * interrupted.  SIGPIPE is ignored: a control client that hangs up must
  * cost an EPIPE, not the daemon.
+ *
+ * NBD.  The listeners exist and listen before the parent is told the
+ * daemon is ready, so a client can connect on the script's next line.  On
+ * a stop, NBD goes first: its clients are disconnected (requests being
+ * served are answered first), then FUSE is detached and waited for.
  *
  * Stopping.  SIGTERM or SIGINT detaches the FUSE mount and waits for its
  * users to let go (a loop device must be detached first, a swap area
@@ -42,6 +47,7 @@
 #include "codec.h"
 #include "control.h"
 #include "fuse-export.h"
+#include "nbd-export.h"
 #include "store.h"
 #include "util.h"
 
@@ -55,6 +61,8 @@ struct daemon {
     struct store *store;
     struct control *control;
     struct fuse_export *fuse;   /* NULL without --fuse */
+    struct nbd_export *nbd;     /* NULL without --nbd-unix or --nbd-tcp */
+    char *nbd_address;          /* what uzramctl shows: "unix:PATH,tcp:HOST:PORT" */
     bool pidfile_written;
 };
 
@@ -138,13 +146,41 @@ static int start_store(struct daemon *d)
     return 0;
 }
 
+/* The NBD addresses as one string, or NULL without NBD. */
+static char *nbd_address(const struct options *o)
+{
+    char *s = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    if (!o->nbd_unix && !o->nbd_tcp_host)
+        return NULL;
+    f = open_memstream(&s, &len);
+    if (!f)
+        return NULL;
+    if (o->nbd_unix)
+        fprintf(f, "unix:%s", o->nbd_unix);
+    if (o->nbd_tcp_host) {
+        bool v6 = strchr(o->nbd_tcp_host, ':');
+        fprintf(f, "%stcp:%s%s%s:%u", o->nbd_unix ? "," : "", v6 ? "[" : "",
+                o->nbd_tcp_host, v6 ? "]" : "", o->nbd_tcp_port);
+    }
+    if (fclose(f) != 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
 static int start_control(struct daemon *d)
 {
+    d->nbd_address = nbd_address(&d->opt);
     const struct control_info info = {
         .name = d->opt.name,
         .algorithm = codec_name(d->opt.codec),
         .level = d->level,
         .fuse_file = d->opt.fuse_file,
+        .nbd = d->nbd_address,
     };
 
     d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid);
@@ -198,12 +234,62 @@ static int start_fuse(struct daemon *d)
     return 0;
 }
 
+static int start_nbd(struct daemon *d)
+{
+    const struct nbd_export_options o = {
+        .description = d->opt.name,
+        .read_only = d->opt.read_only,
+        .max_connections = d->opt.max_connections,
+        .threads = d->opt.threads,
+    };
+    int r;
+
+    d->nbd = nbd_export_new(d->store, &o);
+    if (!d->nbd)
+        return startup_failed("cannot create the NBD server: %s", strerror(errno));
+    if (d->opt.nbd_unix) {
+        r = nbd_export_listen_unix(d->nbd, d->opt.nbd_unix, d->opt.gid);
+        if (r == -EADDRINUSE)
+            return startup_failed("%s: in use (a live NBD server, or not a socket)",
+                                  d->opt.nbd_unix);
+        if (r < 0)
+            return startup_failed("%s: cannot listen: %s", d->opt.nbd_unix, strerror(-r));
+    }
+    if (d->opt.nbd_tcp_host) {
+        r = nbd_export_listen_tcp(d->nbd, d->opt.nbd_tcp_host, d->opt.nbd_tcp_port);
+        if (r == -ENOENT)
+            return startup_failed("--nbd-tcp: unknown host '%s'", d->opt.nbd_tcp_host);
+        if (r < 0)
+            return startup_failed("--nbd-tcp %s port %u: cannot listen: %s",
+                                  d->opt.nbd_tcp_host, d->opt.nbd_tcp_port, strerror(-r));
+    }
+    r = nbd_export_start(d->nbd);
+    if (r < 0)
+        return startup_failed("cannot start the NBD server: %s", strerror(-r));
+    log_info("NBD on %s%s, at most %u clients", d->nbd_address ? d->nbd_address : "?",
+             d->opt.read_only ? ", read-only" : "", d->opt.max_connections);
+    return 0;
+}
+
 static int start_frontends(struct daemon *d)
 {
     if (d->opt.fuse_file && start_fuse(d) < 0)
         return -1;
-    /* The NBD front end goes here. */
+    if ((d->opt.nbd_unix || d->opt.nbd_tcp_host) && start_nbd(d) < 0)
+        return -1;
     return 0;
+}
+
+static void stop_nbd(struct daemon *d)
+{
+    struct nbd_export_stats st;
+
+    nbd_export_get_stats(d->nbd, &st);
+    nbd_export_free(d->nbd);
+    d->nbd = NULL;
+    log_info("NBD stopped: %llu connections, %llu refused (--max-connections), "
+             "%llu dropped for breaking the protocol", (unsigned long long)st.connections,
+             (unsigned long long)st.refused, (unsigned long long)st.dropped);
 }
 
 static int startup(struct daemon *d)
@@ -308,6 +394,8 @@ static void stop_fuse(struct daemon *d)
 
 static void teardown(struct daemon *d)
 {
+    if (d->nbd)
+        stop_nbd(d);
     if (d->fuse)
         stop_fuse(d);
     control_free(d->control);
@@ -316,6 +404,7 @@ static void teardown(struct daemon *d)
         pidfile_remove(d->opt.pidfile);
     if (d->sigfd >= 0)
         close(d->sigfd);
+    free(d->nbd_address);
 }
 
 int main(int argc, char **argv)

@@ -19,6 +19,7 @@
 #include "cleanup.h"
 #include "codec.h"
 #include "config.h"
+#include "nbd-export.h"
 #include "store.h"
 #include "util.h"
 
@@ -32,8 +33,11 @@ enum {
     OPT_FUSE = 'F', OPT_CONTROL = 'c', OPT_GROUP = 'g', OPT_MEM_LIMIT = 'm',
     OPT_PIDFILE = 'p', OPT_FOREGROUND = 'f', OPT_THREADS = 't',
     OPT_HELP = 'h', OPT_VERSION = 'V',
-    OPT_COMPACT = 0x100,
+    OPT_COMPACT = 0x100, OPT_NBD_UNIX, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS,
 };
+
+/* --nbd-tcp without a host listens on loopback only: nothing is exposed unasked. */
+#define DEFAULT_NBD_HOST "127.0.0.1"
 
 static const struct option long_opts[] = {
     { "name",              required_argument, NULL, OPT_NAME },
@@ -48,6 +52,10 @@ static const struct option long_opts[] = {
     { "pidfile",           required_argument, NULL, OPT_PIDFILE },
     { "foreground",        no_argument,       NULL, OPT_FOREGROUND },
     { "threads",           required_argument, NULL, OPT_THREADS },
+    { "nbd-unix",          required_argument, NULL, OPT_NBD_UNIX },
+    { "nbd-tcp",           required_argument, NULL, OPT_NBD_TCP },
+    { "read-only",         no_argument,       NULL, OPT_READ_ONLY },
+    { "max-connections",   required_argument, NULL, OPT_MAX_CONNECTIONS },
     { "help",              no_argument,       NULL, OPT_HELP },
     { "version",           no_argument,       NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -59,6 +67,8 @@ static void usage(void)
            "              [--fuse FILE] [--control SOCKET] [--group GROUP]\n"
            "              [--mem-limit SIZE] [--compact-threshold PCT]\n"
            "              [--pidfile FILE] [--foreground] [--threads N]\n"
+           "              [--nbd-unix SOCKET] [--nbd-tcp [HOST]:PORT] [--read-only]\n"
+           "              [--max-connections N]\n"
            "\n"
            "Serve a compressed RAM block device.\n"
            "\n"
@@ -70,6 +80,13 @@ static void usage(void)
     printf(" (default lz4)\n"
            "  -l, --level N          codec level (default: the codec's)\n"
            "  -F, --fuse FILE        serve the device as the regular file FILE\n"
+           "      --nbd-unix SOCKET  serve it over NBD on the Unix socket SOCKET\n"
+           "      --nbd-tcp [HOST]:PORT\n"
+           "                         serve it over NBD on TCP (HOST default 127.0.0.1;\n"
+           "                         IPv6 as [::1]:PORT)\n"
+           "      --read-only        NBD clients may read only\n"
+           "      --max-connections N\n"
+           "                         NBD clients at once, 1-%d (default %d)\n"
            "  -c, --control SOCKET   control socket (default RUNDIR/NAME.sock)\n"
            "  -g, --group GROUP      let GROUP use the control socket (mode 0660)\n"
            "  -m, --mem-limit SIZE   most memory for stored data (default: none)\n"
@@ -78,11 +95,13 @@ static void usage(void)
            "                         (default %d; 0: never automatically)\n"
            "  -p, --pidfile FILE     write the daemon's pid to FILE once ready\n"
            "  -f, --foreground       stay in the foreground, log to stderr\n"
-           "  -t, --threads N        FUSE worker threads, 1-%d (default: 2 per CPU, at least 4)\n"
+           "  -t, --threads N        FUSE worker threads, and NBD workers for large\n"
+           "                         requests, 1-%d (default: 2 per CPU, at least 4)\n"
            "  -h, --help             show this help\n"
            "  -V, --version          show the version\n"
            "\n"
-           "See uzramd(8).\n", DEFAULT_COMPACT_PCT, MAX_THREADS);
+           "See uzramd(8).\n", NBD_EXPORT_MAX_CONNECTIONS, NBD_EXPORT_DEFAULT_CONNECTIONS,
+           DEFAULT_COMPACT_PCT, MAX_THREADS);
 }
 
 static int bad(const char *opt, const char *value, const char *want)
@@ -140,6 +159,46 @@ static int default_threads(void)
     return n > MAX_THREADS ? MAX_THREADS : (int)n;
 }
 
+/*
+ * [HOST]:PORT, [IPV6]:PORT, or PORT alone; HOST defaults to loopback.  A
+ * bare IPv6 address needs its brackets: "::1:80" could be read two ways.
+ * *ret_host is allocated.
+ */
+static int parse_tcp(const char *s, char **ret_host, uint16_t *ret_port)
+{
+    const char *port = s, *host = DEFAULT_NBD_HOST;
+    size_t host_len = strlen(DEFAULT_NBD_HOST);
+    long v;
+
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':' || end == s + 1)
+            return -EINVAL;
+        host = s + 1;
+        host_len = (size_t)(end - host);
+        port = end + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon) {
+            if (memchr(s, ':', (size_t)(colon - s)))
+                return -EINVAL;
+            if (colon > s) {
+                host = s;
+                host_len = (size_t)(colon - s);
+            }
+            port = colon + 1;
+        }
+    }
+    /* Port 0 would be a port nobody knows. */
+    if (parse_int(port, 1, 65535, &v) < 0)
+        return -EINVAL;
+    *ret_host = strndup(host, host_len);
+    if (!*ret_host)
+        return -ENOMEM;
+    *ret_port = (uint16_t)v;
+    return 0;
+}
+
 static char *algorithms_list(void)
 {
     char *list = NULL;
@@ -166,6 +225,7 @@ int options_parse(int argc, char **argv, struct options *ret)
         .gid = (gid_t)-1,
         .compact_threshold_pct = DEFAULT_COMPACT_PCT,
         .threads = (unsigned)default_threads(),
+        .max_connections = NBD_EXPORT_DEFAULT_CONNECTIONS,
     };
 
     opterr = 0;
@@ -226,6 +286,29 @@ int options_parse(int argc, char **argv, struct options *ret)
                 return bad("--threads", optarg, want);
             }
             ret->threads = (unsigned)v;
+            break;
+        case OPT_NBD_UNIX:
+            free(ret->nbd_unix);
+            ret->nbd_unix = absolute(optarg);
+            if (!ret->nbd_unix || strlen(ret->nbd_unix) >= 108)
+                return bad("--nbd-unix", optarg, "a socket path of at most 107 bytes");
+            break;
+        case OPT_NBD_TCP:
+            free(ret->nbd_tcp_host);
+            ret->nbd_tcp_host = NULL;
+            if (parse_tcp(optarg, &ret->nbd_tcp_host, &ret->nbd_tcp_port) < 0)
+                return bad("--nbd-tcp", optarg, "[HOST]:PORT with PORT 1-65535, e.g. :10809");
+            break;
+        case OPT_READ_ONLY:
+            ret->read_only = true;
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if (parse_int(optarg, 1, NBD_EXPORT_MAX_CONNECTIONS, &v) < 0) {
+                char want[32];
+                snprintf(want, sizeof(want), "1-%d", NBD_EXPORT_MAX_CONNECTIONS);
+                return bad("--max-connections", optarg, want);
+            }
+            ret->max_connections = (unsigned)v;
             break;
         case OPT_HELP:
             usage();
@@ -293,5 +376,7 @@ void options_free(struct options *o)
     free(o->fuse_file);
     free(o->control_path);
     free(o->pidfile);
-    o->fuse_file = o->control_path = o->pidfile = NULL;
+    free(o->nbd_unix);
+    free(o->nbd_tcp_host);
+    o->fuse_file = o->control_path = o->pidfile = o->nbd_unix = o->nbd_tcp_host = NULL;
 }

@@ -36,6 +36,12 @@ struct options {
     char *pidfile;                   /* absolute, or NULL */
     bool foreground;
     unsigned threads;
+    /* NBD: a Unix socket (absolute), a TCP address, or neither. */
+    char *nbd_unix;
+    char *nbd_tcp_host;              /* without brackets; NULL: no TCP */
+    uint16_t nbd_tcp_port;
+    bool read_only;                  /* NBD clients may not write */
+    unsigned max_connections;        /* NBD clients at once */
 };
 
 /*

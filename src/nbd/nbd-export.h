@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NBD front end: serves a store to NBD clients (nbd-client, qemu,
+ * nbdcopy, fio's nbd engine, anything built on libnbd) over Unix and TCP
+ * sockets, with the fixed newstyle handshake.  One export, of any name.
+ *
+ * Life cycle: nbd_export_new(); one or more nbd_export_listen_*() (each
+ * listens when it returns, so a client may connect at once: the kernel
+ * queues it); nbd_export_start() starts accepting and serving;
+ * nbd_export_free() closes the listeners, disconnects every client, waits
+ * for the threads and frees.  Only one thread (the daemon's main thread)
+ * calls these, one at a time.
+ *
+ * nbd_export_serve_io() serves one client over callbacks in the calling
+ * thread, without sockets or threads: for the fuzzer and for tests.
+ *
+ * Conventions: 0 or a negative errno; nbd_export_new() returns NULL and
+ * sets errno.  Nothing here logs: a client that breaks the protocol is
+ * dropped silently, and counted.
+ */
+#ifndef UZRAM_NBD_EXPORT_H
+#define UZRAM_NBD_EXPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct store;
+struct nbd_export;
+
+#define NBD_EXPORT_DEFAULT_CONNECTIONS 16
+#define NBD_EXPORT_MAX_CONNECTIONS 1024
+
+struct nbd_export_options {
+    const char *description;  /* sent as NBD_INFO_DESCRIPTION, e.g. the device name; may be NULL */
+    bool read_only;           /* NBD_FLAG_READ_ONLY: writes fail with EPERM */
+    unsigned max_connections; /* clients at once, 1..1024; 0: 16 */
+    /*
+     * Worker threads for large requests (see nbd-server.c); 0: none, every
+     * request is served by its connection's thread.
+     */
+    unsigned threads;
+};
+
+/*
+ * A new export of s, which must outlive it.  errno: EINVAL (bad options),
+ * ENOMEM.
+ */
+struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_options *o)
+    __attribute__((nonnull(1, 2)));
+
+/*
+ * Listen on the Unix socket path: created with mode 0600, or 0660 and group
+ * gid when gid is not (gid_t)-1.  A socket left by a dead server is
+ * replaced; a live one, or a file that is not a socket, is not:
+ * -EADDRINUSE.  -ENAMETOOLONG for a path over 107 bytes; other -errno.  The
+ * file is removed by nbd_export_free().
+ */
+int nbd_export_listen_unix(struct nbd_export *ne, const char *path, gid_t gid)
+    __attribute__((nonnull));
+
+/*
+ * Listen on TCP: host is a name or a numeric IPv4 or IPv6 address (no
+ * brackets), port 1..65535.  -EADDRINUSE, -EADDRNOTAVAIL, -ENOENT (host
+ * unknown), other -errno.
+ */
+int nbd_export_listen_tcp(struct nbd_export *ne, const char *host, uint16_t port)
+    __attribute__((nonnull));
+
+/* Start accepting clients and the worker threads.  -errno if a thread cannot start. */
+int nbd_export_start(struct nbd_export *ne) __attribute__((nonnull));
+
+/* Counters for the daemon's log; approximate while serving. */
+struct nbd_export_stats {
+    uint64_t connections;       /* accepted since start */
+    uint64_t refused;           /* closed at once: --max-connections reached */
+    uint64_t dropped;           /* broke the protocol, or hung up mid-request */
+    unsigned active;            /* connected now */
+};
+void nbd_export_get_stats(struct nbd_export *ne, struct nbd_export_stats *ret)
+    __attribute__((nonnull));
+
+/*
+ * Stop: close the listeners (unlinking Unix sockets), shut every client's
+ * connection down (requests being served finish first), join every thread
+ * and free.  Accepts NULL.
+ */
+void nbd_export_free(struct nbd_export *ne);
+
+/*
+ * One client's byte stream.  recv() reads at most len bytes into buf and
+ * returns how many (blocking until at least one arrives), 0 at the end of
+ * the stream, or -1.  sendv() writes from iov and returns how many bytes it
+ * wrote (at least one), or -1.  Called from one thread at a time per
+ * connection (sendv() from several in turn, under the connection's lock).
+ */
+struct nbd_io {
+    ssize_t (*recv)(void *ctx, void *buf, size_t len);
+    ssize_t (*sendv)(void *ctx, const struct iovec *iov, int iovcnt);
+    void *ctx;
+};
+
+/*
+ * Serve one client through io in the calling thread, handshake and
+ * transmission, until it disconnects.  Large requests go to the worker
+ * threads if nbd_export_start() started them, else run here.  Returns 0
+ * when the client ended properly (NBD_OPT_ABORT, NBD_CMD_DISC), -ECONNRESET
+ * when the stream ended or failed, -EPROTO when the client broke the
+ * protocol (it is dropped), -ENOMEM.
+ */
+int nbd_export_serve_io(struct nbd_export *ne, const struct nbd_io *io)
+    __attribute__((nonnull));
+
+#endif /* UZRAM_NBD_EXPORT_H */

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the two halves of the NBD front end share: nbd-conn.c speaks the
+ * protocol to one client over a struct nbd_io; nbd-server.c owns sockets,
+ * threads and the worker pool.
+ */
+#ifndef UZRAM_NBD_INTERNAL_H
+#define UZRAM_NBD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nbd-export.h"
+
+struct nbd_listener;
+struct nbd_client;
+struct nbd_tx;
+
+struct nbd_conn;
+
+/* A request as it arrived: host byte order. */
+struct nbd_req {
+    uint16_t flags, type;
+    uint64_t cookie, off;
+    uint32_t len;
+};
+
+/* A large request handed to the worker pool, with its own buffer. */
+struct nbd_job {
+    struct nbd_job *next;       /* the pool's queue (pool_lock) */
+    struct nbd_conn *c;
+    struct nbd_req req;
+    uint8_t buf[];              /* req.len bytes: the payload, or room for the data */
+};
+
+struct nbd_export {
+    struct store *store;
+    uint64_t size;
+    char *description;          /* NULL: none */
+    bool read_only;
+    unsigned max_connections;
+    unsigned nthreads;
+
+    /* The worker pool: jobs queued by connection threads (nbd-server.c). */
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_cond;
+    struct nbd_job *queue_head, *queue_tail;
+    bool pool_stop;
+    bool pool_running;          /* workers exist: large requests are queued */
+    pthread_t *workers;
+    unsigned nworkers;
+
+    /* Sockets and connection threads (nbd-server.c), main thread only... */
+    struct nbd_listener *listeners;
+    unsigned nlisteners;
+    int stop_fd;                /* eventfd: wakes the accept thread (to quit, or reap) */
+    atomic_bool accept_stop;
+    pthread_t accept_thread;
+    bool accepting;
+    /* ...except the client list, shared with the accept thread. */
+    pthread_mutex_t clients_lock;
+    struct nbd_client *clients;
+
+    atomic_uint_fast64_t n_connections, n_refused, n_dropped;
+    atomic_uint active;
+};
+
+/* ---- nbd-conn.c ---------------------------------------------------------- */
+
+/*
+ * A worker's reply buffer, one per worker thread, made before it serves.
+ * NULL when out of memory.
+ */
+struct nbd_tx *nbd_tx_new(void);
+void nbd_tx_free(struct nbd_tx *tx);
+
+/*
+ * Serve a queued job in a worker thread: the store call, the reply (sent
+ * with tx), and the job's release.  Cannot fail: errors go to the client.
+ */
+void nbd_job_run(struct nbd_job *j, struct nbd_tx *tx) __attribute__((nonnull));
+
+/* ---- nbd-server.c -------------------------------------------------------- */
+
+/* Queue a job for the workers; only when ne->pool_running. */
+void nbd_pool_push(struct nbd_export *ne, struct nbd_job *j) __attribute__((nonnull));
+
+#endif /* UZRAM_NBD_INTERNAL_H */

@@ -1,0 +1,535 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NBD server's sockets and threads; the protocol is in nbd-conn.c.
+ *
+ * Threads.
+ *   - One accept thread polls every listening socket (Unix and TCP alike)
+ *     and an eventfd that tells it to quit.  It starts a thread per client
+ *     and joins the threads of clients that have gone.
+ *   - One thread per client reads its requests and serves the small ones
+ *     itself (see nbd-conn.c for why), replying in batches.  A client is
+ *     one connection: qemu, nbd-client and fio each open one per queue,
+ *     and the kernel spreads connections over cores better than any
+ *     scheduler of ours could.  --max-connections bounds their number; one
+ *     past it is closed at once (the protocol has no "busy" to say before
+ *     the handshake).
+ *   - A pool of worker threads serves large requests (more than 128 KiB)
+ *     from all connections, so that they run in parallel with each other
+ *     and with the small requests behind them, and are answered out of
+ *     order.  The pool's queue lock is shared by all connections, but only
+ *     large requests take it, and they are few per second.
+ * Every thread that touches the store calls store_thread_prepare() first,
+ * so that serving allocates no codec context later.
+ *
+ * Ownership.  The export owns the listeners, the client list and the pool.
+ * A client's record belongs to the list; its thread closes the socket when
+ * done (under the list's lock, so that nbd_export_free() never shuts down
+ * a descriptor number that has been reused) and wakes the accept thread,
+ * which joins it.  Stopping shuts every client's socket down, which ends
+ * its thread's next recv() or sendmsg(); requests being served finish
+ * first, and jobs in the pool are waited for by their connection, so the
+ * pool is empty once the client threads are joined.
+ */
+#include "nbd-internal.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "store.h"
+
+/* Listening sockets: a Unix and a TCP one, with room to spare. */
+#define NBD_MAX_LISTENERS 8
+/* After accept() fails for want of descriptors or memory, pause this long. */
+#define NBD_ACCEPT_BACKOFF_MS 100
+
+struct nbd_listener {
+    int fd;
+    bool tcp;
+    char *path;                 /* Unix: the file, removed at the end if still ours */
+    dev_t dev;
+    ino_t ino;
+};
+
+struct nbd_client {
+    struct nbd_client *next;
+    struct nbd_export *ne;
+    int fd;                     /* -1 once the thread closed it (clients_lock) */
+    bool done;                  /* the thread is finishing: join it (clients_lock) */
+    pthread_t thread;
+};
+
+/* ---- the worker pool ----------------------------------------------------- */
+
+struct worker_arg {
+    struct nbd_export *ne;
+    struct nbd_tx *tx;
+};
+
+void nbd_pool_push(struct nbd_export *ne, struct nbd_job *j)
+{
+    LOCK_GUARD(&ne->pool_lock);
+    j->next = NULL;
+    if (ne->queue_tail)
+        ne->queue_tail->next = j;
+    else
+        ne->queue_head = j;
+    ne->queue_tail = j;
+    pthread_cond_signal(&ne->pool_cond);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker_arg *wa = arg;
+    struct nbd_export *ne = wa->ne;
+    struct nbd_tx *tx = wa->tx;
+
+    free(wa);
+    (void)store_thread_prepare(ne->store);   /* else on the first request */
+    for (;;) {
+        mutex_lock(&ne->pool_lock);
+        while (!ne->queue_head && !ne->pool_stop)
+            pthread_cond_wait(&ne->pool_cond, &ne->pool_lock);
+        struct nbd_job *j = ne->queue_head;
+        if (j) {
+            ne->queue_head = j->next;
+            if (!ne->queue_head)
+                ne->queue_tail = NULL;
+        }
+        mutex_unlock(&ne->pool_lock);
+        if (!j)
+            break;
+        nbd_job_run(j, tx);
+    }
+    nbd_tx_free(tx);
+    return NULL;
+}
+
+static int pool_start(struct nbd_export *ne)
+{
+    ne->workers = calloc(ne->nthreads, sizeof(*ne->workers));
+    if (!ne->workers)
+        return -ENOMEM;
+    for (unsigned i = 0; i < ne->nthreads; i++) {
+        struct worker_arg *wa = malloc(sizeof(*wa));
+        struct nbd_tx *tx = nbd_tx_new();
+        int r = ENOMEM;
+        if (wa && tx) {
+            *wa = (struct worker_arg){ .ne = ne, .tx = tx };
+            r = pthread_create(&ne->workers[i], NULL, worker_main, wa);
+        }
+        if (r != 0) {
+            free(wa);
+            nbd_tx_free(tx);
+            return -r;
+        }
+        ne->nworkers++;
+    }
+    ne->pool_running = true;
+    return 0;
+}
+
+static void pool_stop(struct nbd_export *ne)
+{
+    mutex_lock(&ne->pool_lock);
+    ne->pool_stop = true;
+    pthread_cond_broadcast(&ne->pool_cond);
+    mutex_unlock(&ne->pool_lock);
+    for (unsigned i = 0; i < ne->nworkers; i++)
+        pthread_join(ne->workers[i], NULL);
+    free(ne->workers);
+    ne->workers = NULL;
+    ne->nworkers = 0;
+}
+
+/* ---- clients ------------------------------------------------------------- */
+
+static ssize_t sock_recv(void *ctx, void *buf, size_t len)
+{
+    int fd = *(int *)ctx;
+
+    for (;;) {
+        ssize_t r = recv(fd, buf, len, 0);
+        if (r >= 0 || errno != EINTR)
+            return r;
+    }
+}
+
+static ssize_t sock_sendv(void *ctx, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+    int fd = *(int *)ctx;
+
+    for (;;) {
+        /* MSG_NOSIGNAL: a client that hangs up costs EPIPE, not SIGPIPE. */
+        ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
+        if (r >= 0 || errno != EINTR)
+            return r;
+    }
+}
+
+static void *client_main(void *arg)
+{
+    struct nbd_client *cl = arg;
+    struct nbd_export *ne = cl->ne;
+    int fd = cl->fd;               /* stable until we close it below */
+    const struct nbd_io io = { .recv = sock_recv, .sendv = sock_sendv, .ctx = &fd };
+
+    (void)store_thread_prepare(ne->store);
+    (void)nbd_export_serve_io(ne, &io);
+
+    mutex_lock(&ne->clients_lock);
+    close(cl->fd);
+    cl->fd = -1;
+    cl->done = true;
+    mutex_unlock(&ne->clients_lock);
+    atomic_fetch_sub(&ne->active, 1);
+    /* Wake the accept thread to join us. */
+    uint64_t one = 1;
+    (void)!write(ne->stop_fd, &one, sizeof(one));
+    return NULL;
+}
+
+/* Join the threads of clients that have gone.  The accept thread only. */
+static void reap_clients(struct nbd_export *ne, bool all)
+{
+    struct nbd_client *gone = NULL;
+
+    mutex_lock(&ne->clients_lock);
+    for (struct nbd_client **p = &ne->clients; *p;) {
+        struct nbd_client *cl = *p;
+        if (all || cl->done) {
+            *p = cl->next;
+            cl->next = gone;
+            gone = cl;
+        } else {
+            p = &cl->next;
+        }
+    }
+    mutex_unlock(&ne->clients_lock);
+    while (gone) {
+        struct nbd_client *cl = gone;
+        gone = cl->next;
+        pthread_join(cl->thread, NULL);
+        free(cl);
+    }
+}
+
+static void new_client(struct nbd_export *ne, int fd, bool tcp)
+{
+    if (atomic_load(&ne->active) >= ne->max_connections) {
+        atomic_fetch_add(&ne->n_refused, 1);
+        close(fd);
+        return;
+    }
+    if (tcp) {
+        /* Replies are whole batches already: Nagle would only delay them. */
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    struct nbd_client *cl = calloc(1, sizeof(*cl));
+    if (!cl) {
+        close(fd);
+        return;
+    }
+    cl->ne = ne;
+    cl->fd = fd;
+    atomic_fetch_add(&ne->active, 1);
+    mutex_lock(&ne->clients_lock);
+    if (pthread_create(&cl->thread, NULL, client_main, cl) != 0) {
+        mutex_unlock(&ne->clients_lock);
+        atomic_fetch_sub(&ne->active, 1);
+        close(fd);
+        free(cl);
+        return;
+    }
+    cl->next = ne->clients;
+    ne->clients = cl;
+    mutex_unlock(&ne->clients_lock);
+    atomic_fetch_add(&ne->n_connections, 1);
+}
+
+static void *accept_main(void *arg)
+{
+    struct nbd_export *ne = arg;
+    struct pollfd fds[NBD_MAX_LISTENERS + 1];
+    int timeout = -1;
+
+    for (;;) {
+        fds[0] = (struct pollfd){ .fd = ne->stop_fd, .events = POLLIN };
+        for (unsigned i = 0; i < ne->nlisteners; i++)
+            fds[i + 1] = (struct pollfd){ .fd = ne->listeners[i].fd, .events = POLLIN };
+        int n = poll(fds, ne->nlisteners + 1, timeout);
+        timeout = -1;
+        if (n < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents) {
+            uint64_t v;
+            (void)!read(ne->stop_fd, &v, sizeof(v));
+            if (atomic_load(&ne->accept_stop))
+                break;
+            reap_clients(ne, false);
+        }
+        for (unsigned i = 0; n > 0 && i < ne->nlisteners; i++) {
+            if (!fds[i + 1].revents)
+                continue;
+            int fd = accept4(ne->listeners[i].fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0)
+                new_client(ne, fd, ne->listeners[i].tcp);
+            else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                timeout = NBD_ACCEPT_BACKOFF_MS;
+        }
+    }
+    return NULL;
+}
+
+/* ---- listening ----------------------------------------------------------- */
+
+static int add_listener(struct nbd_export *ne, int fd, bool tcp, const char *path)
+{
+    if (ne->nlisteners == NBD_MAX_LISTENERS)
+        return -ENOSPC;
+    struct nbd_listener *l = &ne->listeners[ne->nlisteners];
+    *l = (struct nbd_listener){ .fd = fd, .tcp = tcp };
+    if (path) {
+        struct stat st;
+        l->path = strdup(path);
+        if (!l->path)
+            return -ENOMEM;
+        if (stat(path, &st) == 0) {
+            l->dev = st.st_dev;
+            l->ino = st.st_ino;
+        }
+    }
+    ne->nlisteners++;
+    return 0;
+}
+
+/*
+ * Is a live server on path?  0: no (a dead socket, now removed, or
+ * nothing); -EADDRINUSE: yes, or the file is not a socket.
+ */
+static int remove_stale(const struct sockaddr_un *sa)
+{
+    struct stat st;
+
+    if (lstat(sa->sun_path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -EADDRINUSE;
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+        return -EADDRINUSE;
+    if (errno == ECONNREFUSED)
+        return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+    /* EAGAIN: alive with a full backlog. */
+    return errno == ENOENT ? 0 : -EADDRINUSE;
+}
+
+int nbd_export_listen_unix(struct nbd_export *ne, const char *path, gid_t gid)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int r;
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (errno != EADDRINUSE)
+            return -errno;
+        r = remove_stale(&sa);
+        if (r < 0)
+            return r;
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+            return -errno;
+    }
+    /* Nobody can connect before listen(): the mode is right from the start. */
+    if (gid != (gid_t)-1) {
+        if (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0660) < 0)
+            goto fail;
+    } else if (chmod(path, 0600) < 0) {
+        goto fail;
+    }
+    if (listen(fd, SOMAXCONN) < 0)
+        goto fail;
+    r = add_listener(ne, fd, false, path);
+    if (r < 0) {
+        unlink(path);
+        return r;
+    }
+    fd = -1;
+    return 0;
+
+fail:
+    r = -errno;
+    unlink(path);
+    return r;
+}
+
+static int listen_addr(const struct addrinfo *ai)
+{
+    int one = 1;
+    _cleanup_close_ int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                                    ai->ai_protocol);
+
+    if (fd < 0)
+        return -errno;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* [::] means IPv6 only; 0.0.0.0 is asked for separately. */
+    if (ai->ai_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0)
+        return -errno;
+    int r = fd;
+    fd = -1;
+    return r;
+}
+
+int nbd_export_listen_tcp(struct nbd_export *ne, const char *host, uint16_t port)
+{
+    const struct addrinfo hints = {
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+        .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+    };
+    struct addrinfo *res;
+    char service[8];
+    int r;
+
+    if (port == 0)
+        return -EINVAL;
+    snprintf(service, sizeof(service), "%u", port);
+    r = getaddrinfo(host, service, &hints, &res);
+    if (r != 0)
+        return r == EAI_SYSTEM ? -errno : r == EAI_MEMORY ? -ENOMEM : -ENOENT;
+    /* The first address that takes it: a name means one host, not all its addresses. */
+    r = -EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = listen_addr(ai);
+        if (fd < 0) {
+            r = fd;
+            continue;
+        }
+        r = add_listener(ne, fd, true, NULL);
+        if (r < 0)
+            close(fd);
+        break;
+    }
+    freeaddrinfo(res);
+    return r;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_options *o)
+{
+    unsigned maxc = o->max_connections ? o->max_connections : NBD_EXPORT_DEFAULT_CONNECTIONS;
+
+    if (maxc > NBD_EXPORT_MAX_CONNECTIONS) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct nbd_export *ne = calloc(1, sizeof(*ne));
+    if (!ne)
+        return NULL;
+    ne->store = s;
+    ne->size = store_size(s);
+    ne->read_only = o->read_only;
+    ne->max_connections = maxc;
+    ne->nthreads = o->threads;
+    ne->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ne->listeners = calloc(NBD_MAX_LISTENERS, sizeof(*ne->listeners));
+    if (o->description)
+        ne->description = strdup(o->description);
+    pthread_mutex_init(&ne->pool_lock, NULL);
+    pthread_cond_init(&ne->pool_cond, NULL);
+    pthread_mutex_init(&ne->clients_lock, NULL);
+    if (ne->stop_fd < 0 || !ne->listeners || (o->description && !ne->description)) {
+        int e = ne->stop_fd < 0 ? errno : ENOMEM;
+        nbd_export_free(ne);
+        errno = e;
+        return NULL;
+    }
+    return ne;
+}
+
+int nbd_export_start(struct nbd_export *ne)
+{
+    int r;
+
+    if (ne->nthreads > 0) {
+        r = pool_start(ne);
+        if (r < 0)
+            return r;
+    }
+    r = pthread_create(&ne->accept_thread, NULL, accept_main, ne);
+    if (r != 0)
+        return -r;
+    ne->accepting = true;
+    return 0;
+}
+
+void nbd_export_get_stats(struct nbd_export *ne, struct nbd_export_stats *ret)
+{
+    *ret = (struct nbd_export_stats){
+        .connections = atomic_load(&ne->n_connections),
+        .refused = atomic_load(&ne->n_refused),
+        .dropped = atomic_load(&ne->n_dropped),
+        .active = atomic_load(&ne->active),
+    };
+}
+
+void nbd_export_free(struct nbd_export *ne)
+{
+    if (!ne)
+        return;
+    if (ne->accepting) {
+        uint64_t one = 1;
+        atomic_store(&ne->accept_stop, true);
+        (void)!write(ne->stop_fd, &one, sizeof(one));
+        pthread_join(ne->accept_thread, NULL);
+    }
+    for (unsigned i = 0; i < ne->nlisteners; i++) {
+        struct nbd_listener *l = &ne->listeners[i];
+        struct stat st;
+        close(l->fd);
+        /* Remove the socket only if it is still ours. */
+        if (l->path && stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+            unlink(l->path);
+        free(l->path);
+    }
+
+    mutex_lock(&ne->clients_lock);
+    for (struct nbd_client *cl = ne->clients; cl; cl = cl->next)
+        if (cl->fd >= 0)
+            shutdown(cl->fd, SHUT_RDWR);
+    mutex_unlock(&ne->clients_lock);
+    reap_clients(ne, true);
+
+    if (ne->workers)
+        pool_stop(ne);
+    if (ne->stop_fd >= 0)
+        close(ne->stop_fd);
+    pthread_mutex_destroy(&ne->clients_lock);
+    pthread_cond_destroy(&ne->pool_cond);
+    pthread_mutex_destroy(&ne->pool_lock);
+    free(ne->listeners);
+    free(ne->description);
+    free(ne);
+}
