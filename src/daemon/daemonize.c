@@ -119,6 +119,15 @@ int daemonize(void)
         if (null > STDERR_FILENO)
             close(null);
     }
+    /*
+     * Descriptors the caller left open without O_CLOEXEC (a shell's, a
+     * test harness's pipes) would otherwise stay open as long as the
+     * daemon runs, and a pipe would never see its end.  Keep the standard
+     * three and the ready pipe; nothing else is open yet.
+     */
+    if (ready_fd > STDERR_FILENO + 1)
+        (void)close_range(STDERR_FILENO + 1, (unsigned)ready_fd - 1, 0);
+    (void)close_range((unsigned)ready_fd + 1, ~0u, 0);
     log_use_syslog();
     return 0;
 }
