@@ -61,6 +61,7 @@ start_nbd_daemon() {
     # reports go to files instead, which stop_nbd_daemon looks for.
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$TMPD/sanitizer" \
         UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$TMPD/sanitizer" \
+        TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}log_path=$TMPD/sanitizer" \
         "$UZRAMD" --name "$DEV_NAME" --size "$size" --nbd-unix "$NBD_SOCK" \
         --control "$DEV_SOCK" --pidfile "$DEV_PIDFILE" "$@" 2>"$TMPD/uzramd.err" || rc=$?
     cat "$TMPD/uzramd.err" >&2
