@@ -22,6 +22,22 @@
  * a stop, NBD goes first: its clients are disconnected (requests being
  * served are answered first), then FUSE is detached and waited for.
  *
+ * systemd.  Under a service manager (uzramd@.service, Type=notify) the
+ * daemon runs in the foreground and says READY=1 where the background
+ * fork tells its parent, STOPPING=1 when it begins to stop, and keeps a
+ * STATUS= line: the device, then its figures every few seconds.  The NBD
+ * front end may take its listening sockets from the manager (socket
+ * activation, see listen.c): a passed Unix socket whose path is the
+ * --nbd-unix path, or a TCP one on the --nbd-tcp address, is used instead
+ * of binding that address; any other passed socket is served as well.
+ *
+ * Reload.  SIGHUP parses the same command line again, which re-reads the
+ * --config file, and applies what can change while serving: the memory
+ * limit and the compaction threshold.  Anything else that changed is named
+ * in a warning and waits for a restart (the size, the codec, the front
+ * ends: changing those would mean a new device).  A file that no longer
+ * parses changes nothing.
+ *
  * Stopping.  SIGTERM or SIGINT detaches the FUSE mount and waits for its
  * users to let go (a loop device must be detached first, a swap area
  * swapped off); a second one aborts the connection, which those users see
@@ -41,7 +57,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -53,8 +71,15 @@
 
 /* How long a stop waits before saying that the FUSE file is still in use. */
 #define STOP_NOTICE_MS 2000
+/*
+ * How often the STATUS= line's figures are renewed: often enough for
+ * `systemctl status` to be current, rarely enough to cost nothing.
+ */
+#define STATUS_INTERVAL_MS 5000
 
 struct daemon {
+    int argc;                   /* the command line, parsed again by a reload */
+    char **argv;
     struct options opt;
     int level;                  /* the codec level in effect */
     int sigfd;
@@ -64,7 +89,19 @@ struct daemon {
     struct nbd_export *nbd;     /* NULL without --nbd-unix or --nbd-tcp */
     char *nbd_address;          /* what uzramctl shows: "unix:PATH,tcp:HOST:PORT" */
     bool pidfile_written;
+    struct listen_socket *passed;   /* socket activation: the manager's sockets */
+    int npassed;                /* how many; those the NBD export took have fd -1 */
+    bool passed_unix;           /* one of them is the --nbd-unix path */
+    bool passed_tcp;            /* one of them is the --nbd-tcp address */
 };
+
+static uint64_t monotonic_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /*
  * Report a startup failure: logged, and sent to the waiting parent as the
@@ -146,24 +183,57 @@ static int start_store(struct daemon *d)
     return 0;
 }
 
-/* The NBD addresses as one string, or NULL without NBD. */
-static char *nbd_address(const struct options *o)
+/*
+ * Match the passed sockets with the addresses asked for: a Unix socket by
+ * its path, a TCP one by its port and numeric address (a host name is not
+ * resolved: give the address the socket unit listens on).
+ */
+static void match_passed(struct daemon *d)
 {
+    const struct options *o = &d->opt;
+
+    for (int i = 0; i < d->npassed; i++) {
+        const struct listen_socket *ls = &d->passed[i];
+        if (ls->family == AF_UNIX && o->nbd_unix && strcmp(ls->path, o->nbd_unix) == 0)
+            d->passed_unix = true;
+        if (ls->family != AF_UNIX && o->nbd_tcp_host && ls->port == o->nbd_tcp_port &&
+            strcmp(ls->host, o->nbd_tcp_host) == 0)
+            d->passed_tcp = true;
+    }
+}
+
+static bool want_nbd(const struct daemon *d)
+{
+    return d->opt.nbd_unix || d->opt.nbd_tcp_host || d->npassed > 0;
+}
+
+/* The NBD addresses as one string, or NULL without NBD. */
+static char *nbd_address(const struct daemon *d)
+{
+    const struct options *o = &d->opt;
+    const char *sep = "";
     char *s = NULL;
     size_t len = 0;
     FILE *f;
 
-    if (!o->nbd_unix && !o->nbd_tcp_host)
+    if (!want_nbd(d))
         return NULL;
     f = open_memstream(&s, &len);
     if (!f)
         return NULL;
-    if (o->nbd_unix)
+    if (o->nbd_unix && !d->passed_unix) {
         fprintf(f, "unix:%s", o->nbd_unix);
-    if (o->nbd_tcp_host) {
+        sep = ",";
+    }
+    if (o->nbd_tcp_host && !d->passed_tcp) {
         bool v6 = strchr(o->nbd_tcp_host, ':');
-        fprintf(f, "%stcp:%s%s%s:%u", o->nbd_unix ? "," : "", v6 ? "[" : "",
-                o->nbd_tcp_host, v6 ? "]" : "", o->nbd_tcp_port);
+        fprintf(f, "%stcp:%s%s%s:%u", sep, v6 ? "[" : "", o->nbd_tcp_host, v6 ? "]" : "",
+                o->nbd_tcp_port);
+        sep = ",";
+    }
+    for (int i = 0; i < d->npassed; i++) {
+        fprintf(f, "%s%s", sep, d->passed[i].address);
+        sep = ",";
     }
     if (fclose(f) != 0) {
         free(s);
@@ -174,7 +244,7 @@ static char *nbd_address(const struct options *o)
 
 static int start_control(struct daemon *d)
 {
-    d->nbd_address = nbd_address(&d->opt);
+    d->nbd_address = nbd_address(d);
     const struct control_info info = {
         .name = d->opt.name,
         .algorithm = codec_name(d->opt.codec),
@@ -247,7 +317,14 @@ static int start_nbd(struct daemon *d)
     d->nbd = nbd_export_new(d->store, &o);
     if (!d->nbd)
         return startup_failed("cannot create the NBD server: %s", strerror(errno));
-    if (d->opt.nbd_unix) {
+    for (int i = 0; i < d->npassed; i++) {
+        r = nbd_export_listen_fd(d->nbd, d->passed[i].fd);
+        if (r < 0)
+            return startup_failed("socket activation: %s: %s", d->passed[i].address,
+                                  strerror(-r));
+        d->passed[i].fd = -1;
+    }
+    if (d->opt.nbd_unix && !d->passed_unix) {
         r = nbd_export_listen_unix(d->nbd, d->opt.nbd_unix, d->opt.gid);
         if (r == -EADDRINUSE)
             return startup_failed("%s: in use (a live NBD server, or not a socket)",
@@ -255,7 +332,7 @@ static int start_nbd(struct daemon *d)
         if (r < 0)
             return startup_failed("%s: cannot listen: %s", d->opt.nbd_unix, strerror(-r));
     }
-    if (d->opt.nbd_tcp_host) {
+    if (d->opt.nbd_tcp_host && !d->passed_tcp) {
         r = nbd_export_listen_tcp(d->nbd, d->opt.nbd_tcp_host, d->opt.nbd_tcp_port);
         if (r == -ENOENT)
             return startup_failed("--nbd-tcp: unknown host '%s'", d->opt.nbd_tcp_host);
@@ -266,7 +343,8 @@ static int start_nbd(struct daemon *d)
     r = nbd_export_start(d->nbd);
     if (r < 0)
         return startup_failed("cannot start the NBD server: %s", strerror(-r));
-    log_info("NBD on %s%s, at most %u clients", d->nbd_address ? d->nbd_address : "?",
+    log_info("NBD on %s%s%s, at most %u clients", d->nbd_address ? d->nbd_address : "?",
+             d->npassed ? " (sockets from the service manager)" : "",
              d->opt.read_only ? ", read-only" : "", d->opt.max_connections);
     return 0;
 }
@@ -275,7 +353,7 @@ static int start_frontends(struct daemon *d)
 {
     if (d->opt.fuse_file && start_fuse(d) < 0)
         return -1;
-    if ((d->opt.nbd_unix || d->opt.nbd_tcp_host) && start_nbd(d) < 0)
+    if (want_nbd(d) && start_nbd(d) < 0)
         return -1;
     return 0;
 }
@@ -316,20 +394,134 @@ static int startup(struct daemon *d)
     return 0;
 }
 
+/*
+ * The STATUS= line: what the device is, then what it holds.  For
+ * `systemctl status`; uzramctl has the full figures.
+ */
+static void notify_status(struct daemon *d)
+{
+    struct store_stats st;
+    char size[16], data[16], compr[16], mem[16];
+
+    if (!notify_enabled())
+        return;
+    store_get_stats(d->store, &st);
+    format_size(d->opt.size, size, sizeof(size));
+    format_size(st.orig_data_size, data, sizeof(data));
+    format_size(st.compr_data_size, compr, sizeof(compr));
+    format_size(st.mem_used_total, mem, sizeof(mem));
+    notifyf("STATUS=%s: %s %s%s%s%s%s; data %s, compressed %s, memory %s", d->opt.name, size,
+            codec_name(d->opt.codec), d->opt.fuse_file ? ", fuse " : "",
+            d->opt.fuse_file ? d->opt.fuse_file : "", d->nbd_address ? ", nbd " : "",
+            d->nbd_address ? d->nbd_address : "", data, compr, mem);
+}
+
+static bool str_differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Name each setting in n that differs from the running one and needs a restart. */
+static void warn_restart(const struct options *o, const struct options *n)
+{
+    const struct {
+        const char *key;
+        bool changed;
+    } keys[] = {
+        { "name", strcmp(o->name, n->name) != 0 },
+        { "size", o->size != n->size },
+        { "algorithm", o->codec != n->codec },
+        { "level", o->level != n->level },
+        { "fuse", str_differ(o->fuse_file, n->fuse_file) },
+        { "nbd-unix", str_differ(o->nbd_unix, n->nbd_unix) },
+        { "nbd-tcp", str_differ(o->nbd_tcp_host, n->nbd_tcp_host) ||
+                     o->nbd_tcp_port != n->nbd_tcp_port },
+        { "read-only", o->read_only != n->read_only },
+        { "max-connections", o->max_connections != n->max_connections },
+        { "threads", o->threads != n->threads },
+        { "group", o->gid != n->gid },
+        { "control", str_differ(o->control_path, n->control_path) },
+    };
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (keys[i].changed)
+            log_warn("reload: %s changed: it takes effect when the device is restarted",
+                     keys[i].key);
+}
+
+/* SIGHUP: re-read the configuration and apply what can change now. */
+static void reload(struct daemon *d)
+{
+    struct options n;
+    char from[16], to[16];
+    int r;
+
+    notifyf("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)monotonic_usec());
+    if (!d->opt.config_file) {
+        log_info("SIGHUP: no --config file to re-read; nothing changed");
+        goto done;
+    }
+    r = options_parse(d->argc, d->argv, &n);
+    if (r != 0) {
+        log_err("reload: %s: the running settings stay", d->opt.config_file);
+        options_free(&n);
+        goto done;
+    }
+    bool changed = false;
+    if (n.mem_limit != d->opt.mem_limit) {
+        r = store_set_mem_limit(d->store, n.mem_limit);
+        format_size(d->opt.mem_limit, from, sizeof(from));
+        format_size(n.mem_limit, to, sizeof(to));
+        if (r < 0) {
+            log_err("reload: mem-limit %s: %s", to, strerror(-r));
+        } else {
+            log_info("reload: mem-limit %s -> %s", d->opt.mem_limit ? from : "none",
+                     n.mem_limit ? to : "none");
+            d->opt.mem_limit = n.mem_limit;
+            changed = true;
+        }
+    }
+    if (n.compact_threshold_pct != d->opt.compact_threshold_pct) {
+        r = store_set_compact_threshold(d->store, n.compact_threshold_pct);
+        if (r < 0) {
+            log_err("reload: compact-threshold %u: %s", n.compact_threshold_pct, strerror(-r));
+        } else {
+            log_info("reload: compact-threshold %u%% -> %u%%", d->opt.compact_threshold_pct,
+                     n.compact_threshold_pct);
+            d->opt.compact_threshold_pct = n.compact_threshold_pct;
+            changed = true;
+        }
+    }
+    warn_restart(&d->opt, &n);
+    if (!changed)
+        log_info("reload: %s: nothing to change now", d->opt.config_file);
+    options_free(&n);
+done:
+    notify("READY=1");
+    notify_status(d);
+}
+
 /* Serve until a stop signal, or until a front end ends by itself. */
 static void serve(struct daemon *d)
 {
+    int timeout = notify_enabled() ? STATUS_INTERVAL_MS : -1;
+
     for (;;) {
         struct pollfd fds[2] = { { .fd = d->sigfd, .events = POLLIN } };
         nfds_t n = 1;
 
         if (d->fuse)
             fds[n++] = (struct pollfd){ .fd = fuse_export_done_fd(d->fuse), .events = POLLIN };
-        if (poll(fds, n, -1) < 0) {
+        int ready = poll(fds, n, timeout);
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             log_err("poll: %s", strerror(errno));
             return;
+        }
+        if (ready == 0) {
+            notify_status(d);
+            continue;
         }
         if (n > 1 && fds[1].revents) {
             log_info("%s was unmounted; stopping", d->opt.fuse_file);
@@ -341,7 +533,7 @@ static void serve(struct daemon *d)
             return;
         }
         if (sig == SIGHUP)
-            log_info("SIGHUP ignored: there is nothing to reload");
+            reload(d);
     }
 }
 
@@ -404,12 +596,16 @@ static void teardown(struct daemon *d)
         pidfile_remove(d->opt.pidfile);
     if (d->sigfd >= 0)
         close(d->sigfd);
+    for (int i = 0; i < d->npassed; i++)
+        if (d->passed[i].fd >= 0)
+            close(d->passed[i].fd);
+    free(d->passed);
     free(d->nbd_address);
 }
 
 int main(int argc, char **argv)
 {
-    struct daemon d = { .sigfd = -1 };
+    struct daemon d = { .sigfd = -1, .argc = argc, .argv = argv };
     int r;
 
     r = options_parse(argc, argv, &d.opt);
@@ -418,6 +614,22 @@ int main(int argc, char **argv)
         return r > 0 ? EXIT_SUCCESS : EXIT_USAGE;
     }
     fuse_set_log_func(fuse_log_forward);
+
+    /* Before any fork: the sockets are for this pid. */
+    r = listen_fds_take(&d.passed);
+    if (r > 0) {
+        d.npassed = r;
+        if (!d.opt.foreground) {
+            log_err("socket activation (LISTEN_FDS) needs --foreground");
+            r = -EINVAL;
+        }
+    }
+    if (r < 0) {
+        teardown(&d);
+        options_free(&d.opt);
+        return EXIT_USAGE;
+    }
+    match_passed(&d);
 
     if (!d.opt.foreground) {
         r = daemonize();
@@ -435,7 +647,10 @@ int main(int argc, char **argv)
         log_info("serving %s: %s, %s level %d, control socket %s", d.opt.name, size,
                  codec_name(d.opt.codec), d.level, d.opt.control_path);
         daemonize_ready();
+        notify("READY=1");
+        notify_status(&d);
         serve(&d);
+        notify("STOPPING=1");
     }
     teardown(&d);
     if (r == 0)

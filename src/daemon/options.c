@@ -4,6 +4,15 @@
  * created, so that a typo costs one line on stderr and exit status 2, never
  * a half-started daemon.  A message names the option, quotes the value and
  * says what is wanted.
+ *
+ * The --config file.  config.c turns each of its lines into the long
+ * option it names, and those go first in one argument vector, before the
+ * command line: getopt takes the last of a repeated option, so the command
+ * line overrides the file, and every value goes through the same checks
+ * below whichever it came from.  Each argument remembers where it came
+ * from, so that a bad value in the file is reported as FILE:LINE.  Finding
+ * --config takes a first pass over the command line that looks at nothing
+ * else.
  */
 #include "uzramd.h"
 
@@ -34,7 +43,9 @@ enum {
     OPT_PIDFILE = 'p', OPT_FOREGROUND = 'f', OPT_THREADS = 't',
     OPT_HELP = 'h', OPT_VERSION = 'V',
     OPT_COMPACT = 0x100, OPT_NBD_UNIX, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS,
+    OPT_CONFIG,
 };
+#define SHORT_OPTS ":n:s:a:l:F:c:g:m:p:ft:hV"
 
 /* --nbd-tcp without a host listens on loopback only: nothing is exposed unasked. */
 #define DEFAULT_NBD_HOST "127.0.0.1"
@@ -56,6 +67,7 @@ static const struct option long_opts[] = {
     { "nbd-tcp",           required_argument, NULL, OPT_NBD_TCP },
     { "read-only",         no_argument,       NULL, OPT_READ_ONLY },
     { "max-connections",   required_argument, NULL, OPT_MAX_CONNECTIONS },
+    { "config",            required_argument, NULL, OPT_CONFIG },
     { "help",              no_argument,       NULL, OPT_HELP },
     { "version",           no_argument,       NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -63,7 +75,8 @@ static const struct option long_opts[] = {
 
 static void usage(void)
 {
-    printf("Usage: uzramd [--name NAME] --size SIZE [--algorithm ALGO] [--level N]\n"
+    printf("Usage: uzramd [--config FILE] [--name NAME] --size SIZE [--algorithm ALGO]\n"
+           "              [--level N]\n"
            "              [--fuse FILE] [--control SOCKET] [--group GROUP]\n"
            "              [--mem-limit SIZE] [--compact-threshold PCT]\n"
            "              [--pidfile FILE] [--foreground] [--threads N]\n"
@@ -72,6 +85,8 @@ static void usage(void)
            "\n"
            "Serve a compressed RAM block device.\n"
            "\n"
+           "      --config FILE      read settings from FILE (uzram.conf(5)); options\n"
+           "                         given here override it; SIGHUP re-reads it\n"
            "  -n, --name NAME        device name (default " DEFAULT_NAME ")\n"
            "  -s, --size SIZE        device size, a multiple of 4K (suffixes K M G T)\n"
            "  -a, --algorithm ALGO   codec:");
@@ -104,20 +119,48 @@ static void usage(void)
            DEFAULT_COMPACT_PCT, MAX_THREADS);
 }
 
-static int bad(const char *opt, const char *value, const char *want)
+/*
+ * Where the arguments being parsed came from: the first nfile after
+ * argv[0] are the config file's, from the lines given.  Set for the
+ * duration of one options_parse() (one thread: the main one).
+ */
+static struct {
+    const char *file;
+    const unsigned *lines;
+    int nfile;
+} source;
+
+/* The bad value of the argument at argv index idx, named as the user wrote it. */
+static int bad_at(int idx, const char *opt, const char *value, const char *want)
 {
-    fprintf(stderr, "uzramd: %s: bad value '%s' (want %s)\n", opt, value, want);
+    if (source.file && idx >= 1 && idx <= source.nfile)
+        log_err("%s:%u: %s: bad value '%s' (want %s)", source.file, source.lines[idx - 1],
+                opt + 2, value, want);
+    else
+        log_err("%s: bad value '%s' (want %s)", opt, value, want);
     return -EINVAL;
 }
 
-/* A path made absolute against the current directory; NULL if out of memory. */
+/* The argument just taken by getopt_long() ends at optind - 1. */
+static int bad(const char *opt, const char *value, const char *want)
+{
+    return bad_at(optind - 1, opt, value, want);
+}
+
+/*
+ * A path made absolute against the directory that was current at the
+ * first call (see options_parse()); NULL if out of memory.
+ */
 static char *absolute(const char *path)
 {
+    static char *base;
+    char *p;
+
     if (path[0] == '/')
         return strdup(path);
-    _cleanup_free_ char *cwd = getcwd(NULL, 0);
-    char *p;
-    if (!cwd || asprintf(&p, "%s/%s", cwd, path) < 0)
+    if (!base)
+        base = getcwd(NULL, 0);
+    if (!base || asprintf(&p, "%s/%s", base, path) < 0)
         return NULL;
     return p;
 }
@@ -213,14 +256,88 @@ static char *algorithms_list(void)
     return list;
 }
 
+/* The last --config FILE on the command line, or NULL.  Reports nothing. */
+static const char *find_config(int argc, char **argv)
+{
+    _cleanup_free_ char **copy = calloc((size_t)argc + 1, sizeof(*copy));
+    const char *file = NULL;
+    int c;
+
+    if (!copy)
+        return NULL;
+    /* getopt reorders what it is given: work on a copy of the vector. */
+    memcpy(copy, argv, (size_t)argc * sizeof(*copy));
+    opterr = 0;
+    optind = 0;
+    while ((c = getopt_long(argc, copy, SHORT_OPTS, long_opts, NULL)) != -1)
+        if (c == OPT_CONFIG)
+            file = optarg;
+    return file;
+}
+
+/*
+ * One vector: argv[0], the file's settings, then argv[1..].  The strings
+ * stay where they are (the file's belong to ret->config).
+ */
+static char **merge_args(int argc, char **argv, const struct config_args *cfg)
+{
+    char **v = calloc((size_t)argc + cfg->n + 1, sizeof(*v));
+
+    if (!v)
+        return NULL;
+    v[0] = argv[0];
+    for (size_t i = 0; i < cfg->n; i++)
+        v[1 + i] = cfg->argv[i];
+    for (int i = 1; i < argc; i++)
+        v[cfg->n + (size_t)i] = argv[i];
+    return v;
+}
+
+static int parse_merged(int argc, char **argv, struct options *ret);
+
 int options_parse(int argc, char **argv, struct options *ret)
 {
+    const char *config = find_config(argc, argv);
+    int r;
+
+    *ret = (struct options){ 0 };
+    if (config) {
+        ret->config_file = absolute(config);
+        if (!ret->config_file) {
+            log_err("out of memory");
+            return -ENOMEM;
+        }
+        if (config_read(ret->config_file, &ret->config) < 0)
+            return -EINVAL;
+    }
+    _cleanup_free_ char **merged = merge_args(argc, argv, &ret->config);
+    if (!merged) {
+        log_err("out of memory");
+        return -ENOMEM;
+    }
+    source.file = ret->config_file;
+    source.lines = ret->config.lines;
+    source.nfile = (int)ret->config.n;
+    r = parse_merged(argc + (int)ret->config.n, merged, ret);
+    source.file = NULL;
+    source.lines = NULL;
+    source.nfile = 0;
+    return r;
+}
+
+static int parse_merged(int argc, char **argv, struct options *ret)
+{
     const char *algorithm = "lz4", *level_arg = NULL, *control = NULL;
+    int algorithm_idx = 0, level_idx = 0;
     bool have_size = false;
     long v;
     int c;
 
+    /* Keep what options_parse() put there. */
+    struct options kept = *ret;
     *ret = (struct options){
+        .config_file = kept.config_file,
+        .config = kept.config,
         .name = DEFAULT_NAME,
         .gid = (gid_t)-1,
         .compact_threshold_pct = DEFAULT_COMPACT_PCT,
@@ -229,7 +346,8 @@ int options_parse(int argc, char **argv, struct options *ret)
     };
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":n:s:a:l:F:c:g:m:p:ft:hV", long_opts, NULL)) != -1) {
+    optind = 0;
+    while ((c = getopt_long(argc, argv, SHORT_OPTS, long_opts, NULL)) != -1) {
         switch (c) {
         case OPT_NAME:
             if (uzram_check_name(optarg) < 0)
@@ -244,10 +362,14 @@ int options_parse(int argc, char **argv, struct options *ret)
             break;
         case OPT_ALGORITHM:
             algorithm = optarg;
+            algorithm_idx = optind - 1;
             break;
         case OPT_LEVEL:
             level_arg = optarg;
+            level_idx = optind - 1;
             break;
+        case OPT_CONFIG:
+            break;      /* read by options_parse() */
         case OPT_FUSE:
             free(ret->fuse_file);
             ret->fuse_file = absolute(optarg);
@@ -317,30 +439,32 @@ int options_parse(int argc, char **argv, struct options *ret)
             printf("uzramd %s\n", UZRAM_VERSION);
             return 1;
         case ':':
-            fprintf(stderr, "uzramd: %s: missing value\n", argv[optind - 1]);
+            log_err("%s: missing value", argv[optind - 1]);
             return -EINVAL;
         default:
             if (optopt)
-                fprintf(stderr, "uzramd: unknown option '-%c' (see uzramd --help)\n", optopt);
+                log_err("unknown option '-%c' (see uzramd --help)", optopt);
             else
-                fprintf(stderr, "uzramd: unknown option '%s' (see uzramd --help)\n",
-                        argv[optind - 1]);
+                log_err("unknown option '%s' (see uzramd --help)", argv[optind - 1]);
             return -EINVAL;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "uzramd: unexpected argument '%s' (see uzramd --help)\n", argv[optind]);
+        log_err("unexpected argument '%s' (see uzramd --help)", argv[optind]);
         return -EINVAL;
     }
     if (!have_size) {
-        fprintf(stderr, "uzramd: --size: missing (want the device size, e.g. --size 1G)\n");
+        if (ret->config_file)
+            log_err("%s: size: missing (want the device size, e.g. size = 1G)", ret->config_file);
+        else
+            log_err("--size: missing (want the device size, e.g. --size 1G)");
         return -EINVAL;
     }
 
     ret->codec = codec_find(algorithm);
     if (!ret->codec) {
         _cleanup_free_ char *list = algorithms_list();
-        return bad("--algorithm", algorithm, list ? list : "a built-in codec");
+        return bad_at(algorithm_idx, "--algorithm", algorithm, list ? list : "a built-in codec");
     }
     if (level_arg) {
         int min, max;
@@ -348,7 +472,7 @@ int options_parse(int argc, char **argv, struct options *ret)
         codec_level_range(ret->codec, &min, &max, NULL);
         snprintf(want, sizeof(want), "%d to %d for %s", min, max, codec_name(ret->codec));
         if (parse_int(level_arg, min, max, &v) < 0)
-            return bad("--level", level_arg, want);
+            return bad_at(level_idx, "--level", level_arg, want);
         ret->level = (int)v;
     }
 
@@ -358,14 +482,14 @@ int options_parse(int argc, char **argv, struct options *ret)
         char path[108];
         int r = uzram_control_path(ret->name, path, sizeof(path));
         if (r < 0) {
-            fprintf(stderr, "uzramd: --name: the control socket path for '%s' is too long "
-                    "(use --control)\n", ret->name);
+            log_err("--name: the control socket path for '%s' is too long (use --control)",
+                    ret->name);
             return -EINVAL;
         }
         ret->control_path = strdup(path);
     }
     if (!ret->control_path) {
-        fprintf(stderr, "uzramd: out of memory\n");
+        log_err("out of memory");
         return -ENOMEM;
     }
     return 0;
@@ -378,5 +502,8 @@ void options_free(struct options *o)
     free(o->pidfile);
     free(o->nbd_unix);
     free(o->nbd_tcp_host);
+    free(o->config_file);
+    config_args_free(&o->config);
     o->fuse_file = o->control_path = o->pidfile = o->nbd_unix = o->nbd_tcp_host = NULL;
+    o->config_file = NULL;
 }

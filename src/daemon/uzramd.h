@@ -19,6 +19,26 @@
 #define EXIT_STARTUP 1   /* startup or serving failed */
 #define EXIT_USAGE 2     /* bad arguments */
 
+/* ---- config.c ----------------------------------------------------------- */
+
+/*
+ * A configuration file's settings as the long options they stand for
+ * ("--size=1G"), with the line each came from.
+ */
+struct config_args {
+    char **argv;
+    unsigned *lines;
+    size_t n;
+};
+
+/*
+ * Read the file at path (uzram.conf(5)).  On a syntax error, an unknown
+ * key, a bad boolean or a relative path, logs one line naming FILE:LINE and
+ * returns -EINVAL; the values themselves are checked by options_parse().
+ */
+int config_read(const char *path, struct config_args *ret) __attribute__((nonnull));
+void config_args_free(struct config_args *a) __attribute__((nonnull));
+
 /* ---- options.c ---------------------------------------------------------- */
 
 struct codec_type;
@@ -42,16 +62,57 @@ struct options {
     uint16_t nbd_tcp_port;
     bool read_only;                  /* NBD clients may not write */
     unsigned max_connections;        /* NBD clients at once */
+    char *config_file;               /* absolute, or NULL */
+    struct config_args config;       /* the file's settings; name may point into them */
 };
 
 /*
- * Parse the command line into *ret.  Returns 0 to go on; 1 when --help or
- * --version has been answered (exit 0); -EINVAL after printing one line
- * naming the bad argument to stderr (exit EXIT_USAGE).  Paths come back
- * absolute, because the daemon changes to / before using them.
+ * Parse the command line, and the --config file ahead of it, into *ret.
+ * Returns 0 to go on; 1 when --help or --version has been answered (exit
+ * 0); -EINVAL after logging one line naming the bad argument, or the file
+ * and line of a bad setting (exit EXIT_USAGE).  Paths come back absolute,
+ * resolved against the directory that was current at the first call:
+ * the daemon changes to / before using them, and SIGHUP parses the same
+ * argv again to re-read the file.  argv itself is not reordered.
  */
 int options_parse(int argc, char **argv, struct options *ret) __attribute__((nonnull));
 void options_free(struct options *o) __attribute__((nonnull));
+
+/* ---- notify.c ----------------------------------------------------------- */
+
+/*
+ * Tell the service manager about our state (sd_notify(3)'s protocol):
+ * state is one or more "KEY=value" lines.  A no-op (0) without
+ * $NOTIFY_SOCKET; otherwise 0 or -errno.  Safe from any thread.
+ */
+int notify(const char *state) __attribute__((nonnull));
+int notifyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Is a service manager listening? */
+bool notify_enabled(void);
+
+/* ---- listen.c ------------------------------------------------------------ */
+
+/* At most this many sockets are taken from the service manager. */
+#define LISTEN_FDS_MAX 8
+
+struct listen_socket {
+    int fd;
+    int family;                  /* AF_UNIX, AF_INET or AF_INET6 */
+    char address[128];           /* "unix:PATH" or "tcp:HOST:PORT", as uzramctl shows it */
+    char path[108];              /* AF_UNIX: the socket's path */
+    char host[64];               /* AF_INET/6: numeric, without brackets */
+    uint16_t port;
+};
+
+/*
+ * Take the listening sockets passed by socket activation ($LISTEN_PID,
+ * $LISTEN_FDS, descriptors from 3): each made close-on-exec and described.
+ * The variables are removed from the environment.  Returns how many (0:
+ * none passed, or not to us), or -EINVAL after logging why (more than
+ * LISTEN_FDS_MAX, or one is not a listening stream socket).  *ret is
+ * allocated when the result is positive.
+ */
+int listen_fds_take(struct listen_socket **ret) __attribute__((nonnull));
 
 /* ---- log.c --------------------------------------------------------------- */
 

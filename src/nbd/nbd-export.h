@@ -68,6 +68,16 @@ int nbd_export_listen_unix(struct nbd_export *ne, const char *path, gid_t gid)
 int nbd_export_listen_tcp(struct nbd_export *ne, const char *host, uint16_t port)
     __attribute__((nonnull));
 
+/*
+ * Accept on fd, a stream socket (Unix, TCP) that is listening already, made
+ * by someone else: systemd's socket activation.  On success the export owns
+ * fd and closes it at the end, but never removes a Unix socket's file: its
+ * maker (the socket unit) keeps it for the next start.  -EINVAL if fd is
+ * not a listening stream socket, -EAFNOSUPPORT for another family, -ENOSPC
+ * past 8 listeners, other -errno; fd is the caller's then.
+ */
+int nbd_export_listen_fd(struct nbd_export *ne, int fd) __attribute__((nonnull));
+
 /* Start accepting clients and the worker threads.  -errno if a thread cannot start. */
 int nbd_export_start(struct nbd_export *ne) __attribute__((nonnull));
 

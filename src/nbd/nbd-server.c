@@ -435,6 +435,28 @@ int nbd_export_listen_tcp(struct nbd_export *ne, const char *host, uint16_t port
     return r;
 }
 
+int nbd_export_listen_fd(struct nbd_export *ne, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int type = 0, listening = 0;
+    socklen_t ilen = sizeof(int);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ilen) < 0)
+        return -errno;
+    ilen = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ilen) < 0)
+        return -errno;
+    if (type != SOCK_STREAM || !listening)
+        return -EINVAL;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    if (ss.ss_family != AF_UNIX && ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+        return -EAFNOSUPPORT;
+    /* No path: the file is the socket unit's to remove, not ours. */
+    return add_listener(ne, fd, ss.ss_family != AF_UNIX, NULL);
+}
+
 /* ---- life cycle ---------------------------------------------------------- */
 
 struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_options *o)
