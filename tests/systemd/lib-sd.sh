@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash
+#
+# Shared by the systemd tests: sourced, never run.  It sources the
+# integration tests' lib.sh (the cleanup stack, log/skip/fail, wait_for)
+# and adds what these tests need: a temporary directory, a daemon in the
+# foreground as systemd would run it, and a stand-in for systemd's
+# notification socket.
+#
+# The scripts are called by meson as
+#   test-X.sh UZRAMD UZRAMCTL SYSTEMD-SOURCE-DIR
+
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/../integration/lib.sh"
+
+UNITS_SRC=${1:?usage: $0 UZRAMD UZRAMCTL SYSTEMD-SOURCE-DIR}
+shift
+
+# Short: the sockets' paths must fit in 108 bytes.
+make_sd_tmpdir() {
+    TMPD=$(mktemp -d /tmp/uzsd.XXXXXX)
+    cleanup_push "rm -rf '$TMPD'"
+}
+
+# start_listener [SOCKET [WATCH]]: a datagram socket (default $TMPD/notify;
+# a name starting with '@' is abstract) that appends each message it gets,
+# as one line with its newlines turned into '|', to $TMPD/notify.log: what
+# systemd would get.  With WATCH, each line ends with "|watch=1" if the
+# file WATCH existed when the message came, else "|watch=0".  Sets
+# NOTIFY_SOCKET (not exported).
+start_listener() {
+    NOTIFY_SOCKET=${1:-$TMPD/notify}
+    : >"$TMPD/notify.log"
+    python3 -c '
+import os, socket, sys
+name, log, watch = sys.argv[1], sys.argv[2], sys.argv[3]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("\0" + name[1:] if name.startswith("@") else name)
+open(log + ".bound", "w").close()
+while True:
+    m = s.recv(4096).decode().replace("\n", "|")
+    if watch:
+        m += "|watch=%d" % os.path.exists(watch)
+    with open(log, "a") as f:
+        f.write(m + "\n")
+' "$NOTIFY_SOCKET" "$TMPD/notify.log" "${2:-}" &
+    LISTENER_PID=$!
+    cleanup_push "kill $LISTENER_PID 2>/dev/null; wait $LISTENER_PID 2>/dev/null || true"
+    wait_for "[[ -e '$TMPD/notify.log.bound' ]]" 30 || fail "the notification listener did not start"
+    rm -f "$TMPD/notify.log.bound"
+}
+
+# wait_message REGEX [SECS]: wait until a message matching REGEX (ERE,
+# against the whole line) has arrived; fail if it does not.
+wait_message() {
+    wait_for "grep -Eq '^($1)\$' '$TMPD/notify.log'" "${2:-30}" ||
+        fail "no notification matching '$1'; got: $(tr '\n' ' ' <"$TMPD/notify.log")"
+}
+
+# start_fg [ARGS...]: uzramd --foreground, as systemd runs it, with its
+# control socket at $TMPD/ctl.sock and its log in $TMPD/uzramd.log.  Sets
+# DEV_PID and DEV_SOCK; waits for the control socket.
+start_fg() {
+    DEV_SOCK=$TMPD/ctl.sock
+    log "uzramd --foreground --control $DEV_SOCK $*"
+    env --default-signal=INT,TERM "$UZRAMD" --foreground --control "$DEV_SOCK" "$@" \
+        2>"$TMPD/uzramd.log" &
+    DEV_PID=$!
+    cleanup_push "stop_daemon_quietly"
+    if ! wait_for "[[ -S '$DEV_SOCK' ]] || ! pid_alive $DEV_PID" 30 || ! pid_alive "$DEV_PID"; then
+        cat "$TMPD/uzramd.log" >&2
+        fail "uzramd --foreground did not start"
+    fi
+}
+
+# stat_json KEY: one figure of `uzramctl stat --json` on the device.
+stat_json() {
+    "$UZRAMCTL" stat "$DEV_SOCK" --json | python3 -c '
+import json, sys
+print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}

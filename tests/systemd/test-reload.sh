@@ -1,0 +1,74 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Reload on SIGHUP:
+#   - mem-limit and compact-threshold changed in the file are applied to
+#     the running device (what uzramctl stat shows), and logged;
+#   - a changed key that needs a restart (size) is named in a warning, and
+#     the device keeps its size;
+#   - the command line still overrides the file (compact-threshold given
+#     as an option does not change);
+#   - a file that no longer parses changes nothing, and the daemon goes on;
+#   - without --config, SIGHUP changes nothing and stops nothing.
+
+# shellcheck source=tests/systemd/lib-sd.sh
+. "$(dirname "$0")/lib-sd.sh"
+
+require_cmd python3
+require_binaries
+make_sd_tmpdir
+
+conf=$TMPD/dev.conf
+printf 'size = 64M\nmem-limit = 32M\ncompact-threshold = 10\n' >"$conf"
+start_fg --name rl0 --config "$conf"
+[[ $(stat_json mem_limit) == $((32 << 20)) ]] || fail "mem_limit at start: $(stat_json mem_limit)"
+
+printf 'size = 128M\nmem-limit = 48M\ncompact-threshold = 30\n' >"$conf"
+kill -HUP "$DEV_PID"
+wait_for "[[ \$(stat_json mem_limit) == $((48 << 20)) ]]" 30 ||
+    fail "mem_limit after reload: $(stat_json mem_limit), want $((48 << 20)); log: $(<"$TMPD/uzramd.log")"
+wait_for "[[ \$(stat_json compact_threshold_pct) == 30 ]]" 30 ||
+    fail "compact_threshold_pct after reload: $(stat_json compact_threshold_pct), want 30"
+[[ $(stat_json disksize) == $((64 << 20)) ]] || fail "the size changed by a reload: $(stat_json disksize)"
+grep -q 'reload: mem-limit 32M -> 48M' "$TMPD/uzramd.log" || fail "mem-limit change not logged"
+grep -q 'warning: reload: size changed: it takes effect when the device is restarted' \
+    "$TMPD/uzramd.log" || fail "no warning about size: $(<"$TMPD/uzramd.log")"
+
+# Broken: nothing changes, the daemon goes on.
+printf 'size = 128M\nmem-limit = 8M\nbacking = /dev/sdb\n' >"$conf"
+kill -HUP "$DEV_PID"
+wait_for "grep -q 'the running settings stay' '$TMPD/uzramd.log'" 30 ||
+    fail "a broken file: no error logged; log: $(<"$TMPD/uzramd.log")"
+grep -q "$conf:3: unknown key 'backing'" "$TMPD/uzramd.log" || fail "the error does not name FILE:LINE"
+pid_alive "$DEV_PID" || fail "uzramd died on a broken file"
+[[ $(stat_json mem_limit) == $((48 << 20)) ]] || fail "a broken file changed mem_limit: $(stat_json mem_limit)"
+
+# 0 removes the limit.
+printf 'size = 64M\nmem-limit = 0\ncompact-threshold = 30\n' >"$conf"
+kill -HUP "$DEV_PID"
+wait_for "[[ \$(stat_json mem_limit) == 0 ]]" 30 || fail "mem-limit = 0 not applied: $(stat_json mem_limit)"
+stop_daemon
+[[ $DEV_STATUS == 0 ]] || fail "uzramd exited $DEV_STATUS"
+cleanup_pop
+
+# The command line wins over the file at a reload too.
+rm -f "$TMPD/uzramd.log"
+printf 'size = 64M\ncompact-threshold = 10\nmem-limit = 16M\n' >"$conf"
+start_fg --name rl1 --config "$conf" --compact-threshold 15
+printf 'size = 64M\ncompact-threshold = 40\nmem-limit = 24M\n' >"$conf"
+kill -HUP "$DEV_PID"
+wait_for "[[ \$(stat_json mem_limit) == $((24 << 20)) ]]" 30 || fail "mem-limit not applied"
+[[ $(stat_json compact_threshold_pct) == 15 ]] ||
+    fail "the file overrode --compact-threshold at a reload: $(stat_json compact_threshold_pct)"
+stop_daemon
+cleanup_pop
+
+# No --config: nothing to re-read.
+rm -f "$TMPD/uzramd.log"
+start_fg --name rl2 --size 64M --mem-limit 16M
+kill -HUP "$DEV_PID"
+wait_for "grep -q 'no --config file to re-read' '$TMPD/uzramd.log'" 30 || fail "SIGHUP without --config: no message"
+pid_alive "$DEV_PID" || fail "SIGHUP without --config stopped uzramd"
+[[ $(stat_json mem_limit) == $((16 << 20)) ]] || fail "SIGHUP without --config changed mem_limit"
+stop_daemon
+log "PASS"

@@ -1,0 +1,87 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Socket activation (uzramd@.socket): listening sockets passed the way
+# systemd passes them (descriptors from 3, $LISTEN_FDS, $LISTEN_PID), by
+# activate.py, which execs uzramd in its own pid:
+#   - a Unix socket at the --nbd-unix path is used, not replaced: nbdinfo
+#     works, and the file is still there (the socket unit's) after uzramd
+#     stops;
+#   - a passed socket with no matching option (a TCP one) is served too;
+#   - $LISTEN_PID naming another process: the sockets are not ours, and
+#     uzramd binds its own --nbd-unix as usual;
+#   - a descriptor that is not a listening socket, or socket activation
+#     without --foreground, exits 2 with one line.
+
+# shellcheck source=tests/systemd/lib-sd.sh
+. "$(dirname "$0")/lib-sd.sh"
+
+require_cmd python3 nbdinfo
+require_binaries
+make_sd_tmpdir
+ACTIVATE=$(dirname "$0")/activate.py
+SOCK=$TMPD/act.nbd
+URI="nbd+unix:///?socket=$SOCK"
+
+# start_activated ACTIVATE-ARGS... -- UZRAMD-ARGS...: like start_fg, through activate.py.
+start_activated() {
+    DEV_SOCK=$TMPD/ctl.sock
+    local a=()
+    while [[ $1 != -- ]]; do a+=("$1"); shift; done
+    shift
+    log "activate.py ${a[*]} -- uzramd --foreground $*"
+    ACTIVATE_PORT_FILE=$TMPD/port env --default-signal=INT,TERM \
+        python3 "$ACTIVATE" "${a[@]}" -- "$UZRAMD" --foreground --control "$DEV_SOCK" "$@" \
+        2>"$TMPD/uzramd.log" &
+    DEV_PID=$!
+    cleanup_push "stop_daemon_quietly"
+    if ! wait_for "[[ -S '$DEV_SOCK' ]] || ! pid_alive $DEV_PID" 30 || ! pid_alive "$DEV_PID"; then
+        cat "$TMPD/uzramd.log" >&2
+        fail "uzramd did not start"
+    fi
+}
+
+# A Unix socket at the configured path, and a TCP one nobody configured.
+start_activated "unix:$SOCK" "tcp:127.0.0.1:0" -- --name act0 --size 64M --nbd-unix "$SOCK"
+port=$(<"$TMPD/port")
+ino=$(stat -c %i "$SOCK")
+[[ $(nbdinfo --size "$URI") == $((64 << 20)) ]] || fail "nbdinfo on the passed Unix socket"
+[[ $(nbdinfo --size "nbd://127.0.0.1:$port") == $((64 << 20)) ]] || fail "nbdinfo on the passed TCP socket"
+grep -q "NBD on unix:$SOCK,tcp:127.0.0.1:$port (sockets from the service manager)" "$TMPD/uzramd.log" ||
+    fail "the log does not name the passed sockets: $(<"$TMPD/uzramd.log")"
+[[ $("$UZRAMCTL" list --noheadings --output MOUNTPOINT "$DEV_SOCK" | tr -d ' ') == "unix:$SOCK,tcp:127.0.0.1:$port" ]] ||
+    fail "uzramctl list shows '$("$UZRAMCTL" list --noheadings --output MOUNTPOINT "$DEV_SOCK")'"
+[[ $(stat -c %i "$SOCK") == "$ino" ]] || fail "uzramd replaced the passed socket file"
+stop_daemon
+[[ $DEV_STATUS == 0 ]] || fail "uzramd exited $DEV_STATUS"
+[[ -S $SOCK ]] || fail "uzramd removed the passed socket's file: it is the socket unit's"
+cleanup_pop
+rm -f "$SOCK" "$TMPD/ctl.sock"
+
+# Not for us: LISTEN_PID is another pid.  uzramd binds --nbd-unix itself
+# (the passed socket is at another path, so both can be told apart).
+start_activated --pid-off "unix:$TMPD/other.nbd" -- --name act1 --size 64M --nbd-unix "$SOCK"
+wait_for "[[ -S '$SOCK' ]]" 30 || fail "uzramd did not bind --nbd-unix"
+[[ $(nbdinfo --size "$URI") == $((64 << 20)) ]] || fail "nbdinfo on uzramd's own socket"
+grep -q "sockets from the service manager" "$TMPD/uzramd.log" && fail "took sockets meant for another pid"
+stop_daemon
+cleanup_pop
+[[ ! -e $SOCK ]] || fail "uzramd left its own socket behind"
+rm -f "$TMPD/other.nbd" "$TMPD/ctl.sock"
+
+# expect_usage WANT ACTIVATE-ARGS... -- UZRAMD-ARGS...: exit 2, one line.
+expect_usage() {
+    local want=$1 rc=0
+    shift
+    python3 "$ACTIVATE" "$@" 2>"$TMPD/err" || rc=$?
+    ((rc == 2)) || fail "$*: exit $rc, want 2; $(<"$TMPD/err")"
+    [[ $(wc -l <"$TMPD/err") == 1 ]] && grep -q "$want" "$TMPD/err" ||
+        fail "$*: got '$(<"$TMPD/err")', want '$want'"
+}
+expect_usage "socket activation: descriptor 3: not a listening stream socket" \
+    --not-socket -- "$UZRAMD" --foreground --size 64M --control "$TMPD/ctl.sock"
+rm -f "$SOCK"
+expect_usage "socket activation (LISTEN_FDS) needs --foreground" \
+    "unix:$SOCK" -- "$UZRAMD" --size 64M --control "$TMPD/ctl.sock"
+[[ ! -e $TMPD/ctl.sock ]] || fail "a refused start made a control socket"
+log "PASS"
