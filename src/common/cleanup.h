@@ -36,6 +36,15 @@ static inline void cleanup_closep(int *fd)
         _p;                                \
     })
 
+/* Return fd and set it to -1, so that the cleanup of its scope does nothing. */
+#define TAKE_FD(fd)                        \
+    ({                                     \
+        int *_fdp = &(fd);                 \
+        int _fd = *_fdp;                   \
+        *_fdp = -1;                        \
+        _fd;                               \
+    })
+
 /*
  * A failed lock or unlock means a corrupted or misused mutex: a bug, not a
  * condition to recover from.

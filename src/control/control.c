@@ -61,12 +61,12 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "config.h"
+#include "socket.h"
 #include "store.h"
 #include "util.h"
 
@@ -752,89 +752,27 @@ static int make_parent(const char *path)
     return 0;
 }
 
-/*
- * Is there a live server on path?  0: no, the file is a dead socket we may
- * replace; -EADDRINUSE: yes, or the path is not a socket at all (never
- * unlink something that is not ours to remove); other -errno: cannot tell.
- */
-static int probe_stale(const struct sockaddr_un *sa)
-{
-    _cleanup_close_ int fd = -1;
-    struct stat st;
-
-    if (lstat(sa->sun_path, &st) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISSOCK(st.st_mode))
-        return -EADDRINUSE;
-    /* Non-blocking: a live server with a full backlog answers EAGAIN
-     * rather than making us wait. */
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
-        return -EADDRINUSE;
-    switch (errno) {
-    case ECONNREFUSED:
-        return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
-    case ENOENT:
-        return 0;
-    case EAGAIN:
-    case EINPROGRESS:
-        return -EADDRINUSE;
-    default:
-        return -errno;
-    }
-}
-
 static int control_bind(struct control *ctl, gid_t gid)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    _cleanup_close_ int fd = -1;
     struct stat st;
     int r;
-
-    if (strlen(ctl->path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, ctl->path);
 
     r = make_parent(ctl->path);
     if (r < 0)
         return r;
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    _cleanup_close_ int fd = unix_listen(ctl->path, gid, SOCK_NONBLOCK);
     if (fd < 0)
-        return -errno;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        if (errno != EADDRINUSE)
-            return -errno;
-        r = probe_stale(&sa);
-        if (r < 0)
-            return r;
-        /* Another daemon may have won the race to rebind: then this fails
-         * with EADDRINUSE, which is the truth. */
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-            return -errno;
+        return fd;
+    /* control_free() removes the file only while it is still this one. */
+    if (stat(ctl->path, &st) < 0) {
+        r = -errno;
+        unlink(ctl->path);
+        return r;
     }
-    /* Nobody can connect before listen(): set the mode now. */
-    if (gid != (gid_t)-1) {
-        if (chown(ctl->path, (uid_t)-1, gid) < 0 || chmod(ctl->path, 0660) < 0)
-            goto fail;
-    } else if (chmod(ctl->path, 0600) < 0) {
-        goto fail;
-    }
-    if (stat(ctl->path, &st) < 0)
-        goto fail;
     ctl->sock_dev = st.st_dev;
     ctl->sock_ino = st.st_ino;
-    if (listen(fd, SOMAXCONN) < 0)
-        goto fail;
-    ctl->listen_fd = fd;
-    fd = -1;
+    ctl->listen_fd = TAKE_FD(fd);
     return 0;
-
-fail:
-    r = -errno;
-    unlink(ctl->path);
-    return r;
 }
 
 struct control *control_new(const char *path, struct store *store,

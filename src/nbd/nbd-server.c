@@ -43,10 +43,10 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "socket.h"
 #include "store.h"
 
 /* Listening sockets: a Unix and a TCP one, with room to spare. */
@@ -316,70 +316,18 @@ static int add_listener(struct nbd_export *ne, int fd, bool tcp, const char *pat
     return 0;
 }
 
-/*
- * Is a live server on path?  0: no (a dead socket, now removed, or
- * nothing); -EADDRINUSE: yes, or the file is not a socket.
- */
-static int remove_stale(const struct sockaddr_un *sa)
-{
-    struct stat st;
-
-    if (lstat(sa->sun_path, &st) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISSOCK(st.st_mode))
-        return -EADDRINUSE;
-    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -errno;
-    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
-        return -EADDRINUSE;
-    if (errno == ECONNREFUSED)
-        return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
-    /* EAGAIN: alive with a full backlog. */
-    return errno == ENOENT ? 0 : -EADDRINUSE;
-}
-
 int nbd_export_listen_unix(struct nbd_export *ne, const char *path, gid_t gid)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int r;
-
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = unix_listen(path, gid, 0);
     if (fd < 0)
-        return -errno;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        if (errno != EADDRINUSE)
-            return -errno;
-        r = remove_stale(&sa);
-        if (r < 0)
-            return r;
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-            return -errno;
-    }
-    /* Nobody can connect before listen(): the mode is right from the start. */
-    if (gid != (gid_t)-1) {
-        if (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0660) < 0)
-            goto fail;
-    } else if (chmod(path, 0600) < 0) {
-        goto fail;
-    }
-    if (listen(fd, SOMAXCONN) < 0)
-        goto fail;
-    r = add_listener(ne, fd, false, path);
+        return fd;
+    int r = add_listener(ne, fd, false, path);
     if (r < 0) {
+        close(fd);
         unlink(path);
         return r;
     }
-    fd = -1;
     return 0;
-
-fail:
-    r = -errno;
-    unlink(path);
-    return r;
 }
 
 static int listen_addr(const struct addrinfo *ai)

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+#include "socket.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+/*
+ * Is there a live server on sa?  0: no, and a dead socket there has been
+ * removed; -EADDRINUSE: yes, or the path is not a socket at all; other
+ * -errno: cannot tell.
+ */
+static int remove_stale(const struct sockaddr_un *sa)
+{
+    struct stat st;
+
+    if (lstat(sa->sun_path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -EADDRINUSE;
+    /* Non-blocking: a live server with a full backlog answers EAGAIN
+     * rather than making us wait. */
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+        return -EADDRINUSE;
+    switch (errno) {
+    case ECONNREFUSED:
+        return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+    case ENOENT:
+        return 0;
+    case EAGAIN:
+    case EINPROGRESS:
+        return -EADDRINUSE;
+    default:
+        return -errno;
+    }
+}
+
+int unix_listen(const char *path, gid_t gid, int flags)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int r;
+
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (errno != EADDRINUSE)
+            return -errno;
+        r = remove_stale(&sa);
+        if (r < 0)
+            return r;
+        /* Another server may have won the race to rebind: then this fails
+         * with EADDRINUSE, which is the truth. */
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+            return -errno;
+    }
+    if (gid != (gid_t)-1) {
+        if (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0660) < 0)
+            goto fail;
+    } else if (chmod(path, 0600) < 0) {
+        goto fail;
+    }
+    if (listen(fd, SOMAXCONN) < 0)
+        goto fail;
+    return TAKE_FD(fd);
+
+fail:
+    r = -errno;
+    unlink(path);
+    return r;
+}
