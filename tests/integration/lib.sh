@@ -109,6 +109,31 @@ fuse_mounted() {
     [[ $(findmnt -n -o FSTYPE --mountpoint "$1" 2>/dev/null || true) == fuse* ]]
 }
 
+# daemon_started RC: after `uzramd` (in the background) exited RC, register
+# its stop and check what a ready daemon promises: exit 0, a pidfile naming
+# a live process (sets DEV_PID), and the control socket $DEV_SOCK.
+daemon_started() {
+    # Register the undo even on failure: it may have half-started.
+    cleanup_push "stop_daemon_quietly"
+    (($1 == 0)) || fail "uzramd exited $1"
+    [[ -s $DEV_PIDFILE ]] || fail "uzramd returned but $DEV_PIDFILE is empty or missing"
+    DEV_PID=$(<"$DEV_PIDFILE")
+    [[ $DEV_PID =~ ^[0-9]+$ ]] || fail "pidfile holds '$DEV_PID'"
+    pid_alive "$DEV_PID" || fail "uzramd (pid $DEV_PID) is not running"
+    [[ -S $DEV_SOCK ]] || fail "uzramd returned before its control socket $DEV_SOCK existed"
+}
+
+# wait_started_fg WHAT: after starting uzramd --foreground in the background
+# of this shell (DEV_PID, log in $TMPD/uzramd.log), register its stop and
+# wait for its control socket $DEV_SOCK; fail with WHAT if it dies first.
+wait_started_fg() {
+    cleanup_push "stop_daemon_quietly"
+    if ! wait_for "[[ -S '$DEV_SOCK' ]] || ! pid_alive $DEV_PID" 30 || ! pid_alive "$DEV_PID"; then
+        cat "$TMPD/uzramd.log" >&2
+        fail "$1"
+    fi
+}
+
 # start_daemon SIZE [UZRAMD ARGS...]: start uzramd in the background the
 # way a user would (it forks and returns once ready) on $TMPD/dev with a
 # unique name, and its control socket in $TMPD (or, with DEFAULT_SOCKET=1,
@@ -134,14 +159,7 @@ start_daemon() {
     local rc=0
     "$UZRAMD" --name "$DEV_NAME" --size "$size" --fuse "$DEV_FILE" \
         "${ctl[@]}" --pidfile "$DEV_PIDFILE" "$@" || rc=$?
-    # Register the undo even on failure: it may have half-started.
-    cleanup_push "stop_daemon_quietly"
-    ((rc == 0)) || fail "uzramd exited $rc"
-    [[ -s $DEV_PIDFILE ]] || fail "uzramd returned but $DEV_PIDFILE is empty or missing"
-    DEV_PID=$(<"$DEV_PIDFILE")
-    [[ $DEV_PID =~ ^[0-9]+$ ]] || fail "pidfile holds '$DEV_PID'"
-    pid_alive "$DEV_PID" || fail "uzramd (pid $DEV_PID) is not running"
-    [[ -S $DEV_SOCK ]] || fail "uzramd returned before its control socket $DEV_SOCK existed"
+    daemon_started "$rc"
     fuse_mounted "$DEV_FILE" || fail "uzramd returned before $DEV_FILE was a FUSE mount"
 }
 

@@ -65,14 +65,7 @@ start_nbd_daemon() {
         "$UZRAMD" --name "$DEV_NAME" --size "$size" --nbd-unix "$NBD_SOCK" \
         --control "$DEV_SOCK" --pidfile "$DEV_PIDFILE" "$@" 2>"$TMPD/uzramd.err" || rc=$?
     cat "$TMPD/uzramd.err" >&2
-    # Register the undo even on failure: it may have half-started.
-    cleanup_push "stop_daemon_quietly"
-    ((rc == 0)) || fail "uzramd exited $rc"
-    [[ -s $DEV_PIDFILE ]] || fail "uzramd returned but $DEV_PIDFILE is empty or missing"
-    DEV_PID=$(<"$DEV_PIDFILE")
-    [[ $DEV_PID =~ ^[0-9]+$ ]] || fail "pidfile holds '$DEV_PID'"
-    pid_alive "$DEV_PID" || fail "uzramd (pid $DEV_PID) is not running"
-    [[ -S $DEV_SOCK ]] || fail "uzramd returned before its control socket $DEV_SOCK existed"
+    daemon_started "$rc"
     [[ -S $NBD_SOCK ]] || fail "uzramd returned before its NBD socket $NBD_SOCK existed"
     nbdinfo --can connect "$NBD_URI" || fail "uzramd returned but $NBD_URI takes no connection"
 }

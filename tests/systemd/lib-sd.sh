@@ -66,11 +66,7 @@ start_fg() {
     env --default-signal=INT,TERM "$UZRAMD" --foreground --control "$DEV_SOCK" "$@" \
         2>"$TMPD/uzramd.log" &
     DEV_PID=$!
-    cleanup_push "stop_daemon_quietly"
-    if ! wait_for "[[ -S '$DEV_SOCK' ]] || ! pid_alive $DEV_PID" 30 || ! pid_alive "$DEV_PID"; then
-        cat "$TMPD/uzramd.log" >&2
-        fail "uzramd --foreground did not start"
-    fi
+    wait_started_fg "uzramd --foreground did not start"
 }
 
 # stat_json KEY: one figure of `uzramctl stat --json` on the device.

@@ -34,11 +34,7 @@ start_activated() {
         python3 "$ACTIVATE" "${a[@]}" -- "$UZRAMD" --foreground --control "$DEV_SOCK" "$@" \
         2>"$TMPD/uzramd.log" &
     DEV_PID=$!
-    cleanup_push "stop_daemon_quietly"
-    if ! wait_for "[[ -S '$DEV_SOCK' ]] || ! pid_alive $DEV_PID" 30 || ! pid_alive "$DEV_PID"; then
-        cat "$TMPD/uzramd.log" >&2
-        fail "uzramd did not start"
-    fi
+    wait_started_fg "uzramd did not start"
 }
 
 # A Unix socket at the configured path, and a TCP one nobody configured.
