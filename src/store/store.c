@@ -180,11 +180,10 @@ static uint64_t get(_Atomic uint64_t *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
+/* On every allocation (the limit, mem_used_max): two loads, not a stats walk. */
 static uint64_t mem_used(struct store *s)
 {
-    struct zs_pool_stats st;
-    zs_get_stats(s->pool, &st);
-    return st.mem_used;
+    return zs_mem_used(s->pool);
 }
 
 static void mem_used_max_update(struct store *s, uint64_t used)

@@ -1430,6 +1430,11 @@ ZS_EXPORT void zs_destroy(struct zs_pool *pool)
 
 /* ---- statistics ------------------------------------------------------------ */
 
+ZS_EXPORT uint64_t zs_mem_used(struct zs_pool *pool)
+{
+    return load(&pool->pages) * PAGE_SIZE + load(&pool->metadata);
+}
+
 ZS_EXPORT void zs_get_stats(struct zs_pool *pool, struct zs_pool_stats *ret)
 {
     struct zs_pool_stats s = {0};

@@ -71,6 +71,8 @@ static inline struct zs_pool_stats zt_check_consistent(struct zs_pool *pool)
     CHECKF(s.mem_used == s.pages * ZT_PAGE + s.metadata_bytes,
            "mem_used %" PRIu64 " != pages %" PRIu64 " * 4096 + metadata %" PRIu64,
            s.mem_used, s.pages, s.metadata_bytes);
+    CHECKF(zs_mem_used(pool) == s.mem_used, "zs_mem_used() %" PRIu64 " != mem_used %" PRIu64,
+           zs_mem_used(pool), s.mem_used);
     for (unsigned i = 0; i < n; i++) {
         struct zs_class_stats c = zt_class(pool, i);
         uint64_t listed = 0;
