@@ -1112,3 +1112,31 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         .compact_threshold_pct = atomic_load_explicit(&s->compact_pct, memory_order_relaxed),
     };
 }
+
+/* ---- writeback (stubs: replaced by the implementation) -------------------- */
+
+int64_t store_mark_idle(struct store *s, uint64_t age_sec)
+{
+    (void)s; (void)age_sec;
+    return -ENOTSUP;
+}
+
+int64_t store_writeback(struct store *s, unsigned sel, uint64_t limit_pages)
+{
+    (void)s; (void)sel; (void)limit_pages;
+    return -ENOTSUP;
+}
+
+int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
+{
+    (void)s; (void)sel; (void)threshold;
+    return -ENOTSUP;
+}
+
+int store_set_watermarks(struct store *s, unsigned high_pct, unsigned low_pct)
+{
+    (void)s;
+    if (low_pct == 0 || low_pct >= high_pct || high_pct > 100)
+        return -EINVAL;
+    return -ENOTSUP;
+}

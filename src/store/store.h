@@ -28,6 +28,8 @@
 
 #include "codec.h"
 
+struct backing;
+
 #define STORE_PAGE_SIZE 4096u
 /*
  * A page that does not compress to fewer bytes than store_config's
@@ -58,7 +60,31 @@ struct store_config {
     unsigned compact_threshold_pct;
     /* Codec contexts made up front for threads to come; 0: none. */
     unsigned prealloc_threads;
+
+    /*
+     * Writeback (see store.c's essay).  backing: where cold pages go, or
+     * NULL; the caller opens it, and closes it only after store_free().
+     * With a backing store and a mem_limit, a background thread writes the
+     * least recently used pages back whenever mem_used_total passes
+     * high_wm_pct of the limit, until it is under low_wm_pct; a write that
+     * finds the pool full waits for it (up to STORE_EVICT_WAIT_MS) instead
+     * of failing.
+     */
+    struct backing *backing;
+    bool backing_raw;              /* write pages back uncompressed */
+    unsigned high_wm_pct;          /* 0: 90 */
+    unsigned low_wm_pct;           /* 0: 80; below high_wm_pct */
+    enum store_evict_policy {
+        STORE_EVICT_LRU = 0,       /* per-slot access bits, a clock over the slots */
+        STORE_EVICT_ZSPAGE,        /* zs_shrink(): whole zspages, oldest allocated first */
+    } evict_policy;
+    /* Second codec for store_recompress(), or NULL (no recompression). */
+    const struct codec_type *recomp_codec;
+    int recomp_level;              /* 0: its default */
 };
+
+/* The longest a write waits for eviction to make room, in milliseconds. */
+#define STORE_EVICT_WAIT_MS 10000
 
 /*
  * Create a store.  Returns NULL with errno EINVAL (size 0, not a multiple
@@ -186,6 +212,45 @@ int store_extent(struct store *s, uint64_t off, uint64_t len,
 int64_t store_compact(struct store *s) __attribute__((nonnull));
 
 /*
+ * Mark idle the slots not read or written for at least age_sec seconds
+ * (0: every slot holding data), as writing to zram's idle file does.  A
+ * read or write of a slot clears its mark.  Returns the number of slots
+ * marked idle now (those marked before and untouched since included).
+ */
+int64_t store_mark_idle(struct store *s, uint64_t age_sec) __attribute__((nonnull));
+
+/* Which slots store_writeback() and store_recompress() take. */
+enum store_select {
+    STORE_SEL_IDLE = 1u << 0,      /* slots marked idle */
+    STORE_SEL_HUGE = 1u << 1,      /* slots holding a raw (incompressible) page */
+    STORE_SEL_ALL  = 1u << 2,      /* every slot with an object */
+};
+
+/*
+ * Write back now, to the backing store, the slots sel selects (IDLE, HUGE,
+ * IDLE|HUGE: both at once, as zram's huge_idle, or ALL), at most
+ * limit_pages of them (0: no limit).  Same-filled and empty slots are never
+ * written back (they take no memory), nor slots written back already.
+ * Returns the number of pages written back; -ENOTSUP without a backing
+ * store; -EINVAL for a bad sel; the backing store's error (-EIO, -ENOSPC,
+ * -ENOTCONN) if it failed before any page was written.  A failure leaves the
+ * page it was writing in memory, untouched.
+ */
+int64_t store_writeback(struct store *s, unsigned sel, uint64_t limit_pages)
+    __attribute__((nonnull));
+
+/*
+ * Recompress with the second codec the slots sel selects (IDLE or HUGE,
+ * or both) whose object is at least threshold bytes (0: any), keeping a
+ * result only when it lands in a smaller size class of the pool than the
+ * object it would replace (zram's rule).  Slots written back or recompressed
+ * already are passed by.  Returns the number of pages whose new object was
+ * kept; -ENOTSUP without a second codec; -EINVAL for a bad sel.
+ */
+int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
+    __attribute__((nonnull));
+
+/*
  * Settings that can change while the store serves.  A new mem_limit below
  * what is used now is accepted: writes then fail until discards bring the
  * use under it.  0 removes the limit.  The threshold is as in
@@ -193,6 +258,9 @@ int64_t store_compact(struct store *s) __attribute__((nonnull));
  */
 int store_set_mem_limit(struct store *s, uint64_t bytes) __attribute__((nonnull));
 int store_set_compact_threshold(struct store *s, unsigned pct) __attribute__((nonnull));
+/* Watermarks in percent of mem_limit: 0 < low < high <= 100, else -EINVAL. */
+int store_set_watermarks(struct store *s, unsigned high_pct, unsigned low_pct)
+    __attribute__((nonnull));
 /* Reset mem_used_max to mem_used_total, as writing 0 to zram's mem_used_max does. */
 void store_reset_mem_used_max(struct store *s) __attribute__((nonnull));
 
@@ -220,6 +288,23 @@ struct store_stats {
     uint64_t read_bytes, write_bytes, discard_bytes;
     uint64_t compactions;       /* compactions run, by hand or automatically */
     uint32_t compact_threshold_pct;
+
+    /* Writeback, with zram's bd_stat names: counts of 4 KiB pages. */
+    bool has_backing;
+    uint64_t bd_count;          /* slots whose page is on the backing store now */
+    uint64_t bd_reads;          /* pages read from the backing store */
+    uint64_t bd_writes;         /* pages written to the backing store */
+    uint64_t bd_read_errors, bd_write_errors;
+    int bd_last_error;          /* negative errno of the last backing error, or 0 */
+    bool bd_connected;          /* false while an NBD backing server is away */
+    uint64_t bd_blocks;         /* blocks the backing store has */
+    uint64_t wb_high, wb_low;   /* the watermarks in bytes (0 without a limit) */
+    uint32_t wb_high_pct, wb_low_pct;
+    uint64_t evictions;         /* eviction passes run */
+    uint64_t pages_promoted;    /* written-back pages brought back to memory */
+    uint64_t write_waits;       /* writes that waited for eviction */
+    uint64_t idle_pages;        /* slots marked idle now */
+    uint64_t recompressed;      /* slots holding an object of the second codec */
 };
 
 /*

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The backing store: where the store writes pages back when its memory
+ * limit is reached.  A local file or block device, or any NBD server
+ * (through libnbd), seen as an array of 4 KiB blocks with a bitmap that
+ * says which are in use.
+ *
+ * The store is the only user: it allocates a block, writes a page (or a
+ * compressed page, up to 4 KiB) into it, reads it back later and frees the
+ * block when the page is overwritten or discarded.  The daemon opens the
+ * backing store and hands it to the store; nothing here knows the store.
+ *
+ * Faults.  I/O errors are returned as they come (-EIO, -ENOSPC from a full
+ * file system, -ENOTCONN while an NBD server is away) and counted; none is
+ * fatal.  An NBD connection that died is reopened by the next call that
+ * needs it, at most once per second (calls in between fail at once with
+ * -ENOTCONN), so a server that comes back is used again without anyone
+ * asking.
+ *
+ * Threads: every function is thread-safe.  Reads and writes of different
+ * blocks run in parallel (pread/pwrite on a file; one libnbd handle, whose
+ * requests libnbd serialises on the socket, for NBD).
+ *
+ * Conventions: 0 or a negative errno; backing_open() returns NULL and sets
+ * errno.  Nothing here logs.
+ */
+#ifndef UZRAM_BACKING_H
+#define UZRAM_BACKING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BACKING_BLOCK_SIZE 4096u
+
+struct backing;
+
+/*
+ * Open spec: a path (a regular file, created sparse with mode 0600 when
+ * missing and extended to size bytes when shorter; or a block device, of
+ * whatever size it has), or an NBD URI as libnbd takes it
+ * ("nbd+unix:///?socket=PATH", "nbd://HOST:PORT/EXPORT").  size is the
+ * most the store will ever write back (its device size); the backing store
+ * may be smaller or larger: backing_blocks() says how many blocks it has
+ * (min(size, its size) / 4096).  An existing file is never shortened.
+ *
+ * On failure returns NULL, sets errno (ENOENT, EACCES, EINVAL for a spec
+ * that is neither, ECONNREFUSED, ENOTSUP for an NBD server that is
+ * read-only...) and, when err is not NULL, writes a one-line reason
+ * (without the spec itself) into err[errlen].
+ */
+struct backing *backing_open(const char *spec, uint64_t size, char *err, size_t errlen)
+    __attribute__((nonnull(1)));
+
+/* Close and free.  Accepts NULL.  No other call may be running. */
+void backing_close(struct backing *b);
+
+/* How many 4 KiB blocks can be allocated. */
+uint64_t backing_blocks(const struct backing *b) __attribute__((nonnull));
+
+/* The spec it was opened with, for display. */
+const char *backing_spec(const struct backing *b) __attribute__((nonnull));
+
+/*
+ * Take a free block: 0 and its number in *ret_blk, or -ENOSPC when every
+ * block is in use.  Next-fit, so consecutive calls give consecutive blocks
+ * while there are any (which keeps writes sequential on the backing file).
+ */
+int backing_alloc(struct backing *b, uint64_t *ret_blk) __attribute__((nonnull));
+
+/*
+ * Give a block back.  With discard true the backing store is also told the
+ * data is no longer needed (punch hole on a file, NBD_CMD_TRIM), where it
+ * supports that; errors of that are ignored.  A block not in use is ignored.
+ */
+void backing_free(struct backing *b, uint64_t blk, bool discard) __attribute__((nonnull));
+
+/*
+ * Write len bytes (1..4096) from buf at the start of block blk / read them
+ * back.  0, or -EIO, -ENOSPC, -ENOTCONN (NBD server away), -EINVAL (blk out
+ * of range, len 0 or above 4096).  A short read or write is -EIO.
+ */
+int backing_write(struct backing *b, uint64_t blk, const void *buf, size_t len)
+    __attribute__((nonnull));
+int backing_read(struct backing *b, uint64_t blk, void *buf, size_t len)
+    __attribute__((nonnull));
+
+/* Make writes so far durable (fdatasync, NBD_CMD_FLUSH).  0 or -errno. */
+int backing_flush(struct backing *b) __attribute__((nonnull));
+
+struct backing_stats {
+    uint64_t blocks;        /* backing_blocks() */
+    uint64_t blocks_used;   /* allocated now */
+    uint64_t reads, writes; /* successful calls */
+    uint64_t read_errors, write_errors;
+    int last_error;         /* the last error returned (negative errno), or 0 */
+    uint64_t reconnects;    /* NBD connections reopened */
+    bool connected;         /* false while an NBD server is away */
+};
+
+void backing_get_stats(struct backing *b, struct backing_stats *ret) __attribute__((nonnull));
+
+#endif /* UZRAM_BACKING_H */
