@@ -202,6 +202,21 @@ int zs_get_class_stats(struct zs_pool *pool, unsigned idx, struct zs_class_stats
     __attribute__((nonnull(1, 3)));
 
 /*
+ * The slot size of the class that stores objects of size bytes
+ * (1..ZS_MAX_ALLOC_SIZE), merged classes resolved: two sizes with the same
+ * answer take the same room in the pool.  0 for a size out of range.
+ */
+size_t zs_class_size(size_t size);
+
+/*
+ * A dense number for a live handle: below 2^31, unique among the handles
+ * live at one time, and reused once the handle is freed.  A user that keeps
+ * something per object (the slot that owns it, for an evict callback) can
+ * index a table by it instead of hashing handles.
+ */
+uint32_t zs_handle_index(uint64_t handle);
+
+/*
  * Objects of this size or larger live alone in one page (the "huge" class):
  * a caller that compresses pages may as well store such a page uncompressed.
  */

@@ -1487,6 +1487,20 @@ ZS_EXPORT int zs_get_class_stats(struct zs_pool *pool, unsigned idx, struct zs_c
     return 0;
 }
 
+ZS_EXPORT size_t zs_class_size(size_t size)
+{
+    if (size == 0 || size > ZS_MAX_ALLOC_SIZE)
+        return 0;
+    pthread_once(&geometry_once, geometry_init);
+    return geometry[geometry[(size - 1) / CLASS_DELTA].merged_into].size;
+}
+
+ZS_EXPORT uint32_t zs_handle_index(uint64_t handle)
+{
+    /* handle_make() keeps index + 1 in the low half, so 0 is never a handle. */
+    return (uint32_t)handle - 1;
+}
+
 ZS_EXPORT size_t zs_huge_class_size(void)
 {
     pthread_once(&geometry_once, geometry_init);

@@ -101,6 +101,50 @@ static void test_served_by(void)
     CHECK_EQU(st.objects, 0);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* zs_class_size() names the class where an object lands; zs_handle_index() is dense. */
+static void test_class_size_and_index(void)
+{
+    CHECK_EQU(zs_class_size(0), 0);
+    CHECK_EQU(zs_class_size(ZS_MAX_ALLOC_SIZE + 1), 0);
+    for (size_t s = 1; s <= ZS_MAX_ALLOC_SIZE; s++) {
+        struct zs_class_stats c = zt_class(pool, zt_class_for(pool, s));
+        CHECKF(zs_class_size(s) == c.size, "zs_class_size(%zu) = %zu, objects land in class size %u",
+               s, zs_class_size(s), c.size);
+        CHECK(zs_class_size(s) >= s);
+    }
+    CHECK_EQU(zs_class_size(ZS_MAX_ALLOC_SIZE), ZS_MAX_ALLOC_SIZE);
+
+    /*
+     * 1000 live handles get 1000 distinct indexes, within the handles the
+     * pool ever had live at once (earlier tests took a few thousand); a
+     * freed one is reused.
+     */
+    enum { N = 1000 };
+    static uint64_t h[N];
+    static uint32_t idx[N];
+    for (unsigned i = 0; i < N; i++) {
+        h[i] = zs_malloc(pool, 100);
+        CHECK(h[i]);
+        idx[i] = zs_handle_index(h[i]);
+        CHECKF(idx[i] < (1u << 16), "handle %u: index %u", i, idx[i]);
+    }
+    qsort(idx, N, sizeof(idx[0]), cmp_u32);
+    for (unsigned i = 1; i < N; i++)
+        CHECKF(idx[i] != idx[i - 1], "index %u given twice", idx[i]);
+    uint32_t freed = zs_handle_index(h[N / 2]);
+    zs_free(pool, h[N / 2]);
+    h[N / 2] = zs_malloc(pool, 200);
+    CHECK_EQU(zs_handle_index(h[N / 2]), freed);
+    for (unsigned i = 0; i < N; i++)
+        zs_free(pool, h[i]);
+}
+
 static void test_huge(void)
 {
     size_t huge = zs_huge_class_size();
@@ -169,6 +213,7 @@ int main(void)
     RUN_TEST(test_out_of_range);
     RUN_TEST(test_served_by);
     RUN_TEST(test_huge);
+    RUN_TEST(test_class_size_and_index);
     zs_destroy(pool);
     return 0;
 }
