@@ -79,6 +79,9 @@ void backing_free(struct backing *b, uint64_t blk, bool discard) __attribute__((
  * Write len bytes (1..4096) from buf at the start of block blk / read them
  * back.  0, or -EIO, -ENOSPC, -ENOTCONN (NBD server away), -EINVAL (blk out
  * of range, len 0 or above 4096).  A short read or write is -EIO.
+ * A failed write leaves blk allocated: the caller gives it back with
+ * backing_free (with discard, to release what the write did manage to
+ * store).
  */
 int backing_write(struct backing *b, uint64_t blk, const void *buf, size_t len)
     __attribute__((nonnull));

@@ -1,0 +1,375 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The backing store on a regular file: open and its refusals, the block
+ * allocator (next-fit, full, wrap), reads and writes of every length, hole
+ * punching, argument checks, counters, and threads sharing one store.
+ */
+#include "backingtest.h"
+
+#include <pthread.h>
+
+#define MiB (1024ull * 1024)
+
+static void test_open_creates_sparse(void)
+{
+    const char *p = BT_PATH("new");
+    struct backing *b = bt_open(p, 1 * MiB);
+    struct stat st;
+    CHECK_EQ(stat(p, &st), 0);
+    CHECK(S_ISREG(st.st_mode));
+    CHECK_EQ(st.st_mode & 07777, 0600);
+    CHECK_EQU(st.st_size, 1 * MiB);
+    CHECKF(st.st_blocks == 0, "a new backing file should be sparse, has %jd blocks",
+           (intmax_t)st.st_blocks);
+    CHECK_EQU(backing_blocks(b), 256);
+    CHECK(strcmp(backing_spec(b), p) == 0);
+    struct backing_stats s = bt_stats(b);
+    CHECK_EQU(s.blocks, 256);
+    CHECK_EQU(s.blocks_used, 0);
+    CHECK(s.connected);
+    backing_close(b);
+    CHECK_EQ(unlink(p), 0);
+}
+
+/* Not a multiple of the block size: the tail is never handed out. */
+static void test_open_odd_size(void)
+{
+    const char *p = BT_PATH("odd");
+    struct backing *b = bt_open(p, 10 * 4096 + 100);
+    CHECK_EQU(backing_blocks(b), 10);
+    backing_close(b);
+    CHECK_EQ(unlink(p), 0);
+}
+
+static void make_file(const char *p, uint64_t size)
+{
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0);
+    CHECK_EQ(ftruncate(fd, (off_t)size), 0);
+    close(fd);
+}
+
+static void test_existing_sizes(void)
+{
+    struct stat st;
+    /* Larger than the store needs: kept, only the first size bytes used. */
+    const char *big = BT_PATH("big");
+    make_file(big, 2 * MiB);
+    struct backing *b = bt_open(big, 1 * MiB);
+    CHECK_EQU(backing_blocks(b), 256);
+    backing_close(b);
+    CHECK_EQ(stat(big, &st), 0);
+    CHECK_EQU(st.st_size, 2 * MiB);
+    CHECK_EQ(unlink(big), 0);
+
+    /* Shorter: extended, and the data already there stays. */
+    const char *small = BT_PATH("small");
+    int fd = open(small, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0);
+    CHECK_EQ(write(fd, "hello", 5), 5);
+    close(fd);
+    b = bt_open(small, 1 * MiB);
+    CHECK_EQU(backing_blocks(b), 256);
+    char buf[5];
+    CHECK_EQ(backing_read(b, 0, buf, 5), 0);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    backing_close(b);
+    CHECK_EQ(stat(small, &st), 0);
+    CHECK_EQU(st.st_size, 1 * MiB);
+    CHECK_EQ((int)(st.st_mode & 07777), 0644);
+    CHECK_EQ(unlink(small), 0);
+}
+
+static void expect_refused(const char *spec, uint64_t size, int want_errno)
+{
+    char err[256] = "unset";
+    errno = 0;
+    struct backing *b = backing_open(spec, size, err, sizeof(err));
+    CHECKF(b == NULL, "backing_open(%s) should have failed", spec);
+    CHECKF(errno == want_errno, "backing_open(%s): errno %s, want %s", spec,
+           strerrorname_np(errno) ?: "?", strerrorname_np(want_errno) ?: "?");
+    CHECKF(err[0] != '\0' && strcmp(err, "unset") != 0, "no reason for %s", spec);
+    CHECKF(strstr(err, spec) == NULL || spec[0] == '\0', "the reason repeats the spec: %s", err);
+    printf("   refused %s: %s\n", spec, err);
+    /* err may be NULL. */
+    CHECK(backing_open(spec, size, NULL, 0) == NULL);
+    CHECK_EQ(errno, want_errno);
+}
+
+static void test_bad_spec(void)
+{
+    expect_refused(bt_dir, 1 * MiB, EINVAL);                     /* a directory */
+    expect_refused("/nonexistent/dir/file", 1 * MiB, ENOENT);
+    expect_refused("/dev/null", 1 * MiB, EINVAL);                /* a char device */
+    expect_refused("", 1 * MiB, EINVAL);
+    const char *p = BT_PATH("tiny");
+    expect_refused(p, 4095, EINVAL);                             /* under a block */
+    struct stat st;
+    CHECKF(stat(p, &st) < 0 && errno == ENOENT, "a refused open left %s behind", p);
+    /* A FIFO is refused before it is opened (which could block or take data). */
+    const char *fifo = BT_PATH("fifo");
+    CHECK_EQ(mkfifo(fifo, 0600), 0);
+    expect_refused(fifo, 1 * MiB, EINVAL);
+    CHECK_EQ(unlink(fifo), 0);
+}
+
+static void test_alloc_next_fit(void)
+{
+    const char *p = BT_PATH("nf");
+    struct backing *b = bt_open(p, 64 * 1024);   /* 16 blocks */
+    CHECK_EQU(backing_blocks(b), 16);
+    uint64_t blk;
+    for (uint64_t i = 0; i < 8; i++) {
+        CHECK_EQ(backing_alloc(b, &blk), 0);
+        CHECK_EQU(blk, i);
+    }
+    /* Freed behind the cursor: next-fit keeps going forward. */
+    backing_free(b, 2, false);
+    backing_free(b, 3, false);
+    CHECK_EQ(backing_alloc(b, &blk), 0);
+    CHECK_EQU(blk, 8);
+    for (uint64_t i = 9; i < 16; i++) {
+        CHECK_EQ(backing_alloc(b, &blk), 0);
+        CHECK_EQU(blk, i);
+    }
+    /* The cursor wraps and finds the holes. */
+    CHECK_EQ(backing_alloc(b, &blk), 0);
+    CHECK_EQU(blk, 2);
+    CHECK_EQ(backing_alloc(b, &blk), 0);
+    CHECK_EQU(blk, 3);
+    CHECK_EQ(backing_alloc(b, &blk), -ENOSPC);
+    CHECK_EQU(bt_stats(b).blocks_used, 16);
+    /* Full: one block freed is the one handed out next. */
+    backing_free(b, 5, true);
+    CHECK_EQU(bt_stats(b).blocks_used, 15);
+    CHECK_EQ(backing_alloc(b, &blk), 0);
+    CHECK_EQU(blk, 5);
+    CHECK_EQ(backing_alloc(b, &blk), -ENOSPC);
+
+    /* Freeing a free block, or one out of range, changes nothing. */
+    backing_free(b, 7, false);
+    backing_free(b, 7, false);
+    backing_free(b, 16, true);
+    backing_free(b, UINT64_MAX, true);
+    CHECK_EQU(bt_stats(b).blocks_used, 15);
+    backing_close(b);
+    CHECK_EQ(unlink(p), 0);
+}
+
+/* Across several bitmap words, with a tail that is not a whole word. */
+static void test_alloc_words(void)
+{
+    const char *p = BT_PATH("words");
+    const uint64_t n = 200;
+    struct backing *b = bt_open(p, n * 4096);
+    uint64_t blk;
+    for (uint64_t i = 0; i < n; i++) {
+        CHECK_EQ(backing_alloc(b, &blk), 0);
+        CHECK_EQU(blk, i);
+    }
+    CHECK_EQ(backing_alloc(b, &blk), -ENOSPC);
+    /* Free every third; they come back in order after the wrap, and
+     * nothing at or past n ever does. */
+    for (uint64_t i = 0; i < n; i += 3)
+        backing_free(b, i, false);
+    for (uint64_t i = 0; i < n; i += 3) {
+        CHECK_EQ(backing_alloc(b, &blk), 0);
+        CHECK_EQU(blk, i);
+    }
+    CHECK_EQ(backing_alloc(b, &blk), -ENOSPC);
+    backing_close(b);
+    CHECK_EQ(unlink(p), 0);
+}
+
+static void test_roundtrip(void)
+{
+    const char *p = BT_PATH("rt");
+    struct backing *b = bt_open(p, 1 * MiB);
+    unsigned char in[4096], out[4096];
+    for (size_t len = 1; len <= 4096; len++) {
+        uint64_t blk = len % 256;
+        test_pattern(in, len, blk, len);
+        CHECK_EQ(backing_write(b, blk, in, len), 0);
+        memset(out, 0xa5, sizeof(out));
+        CHECK_EQ(backing_read(b, blk, out, len), 0);
+        CHECKF(memcmp(in, out, len) == 0, "len %zu differs", len);
+        /* The read wrote len bytes and no more. */
+        for (size_t i = len; i < sizeof(out); i++)
+            CHECKF(out[i] == 0xa5, "read of %zu bytes wrote byte %zu", len, i);
+    }
+    /* Every block keeps its own data: the last write of each. */
+    for (size_t len = 4096 - 255; len <= 4096; len++) {
+        uint64_t blk = len % 256;
+        test_pattern(in, len, blk, len);
+        CHECK_EQ(backing_read(b, blk, out, len), 0);
+        CHECKF(memcmp(in, out, len) == 0, "block %ju was overwritten", (uintmax_t)blk);
+    }
+    CHECK_EQ(backing_flush(b), 0);
+    struct backing_stats s = bt_stats(b);
+    CHECK_EQU(s.writes, 4096);
+    CHECK_EQU(s.reads, 4096 + 256);
+    CHECK_EQU(s.read_errors, 0);
+    CHECK_EQU(s.write_errors, 0);
+    CHECK_EQ(s.last_error, 0);
+    backing_close(b);
+
+    /* Reopened, the data is still there. */
+    b = bt_open(p, 1 * MiB);
+    test_pattern(in, 4096, 0, 4096);
+    CHECK_EQ(backing_read(b, 0, out, 4096), 0);
+    CHECK(memcmp(in, out, 4096) == 0);
+    backing_close(b);
+    CHECK_EQ(unlink(p), 0);
+}
+
+static void test_bad_args(void)
+{
+    const char *p = BT_PATH("args");
+    struct backing *b = bt_open(p, 64 * 1024);
+    char buf[4097] = { 0 };
+    CHECK_EQ(backing_write(b, 16, buf, 1), -EINVAL);
+    CHECK_EQ(backing_read(b, 16, buf, 1), -EINVAL);
+    CHECK_EQ(backing_write(b, UINT64_MAX, buf, 1), -EINVAL);
+    CHECK_EQ(backing_read(b, UINT64_MAX / 4096 + 1, buf, 1), -EINVAL);
+    CHECK_EQ(backing_write(b, 0, buf, 0), -EINVAL);
+    CHECK_EQ(backing_read(b, 0, buf, 0), -EINVAL);
+    CHECK_EQ(backing_write(b, 0, buf, 4097), -EINVAL);
+    CHECK_EQ(backing_read(b, 0, buf, 4097), -EINVAL);
+    CHECK_EQ(backing_write(b, 15, buf, 4096), 0);
+    struct backing_stats s = bt_stats(b);
+    CHECK_EQU(s.write_errors, 4);
+    CHECK_EQU(s.read_errors, 4);
+    CHECK_EQU(s.writes, 1);
+    CHECK_EQ(s.last_error, -EINVAL);
+    backing_close(b);
+    CHECK_EQ(unlink(p), 0);
+}
+
+static void test_discard_punches(void)
+{
+    const char *p = BT_PATH("punch");
+    struct backing *b = bt_open(p, 1 * MiB);
+    unsigned char buf[4096];
+    memset(buf, 0x5a, sizeof(buf));
+    uint64_t blk;
+    for (int i = 0; i < 64; i++) {
+        CHECK_EQ(backing_alloc(b, &blk), 0);
+        CHECK_EQ(backing_write(b, blk, buf, sizeof(buf)), 0);
+    }
+    CHECK_EQ(backing_flush(b), 0);
+    struct stat st;
+    CHECK_EQ(stat(p, &st), 0);
+    blkcnt_t full = st.st_blocks;
+    CHECKF(full >= 64 * 8, "64 written blocks take only %jd sectors", (intmax_t)full);
+
+    /* Freed without discard: the data stays on disk. */
+    for (uint64_t i = 0; i < 32; i++)
+        backing_free(b, i, false);
+    CHECK_EQ(stat(p, &st), 0);
+    CHECK_EQ(st.st_blocks, full);
+    CHECK_EQ(backing_read(b, 0, buf, sizeof(buf)), 0);
+    CHECK_EQ(buf[100], 0x5a);
+
+    /* Freed with discard: a hole, which reads as zeros. */
+    for (uint64_t i = 32; i < 64; i++)
+        backing_free(b, i, true);
+    CHECK_EQ(stat(p, &st), 0);
+    CHECKF(st.st_blocks <= full - 32 * 8, "punching 32 blocks left %jd of %jd sectors",
+           (intmax_t)st.st_blocks, (intmax_t)full);
+    CHECK_EQU(st.st_size, 1 * MiB);
+    CHECK_EQ(backing_read(b, 40, buf, sizeof(buf)), 0);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        CHECK_EQ(buf[i], 0);
+    CHECK_EQU(bt_stats(b).blocks_used, 0);
+    backing_close(b);
+    CHECK_EQ(unlink(p), 0);
+}
+
+/*
+ * Threads allocate, write, read back and free at once.  Any block handed
+ * to two threads shows up as a mismatch; a lost or doubled count shows in
+ * blocks_used at the end.
+ */
+#define T_THREADS 4
+#define T_ROUNDS 3000
+#define T_HELD 8
+
+struct t_arg {
+    struct backing *b;
+    unsigned id;
+};
+
+static void *t_worker(void *p)
+{
+    struct t_arg *a = p;
+    struct test_rng rng;
+    rng_seed(&rng, a->id);
+    uint64_t held[T_HELD];
+    size_t lens[T_HELD];
+    unsigned nheld = 0;
+    unsigned char in[4096], out[4096];
+    for (unsigned r = 0; r < T_ROUNDS; r++) {
+        if (nheld < T_HELD && !rng_one_in(&rng, 3)) {
+            uint64_t blk;
+            int e = backing_alloc(a->b, &blk);
+            if (e == -ENOSPC)
+                continue;
+            CHECK_EQ(e, 0);
+            size_t len = (size_t)rng_range(&rng, 1, 4096);
+            test_pattern(in, len, blk, a->id);
+            CHECK_EQ(backing_write(a->b, blk, in, len), 0);
+            held[nheld] = blk;
+            lens[nheld++] = len;
+        } else if (nheld > 0) {
+            unsigned i = (unsigned)rng_below(&rng, nheld);
+            test_pattern(in, lens[i], held[i], a->id);
+            CHECK_EQ(backing_read(a->b, held[i], out, lens[i]), 0);
+            CHECKF(memcmp(in, out, lens[i]) == 0, "thread %u block %ju: someone else wrote it",
+                   a->id, (uintmax_t)held[i]);
+            backing_free(a->b, held[i], rng_one_in(&rng, 2));
+            held[i] = held[--nheld];
+            lens[i] = lens[nheld];
+        }
+    }
+    while (nheld > 0)
+        backing_free(a->b, held[--nheld], false);
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    const char *p = BT_PATH("threads");
+    /* Fewer blocks than the threads could hold: they meet ENOSPC too. */
+    struct backing *b = bt_open(p, 24 * 4096);
+    pthread_t th[T_THREADS];
+    struct t_arg args[T_THREADS];
+    for (unsigned i = 0; i < T_THREADS; i++) {
+        args[i] = (struct t_arg){ b, i + 1 };
+        CHECK_EQ(pthread_create(&th[i], NULL, t_worker, &args[i]), 0);
+    }
+    for (unsigned i = 0; i < T_THREADS; i++)
+        CHECK_EQ(pthread_join(th[i], NULL), 0);
+    struct backing_stats s = bt_stats(b);
+    CHECK_EQU(s.blocks_used, 0);
+    CHECK_EQU(s.read_errors + s.write_errors, 0);
+    CHECK(s.writes > 0 && s.reads > 0);
+    backing_close(b);
+    CHECK_EQ(unlink(p), 0);
+}
+
+int main(void)
+{
+    bt_make_dir();
+    backing_close(NULL);
+    RUN_TEST(test_open_creates_sparse);
+    RUN_TEST(test_open_odd_size);
+    RUN_TEST(test_existing_sizes);
+    RUN_TEST(test_bad_spec);
+    RUN_TEST(test_alloc_next_fit);
+    RUN_TEST(test_alloc_words);
+    RUN_TEST(test_roundtrip);
+    RUN_TEST(test_bad_args);
+    RUN_TEST(test_discard_punches);
+    RUN_TEST(test_threads);
+    return 0;
+}
