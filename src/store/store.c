@@ -72,6 +72,62 @@
  * were freed since the last compaction: what compaction cannot improve
  * (rounding, metadata) would otherwise make it run every second for
  * nothing.
+ *
+ * Writeback.  With a backing store (src/backing/), a slot may hold, instead
+ * of an object, the number of the 4 KiB block its page was written to
+ * (SLOT_WB); the slot's size says how many bytes: 4096 for a raw page, less
+ * for the compressed object as it was in the pool.  Block numbers fit in 40
+ * bits (a device has at most 2^40 slots), and the 24 above them hold a
+ * checksum of the bytes written: a backing server that restarted empty, or
+ * a backing file that someone overwrote, then makes the read fail with
+ * -EIO instead of handing back zeros or another page as this one.  Compressed is the
+ * default: it writes and reads a third of the bytes for typical data and
+ * needs no decompression to write back, where raw spares the decompression
+ * on each read (tools/bench/uzramd-writeback-compare measures both).  A
+ * written-back slot is read under its lock (so its block cannot be freed
+ * and reused under the read); it is overwritten in memory like any other
+ * slot and its block freed, and a discard also punches the block out of
+ * the backing store.  Pages are written back with the slot locked across
+ * the backing write: the slot's content cannot change between the copy and
+ * the swap, at the cost of one backing write of waiting for a request that
+ * wants that very page.
+ *
+ * What goes first.  Every read or write of an object sets the slot's
+ * ACCESSED flag and its access time (seconds, in a separate array that only
+ * idle marking reads).  Eviction, when mem_used_total passes the high
+ * watermark, runs in its own thread until the pool is under the low one,
+ * by one of two policies:
+ *   lru     a clock over the slots: a slot with ACCESSED set loses it and is
+ *           passed by, one without is written back.  Freed objects leave
+ *           holes in zspages, so each batch is followed by a compaction.
+ *   zspage  zs_shrink(): the pool hands over, object by object, the zspage
+ *           least recently allocated into, and its pages are free when the
+ *           callback has written back every object in it: no compaction,
+ *           but the order is by allocation, not by use.  A reverse map from
+ *           handle index to slot finds the slot of each object.  A slot that
+ *           is locked (its writer may be the one waiting for this eviction)
+ *           cannot be taken, which stops zs_shrink(); the pass then goes on
+ *           with the clock.
+ * A written-back page that is read twice is brought back into memory when
+ * that keeps the pool under the high watermark: one read of a cold page
+ * (a backup, a scan) should not displace anything, a second one says it is
+ * warm again.  Without a memory limit nothing is promoted (writeback was
+ * then asked for by hand, and zram too leaves such pages where they are).
+ *
+ * A write that finds the pool at its limit, with a backing store, asks the
+ * eviction thread for a pass and waits for it (at most STORE_EVICT_WAIT_MS
+ * in all), and retries while passes free memory.  A pass that frees
+ * nothing (the backing store is full, failing or away) makes the write
+ * fail with -ENOSPC at once: memory is then truly full.  A failed backing
+ * write leaves the slot as it was; a failed backing read fails the request
+ * that wanted that page with -EIO, and nothing else.
+ *
+ * Idle marking and recompression are zram's: store_mark_idle() flags slots
+ * not accessed for a while, an access clears the flag, and
+ * store_writeback() or store_recompress() take the flagged (or the huge)
+ * slots.  Recompression keeps its result only when it lands in a smaller
+ * size class of the pool, and flags the slot (RECOMP) so that reads pick
+ * the second codec.
  */
 #include "store.h"
 
@@ -87,6 +143,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backing.h"
 #include "cleanup.h"
 #include "zspool.h"
 
@@ -97,26 +154,43 @@
 #define COMPACT_PERIOD_SEC 1
 /* Spins before sleeping on a slot lock: covers one short swap or zs_read. */
 #define SLOT_SPINS 64
+/* The eviction thread looks at the pool this often when nobody wakes it. */
+#define EVICT_PERIOD_MS 200
 
 enum slot_state {
     SLOT_EMPTY = 0,
     SLOT_SAME,
     SLOT_OBJ,
     SLOT_HUGE,
+    SLOT_WB,            /* on the backing store: val is the block and a checksum */
+};
+
+/* SLOT_WB's val: the block in the low 40 bits, a 24-bit checksum above. */
+#define WB_BLOCK_BITS 40
+#define WB_BLOCK(val) ((val) & ((UINT64_C(1) << WB_BLOCK_BITS) - 1))
+#define WB_SUM(val) ((uint32_t)((val) >> WB_BLOCK_BITS))
+
+/* struct slot's flags, guarded by the slot lock like the rest of it. */
+enum slot_flags {
+    SF_ACCESSED = 1u << 0,  /* read or written since the clock last passed */
+    SF_IDLE     = 1u << 1,  /* marked by store_mark_idle(), untouched since */
+    SF_RECOMP   = 1u << 2,  /* the data is in the second codec's format */
+    SF_WB_REF   = 1u << 3,  /* written back, and read once since */
 };
 
 struct slot {
     _Atomic uint32_t lock;
-    uint16_t size;      /* object bytes (SLOT_OBJ); PAGE for SLOT_HUGE */
+    uint16_t size;      /* object bytes (SLOT_OBJ, SLOT_WB); PAGE for raw pages */
     uint8_t state;
-    uint8_t unused;
-    uint64_t val;       /* pool handle, or the fill word (SLOT_SAME) */
+    uint8_t flags;      /* slot_flags */
+    uint64_t val;       /* pool handle, fill word (SLOT_SAME) or block (SLOT_WB) */
 };
 _Static_assert(sizeof(struct slot) == 16, "a slot grew: update the essay");
 
 /* A slot's content, moved around outside the table. */
 struct entry {
     uint8_t state;
+    uint8_t flags;
     uint16_t size;
     uint64_t val;
 };
@@ -126,6 +200,7 @@ struct tctx {
     struct tctx *next;          /* on the free list */
     struct tctx *all_next;      /* every context, for store_free() */
     struct codec_ctx *codec;
+    struct codec_ctx *codec2;   /* the recompression codec's, or NULL */
     unsigned char cbuf[PAGE];   /* compressed bytes */
     unsigned char page[PAGE];   /* a page being read-modify-written */
 };
@@ -141,6 +216,27 @@ struct store {
     const struct codec_type *codec;
     int level;
     unsigned huge_threshold;
+    const struct codec_type *codec2;
+    int level2;
+
+    struct backing *backing;
+    bool backing_raw;
+    enum store_evict_policy policy;
+    _Atomic uint32_t *atime;    /* per slot: seconds since t0 of the last access */
+    _Atomic uint64_t *rmap;     /* per handle index: the owning slot (zspage policy) */
+    size_t atime_bytes, rmap_bytes;
+    struct timespec t0;
+    _Atomic unsigned high_pct, low_pct;
+    uint64_t hand;              /* the clock's position; eviction thread only */
+
+    pthread_mutex_t ev_lock;
+    pthread_cond_t ev_cond;     /* wakes the eviction thread */
+    pthread_cond_t ev_done;     /* a pass ended */
+    pthread_t ev_thread;
+    bool ev_running, ev_stop, ev_want;  /* under ev_lock */
+    uint64_t ev_passes;                 /* under ev_lock */
+    bool ev_progress;                   /* the last pass freed memory; under ev_lock */
+    _Atomic bool ev_kicked;
 
     pthread_key_t key;
     bool key_made;
@@ -160,7 +256,9 @@ struct store {
     _Atomic uint64_t pages_stored, compr_data_size, same_pages, huge_pages,
         huge_pages_since, mem_used_max, failed_reads, failed_writes,
         invalid_io, notify_free, read_reqs, write_reqs, discard_reqs,
-        flush_reqs, read_bytes, write_bytes, discard_bytes, compactions;
+        flush_reqs, read_bytes, write_bytes, discard_bytes, compactions,
+        bd_count, bd_reads, bd_writes, evictions, pages_promoted, write_waits,
+        idle_pages, recompressed, bd_bad_sums;
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -365,7 +463,11 @@ static struct tctx *tctx_new(struct store *s)
     memset(t, 0, offsetof(struct tctx, cbuf));
     t->s = s;
     t->codec = codec_ctx_new(s->codec, s->level, PAGE);
-    if (!t->codec) {
+    if (s->codec2)
+        t->codec2 = codec_ctx_new(s->codec2, s->level2, PAGE);
+    if (!t->codec || (s->codec2 && !t->codec2)) {
+        codec_ctx_free(t->codec);
+        codec_ctx_free(t->codec2);
         free(t);
         return NULL;
     }
@@ -420,12 +522,17 @@ static bool entry_has_object(const struct entry *e)
     return e->state == SLOT_OBJ || e->state == SLOT_HUGE;
 }
 
-/* Free the object an entry held, once it is out of the table. */
-static void entry_release(struct store *s, const struct entry *e)
+/*
+ * Free the object or backing block an entry held, once it is out of the
+ * table.  discard: tell the backing store too (a discard, not an overwrite).
+ */
+static void entry_release(struct store *s, const struct entry *e, bool discard)
 {
     if (entry_has_object(e)) {
         zs_free(s->pool, e->val);
         add(&s->frees, 1);
+    } else if (e->state == SLOT_WB) {
+        backing_free(s->backing, WB_BLOCK(e->val), discard);
     }
 }
 
@@ -433,8 +540,15 @@ static void entry_release(struct store *s, const struct entry *e)
 static void entry_account(struct store *s, const struct entry *e, bool in)
 {
     void (*op)(_Atomic uint64_t *, uint64_t) = in ? add : sub;
+    if (e->flags & SF_IDLE)
+        op(&s->idle_pages, 1);
     if (e->state == SLOT_EMPTY)
         return;
+    if (e->state == SLOT_WB) {
+        /* As in zram: orig_data_size counts what is in memory, bd_count the rest. */
+        op(&s->bd_count, 1);
+        return;
+    }
     op(&s->pages_stored, 1);
     switch (e->state) {
     case SLOT_SAME:
@@ -448,18 +562,43 @@ static void entry_account(struct store *s, const struct entry *e, bool in)
         break;
     case SLOT_OBJ:
         op(&s->compr_data_size, e->size);
+        if (e->flags & SF_RECOMP)
+            op(&s->recompressed, 1);
         break;
     }
+}
+
+/* Seconds since the store was made, for access times. */
+static uint32_t now_sec(struct store *s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)(ts.tv_sec - s->t0.tv_sec);
+}
+
+/* An access to slot i, locked: it is no longer idle, and the clock spares it. */
+static void slot_touch(struct store *s, uint64_t i)
+{
+    struct slot *sl = &s->slots[i];
+    if (sl->flags & SF_IDLE)
+        sub(&s->idle_pages, 1);
+    sl->flags = (uint8_t)((sl->flags & ~SF_IDLE) | SF_ACCESSED);
+    atomic_store_explicit(&s->atime[i], now_sec(s), memory_order_relaxed);
 }
 
 /* Replace slot i's entry with *e and return the old one.  Slot i is locked. */
 static struct entry slot_swap(struct store *s, uint64_t i, const struct entry *e)
 {
     struct slot *sl = &s->slots[i];
-    struct entry old = { sl->state, sl->size, sl->val };
+    struct entry old = { sl->state, sl->flags, sl->size, sl->val };
     sl->state = e->state;
+    sl->flags = e->flags;
     sl->size = e->size;
     sl->val = e->val;
+    if (entry_has_object(e) && s->rmap)
+        atomic_store_explicit(&s->rmap[zs_handle_index(e->val)], i, memory_order_relaxed);
+    if (e->flags & SF_ACCESSED)
+        atomic_store_explicit(&s->atime[i], now_sec(s), memory_order_relaxed);
     if (old.state == SLOT_EMPTY && e->state != SLOT_EMPTY)
         occ_set(s, i);
     else if (old.state != SLOT_EMPTY && e->state == SLOT_EMPTY)
@@ -570,15 +709,67 @@ static void bg_stop(struct store *s)
         pthread_join(s->bg_thread, NULL);
 }
 
+/* ---- asking the eviction thread ------------------------------------------------- */
+
+/* A watermark in bytes: pct percent of limit (limit below 2^57, no overflow). */
+static uint64_t watermark(uint64_t limit, _Atomic unsigned *pct)
+{
+    return limit / 100 * atomic_load_explicit(pct, memory_order_relaxed) +
+           limit % 100 * atomic_load_explicit(pct, memory_order_relaxed) / 100;
+}
+
+/* Wake the eviction thread for a pass.  Cheap to call on every allocation. */
+static void evict_kick(struct store *s)
+{
+    if (atomic_load_explicit(&s->ev_kicked, memory_order_relaxed) ||
+        atomic_exchange(&s->ev_kicked, true))
+        return;
+    LOCK_GUARD(&s->ev_lock);
+    s->ev_want = true;
+    pthread_cond_signal(&s->ev_cond);
+}
+
+/*
+ * Ask for a pass and wait until one ends or *deadline passes.  True when a
+ * pass ended that freed memory or found none to free (other writers may
+ * have taken it since: the caller retries), false when eviction is stuck
+ * (the backing store failing or full, nothing left to write back) or the
+ * time is up.
+ */
+static bool evict_wait(struct store *s, const struct timespec *deadline)
+{
+    LOCK_GUARD(&s->ev_lock);
+    if (!s->ev_running || s->ev_stop)
+        return false;
+    uint64_t pass = s->ev_passes;
+    s->ev_want = true;
+    pthread_cond_signal(&s->ev_cond);
+    /*
+     * A pass under way when we arrived may have started before our want:
+     * if it got stuck, wait for the one after it, which will have seen it.
+     */
+    while (!s->ev_stop) {
+        if (s->ev_passes > pass && (s->ev_progress ? true : s->ev_passes > pass + 1))
+            return s->ev_progress;
+        if (pthread_cond_timedwait(&s->ev_done, &s->ev_lock, deadline) == ETIMEDOUT)
+            return false;
+    }
+    return false;
+}
+
 /* ---- allocation under the limit ----------------------------------------------------- */
 
 /*
  * An object of n bytes within mem_limit (see the essay).  Returns 0 and the
- * handle, -ENOSPC, or -ENOMEM.  May be called with a slot lock held.
+ * handle, -ENOSPC, or -ENOMEM.  With wait, and a backing store, a pool at
+ * its limit makes the caller wait for eviction (STORE_EVICT_WAIT_MS at
+ * most) rather than fail.  May be called with a slot lock held: eviction
+ * passes locked slots by.
  */
-static int obj_alloc(struct store *s, size_t n, uint64_t *ret_h)
+static int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
 {
-    bool compacted = false;
+    bool compacted = false, waited = false, gave_up = false;
+    struct timespec deadline;
     for (;;) {
         uint64_t limit = get(&s->mem_limit);
         if (limit && mem_used(s) + n > limit)
@@ -592,13 +783,31 @@ static int obj_alloc(struct store *s, size_t n, uint64_t *ret_h)
             goto over;
         }
         mem_used_max_update(s, used);
+        if (s->backing && limit && used > watermark(limit, &s->high_pct))
+            evict_kick(s);
         *ret_h = h;
         return 0;
     over:
-        if (compacted || !compact_useful(s))
+        if (!compacted && compact_useful(s)) {
+            compacted = true;
+            compact_now(s);
+            continue;
+        }
+        /* After a wait that did not help, one last try: memory may have come back meanwhile. */
+        if (!wait || !s->backing || gave_up)
             return -ENOSPC;
-        compacted = true;
-        compact_now(s);
+        if (!waited) {
+            waited = true;
+            add(&s->write_waits, 1);
+            clock_gettime(CLOCK_MONOTONIC, &deadline);
+            deadline.tv_sec += STORE_EVICT_WAIT_MS / 1000;
+            deadline.tv_nsec += (STORE_EVICT_WAIT_MS % 1000) * 1000000L;
+            if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+            }
+        }
+        gave_up = !evict_wait(s, &deadline);
     }
 }
 
@@ -607,11 +816,12 @@ static int obj_alloc(struct store *s, size_t n, uint64_t *ret_h)
  * t->cbuf) and stored in a new object, raw if it does not compress below the
  * huge threshold.  No slot lock needed.  0, -ENOSPC, -ENOMEM, -EIO.
  */
-static int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *ret)
+static int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *ret,
+                      bool wait)
 {
     uint64_t w;
     if (page_same(page, &w)) {
-        *ret = (struct entry){ .state = SLOT_SAME, .val = w };
+        *ret = (struct entry){ .state = SLOT_SAME, .flags = SF_ACCESSED, .val = w };
         return 0;
     }
     const void *src = page;
@@ -629,7 +839,7 @@ static int entry_make(struct store *s, struct tctx *t, const void *page, struct 
         }
     }
     uint64_t h;
-    int r = obj_alloc(s, n, &h);
+    int r = obj_alloc(s, n, &h, wait);
     if (r < 0)
         return r;
     r = zs_write(s->pool, h, src, n);
@@ -637,11 +847,84 @@ static int entry_make(struct store *s, struct tctx *t, const void *page, struct 
         zs_free(s->pool, h);
         return -EIO;
     }
-    *ret = (struct entry){ .state = state, .size = (uint16_t)n, .val = h };
+    *ret = (struct entry){ .state = state, .flags = SF_ACCESSED, .size = (uint16_t)n, .val = h };
     return 0;
 }
 
 /* ---- reading pages ----------------------------------------------------------------- */
+
+/* Decompress a slot's n bytes at src into dst (PAGE bytes) with the codec its flags name. */
+static int slot_decompress(struct tctx *t, unsigned flags, const void *src, size_t n, void *dst)
+{
+    struct codec_ctx *c = flags & SF_RECOMP ? t->codec2 : t->codec;
+    if (!c)
+        return -EIO;
+    return codec_decompress(c, src, n, dst, PAGE) == PAGE ? 0 : -EIO;
+}
+
+/*
+ * A 24-bit checksum of what is written back: a multiply-xorshift over
+ * 8-byte words, about 0.3 ns a byte, so it costs less than the write.  Not
+ * cryptographic: it catches a block that holds something else (zeros from
+ * a server that lost its data, another page), not an adversary.
+ */
+static uint32_t wb_sum(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    for (; i < len; i++)
+        h = (h ^ p[i]) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 32;
+    return (uint32_t)(h & 0xffffff);
+}
+
+/* Slot i's written-back page into dst, slot locked.  0 or -EIO. */
+static int wb_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst)
+{
+    struct slot *sl = &s->slots[i];
+    bool raw = sl->size == PAGE;
+    void *buf = raw ? dst : t->cbuf;
+    if (backing_read(s->backing, WB_BLOCK(sl->val), buf, sl->size) < 0)
+        return -EIO;
+    add(&s->bd_reads, 1);
+    if (wb_sum(buf, sl->size) != WB_SUM(sl->val)) {
+        add(&s->bd_bad_sums, 1);
+        return -EIO;
+    }
+    return raw ? 0 : slot_decompress(t, sl->flags, t->cbuf, sl->size, dst);
+}
+
+/*
+ * After a read of written-back slot i (locked) whose page is in page: the
+ * second such read brings the page back into memory, if the pool stays
+ * under the high watermark (see the essay).  Failing to is not an error.
+ */
+static void wb_maybe_promote(struct store *s, struct tctx *t, uint64_t i, const void *page)
+{
+    struct slot *sl = &s->slots[i];
+    if (!(sl->flags & SF_WB_REF)) {
+        sl->flags |= SF_WB_REF;
+        return;
+    }
+    uint64_t limit = get(&s->mem_limit);
+    if (!limit || mem_used(s) + PAGE > watermark(limit, &s->high_pct))
+        return;
+    struct entry e, old;
+    if (entry_make(s, t, page, &e, false) < 0)
+        return;
+    old = slot_swap(s, i, &e);
+    entry_release(s, &old, false);
+    add(&s->pages_promoted, 1);
+}
 
 /*
  * Slot i's page into dst (PAGE bytes), slot locked by the caller, who keeps
@@ -659,10 +942,12 @@ static int page_read_locked(struct store *s, struct tctx *t, uint64_t i, void *d
         return 0;
     case SLOT_HUGE:
         return zs_read(s->pool, sl->val, dst) == (int)PAGE ? 0 : -EIO;
+    case SLOT_WB:
+        return wb_read_locked(s, t, i, dst);
     default:
         if (zs_read(s->pool, sl->val, t->cbuf) != sl->size)
             return -EIO;
-        return codec_decompress(t->codec, t->cbuf, sl->size, dst, PAGE) == PAGE ? 0 : -EIO;
+        return slot_decompress(t, sl->flags, t->cbuf, sl->size, dst);
     }
 }
 
@@ -672,16 +957,26 @@ static int page_read(struct store *s, struct tctx *t, uint64_t i, void *dst)
     struct slot *sl = &s->slots[i];
     slot_lock(sl);
     if (sl->state != SLOT_OBJ) {
+        if (sl->state == SLOT_EMPTY || sl->state == SLOT_SAME) {
+            int r = page_read_locked(s, t, i, dst);
+            slot_unlock(sl);
+            return r;
+        }
+        slot_touch(s, i);
         int r = page_read_locked(s, t, i, dst);
+        if (r == 0 && sl->state == SLOT_WB)
+            wb_maybe_promote(s, t, i, dst);
         slot_unlock(sl);
         return r;
     }
+    slot_touch(s, i);
     uint16_t size = sl->size;
+    unsigned flags = sl->flags;
     int n = zs_read(s->pool, sl->val, t->cbuf);
     slot_unlock(sl);
     if (n != size)
         return -EIO;
-    return codec_decompress(t->codec, t->cbuf, size, dst, PAGE) == PAGE ? 0 : -EIO;
+    return slot_decompress(t, flags, t->cbuf, size, dst);
 }
 
 /* ---- writing pages ----------------------------------------------------------------- */
@@ -690,13 +985,13 @@ static int page_read(struct store *s, struct tctx *t, uint64_t i, void *dst)
 static int page_write(struct store *s, struct tctx *t, uint64_t i, const void *page)
 {
     struct entry e, old;
-    int r = entry_make(s, t, page, &e);
+    int r = entry_make(s, t, page, &e, true);
     if (r < 0)
         return r;
     slot_lock(&s->slots[i]);
     old = slot_swap(s, i, &e);
     slot_unlock(&s->slots[i]);
-    entry_release(s, &old);
+    entry_release(s, &old, false);
     return 0;
 }
 
@@ -726,15 +1021,315 @@ static int page_update(struct store *s, struct tctx *t, uint64_t i, const void *
         memset(t->page + pofs, 0, len);
     if (!src && page_same(t->page, &w) && w == 0)
         e = (struct entry){ .state = SLOT_EMPTY };
-    else if ((r = entry_make(s, t, t->page, &e)) < 0)
+    else if ((r = entry_make(s, t, t->page, &e, true)) < 0)
         goto out;
     old = slot_swap(s, i, &e);
     slot_unlock(sl);
-    entry_release(s, &old);
+    entry_release(s, &old, !src);
     return 0;
 out:
     slot_unlock(sl);
     return r;
+}
+
+/* ---- writeback ------------------------------------------------------------------- */
+
+/*
+ * Write slot i's object (the slot locked by the caller, holding an object)
+ * to a new backing block and make the slot point there.  Returns 0, or the
+ * backing store's error with the slot untouched.
+ */
+static int slot_writeback_locked(struct store *s, struct tctx *t, uint64_t i)
+{
+    struct slot *sl = &s->slots[i];
+    const void *buf = t->cbuf;
+    size_t len = sl->size;
+
+    if (zs_read(s->pool, sl->val, t->cbuf) != sl->size)
+        return -EIO;
+    if (s->backing_raw && sl->state == SLOT_OBJ) {
+        if (slot_decompress(t, sl->flags, t->cbuf, sl->size, t->page) < 0)
+            return -EIO;
+        buf = t->page;
+        len = PAGE;
+    }
+    uint64_t blk;
+    int r = backing_alloc(s->backing, &blk);
+    if (r < 0)
+        return r;
+    r = backing_write(s->backing, blk, buf, len);
+    if (r < 0) {
+        /* Discard: on a full file system, give back what the write did take. */
+        backing_free(s->backing, blk, true);
+        return r;
+    }
+    struct entry e = {
+        .state = SLOT_WB,
+        .flags = len == PAGE ? 0 : (uint8_t)(sl->flags & SF_RECOMP),
+        .size = (uint16_t)len,
+        .val = blk | (uint64_t)wb_sum(buf, len) << WB_BLOCK_BITS,
+    };
+    struct entry old = slot_swap(s, i, &e);
+    entry_release(s, &old, false);
+    add(&s->bd_writes, 1);
+    return 0;
+}
+
+/* Whether slot i (locked) is one that sel selects for writeback or recompression. */
+static bool slot_selected(const struct slot *sl, unsigned sel)
+{
+    if (sl->state != SLOT_OBJ && sl->state != SLOT_HUGE)
+        return false;
+    if (sel & STORE_SEL_ALL)
+        return true;
+    if ((sel & STORE_SEL_IDLE) && !(sl->flags & SF_IDLE))
+        return false;
+    if ((sel & STORE_SEL_HUGE) && sl->state != SLOT_HUGE)
+        return false;
+    return true;
+}
+
+/*
+ * One batch of the clock: from the hand on, write back objects whose slot
+ * was not accessed since the hand last passed, until about bytes of them
+ * are written or every slot in memory was seen twice.  Locked slots are
+ * passed by.  Returns the pages written back, or the backing store's
+ * error if it failed before any.  The eviction thread only.
+ */
+static int64_t clock_batch(struct store *s, struct tctx *t, uint64_t bytes)
+{
+    /* Twice round every occupied slot (written-back ones are on the way). */
+    uint64_t budget = 2 * (get(&s->pages_stored) + get(&s->bd_count) + 64), written = 0;
+    int64_t n = 0;
+    int err = 0;
+    uint64_t i = s->hand;
+
+    while (written < bytes && budget > 0) {
+        i = occ_next_set(s, i);
+        if (i >= s->nslots) {
+            i = occ_next_set(s, 0);
+            if (i >= s->nslots)
+                break;
+        }
+        budget--;
+        struct slot *sl = &s->slots[i];
+        uint32_t c = 0;
+        if (!atomic_compare_exchange_strong_explicit(&sl->lock, &c, 1, memory_order_acquire,
+                                                     memory_order_relaxed)) {
+            i++;
+            continue;
+        }
+        if (sl->state == SLOT_OBJ || sl->state == SLOT_HUGE) {
+            if (sl->flags & SF_ACCESSED) {
+                sl->flags &= (uint8_t)~SF_ACCESSED;
+            } else {
+                uint64_t size = zs_class_size(sl->size);
+                err = slot_writeback_locked(s, t, i);
+                if (err == 0) {
+                    n++;
+                    written += size;
+                }
+            }
+        }
+        slot_unlock(sl);
+        i++;
+        if (err < 0)
+            break;
+    }
+    s->hand = i;
+    return n == 0 && err < 0 ? err : n;
+}
+
+/*
+ * The zspage policy's evict callback: write back the object h, which
+ * zs_shrink() is taking out of its zspage.  0 whether or not it could (a
+ * slot that is busy or no longer holds h is left alone), or the backing
+ * store's error, which stops the shrink.
+ */
+static int evict_handle(struct zs_pool *pool, uint64_t h, void *arg)
+{
+    (void)pool;
+    struct store *s = arg;
+    struct tctx *t = tctx_get(s);
+    if (!t)
+        return -ENOMEM;
+    uint64_t i = atomic_load_explicit(&s->rmap[zs_handle_index(h)], memory_order_relaxed);
+    if (i >= s->nslots)
+        return 0;
+    struct slot *sl = &s->slots[i];
+    uint32_t c = 0;
+    if (!atomic_compare_exchange_strong_explicit(&sl->lock, &c, 1, memory_order_acquire,
+                                                 memory_order_relaxed))
+        return 0;
+    int r = 0;
+    if ((sl->state == SLOT_OBJ || sl->state == SLOT_HUGE) && sl->val == h)
+        r = slot_writeback_locked(s, t, i);
+    slot_unlock(sl);
+    return r;
+}
+
+/*
+ * One eviction pass: until the pool is under the low watermark, or nothing
+ * more can go.  Returns the 4 KiB pages of memory it freed, 0 if the pool
+ * was under the low watermark already, or, when it could free nothing,
+ * the backing store's error or -ENOSPC (nothing left to write back).
+ */
+static int64_t evict_pass(struct store *s, struct tctx *t)
+{
+    uint64_t limit = get(&s->mem_limit);
+    if (!limit)
+        return 0;
+    uint64_t low = watermark(limit, &s->low_pct);
+    uint64_t start = mem_used(s);
+    int64_t r = 0;
+
+    add(&s->evictions, 1);
+    for (;;) {
+        uint64_t used = mem_used(s);
+        if (used <= low)
+            break;
+        uint64_t excess = used - low;
+        if (s->policy == STORE_EVICT_ZSPAGE) {
+            r = zs_shrink(s->pool, (excess + PAGE - 1) / PAGE);
+            if (r > 0)
+                continue;
+            if (r < 0 && r != -EBUSY)
+                break;
+        }
+        r = clock_batch(s, t, excess);
+        if (r <= 0)
+            break;
+        compact_now(s);
+    }
+    uint64_t end = mem_used(s);
+    if (end < start)
+        return (int64_t)((start - end + PAGE - 1) / PAGE);
+    if (start <= low)
+        return 0;
+    return r < 0 ? r : -ENOSPC;
+}
+
+/*
+ * The eviction thread: a pass whenever the pool is over the high watermark
+ * (looked at every EVICT_PERIOD_MS, or at once when an allocation passes
+ * it) or a writer waits.  After a pass that freed nothing it backs off a
+ * period, so a failing backing store is not hammered.
+ */
+static void *evict_main(void *arg)
+{
+    struct store *s = arg;
+    struct tctx *t = tctx_get(s);
+
+    mutex_lock(&s->ev_lock);
+    while (!s->ev_stop) {
+        if (!s->ev_want) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += EVICT_PERIOD_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->ev_cond, &s->ev_lock, &ts);
+        }
+        if (s->ev_stop)
+            break;
+        bool want = s->ev_want;
+        s->ev_want = false;
+        mutex_unlock(&s->ev_lock);
+
+        atomic_store(&s->ev_kicked, false);
+        uint64_t limit = get(&s->mem_limit);
+        bool over = limit && mem_used(s) > watermark(limit, &s->high_pct);
+        int64_t freed = 0;
+        if ((want || over) && t)
+            freed = evict_pass(s, t);
+        else if (want)
+            freed = -ENOMEM;    /* no context: cannot write anything back */
+
+        mutex_lock(&s->ev_lock);
+        s->ev_passes++;
+        /* Waiting writers retry unless eviction is stuck. */
+        s->ev_progress = freed >= 0;
+        pthread_cond_broadcast(&s->ev_done);
+        if (freed < 0 && !s->ev_stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += EVICT_PERIOD_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            /* Writers asking meanwhile are answered by the next pass. */
+            while (!s->ev_stop && !s->ev_want &&
+                   pthread_cond_timedwait(&s->ev_cond, &s->ev_lock, &ts) != ETIMEDOUT)
+                ;
+        }
+    }
+    pthread_cond_broadcast(&s->ev_done);
+    mutex_unlock(&s->ev_lock);
+    return NULL;
+}
+
+static int evict_start(struct store *s)
+{
+    LOCK_GUARD(&s->ev_lock);
+    int r = pthread_create(&s->ev_thread, NULL, evict_main, s);
+    if (r != 0)
+        return -r;
+    s->ev_running = true;
+    return 0;
+}
+
+static void evict_stop(struct store *s)
+{
+    mutex_lock(&s->ev_lock);
+    bool running = s->ev_running;
+    s->ev_stop = true;
+    pthread_cond_broadcast(&s->ev_cond);
+    pthread_cond_broadcast(&s->ev_done);
+    mutex_unlock(&s->ev_lock);
+    if (running)
+        pthread_join(s->ev_thread, NULL);
+}
+
+/* ---- recompression ------------------------------------------------------------------ */
+
+/*
+ * Recompress slot i's object (slot locked, holding an object of the first
+ * codec) with the second codec; keep the result if its size class is
+ * smaller.  1 if kept, 0 if not, -EIO if the object would not decompress.
+ */
+static int slot_recompress_locked(struct store *s, struct tctx *t, uint64_t i)
+{
+    struct slot *sl = &s->slots[i];
+    if (sl->state == SLOT_HUGE) {
+        if (zs_read(s->pool, sl->val, t->page) != (int)PAGE)
+            return -EIO;
+    } else {
+        if (zs_read(s->pool, sl->val, t->cbuf) != sl->size ||
+            slot_decompress(t, sl->flags, t->cbuf, sl->size, t->page) < 0)
+            return -EIO;
+    }
+    ssize_t n = codec_compress(t->codec2, t->page, PAGE, t->cbuf, s->huge_threshold - 1);
+    if (n <= 0 || zs_class_size((size_t)n) >= zs_class_size(sl->size))
+        return 0;
+    uint64_t h;
+    if (obj_alloc(s, (size_t)n, &h, false) < 0)
+        return 0;
+    if (zs_write(s->pool, h, t->cbuf, (size_t)n) < 0) {
+        zs_free(s->pool, h);
+        return 0;
+    }
+    struct entry e = {
+        .state = SLOT_OBJ,
+        .flags = (uint8_t)(SF_RECOMP | (sl->flags & (SF_IDLE | SF_ACCESSED))),
+        .size = (uint16_t)n,
+        .val = h,
+    };
+    struct entry old = slot_swap(s, i, &e);
+    entry_release(s, &old, false);
+    return 1;
 }
 
 /* ---- the API ---------------------------------------------------------------------- */
@@ -762,6 +1357,27 @@ struct store *store_new(const struct store_config *cfg)
         errno = EINVAL;
         return NULL;
     }
+    int level2 = 0;
+    if (cfg->recomp_codec) {
+        codec_level_range(cfg->recomp_codec, &lmin, &lmax, &ldef);
+        level2 = cfg->recomp_level ? cfg->recomp_level : ldef;
+        if (level2 < lmin || level2 > lmax) {
+            errno = EINVAL;
+            return NULL;
+        }
+    }
+    unsigned high = cfg->high_wm_pct ? cfg->high_wm_pct : 90;
+    unsigned low = cfg->low_wm_pct ? cfg->low_wm_pct : 80;
+    /* SLOT_WB keeps block numbers in 40 bits. */
+    if (cfg->backing && backing_blocks(cfg->backing) > (UINT64_C(1) << WB_BLOCK_BITS)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (high > 100 || low >= high ||
+        (cfg->evict_policy != STORE_EVICT_LRU && cfg->evict_policy != STORE_EVICT_ZSPAGE)) {
+        errno = EINVAL;
+        return NULL;
+    }
 
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
@@ -774,6 +1390,15 @@ struct store *store_new(const struct store_config *cfg)
     s->level = level;
     s->huge_threshold = cfg->huge_threshold ? cfg->huge_threshold
                                            : (unsigned)zs_huge_class_size();
+    s->codec2 = cfg->recomp_codec;
+    s->level2 = level2;
+    s->backing = cfg->backing;
+    s->backing_raw = cfg->backing_raw;
+    s->policy = cfg->evict_policy;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &s->t0);
+    atomic_init(&s->high_pct, high);
+    atomic_init(&s->low_pct, low);
+    pthread_mutex_init(&s->ev_lock, NULL);
     atomic_init(&s->mem_limit, cfg->mem_limit);
     atomic_init(&s->compact_pct, cfg->compact_threshold_pct);
     pthread_mutex_init(&s->tctx_lock, NULL);
@@ -782,6 +1407,8 @@ struct store *store_new(const struct store_config *cfg)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->bg_cond, &ca);
+    pthread_cond_init(&s->ev_cond, &ca);
+    pthread_cond_init(&s->ev_done, &ca);
     pthread_condattr_destroy(&ca);
 
     int err = ENOMEM;
@@ -791,8 +1418,19 @@ struct store *store_new(const struct store_config *cfg)
     s->slots = map_table(s->slots_bytes);
     s->occ = map_table(s->occ_bytes);
     s->sum = map_table(s->sum_bytes);
-    s->pool = zs_create(NULL, NULL);
-    if (!s->slots || !s->occ || !s->sum || !s->pool)
+    s->atime_bytes = s->nslots * sizeof(uint32_t);
+    s->atime = map_table(s->atime_bytes);
+    if (s->backing && s->policy == STORE_EVICT_ZSPAGE) {
+        /* Indexed by zs_handle_index(): 16 GiB of address space, touched as used. */
+        s->rmap_bytes = ((size_t)1 << 31) * sizeof(uint64_t);
+        s->rmap = map_table(s->rmap_bytes);
+        if (!s->rmap)
+            goto fail;
+        s->pool = zs_create(&(struct zs_ops){ .evict = evict_handle }, s);
+    } else {
+        s->pool = zs_create(NULL, NULL);
+    }
+    if (!s->slots || !s->occ || !s->sum || !s->atime || !s->pool)
         goto fail;
     s->mem_used_max = mem_used(s);
     err = pthread_key_create(&s->key, tctx_release);
@@ -812,6 +1450,8 @@ struct store *store_new(const struct store_config *cfg)
     }
     if (cfg->compact_threshold_pct > 0 && (err = -bg_start(s)) != 0)
         goto fail;
+    if (s->backing && (err = -evict_start(s)) != 0)
+        goto fail;
     return s;
 fail:
     store_free(s);
@@ -823,12 +1463,14 @@ void store_free(struct store *s)
 {
     if (!s)
         return;
+    evict_stop(s);
     bg_stop(s);
     if (s->key_made)
         pthread_key_delete(s->key);
     for (struct tctx *t = s->all_list, *next; t; t = next) {
         next = t->all_next;
         codec_ctx_free(t->codec);
+        codec_ctx_free(t->codec2);
         free(t);
     }
     zs_destroy(s->pool);
@@ -838,6 +1480,13 @@ void store_free(struct store *s)
         munmap(s->occ, s->occ_bytes);
     if (s->sum)
         munmap(s->sum, s->sum_bytes);
+    if (s->atime)
+        munmap(s->atime, s->atime_bytes);
+    if (s->rmap)
+        munmap(s->rmap, s->rmap_bytes);
+    pthread_cond_destroy(&s->ev_cond);
+    pthread_cond_destroy(&s->ev_done);
+    pthread_mutex_destroy(&s->ev_lock);
     pthread_cond_destroy(&s->bg_cond);
     pthread_mutex_destroy(&s->bg_lock);
     pthread_mutex_destroy(&s->tctx_lock);
@@ -936,11 +1585,12 @@ static int zero_range(struct store *s, uint64_t len, uint64_t off, bool discard,
         size_t pofs = off & (PAGE - 1);
         size_t n = PAGE - pofs < len ? PAGE - pofs : (size_t)len;
         if (n == PAGE) {
-            struct entry e = { .state = no_hole ? SLOT_SAME : SLOT_EMPTY }, old;
+            struct entry e = { .state = no_hole ? SLOT_SAME : SLOT_EMPTY,
+                               .flags = no_hole ? SF_ACCESSED : 0 }, old;
             slot_lock(&s->slots[i]);
             old = slot_swap(s, i, &e);
             slot_unlock(&s->slots[i]);
-            entry_release(s, &old);
+            entry_release(s, &old, true);
             freed += entry_has_object(&old);
             if (discard)
                 add(&s->notify_free, 1);
@@ -1076,6 +1726,97 @@ int store_set_compact_threshold(struct store *s, unsigned pct)
     return 0;
 }
 
+int store_set_watermarks(struct store *s, unsigned high_pct, unsigned low_pct)
+{
+    if (low_pct == 0 || low_pct >= high_pct || high_pct > 100)
+        return -EINVAL;
+    atomic_store(&s->high_pct, high_pct);
+    atomic_store(&s->low_pct, low_pct);
+    if (s->backing)
+        evict_kick(s);
+    return 0;
+}
+
+int64_t store_mark_idle(struct store *s, uint64_t age_sec)
+{
+    uint32_t now = now_sec(s);
+    int64_t n = 0;
+    for (uint64_t i = occ_next_set(s, 0); i < s->nslots; i = occ_next_set(s, i + 1)) {
+        struct slot *sl = &s->slots[i];
+        slot_lock(sl);
+        if ((sl->state == SLOT_OBJ || sl->state == SLOT_HUGE) &&
+            (age_sec == 0 ||
+             now - atomic_load_explicit(&s->atime[i], memory_order_relaxed) >= age_sec)) {
+            if (!(sl->flags & SF_IDLE)) {
+                sl->flags |= SF_IDLE;
+                add(&s->idle_pages, 1);
+            }
+            n++;
+        }
+        slot_unlock(sl);
+    }
+    return n;
+}
+
+/* The selections store_writeback() and store_recompress() accept. */
+static bool sel_valid(unsigned sel, unsigned allowed)
+{
+    if (sel == 0 || (sel & ~allowed))
+        return false;
+    return !(sel & STORE_SEL_ALL) || sel == STORE_SEL_ALL;
+}
+
+int64_t store_writeback(struct store *s, unsigned sel, uint64_t limit_pages)
+{
+    if (!s->backing)
+        return -ENOTSUP;
+    if (!sel_valid(sel, STORE_SEL_IDLE | STORE_SEL_HUGE | STORE_SEL_ALL))
+        return -EINVAL;
+    struct tctx *t = tctx_get(s);
+    if (!t)
+        return -ENOMEM;
+    int64_t n = 0;
+    int err = 0;
+    for (uint64_t i = occ_next_set(s, 0); i < s->nslots; i = occ_next_set(s, i + 1)) {
+        if (limit_pages && (uint64_t)n >= limit_pages)
+            break;
+        struct slot *sl = &s->slots[i];
+        slot_lock(sl);
+        if (slot_selected(sl, sel)) {
+            err = slot_writeback_locked(s, t, i);
+            n += err == 0;
+        }
+        slot_unlock(sl);
+        if (err < 0)
+            break;
+    }
+    if (n > 0)
+        bg_wake(s);
+    return n == 0 && err < 0 ? err : n;
+}
+
+int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
+{
+    if (!s->codec2)
+        return -ENOTSUP;
+    if (!sel_valid(sel, STORE_SEL_IDLE | STORE_SEL_HUGE))
+        return -EINVAL;
+    struct tctx *t = tctx_get(s);
+    if (!t)
+        return -ENOMEM;
+    int64_t n = 0;
+    for (uint64_t i = occ_next_set(s, 0); i < s->nslots; i = occ_next_set(s, i + 1)) {
+        struct slot *sl = &s->slots[i];
+        slot_lock(sl);
+        if (slot_selected(sl, sel) && !(sl->flags & SF_RECOMP) && sl->size >= threshold)
+            n += slot_recompress_locked(s, t, i) > 0;
+        slot_unlock(sl);
+    }
+    if (n > 0)
+        bg_wake(s);
+    return n;
+}
+
 void store_reset_mem_used_max(struct store *s)
 {
     atomic_store_explicit(&s->mem_used_max, mem_used(s), memory_order_relaxed);
@@ -1110,33 +1851,31 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         .discard_bytes = get(&s->discard_bytes),
         .compactions = get(&s->compactions),
         .compact_threshold_pct = atomic_load_explicit(&s->compact_pct, memory_order_relaxed),
+        .has_backing = s->backing != NULL,
+        .bd_count = get(&s->bd_count),
+        .bd_reads = get(&s->bd_reads),
+        .bd_writes = get(&s->bd_writes),
+        .wb_high_pct = atomic_load(&s->high_pct),
+        .wb_low_pct = atomic_load(&s->low_pct),
+        .evictions = get(&s->evictions),
+        .pages_promoted = get(&s->pages_promoted),
+        .write_waits = get(&s->write_waits),
+        .idle_pages = get(&s->idle_pages),
+        .recompressed = get(&s->recompressed),
+        .bd_bad_sums = get(&s->bd_bad_sums),
     };
+    if (ret->mem_limit) {
+        ret->wb_high = watermark(ret->mem_limit, &s->high_pct);
+        ret->wb_low = watermark(ret->mem_limit, &s->low_pct);
+    }
+    if (s->backing) {
+        struct backing_stats bs;
+        backing_get_stats(s->backing, &bs);
+        ret->bd_read_errors = bs.read_errors;
+        ret->bd_write_errors = bs.write_errors;
+        ret->bd_last_error = bs.last_error;
+        ret->bd_connected = bs.connected;
+        ret->bd_blocks = bs.blocks;
+    }
 }
 
-/* ---- writeback (stubs: replaced by the implementation) -------------------- */
-
-int64_t store_mark_idle(struct store *s, uint64_t age_sec)
-{
-    (void)s; (void)age_sec;
-    return -ENOTSUP;
-}
-
-int64_t store_writeback(struct store *s, unsigned sel, uint64_t limit_pages)
-{
-    (void)s; (void)sel; (void)limit_pages;
-    return -ENOTSUP;
-}
-
-int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
-{
-    (void)s; (void)sel; (void)threshold;
-    return -ENOTSUP;
-}
-
-int store_set_watermarks(struct store *s, unsigned high_pct, unsigned low_pct)
-{
-    (void)s;
-    if (low_pct == 0 || low_pct >= high_pct || high_pct > 100)
-        return -EINVAL;
-    return -ENOTSUP;
-}

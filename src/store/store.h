@@ -305,6 +305,7 @@ struct store_stats {
     uint64_t write_waits;       /* writes that waited for eviction */
     uint64_t idle_pages;        /* slots marked idle now */
     uint64_t recompressed;      /* slots holding an object of the second codec */
+    uint64_t bd_bad_sums;       /* backing reads whose checksum did not match (-EIO) */
 };
 
 /*

@@ -10,6 +10,12 @@
  *   - a churner writes and discards a scratch region in a scattered way,
  *     compacts by hand, seeks, and changes the settings, while the
  *     background thread compacts when waste passes 5%.
+ * Then all of it again with writeback: a backing file and a memory limit a
+ * fraction of the data, so the eviction thread writes pages back under
+ * everyone's feet (by the clock, then by zs_shrink()), every write that
+ * finds the pool full waits for it, reads come from the backing file and
+ * promote pages, and the churner also marks slots idle, writes back and
+ * recompresses by hand.
  * All work is counted in operations, not time; a watchdog turns a deadlock
  * into a failure that says so.
  *
@@ -18,6 +24,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "backing.h"
 #include "storetest.h"
 
 #define DEFAULT_SEED 0xc0ffeeull
@@ -32,6 +42,7 @@
 #define QUARTER (PG / SHARERS)
 
 static struct store *s;
+static bool writeback;
 static uint64_t seed, nops;
 static _Atomic unsigned sharers_left;
 
@@ -152,6 +163,20 @@ static void *churner_main(void *arg)
             break;
         }
         case 3:
+            if (writeback && rng_one_in(&r, 10)) {
+                switch (rng_below(&r, 3)) {
+                case 0:
+                    CHECK(store_mark_idle(s, 0) >= 0);
+                    break;
+                case 1:
+                    CHECK(store_writeback(s, rng_one_in(&r, 2) ? STORE_SEL_IDLE : STORE_SEL_ALL,
+                                          rng_range(&r, 1, 64)) >= 0);
+                    break;
+                default:
+                    CHECK(store_recompress(s, STORE_SEL_IDLE, 0) >= 0);
+                    break;
+                }
+            }
             if (rng_one_in(&r, 50)) {
                 CHECK_EQ(store_set_compact_threshold(s, (unsigned)rng_below(&r, 20)), 0);
                 store_reset_mem_used_max(s);
@@ -170,19 +195,29 @@ static void *churner_main(void *arg)
     return NULL;
 }
 
-int main(int argc, char **argv)
+/* policy: -1 no writeback, else a store_evict_policy. */
+static void run(int policy)
 {
-    seed = test_seed(argc, argv, DEFAULT_SEED);
-    nops = test_env_u64("UZRAM_STRESS_OPS", 20000);
-    test_fail_hook = fail_hook;
-    printf("seed %#jx, %ju ops per thread\n", (uintmax_t)seed, (uintmax_t)nops);
-    test_watchdog(280);
-
     const struct codec_type *c = codec_find("lz4");
     CHECK(c);
     struct store_config cfg = {
         .size = SIZE, .codec = c, .compact_threshold_pct = 5, .prealloc_threads = 2,
     };
+    struct backing *b = NULL;
+    writeback = policy >= 0;
+    if (writeback) {
+        char path[] = "/tmp/uzram-conc-backing-XXXXXX", err[256] = "";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0);
+        close(fd);
+        b = backing_open(path, SIZE, err, sizeof(err));
+        CHECKF(b, "backing_open: %s", err);
+        unlink(path);
+        cfg.backing = b;
+        cfg.mem_limit = 2u << 20;
+        cfg.evict_policy = (enum store_evict_policy)policy;
+        cfg.recomp_codec = codec_find("zstd");
+    }
     s = store_new(&cfg);
     CHECK(s);
     pthread_t th[OWNERS + SHARERS + 1];
@@ -200,11 +235,32 @@ int main(int argc, char **argv)
     CHECK_EQU(st.failed_reads, 0);
     CHECK_EQU(st.failed_writes, 0);
     CHECK_EQU(st.invalid_io, 0);
-    printf("orig %ju compr %ju mem %ju compacted %ju compactions %ju\n",
+    printf("%s: orig %ju compr %ju mem %ju compacted %ju compactions %ju\n",
+           policy < 0 ? "plain" : policy == STORE_EVICT_LRU ? "writeback, clock" : "writeback, zspage",
            (uintmax_t)st.orig_data_size, (uintmax_t)st.compr_data_size,
            (uintmax_t)st.mem_used_total, (uintmax_t)st.pages_compacted,
            (uintmax_t)st.compactions);
+    if (writeback) {
+        printf("  bd_writes %ju bd_reads %ju evictions %ju waits %ju promoted %ju mem_used_max %ju\n",
+               (uintmax_t)st.bd_writes, (uintmax_t)st.bd_reads, (uintmax_t)st.evictions,
+               (uintmax_t)st.write_waits, (uintmax_t)st.pages_promoted,
+               (uintmax_t)st.mem_used_max);
+        CHECK(st.bd_writes > 0 && st.bd_reads > 0);
+    }
     st_check_drained(s);
     store_free(s);
+    backing_close(b);
+}
+
+int main(int argc, char **argv)
+{
+    seed = test_seed(argc, argv, DEFAULT_SEED);
+    nops = test_env_u64("UZRAM_STRESS_OPS", 20000);
+    test_fail_hook = fail_hook;
+    printf("seed %#jx, %ju ops per thread\n", (uintmax_t)seed, (uintmax_t)nops);
+    test_watchdog(280);
+    run(-1);
+    run(STORE_EVICT_LRU);
+    run(STORE_EVICT_ZSPAGE);
     return 0;
 }

@@ -14,12 +14,25 @@
  * Offsets are drawn from a small hot region half the time, so slots are
  * overwritten often and the pool fragments.
  *
- * Each codec built runs its share of operations.  Replay a failure with the
- * seed it prints:
+ * Each codec built runs its share of operations, then runs them again with
+ * writeback: a backing file, a memory limit of a fraction of the data so
+ * that the eviction thread writes pages back all along (by the clock for
+ * one run, by zs_shrink() for the other; compressed or raw on the backing
+ * file at random), and three more operations interleaved: marking idle,
+ * writing back by hand (idle, huge, both or all, with a random limit) and
+ * recompressing with zstd.  Every write must still succeed: with a backing
+ * store a full pool waits for eviction instead of failing.
+ *
+ * Replay a failure with the seed it prints:
  *   UZRAM_TEST_SEED=<seed> ./test-store-model     (or the seed as argv[1])
  * UZRAM_MODEL_OPS=<n> sets the number of operations per codec.
  */
 #include "storetest.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "backing.h"
 
 #define DEFAULT_SEED 0x5703eull
 #define DEFAULT_OPS 60000
@@ -27,12 +40,15 @@
 #define NSLOTS (SIZE / PG)
 #define MAX_LEN (4 * PG + 100)
 #define FULL_CHECK_OPS 5000
+/* With writeback: about a quarter of what the model's data takes compressed. */
+#define WB_MEM_LIMIT (1536u << 10)
 
 static struct {
     struct store *s;
     struct test_rng rng;
     uint64_t seed, op;
     const char *codec;
+    const char *mode;
     const char *what;
     uint64_t off, len;
     unsigned char *ref;
@@ -42,8 +58,8 @@ static struct {
 
 static void model_fail_hook(void)
 {
-    fprintf(stderr, "  seed %#jx (UZRAM_TEST_SEED=%#jx to replay), codec %s, op %ju: %s off %ju len %ju\n",
-            (uintmax_t)m.seed, (uintmax_t)m.seed, m.codec, (uintmax_t)m.op,
+    fprintf(stderr, "  seed %#jx (UZRAM_TEST_SEED=%#jx to replay), codec %s%s, op %ju: %s off %ju len %ju\n",
+            (uintmax_t)m.seed, (uintmax_t)m.seed, m.codec, m.mode ? m.mode : "", (uintmax_t)m.op,
             m.what ? m.what : "-", (uintmax_t)m.off, (uintmax_t)m.len);
 }
 
@@ -125,7 +141,8 @@ static void verify_all(void)
     for (uint64_t i = 0; i < NSLOTS; i++)
         nused += m.used[i];
     struct store_stats st = st_stats(m.s);
-    CHECK_EQU(st.orig_data_size, nused * PG);
+    /* orig_data_size counts the pages in memory, bd_count those written back. */
+    CHECK_EQU(st.orig_data_size + st.bd_count * PG, nused * PG);
     CHECK_EQU(st.failed_reads, 0);
     CHECK_EQU(st.failed_writes, 0);
     CHECK_EQU(st.invalid_io, 0);
@@ -188,10 +205,70 @@ static void seek_check(void)
     CHECK_EQU(got, i == off / PG ? off : i * PG);
 }
 
-static void run(const char *codec, uint64_t nops)
+/* The operations only a store with writeback has. */
+static void writeback_op(unsigned k)
 {
+    static const unsigned sels[] = {
+        STORE_SEL_IDLE, STORE_SEL_HUGE, STORE_SEL_IDLE | STORE_SEL_HUGE, STORE_SEL_ALL,
+    };
+    if (k < 30) {
+        m.what = "mark idle";
+        CHECK(store_mark_idle(m.s, rng_below(&m.rng, 2)) >= 0);
+    } else if (k < 70) {
+        m.what = "writeback";
+        unsigned sel = sels[rng_below(&m.rng, 4)];
+        uint64_t limit = rng_below(&m.rng, 64);
+        int64_t n = store_writeback(m.s, sel, limit);
+        CHECKF(n >= 0 && (limit == 0 || (uint64_t)n <= limit),
+               "store_writeback(%#x, %ju) = %jd", sel, (uintmax_t)limit, (intmax_t)n);
+    } else {
+        m.what = "recompress";
+        unsigned sel = rng_one_in(&m.rng, 2) ? STORE_SEL_IDLE : STORE_SEL_HUGE;
+        int64_t n = store_recompress(m.s, sel, (unsigned)rng_below(&m.rng, 3000));
+        CHECKF(n >= 0, "store_recompress = %jd", (intmax_t)n);
+    }
+}
+
+/*
+ * A store for the run: plain, or with writeback to a fresh backing file
+ * (policy: 0 the clock, 1 zs_shrink()).
+ */
+static struct store *model_store(const char *codec, int policy, struct backing **ret_b)
+{
+    *ret_b = NULL;
+    if (policy < 0)
+        return st_new(SIZE, codec, 0, 0, 10);
+    char path[] = "/tmp/uzram-model-backing-XXXXXX";
+    int fd = mkstemp(path);
+    CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
+    close(fd);
+    char err[256] = "";
+    struct backing *b = backing_open(path, SIZE, err, sizeof(err));
+    CHECKF(b, "backing_open(%s): %s", path, err);
+    unlink(path);
+    struct store_config cfg = {
+        .size = SIZE,
+        .codec = codec_find(codec),
+        .mem_limit = WB_MEM_LIMIT,
+        .compact_threshold_pct = 10,
+        .backing = b,
+        .backing_raw = rng_one_in(&m.rng, 2),
+        .evict_policy = policy ? STORE_EVICT_ZSPAGE : STORE_EVICT_LRU,
+        .recomp_codec = codec_find("zstd"),
+    };
+    struct store *s = store_new(&cfg);
+    CHECKF(s, "store_new with writeback: %s", strerror(errno));
+    *ret_b = b;
+    return s;
+}
+
+static void run(const char *codec, uint64_t nops, int policy)
+{
+    static const char *const modes[] = { "", " writeback clock", " writeback zspage" };
+    struct backing *b;
     m.codec = codec;
-    m.s = st_new(SIZE, codec, 0, 0, 10);
+    m.mode = modes[policy + 1];
+    m.s = model_store(codec, policy, &b);
     memset(m.ref, 0, SIZE);
     memset(m.used, 0, sizeof(m.used));
     for (m.op = 0; m.op < nops; m.op++) {
@@ -229,9 +306,11 @@ static void run(const char *codec, uint64_t nops)
             for (uint64_t i = off / PG; i <= (off + len - 1) / PG; i++)
                 m.used[i] = true;
             verify_range(off, len);
-        } else if (k < 98) {
+        } else if (k < 95 || (k < 98 && !b)) {
             m.what = "seek";
             seek_check();
+        } else if (k < 98) {
+            writeback_op((unsigned)rng_below(&m.rng, 100));
         } else {
             m.what = "compact";
             CHECK(store_compact(m.s) >= 0);
@@ -241,12 +320,33 @@ static void run(const char *codec, uint64_t nops)
     }
     verify_all();
     struct store_stats st = st_stats(m.s);
-    printf("%s: %ju ops, orig %ju compr %ju mem %ju same %ju huge %ju compacted %ju compactions %ju\n",
-           codec, (uintmax_t)nops, (uintmax_t)st.orig_data_size, (uintmax_t)st.compr_data_size,
-           (uintmax_t)st.mem_used_total, (uintmax_t)st.same_pages, (uintmax_t)st.huge_pages,
+    printf("%s%s: %ju ops, orig %ju compr %ju mem %ju same %ju huge %ju compacted %ju compactions %ju\n",
+           codec, m.mode, (uintmax_t)nops, (uintmax_t)st.orig_data_size,
+           (uintmax_t)st.compr_data_size, (uintmax_t)st.mem_used_total,
+           (uintmax_t)st.same_pages, (uintmax_t)st.huge_pages,
            (uintmax_t)st.pages_compacted, (uintmax_t)st.compactions);
+    if (b) {
+        printf("  bd_count %ju bd_reads %ju bd_writes %ju evictions %ju promoted %ju waits %ju recompressed %ju mem_used_max %ju\n",
+               (uintmax_t)st.bd_count, (uintmax_t)st.bd_reads, (uintmax_t)st.bd_writes,
+               (uintmax_t)st.evictions, (uintmax_t)st.pages_promoted,
+               (uintmax_t)st.write_waits, (uintmax_t)st.recompressed,
+               (uintmax_t)st.mem_used_max);
+        /* The model must have exercised what it is for. */
+        CHECK(st.bd_writes > 0 && st.bd_reads > 0 && st.evictions > 0);
+        CHECK_EQU(st.bd_read_errors + st.bd_write_errors, 0);
+    }
     st_check_drained(m.s);
+    st = st_stats(m.s);
+    CHECK_EQU(st.bd_count, 0);
+    CHECK_EQU(st.idle_pages, 0);
+    CHECK_EQU(st.recompressed, 0);
+    if (b) {
+        struct backing_stats bs;
+        backing_get_stats(b, &bs);
+        CHECK_EQU(bs.blocks_used, 0);
+    }
     store_free(m.s);
+    backing_close(b);
     m.s = NULL;
 }
 
@@ -262,7 +362,12 @@ int main(int argc, char **argv)
     CHECK(m.ref && m.buf);
     /* Not under RUN_TEST's watchdog: the run's length depends on the ops asked for. */
     for (size_t i = 0; codec_get(i); i++)
-        run(codec_name(codec_get(i)), nops);
+        run(codec_name(codec_get(i)), nops, -1);
+    /* With writeback: each policy once, with lz4 (the default) and the last codec. */
+    run("lz4", nops, 0);
+    for (size_t i = 0; codec_get(i); i++)
+        if (!codec_get(i + 1))
+            run(codec_name(codec_get(i)), nops, 1);
     free(m.ref);
     free(m.buf);
     return 0;
