@@ -13,7 +13,7 @@
  * map it back to strerror() without a table of our own.  Values that could
  * hold a space, '%' or a byte outside printable ASCII (paths) are
  * percent-encoded; numbers are plain decimal integers.  The verbs are hello,
- * info, stat, compact, set and help.  "hello 1" is optional (a client that
+ * info, stat, compact, set, idle, writeback, recompress and help.  "hello 1" is optional (a client that
  * skips it speaks version 1); it lets a later server speak an older
  * protocol to an older client and lets a client refuse a server it does not
  * understand.
@@ -26,6 +26,20 @@
  * which runs store_compact() inline; it takes milliseconds to tens of
  * milliseconds, and the others wait that long, which is fine for a control
  * plane (the data path never goes through here).
+ *
+ * Long requests.  writeback and recompress walk the whole device and may
+ * write gigabytes to a backing store: minutes, not milliseconds, and
+ * `uzramctl stat` must still answer meanwhile.  They run on a job thread,
+ * one job at a time (a second request meanwhile gets EBUSY: two passes
+ * over the same slots would only race each other for them).  The client
+ * that asked waits, its connection parked: it is neither read from nor
+ * timed out, and its answer is built when the job thread, which touches
+ * nothing but the store and its own result, says through an eventfd that
+ * it is done.  A client that hangs up meanwhile only loses its answer; the
+ * job runs to its end, since the store has no way to stop one halfway, and
+ * control_free() waits for it.  A thread per job rather than one kept
+ * waiting: jobs are rare, and a thread that exists only while it works
+ * needs no protocol to be stopped.
  *
  * Limits, since every resource a client controls is bounded: at most
  * CONTROL_MAX_CLIENTS connections (one more is told "error EUSERS" and
@@ -84,6 +98,8 @@
 /* After EMFILE and the like, stop accepting for a while rather than spin
  * on a listening socket that stays readable. */
 #define CONTROL_ACCEPT_PAUSE_MS 1000
+/* What set takes, as help and its errors list it. */
+#define CONTROL_SETTINGS "mem-limit,compact-threshold,mem-used-max,high-watermark,low-watermark"
 /* Words in one request: a verb and its arguments. */
 #define CONTROL_MAX_WORDS 16
 /* How much of a client's bad input an error message echoes. */
@@ -93,6 +109,7 @@ struct client {
     int fd;
     bool eof;           /* the client shut down its side */
     bool closing;       /* close once out is flushed */
+    bool waiting;       /* its request runs on the job thread */
     size_t in_len;
     size_t out_len, out_off;
     uint64_t deadline_ms;
@@ -100,13 +117,33 @@ struct client {
     char out[CONTROL_RESP_MAX];
 };
 
+enum job_kind { JOB_WRITEBACK, JOB_RECOMPRESS };
+
+/*
+ * The one long request that may run (see "Long requests").  The control
+ * thread fills it and starts the thread; the job thread writes only
+ * result, then done_fd; the control thread reads result after joining it.
+ */
+struct job {
+    bool running;
+    pthread_t thread;
+    struct store *store;
+    enum job_kind kind;
+    unsigned sel;
+    uint64_t arg;              /* writeback: page limit; recompress: threshold */
+    int64_t result;
+    int done_fd;               /* eventfd */
+    struct client *client;     /* who waits for the answer; NULL once it is gone */
+};
+
 struct control {
     char *path;
     struct store *store;
-    char *name, *algorithm, *fuse_file, *nbd;
+    char *name, *algorithm, *fuse_file, *nbd, *backing;
     int level;
     int listen_fd;
     int wake_fd;
+    struct job job;
     dev_t sock_dev;
     ino_t sock_ino;
     bool started;
@@ -192,7 +229,11 @@ static void resp_error(struct resp *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void resp_error(struct resp *r, int err, const char *fmt, ...)
 {
-    const char *name = strerrorname_np(err);
+    /*
+     * Linux's ENOTSUP and EOPNOTSUPP are one number, which glibc names
+     * EOPNOTSUPP, a socket operation's error; ENOTSUP is what we mean.
+     */
+    const char *name = err == ENOTSUP ? "ENOTSUP" : strerrorname_np(err);
     va_list ap;
     int n;
 
@@ -290,6 +331,7 @@ static void req_info(struct control *ctl, struct resp *r)
         resp_str(r, "fuse", ctl->fuse_file);
     if (ctl->nbd)
         resp_str(r, "nbd", ctl->nbd);
+    resp_str(r, "backing", ctl->backing ? ctl->backing : "");
 }
 
 static void req_stat(struct control *ctl, struct resp *r)
@@ -323,6 +365,30 @@ static void req_stat(struct control *ctl, struct resp *r)
     STAT(discard_bytes);
     STAT(compactions);
     STAT(compact_threshold_pct);
+    resp_str(r, "backing", ctl->backing ? ctl->backing : "");
+    STAT(bd_count);
+    STAT(bd_reads);
+    STAT(bd_writes);
+    STAT(bd_read_errors);
+    STAT(bd_write_errors);
+    /* An errno name says more than a number, and is stable across systems. */
+    const char *e = st.bd_last_error ? strerrorname_np(-st.bd_last_error) : NULL;
+    if (e)
+        resp_str(r, "bd_last_error", e);
+    else
+        resp_u64(r, "bd_last_error", (uint64_t)(st.bd_last_error ? -st.bd_last_error : 0));
+    resp_u64(r, "bd_connected", st.bd_connected);
+    STAT(bd_blocks);
+    STAT(wb_high);
+    STAT(wb_low);
+    resp_u64(r, "high_watermark", st.wb_high_pct);
+    resp_u64(r, "low_watermark", st.wb_low_pct);
+    STAT(evictions);
+    STAT(pages_promoted);
+    STAT(write_waits);
+    STAT(idle_pages);
+    STAT(recompressed);
+    STAT(bd_bad_sums);
 #undef STAT
 }
 
@@ -338,30 +404,88 @@ static void req_compact(struct control *ctl, struct resp *r)
     resp_u64(r, "pages_freed", (uint64_t)n);
 }
 
-/* One setting per request, so that an error names what it refused and
- * nothing is half applied. */
-static void req_set(struct control *ctl, int argc, char **argv, struct resp *r)
+/*
+ * The watermarks, from "set high-watermark=H low-watermark=L" or one of
+ * them: checked together, the one not given keeping its current value, so
+ * that moving both past each other takes one request.
+ */
+static void set_watermarks(struct control *ctl, const char *high, const char *low,
+                           struct resp *r)
 {
     struct store_stats st;
-    char *key, *val;
+    uint64_t h, l;
+    int e;
+
+    store_get_stats(ctl->store, &st);
+    h = st.wb_high_pct;
+    l = st.wb_low_pct;
+    if (high && (parse_u64(high, &h) < 0 || h < 1 || h > 100)) {
+        resp_error(r, EINVAL, "bad percentage '%.*s' for high-watermark (1 to 100)",
+                   CONTROL_ECHO_MAX, high);
+        return;
+    }
+    if (low && (parse_u64(low, &l) < 0 || l < 1 || l > 100)) {
+        resp_error(r, EINVAL, "bad percentage '%.*s' for low-watermark (1 to 100)",
+                   CONTROL_ECHO_MAX, low);
+        return;
+    }
+    if (l >= h) {
+        resp_error(r, EINVAL, "low-watermark %" PRIu64 " must be below high-watermark %" PRIu64,
+                   l, h);
+        return;
+    }
+    e = store_set_watermarks(ctl->store, (unsigned)h, (unsigned)l);
+    if (e < 0)
+        resp_error(r, -e, "watermarks %" PRIu64 "/%" PRIu64 " refused", h, l);
+}
+
+/*
+ * One setting per request, so that an error names what it refused and
+ * nothing is half applied; the two watermarks are the exception, being
+ * one setting in two halves (see set_watermarks()).
+ */
+static void req_set(struct control *ctl, int argc, char **argv, struct resp *r)
+{
+    const char *high = NULL, *low = NULL;
+    struct store_stats st;
+    char *key = NULL, *val = NULL;
     uint64_t v;
     int e;
 
-    if (argc != 2 || !(val = strchr(argv[1], '='))) {
+    if (argc < 2 || argc > 3) {
         resp_error(r, EINVAL, "usage: set KEY=VALUE");
         return;
     }
-    key = argv[1];
-    *val++ = '\0';
-    for (char *p = key; *p; p++)
-        if (*p == '_')
-            *p = '-';
-    if (pct_decode(val) < 0) {
-        resp_error(r, EINVAL, "bad escape in value of %.*s", CONTROL_ECHO_MAX, key);
-        return;
+    for (int i = 1; i < argc; i++) {
+        key = argv[i];
+        val = strchr(key, '=');
+        if (!val) {
+            resp_error(r, EINVAL, "usage: set KEY=VALUE");
+            return;
+        }
+        *val++ = '\0';
+        for (char *p = key; *p; p++)
+            if (*p == '_')
+                *p = '-';
+        if (pct_decode(val) < 0) {
+            resp_error(r, EINVAL, "bad escape in value of %.*s", CONTROL_ECHO_MAX, key);
+            return;
+        }
+        if (strcmp(key, "high-watermark") == 0 && !high)
+            high = val;
+        else if (strcmp(key, "low-watermark") == 0 && !low)
+            low = val;
+        else if (argc > 2) {
+            resp_error(r, EINVAL, "only high-watermark and low-watermark can be set together");
+            return;
+        }
     }
 
-    if (strcmp(key, "mem-limit") == 0) {
+    if (high || low) {
+        set_watermarks(ctl, high, low, r);
+        if (r->len > 0)
+            return;
+    } else if (strcmp(key, "mem-limit") == 0) {
         if (parse_size(val, &v) < 0) {
             resp_error(r, EINVAL, "bad size '%.*s'", CONTROL_ECHO_MAX, val);
             return;
@@ -389,7 +513,7 @@ static void req_set(struct control *ctl, int argc, char **argv, struct resp *r)
         }
         store_reset_mem_used_max(ctl->store);
     } else {
-        resp_error(r, EINVAL, "unknown setting '%.*s' (mem-limit, compact-threshold, mem-used-max)",
+        resp_error(r, EINVAL, "unknown setting '%.*s' (" CONTROL_SETTINGS ")",
                    CONTROL_ECHO_MAX, key);
         return;
     }
@@ -399,21 +523,157 @@ static void req_set(struct control *ctl, int argc, char **argv, struct resp *r)
     resp_u64(r, "mem_limit", st.mem_limit);
     resp_u64(r, "compact_threshold_pct", st.compact_threshold_pct);
     resp_u64(r, "mem_used_max", st.mem_used_max);
+    resp_u64(r, "high_watermark", st.wb_high_pct);
+    resp_u64(r, "low_watermark", st.wb_low_pct);
+}
+
+/* idle all | idle SECONDS: mark the slots untouched for that long. */
+static void req_idle(struct control *ctl, int argc, char **argv, struct resp *r)
+{
+    uint64_t age = 0;
+
+    if (argc != 2 || (strcmp(argv[1], "all") != 0 && parse_u64(argv[1], &age) < 0)) {
+        resp_error(r, EINVAL, "usage: idle all|SECONDS");
+        return;
+    }
+    int64_t n = store_mark_idle(ctl->store, age);
+    if (n < 0) {
+        resp_error(r, (int)-n, "idle marking failed");
+        return;
+    }
+    resp_ok(r);
+    resp_u64(r, "marked", (uint64_t)n);
+}
+
+/* The slots a writeback or recompress takes, as zram's type names them. */
+static int parse_select(const char *s, bool all_ok, unsigned *ret)
+{
+    if (strcmp(s, "idle") == 0)
+        *ret = STORE_SEL_IDLE;
+    else if (strcmp(s, "huge") == 0)
+        *ret = STORE_SEL_HUGE;
+    else if (strcmp(s, "huge_idle") == 0)
+        *ret = STORE_SEL_HUGE | STORE_SEL_IDLE;
+    else if (all_ok && strcmp(s, "all") == 0)
+        *ret = STORE_SEL_ALL;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+static void *job_thread(void *arg)
+{
+    struct job *j = arg;
+    uint64_t one = 1;
+
+    if (j->kind == JOB_WRITEBACK)
+        j->result = store_writeback(j->store, j->sel, j->arg);
+    else
+        j->result = store_recompress(j->store, j->sel, (unsigned)j->arg);
+    /* An eventfd's counter cannot overflow from one write: it never fails. */
+    (void)!write(j->done_fd, &one, sizeof(one));
+    return NULL;
+}
+
+/*
+ * writeback idle|huge|huge_idle|all [limit=BYTES]
+ * recompress idle|huge|huge_idle [threshold=BYTES]
+ * Checked here, run on the job thread; c waits for the answer.
+ */
+static void req_job(struct control *ctl, struct client *c, enum job_kind kind, int argc,
+                    char **argv, struct resp *r)
+{
+    const char *verb = argv[0];
+    const char *opt = kind == JOB_WRITEBACK ? "limit" : "threshold";
+    size_t optlen = strlen(opt);
+    uint64_t arg = 0;
+    unsigned sel;
+
+    if (argc < 2 || argc > 3 || parse_select(argv[1], kind == JOB_WRITEBACK, &sel) < 0) {
+        if (kind == JOB_WRITEBACK)
+            resp_error(r, EINVAL, "usage: writeback idle|huge|huge_idle|all [limit=BYTES]");
+        else
+            resp_error(r, EINVAL, "usage: recompress idle|huge|huge_idle [threshold=BYTES]");
+        return;
+    }
+    if (argc == 3) {
+        char *val = argv[2] + optlen + 1;
+        if (strncmp(argv[2], opt, optlen) != 0 || argv[2][optlen] != '=') {
+            resp_error(r, EINVAL, "%s: unknown argument '%.*s' (want %s=BYTES)", verb,
+                       CONTROL_ECHO_MAX, argv[2], opt);
+            return;
+        }
+        if (pct_decode(val) < 0 || parse_size(val, &arg) < 0) {
+            resp_error(r, EINVAL, "%s: bad size '%.*s'", opt, CONTROL_ECHO_MAX, val);
+            return;
+        }
+        if (kind == JOB_WRITEBACK) {
+            /* 0 pages would mean no limit: the opposite of what limit=0 says. */
+            if (arg == 0) {
+                resp_error(r, EINVAL, "limit: 0 writes nothing (leave it out for no limit)");
+                return;
+            }
+            /* Whole pages go back: a limit inside one still allows that one. */
+            arg = arg / STORE_PAGE_SIZE + (arg % STORE_PAGE_SIZE != 0);
+        } else if (arg > STORE_PAGE_SIZE) {
+            resp_error(r, EINVAL, "threshold: %" PRIu64 " is above a page (%u)", arg,
+                       STORE_PAGE_SIZE);
+            return;
+        }
+    }
+    if (ctl->job.running) {
+        resp_error(r, EBUSY, "a %s is running; try again when it is done",
+                   ctl->job.kind == JOB_WRITEBACK ? "writeback" : "recompression");
+        return;
+    }
+    ctl->job.kind = kind;
+    ctl->job.sel = sel;
+    ctl->job.arg = arg;
+    ctl->job.result = 0;
+    ctl->job.client = c;
+    int e = pthread_create(&ctl->job.thread, NULL, job_thread, &ctl->job);
+    if (e != 0) {
+        ctl->job.client = NULL;
+        resp_error(r, e, "cannot start a thread for %s", verb);
+        return;
+    }
+    ctl->job.running = true;
+    c->waiting = true;
+}
+
+/* The answer to the job that has just ended. */
+static void job_reply(const struct job *j, struct resp *r)
+{
+    int64_t n = j->result;
+
+    if (n >= 0) {
+        resp_ok(r);
+        resp_u64(r, j->kind == JOB_WRITEBACK ? "written" : "recompressed", (uint64_t)n);
+    } else if (n == -ENOTSUP) {
+        resp_error(r, ENOTSUP, j->kind == JOB_WRITEBACK ? "no backing store"
+                                                        : "no recompression algorithm");
+    } else if (j->kind == JOB_WRITEBACK) {
+        resp_error(r, (int)-n, "writeback failed before any page was written");
+    } else {
+        resp_error(r, (int)-n, "recompression failed");
+    }
 }
 
 static void req_help(struct resp *r)
 {
     resp_ok(r);
     resp_u64(r, "protocol", CONTROL_PROTOCOL);
-    resp_str(r, "verbs", "hello,info,stat,compact,set,help");
-    resp_str(r, "settings", "mem-limit,compact-threshold,mem-used-max");
+    resp_str(r, "verbs", "hello,info,stat,compact,set,idle,writeback,recompress,help");
+    resp_str(r, "settings", CONTROL_SETTINGS);
 }
 
 /*
  * Answer one request line (without its "\n", NUL-terminated in place, len
- * bytes of which may be anything a client sent) into r.
+ * bytes of which may be anything a client sent) into r; or, for a long
+ * request, start it and leave r empty with c->waiting set.
  */
-static void control_handle(struct control *ctl, char *line, size_t len, struct resp *r)
+static void control_handle(struct control *ctl, struct client *c, char *line, size_t len,
+                           struct resp *r)
 {
     char *argv[CONTROL_MAX_WORDS];
     int argc = 0;
@@ -421,9 +681,9 @@ static void control_handle(struct control *ctl, char *line, size_t len, struct r
     if (len > 0 && line[len - 1] == '\r')
         line[--len] = '\0';
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)line[i];
-        if (c < ' ' || c >= 0x7f) {
-            resp_error(r, EINVAL, "request holds byte 0x%02x at %zu: only printable ASCII", c, i);
+        unsigned char b = (unsigned char)line[i];
+        if (b < ' ' || b >= 0x7f) {
+            resp_error(r, EINVAL, "request holds byte 0x%02x at %zu: only printable ASCII", b, i);
             return;
         }
     }
@@ -453,6 +713,18 @@ static void control_handle(struct control *ctl, char *line, size_t len, struct r
     }
     if (strcmp(verb, "set") == 0) {
         req_set(ctl, argc, argv, r);
+        return;
+    }
+    if (strcmp(verb, "idle") == 0) {
+        req_idle(ctl, argc, argv, r);
+        return;
+    }
+    if (strcmp(verb, "writeback") == 0) {
+        req_job(ctl, c, JOB_WRITEBACK, argc, argv, r);
+        return;
+    }
+    if (strcmp(verb, "recompress") == 0) {
+        req_job(ctl, c, JOB_RECOMPRESS, argc, argv, r);
         return;
     }
 
@@ -488,6 +760,8 @@ static void client_close(struct control *ctl, unsigned i)
 {
     struct client *c = ctl->clients[i];
 
+    if (ctl->job.client == c)
+        ctl->job.client = NULL;
     close(c->fd);
     free(c);
     ctl->clients[i] = NULL;
@@ -517,7 +791,9 @@ static void client_respond(struct control *ctl, struct client *c, char *line, si
 {
     struct resp r = { .buf = c->out, .cap = sizeof(c->out) - 1 };
 
-    control_handle(ctl, line, len, &r);
+    control_handle(ctl, c, line, len, &r);
+    if (c->waiting)
+        return;
     if (r.overflow)
         resp_error(&r, EOVERFLOW, "response longer than %d bytes", CONTROL_RESP_MAX);
     c->out[r.len++] = '\n';
@@ -531,7 +807,7 @@ static void client_respond(struct control *ctl, struct client *c, char *line, si
  */
 static int client_process(struct control *ctl, struct client *c)
 {
-    while (c->out_len == 0 && !c->closing) {
+    while (c->out_len == 0 && !c->closing && !c->waiting) {
         char *nl = memchr(c->in, '\n', c->in_len);
         size_t len;
 
@@ -565,9 +841,42 @@ static int client_process(struct control *ctl, struct client *c)
         if (!nl)
             break;
     }
-    if (c->closing && c->out_len == 0)
+    if (c->closing && c->out_len == 0 && !c->waiting)
         return -1;
     return 0;
+}
+
+/*
+ * The job thread said it is done: join it and answer the client that
+ * waits, if it is still there.
+ */
+static void job_finish(struct control *ctl)
+{
+    struct client *c = ctl->job.client;
+    uint64_t v;
+
+    if (read(ctl->job.done_fd, &v, sizeof(v)) != (ssize_t)sizeof(v) || !ctl->job.running)
+        return;
+    pthread_join(ctl->job.thread, NULL);
+    ctl->job.running = false;
+    ctl->job.client = NULL;
+    if (!c)
+        return;
+
+    struct resp r = { .buf = c->out, .cap = sizeof(c->out) - 1 };
+    job_reply(&ctl->job, &r);
+    c->out[r.len++] = '\n';
+    c->out_len = r.len;
+    c->out_off = 0;
+    c->waiting = false;
+    c->deadline_ms = now_ms() + CONTROL_IDLE_MS;
+    for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++) {
+        if (ctl->clients[i] != c)
+            continue;
+        if (client_flush(c) < 0 || client_process(ctl, c) < 0)
+            client_close(ctl, i);
+        break;
+    }
 }
 
 /* Read what the client sent.  -1 when it is to be closed now. */
@@ -635,7 +944,7 @@ static uint64_t control_accept(struct control *ctl)
             continue;
         }
         c->fd = fd;
-        c->eof = c->closing = false;
+        c->eof = c->closing = c->waiting = false;
         c->in_len = c->out_len = c->out_off = 0;
         c->deadline_ms = now_ms() + CONTROL_IDLE_MS;
         ctl->clients[i] = c;
@@ -646,17 +955,20 @@ static uint64_t control_accept(struct control *ctl)
 static void *control_thread(void *arg)
 {
     struct control *ctl = arg;
-    /* pfd[0]: wake, pfd[1]: listening socket, then one per client. */
-    struct pollfd pfd[2 + CONTROL_MAX_CLIENTS];
+    /* pfd[0]: wake, pfd[1]: listening socket, pfd[2]: the job's end, then
+     * one per client. */
+    enum { NFIXED = 3 };
+    struct pollfd pfd[NFIXED + CONTROL_MAX_CLIENTS];
     unsigned idx[CONTROL_MAX_CLIENTS];
     uint64_t accept_paused_until = 0;
 
     for (;;) {
         uint64_t now = now_ms(), next = now + CONTROL_IDLE_MS;
-        nfds_t n = 2;
+        nfds_t n = NFIXED;
 
         pfd[0] = (struct pollfd){ .fd = ctl->wake_fd, .events = POLLIN };
         pfd[1] = (struct pollfd){ .fd = ctl->listen_fd, .events = POLLIN };
+        pfd[2] = (struct pollfd){ .fd = ctl->job.done_fd, .events = POLLIN };
         if (accept_paused_until > now) {
             pfd[1].fd = -1;
             next = accept_paused_until;
@@ -668,9 +980,12 @@ static void *control_thread(void *arg)
             short ev = c->out_len > c->out_off ? POLLOUT
                      : c->eof || c->closing   ? 0
                                                : POLLIN;
-            idx[n - 2] = i;
-            pfd[n++] = (struct pollfd){ .fd = c->fd, .events = ev };
-            if (c->deadline_ms < next)
+            /* A waiting client that shut its side down has nothing more to
+             * say, and its POLLHUP would only spin the loop until the job ends. */
+            int fd = c->waiting && c->eof ? -1 : c->fd;
+            idx[n - NFIXED] = i;
+            pfd[n++] = (struct pollfd){ .fd = fd, .events = ev };
+            if (!c->waiting && c->deadline_ms < next)
                 next = c->deadline_ms;
         }
 
@@ -681,8 +996,8 @@ static void *control_thread(void *arg)
             break;
 
         now = now_ms();
-        for (nfds_t k = 2; k < n; k++) {
-            unsigned i = idx[k - 2];
+        for (nfds_t k = NFIXED; k < n; k++) {
+            unsigned i = idx[k - NFIXED];
             struct client *c = ctl->clients[i];
             short re = pfd[k].revents;
             int res = 0;
@@ -699,7 +1014,7 @@ static void *control_thread(void *arg)
                 res = -1;   /* it will never read what we have for it */
             if (res == 0)
                 res = client_process(ctl, c);
-            if (res == 0 && c->deadline_ms <= now) {
+            if (res == 0 && !c->waiting && c->deadline_ms <= now) {
                 /* Say why, if the line is free; the client may be gone. */
                 if (c->out_len == 0)
                     (void)!send(c->fd, "error ETIMEDOUT idle too long\n", 30,
@@ -709,6 +1024,8 @@ static void *control_thread(void *arg)
             if (res < 0)
                 client_close(ctl, i);
         }
+        if (pfd[2].revents)
+            job_finish(ctl);
         if (pfd[1].revents)
             accept_paused_until = control_accept(ctl);
     }
@@ -783,8 +1100,9 @@ struct control *control_new(const char *path, struct store *store,
 
     if (!ctl)
         return NULL;
-    ctl->listen_fd = ctl->wake_fd = -1;
+    ctl->listen_fd = ctl->wake_fd = ctl->job.done_fd = -1;
     ctl->store = store;
+    ctl->job.store = store;
     ctl->level = info->level;
     ctl->path = strdup(path);
     ctl->name = strdup(info->name ? info->name : "");
@@ -793,12 +1111,16 @@ struct control *control_new(const char *path, struct store *store,
         ctl->fuse_file = strdup(info->fuse_file);
     if (info->nbd)
         ctl->nbd = strdup(info->nbd);
+    if (info->backing)
+        ctl->backing = strdup(info->backing);
     if (!ctl->path || !ctl->name || !ctl->algorithm ||
-        (info->fuse_file && !ctl->fuse_file) || (info->nbd && !ctl->nbd))
+        (info->fuse_file && !ctl->fuse_file) || (info->nbd && !ctl->nbd) ||
+        (info->backing && !ctl->backing))
         goto fail;
 
     ctl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ctl->wake_fd < 0) {
+    ctl->job.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ctl->wake_fd < 0 || ctl->job.done_fd < 0) {
         r = -errno;
         goto fail;
     }
@@ -839,6 +1161,9 @@ void control_free(struct control *ctl)
         (void)!write(ctl->wake_fd, &one, sizeof(one));
         pthread_join(ctl->thread, NULL);
     }
+    /* The control thread is gone: nobody else looks at the job now. */
+    if (ctl->job.running)
+        pthread_join(ctl->job.thread, NULL);
     if (ctl->path && ctl->listen_fd >= 0 && stat(ctl->path, &st) == 0 &&
         st.st_dev == ctl->sock_dev && st.st_ino == ctl->sock_ino)
         unlink(ctl->path);
@@ -846,10 +1171,13 @@ void control_free(struct control *ctl)
         close(ctl->listen_fd);
     if (ctl->wake_fd >= 0)
         close(ctl->wake_fd);
+    if (ctl->job.done_fd >= 0)
+        close(ctl->job.done_fd);
     free(ctl->path);
     free(ctl->name);
     free(ctl->algorithm);
     free(ctl->fuse_file);
     free(ctl->nbd);
+    free(ctl->backing);
     free(ctl);
 }

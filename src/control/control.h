@@ -27,6 +27,7 @@ struct control_info {
     int level;
     const char *fuse_file;   /* FUSE file served, or NULL */
     const char *nbd;         /* NBD address served, or NULL (the NBD issue) */
+    const char *backing;     /* the backing store's spec, or NULL without one */
 };
 
 /*
@@ -46,7 +47,9 @@ int control_start(struct control *ctl) __attribute__((nonnull));
 
 /*
  * Stop serving (closing every client connection), join the thread, unlink
- * the socket and free.  Accepts NULL.
+ * the socket and free.  Accepts NULL.  A writeback or recompression that a
+ * client started is waited for: it runs on the store, which the caller
+ * frees only after this returns.
  */
 void control_free(struct control *ctl);
 

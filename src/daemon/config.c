@@ -30,6 +30,7 @@ enum key_kind {
     KEY_VALUE,          /* "--key=value" */
     KEY_PATH,           /* the same, and the value must be absolute */
     KEY_BOOL,           /* "--key" when true, nothing when false */
+    KEY_SPEC,           /* an absolute path, or a URI ("nbd://...") */
 };
 
 static const struct {
@@ -50,6 +51,13 @@ static const struct {
     { "threads",           KEY_VALUE },
     { "group",             KEY_VALUE },
     { "control",           KEY_PATH },
+    { "backing",           KEY_SPEC },
+    { "backing-format",    KEY_VALUE },
+    { "high-watermark",    KEY_VALUE },
+    { "low-watermark",     KEY_VALUE },
+    { "evict-policy",      KEY_VALUE },
+    { "recompress-algorithm", KEY_VALUE },
+    { "recompress-level",  KEY_VALUE },
 };
 
 /* Files are written by hand: a few dozen lines.  Anything past this is not one. */
@@ -140,9 +148,16 @@ static int parse_line(const char *path, unsigned line, char *text, struct config
             return 0;
         r = asprintf(&arg, "--%s", key);
         break;
+    case KEY_SPEC:
+        if (strstr(value, "://")) {
+            r = asprintf(&arg, "--%s=%s", key, value);
+            break;
+        }
+        /* fall through */
     case KEY_PATH:
         if (value[0] != '/') {
-            log_err("%s:%u: %s: bad value '%s' (want an absolute path)", path, line, key, value);
+            log_err("%s:%u: %s: bad value '%s' (want an absolute path%s)", path, line, key,
+                    value, keys[i].kind == KEY_SPEC ? " or an NBD URI" : "");
             return -EINVAL;
         }
         /* fall through */

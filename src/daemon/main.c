@@ -4,8 +4,8 @@
  *
  * The daemon owns the pieces and their order; each piece is a library that
  * neither logs nor knows about the others:
- *   options -> (fork) -> signals -> harden -> store -> control socket
- *   -> front ends (FUSE, NBD) -> pidfile -> ready
+ *   options -> (fork) -> signals -> harden -> backing store -> store
+ *   -> control socket -> front ends (FUSE, NBD) -> pidfile -> ready
  * and shutdown undoes them in reverse.  Front ends come last so that the
  * device is only reachable once everything behind it exists, and go first
  * so that no request arrives at a store being freed.
@@ -31,9 +31,20 @@
  * --nbd-unix path, or a TCP one on the --nbd-tcp address, is used instead
  * of binding that address; any other passed socket is served as well.
  *
+ * The evict path.  With --backing, the backing store is opened once the
+ * size is known and before the store, which writes cold pages to it; it is
+ * closed after the store is freed.  Its faults are the store's to absorb
+ * (a page that cannot go back stays in memory) and the daemon's to report:
+ * the libraries only count them, so the main loop looks at the counts
+ * every STATUS_INTERVAL_MS and logs one line per burst of errors, one when
+ * an NBD server becomes unreachable and one when it is back.  Comparing
+ * counts once a period, rather than logging each error, is what keeps a
+ * dead server from flooding the log with one line per page.  That loop
+ * runs in the background as in the foreground, with or without systemd.
+ *
  * Reload.  SIGHUP parses the same command line again, which re-reads the
  * --config file, and applies what can change while serving: the memory
- * limit and the compaction threshold.  Anything else that changed is named
+ * limit, the compaction threshold and the eviction watermarks.  Anything else that changed is named
  * in a warning and waits for a restart (the size, the codec, the front
  * ends: changing those would mean a new device).  A file that no longer
  * parses changes nothing.
@@ -62,6 +73,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backing.h"
 #include "codec.h"
 #include "control.h"
 #include "fuse-export.h"
@@ -93,6 +105,10 @@ struct daemon {
     int npassed;                /* how many; those the NBD export took have fd -1 */
     bool passed_unix;           /* one of them is the --nbd-unix path */
     bool passed_tcp;            /* one of them is the --nbd-tcp address */
+    struct backing *backing;    /* NULL without --backing */
+    /* What the last look at the backing store's counts saw (watch_backing()). */
+    uint64_t bd_read_errors, bd_write_errors;
+    bool bd_connected;
 };
 
 static uint64_t monotonic_usec(void)
@@ -162,6 +178,20 @@ static int take_signal(struct daemon *d)
     return (int)si.ssi_signo;
 }
 
+/* Open --backing, for at most the device's size. */
+static int start_backing(struct daemon *d)
+{
+    char err[256] = "";
+
+    if (!d->opt.backing)
+        return 0;
+    d->backing = backing_open(d->opt.backing, d->opt.size, err, sizeof(err));
+    if (!d->backing)
+        return startup_failed("--backing %s: %s", d->opt.backing, err[0] ? err : strerror(errno));
+    d->bd_connected = true;
+    return 0;
+}
+
 static int start_store(struct daemon *d)
 {
     struct store_config cfg = {
@@ -172,6 +202,13 @@ static int start_store(struct daemon *d)
         .compact_threshold_pct = d->opt.compact_threshold_pct,
         /* One codec context per FUSE worker, made before serving. */
         .prealloc_threads = d->opt.threads,
+        .backing = d->backing,
+        .backing_raw = d->opt.backing_raw,
+        .high_wm_pct = d->opt.high_wm_pct,
+        .low_wm_pct = d->opt.low_wm_pct,
+        .evict_policy = (enum store_evict_policy)d->opt.evict_policy,
+        .recomp_codec = d->opt.recomp_codec,
+        .recomp_level = d->opt.recomp_level,
     };
 
     codec_level_range(d->opt.codec, NULL, NULL, &d->level);
@@ -251,6 +288,7 @@ static int start_control(struct daemon *d)
         .level = d->level,
         .fuse_file = d->opt.fuse_file,
         .nbd = d->nbd_address,
+        .backing = d->backing ? backing_spec(d->backing) : NULL,
     };
 
     d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid);
@@ -382,7 +420,8 @@ static int startup(struct daemon *d)
         return startup_failed("%s: process %ld is running (another uzramd?)",
                               d->opt.pidfile, (long)other);
     harden();
-    if (start_store(d) < 0 || start_control(d) < 0 || start_frontends(d) < 0)
+    if (start_backing(d) < 0 || start_store(d) < 0 || start_control(d) < 0 ||
+        start_frontends(d) < 0)
         return -1;
     if (d->opt.pidfile) {
         r = pidfile_write(d->opt.pidfile);
@@ -401,7 +440,7 @@ static int startup(struct daemon *d)
 static void notify_status(struct daemon *d)
 {
     struct store_stats st;
-    char size[16], data[16], compr[16], mem[16];
+    char size[16], data[16], compr[16], mem[16], wb[48] = "";
 
     if (!notify_enabled())
         return;
@@ -410,10 +449,50 @@ static void notify_status(struct daemon *d)
     format_size(st.orig_data_size, data, sizeof(data));
     format_size(st.compr_data_size, compr, sizeof(compr));
     format_size(st.mem_used_total, mem, sizeof(mem));
-    notifyf("STATUS=%s: %s %s%s%s%s%s; data %s, compressed %s, memory %s", d->opt.name, size,
+    if (d->backing) {
+        char b[16];
+        format_size(st.bd_count * STORE_PAGE_SIZE, b, sizeof(b));
+        snprintf(wb, sizeof(wb), ", written back %s%s", b, st.bd_connected ? "" : " (unreachable)");
+    }
+    notifyf("STATUS=%s: %s %s%s%s%s%s; data %s, compressed %s, memory %s%s", d->opt.name, size,
             codec_name(d->opt.codec), d->opt.fuse_file ? ", fuse " : "",
             d->opt.fuse_file ? d->opt.fuse_file : "", d->nbd_address ? ", nbd " : "",
-            d->nbd_address ? d->nbd_address : "", data, compr, mem);
+            d->nbd_address ? d->nbd_address : "", data, compr, mem, wb);
+}
+
+static const char *errno_text(int neg)
+{
+    return neg ? strerror(-neg) : "unknown error";
+}
+
+/*
+ * Once a period: one line if the backing store failed since the last look,
+ * one when it went away, one when it came back (see the essay above).
+ */
+static void watch_backing(struct daemon *d)
+{
+    struct store_stats st;
+
+    if (!d->backing)
+        return;
+    store_get_stats(d->store, &st);
+    if (st.bd_connected != d->bd_connected) {
+        if (st.bd_connected)
+            log_info("backing store %s: reachable again", d->opt.backing);
+        else
+            log_err("backing store %s: unreachable (%s); pages stay in memory, reads of "
+                    "pages written back fail until it returns", d->opt.backing,
+                    errno_text(st.bd_last_error));
+        d->bd_connected = st.bd_connected;
+    }
+    if (st.bd_write_errors > d->bd_write_errors || st.bd_read_errors > d->bd_read_errors)
+        log_err("backing store %s: %llu write errors, %llu read errors in the last %d s "
+                "(last: %s)", d->opt.backing,
+                (unsigned long long)(st.bd_write_errors - d->bd_write_errors),
+                (unsigned long long)(st.bd_read_errors - d->bd_read_errors),
+                STATUS_INTERVAL_MS / 1000, errno_text(st.bd_last_error));
+    d->bd_write_errors = st.bd_write_errors;
+    d->bd_read_errors = st.bd_read_errors;
 }
 
 static bool str_differ(const char *a, const char *b)
@@ -441,6 +520,11 @@ static void warn_restart(const struct options *o, const struct options *n)
         { "threads", o->threads != n->threads },
         { "group", o->gid != n->gid },
         { "control", str_differ(o->control_path, n->control_path) },
+        { "backing", str_differ(o->backing, n->backing) },
+        { "backing-format", o->backing_raw != n->backing_raw },
+        { "evict-policy", o->evict_policy != n->evict_policy },
+        { "recompress-algorithm", o->recomp_codec != n->recomp_codec },
+        { "recompress-level", o->recomp_level != n->recomp_level },
     };
 
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -492,6 +576,19 @@ static void reload(struct daemon *d)
             changed = true;
         }
     }
+    if (n.high_wm_pct != d->opt.high_wm_pct || n.low_wm_pct != d->opt.low_wm_pct) {
+        r = store_set_watermarks(d->store, n.high_wm_pct, n.low_wm_pct);
+        if (r < 0) {
+            log_err("reload: watermarks %u%%/%u%%: %s", n.high_wm_pct, n.low_wm_pct,
+                    strerror(-r));
+        } else {
+            log_info("reload: watermarks %u%%/%u%% -> %u%%/%u%%", d->opt.high_wm_pct,
+                     d->opt.low_wm_pct, n.high_wm_pct, n.low_wm_pct);
+            d->opt.high_wm_pct = n.high_wm_pct;
+            d->opt.low_wm_pct = n.low_wm_pct;
+            changed = true;
+        }
+    }
     warn_restart(&d->opt, &n);
     if (!changed)
         log_info("reload: %s: nothing to change now", d->opt.config_file);
@@ -501,15 +598,30 @@ done:
     notify_status(d);
 }
 
-/* Serve until a stop signal, or until a front end ends by itself. */
+/*
+ * Serve until a stop signal, or until a front end ends by itself.  Every
+ * STATUS_INTERVAL_MS, signals or not: the STATUS= line, and the backing
+ * store's health.  Without either there is nothing to wake up for.
+ */
 static void serve(struct daemon *d)
 {
-    int timeout = notify_enabled() ? STATUS_INTERVAL_MS : -1;
+    bool periodic = notify_enabled() || d->backing;
+    uint64_t next = monotonic_usec() + STATUS_INTERVAL_MS * 1000u;
 
     for (;;) {
         struct pollfd fds[2] = { { .fd = d->sigfd, .events = POLLIN } };
         nfds_t n = 1;
+        int timeout = -1;
 
+        if (periodic) {
+            uint64_t now = monotonic_usec();
+            if (now >= next) {
+                notify_status(d);
+                watch_backing(d);
+                next = now + STATUS_INTERVAL_MS * 1000u;
+            }
+            timeout = (int)((next - now + 999) / 1000);
+        }
         if (d->fuse)
             fds[n++] = (struct pollfd){ .fd = fuse_export_done_fd(d->fuse), .events = POLLIN };
         int ready = poll(fds, n, timeout);
@@ -519,10 +631,8 @@ static void serve(struct daemon *d)
             log_err("poll: %s", strerror(errno));
             return;
         }
-        if (ready == 0) {
-            notify_status(d);
+        if (ready == 0)
             continue;
-        }
         if (n > 1 && fds[1].revents) {
             log_info("%s was unmounted; stopping", d->opt.fuse_file);
             return;
@@ -592,6 +702,8 @@ static void teardown(struct daemon *d)
         stop_fuse(d);
     control_free(d->control);
     store_free(d->store);
+    /* After the store, which writes to it until it is freed. */
+    backing_close(d->backing);
     if (d->pidfile_written)
         pidfile_remove(d->opt.pidfile);
     if (d->sigfd >= 0)
@@ -614,6 +726,9 @@ int main(int argc, char **argv)
         return r > 0 ? EXIT_SUCCESS : EXIT_USAGE;
     }
     fuse_set_log_func(fuse_log_forward);
+    /* Said once, at startup: a reload that keeps the setting would say it again. */
+    if (d.opt.backing_only && !d.opt.backing)
+        log_warn("%s has no effect without --backing", d.opt.backing_only);
 
     /* Before any fork: the sockets are for this pid. */
     r = listen_fds_take(&d.passed);

@@ -36,6 +36,13 @@
 #define MAX_THREADS 256
 #define DEFAULT_NAME "uzram0"
 #define DEFAULT_COMPACT_PCT 10
+/*
+ * Eviction starts at 90% of --mem-limit and stops at 80%: the gap makes
+ * each pass free a batch (10% of the limit) rather than one page per
+ * write, and the 10% left above leaves writes room while a pass runs.
+ */
+#define DEFAULT_HIGH_WM 90
+#define DEFAULT_LOW_WM 80
 
 enum {
     OPT_NAME = 'n', OPT_SIZE = 's', OPT_ALGORITHM = 'a', OPT_LEVEL = 'l',
@@ -43,7 +50,8 @@ enum {
     OPT_PIDFILE = 'p', OPT_FOREGROUND = 'f', OPT_THREADS = 't',
     OPT_HELP = 'h', OPT_VERSION = 'V',
     OPT_COMPACT = 0x100, OPT_NBD_UNIX, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS,
-    OPT_CONFIG,
+    OPT_CONFIG, OPT_BACKING, OPT_BACKING_FORMAT, OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY,
+    OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,
 };
 #define SHORT_OPTS ":n:s:a:l:F:c:g:m:p:ft:hV"
 
@@ -68,6 +76,13 @@ static const struct option long_opts[] = {
     { "read-only",         no_argument,       NULL, OPT_READ_ONLY },
     { "max-connections",   required_argument, NULL, OPT_MAX_CONNECTIONS },
     { "config",            required_argument, NULL, OPT_CONFIG },
+    { "backing",           required_argument, NULL, OPT_BACKING },
+    { "backing-format",    required_argument, NULL, OPT_BACKING_FORMAT },
+    { "high-watermark",    required_argument, NULL, OPT_HIGH_WM },
+    { "low-watermark",     required_argument, NULL, OPT_LOW_WM },
+    { "evict-policy",      required_argument, NULL, OPT_EVICT_POLICY },
+    { "recompress-algorithm", required_argument, NULL, OPT_RECOMP_ALGORITHM },
+    { "recompress-level",  required_argument, NULL, OPT_RECOMP_LEVEL },
     { "help",              no_argument,       NULL, OPT_HELP },
     { "version",           no_argument,       NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -82,6 +97,10 @@ static void usage(void)
            "              [--pidfile FILE] [--foreground] [--threads N]\n"
            "              [--nbd-unix SOCKET] [--nbd-tcp [HOST]:PORT] [--read-only]\n"
            "              [--max-connections N]\n"
+           "              [--backing FILE|NBD-URI] [--backing-format compressed|raw]\n"
+           "              [--high-watermark PCT] [--low-watermark PCT]\n"
+           "              [--evict-policy lru|zspage]\n"
+           "              [--recompress-algorithm ALGO] [--recompress-level N]\n"
            "\n"
            "Serve a compressed RAM block device.\n"
            "\n"
@@ -108,6 +127,24 @@ static void usage(void)
            "      --compact-threshold PCT\n"
            "                         compact when this %% of memory is wasted\n"
            "                         (default %d; 0: never automatically)\n"
+           "      --backing FILE|NBD-URI\n"
+           "                         write cold pages back to FILE (created sparse) or\n"
+           "                         to an NBD server (nbd://HOST:PORT/EXPORT,\n"
+           "                         nbd+unix:///EXPORT?socket=PATH)\n"
+           "      --backing-format compressed|raw\n"
+           "                         how pages are written back (default compressed)\n"
+           "      --high-watermark PCT\n"
+           "                         evict when memory passes PCT%% of --mem-limit\n"
+           "                         (default %d)\n"
+           "      --low-watermark PCT\n"
+           "                         until it is under PCT%% (default %d)\n"
+           "      --evict-policy lru|zspage\n"
+           "                         least recently used pages, or whole zspages\n"
+           "                         (default lru)\n"
+           "      --recompress-algorithm ALGO\n"
+           "                         second codec, for `uzramctl recompress`\n"
+           "      --recompress-level N\n"
+           "                         its level (default: the codec's)\n"
            "  -p, --pidfile FILE     write the daemon's pid to FILE once ready\n"
            "  -f, --foreground       stay in the foreground, log to stderr\n"
            "  -t, --threads N        FUSE worker threads, and NBD workers for large\n"
@@ -116,7 +153,7 @@ static void usage(void)
            "  -V, --version          show the version\n"
            "\n"
            "See uzramd(8).\n", NBD_EXPORT_MAX_CONNECTIONS, NBD_EXPORT_DEFAULT_CONNECTIONS,
-           DEFAULT_COMPACT_PCT, MAX_THREADS);
+           DEFAULT_COMPACT_PCT, DEFAULT_HIGH_WM, DEFAULT_LOW_WM, MAX_THREADS);
 }
 
 /*
@@ -242,6 +279,33 @@ static int parse_tcp(const char *s, char **ret_host, uint16_t *ret_port)
     return 0;
 }
 
+/*
+ * An NBD URI as libnbd takes it (nbd://, nbds://, nbd+unix://, ...) goes
+ * as it is; anything else is a path, made absolute.  NULL if out of memory.
+ */
+static char *backing_spec(const char *s)
+{
+    if (strncmp(s, "nbd", 3) == 0 && strstr(s, "://"))
+        return strdup(s);
+    return absolute(s);
+}
+
+/* A --level value for codec, checked against its range; idx for the message. */
+static int parse_level(const struct codec_type *codec, const char *opt, const char *arg,
+                       int idx, int *ret)
+{
+    int min, max;
+    char want[64];
+    long v;
+
+    codec_level_range(codec, &min, &max, NULL);
+    snprintf(want, sizeof(want), "%d to %d for %s", min, max, codec_name(codec));
+    if (parse_int(arg, min, max, &v) < 0)
+        return bad_at(idx, opt, arg, want);
+    *ret = (int)v;
+    return 0;
+}
+
 static char *algorithms_list(void)
 {
     char *list = NULL;
@@ -328,7 +392,9 @@ int options_parse(int argc, char **argv, struct options *ret)
 static int parse_merged(int argc, char **argv, struct options *ret)
 {
     const char *algorithm = "lz4", *level_arg = NULL, *control = NULL;
-    int algorithm_idx = 0, level_idx = 0;
+    const char *recomp = NULL, *recomp_level = NULL;
+    int algorithm_idx = 0, level_idx = 0, recomp_idx = 0, recomp_level_idx = 0;
+    int high_idx = 0, low_idx = 0;
     bool have_size = false;
     long v;
     int c;
@@ -343,6 +409,9 @@ static int parse_merged(int argc, char **argv, struct options *ret)
         .compact_threshold_pct = DEFAULT_COMPACT_PCT,
         .threads = (unsigned)default_threads(),
         .max_connections = NBD_EXPORT_DEFAULT_CONNECTIONS,
+        .high_wm_pct = DEFAULT_HIGH_WM,
+        .low_wm_pct = DEFAULT_LOW_WM,
+        .evict_policy = STORE_EVICT_LRU,
     };
 
     opterr = 0;
@@ -432,6 +501,51 @@ static int parse_merged(int argc, char **argv, struct options *ret)
             }
             ret->max_connections = (unsigned)v;
             break;
+        case OPT_BACKING:
+            free(ret->backing);
+            ret->backing = *optarg ? backing_spec(optarg) : NULL;
+            if (!ret->backing)
+                return bad("--backing", optarg, "a file, a block device or an NBD URI");
+            break;
+        case OPT_BACKING_FORMAT:
+            if (strcmp(optarg, "compressed") == 0)
+                ret->backing_raw = false;
+            else if (strcmp(optarg, "raw") == 0)
+                ret->backing_raw = true;
+            else
+                return bad("--backing-format", optarg, "compressed or raw");
+            ret->backing_only = "--backing-format";
+            break;
+        case OPT_HIGH_WM:
+        case OPT_LOW_WM:
+            if (parse_int(optarg, 1, 100, &v) < 0)
+                return bad(c == OPT_HIGH_WM ? "--high-watermark" : "--low-watermark", optarg,
+                           "a percentage of --mem-limit, 1-100");
+            if (c == OPT_HIGH_WM) {
+                ret->high_wm_pct = (unsigned)v;
+                high_idx = optind - 1;
+            } else {
+                ret->low_wm_pct = (unsigned)v;
+                low_idx = optind - 1;
+            }
+            break;
+        case OPT_EVICT_POLICY:
+            if (strcmp(optarg, "lru") == 0)
+                ret->evict_policy = STORE_EVICT_LRU;
+            else if (strcmp(optarg, "zspage") == 0)
+                ret->evict_policy = STORE_EVICT_ZSPAGE;
+            else
+                return bad("--evict-policy", optarg, "lru or zspage");
+            ret->backing_only = "--evict-policy";
+            break;
+        case OPT_RECOMP_ALGORITHM:
+            recomp = optarg;
+            recomp_idx = optind - 1;
+            break;
+        case OPT_RECOMP_LEVEL:
+            recomp_level = optarg;
+            recomp_level_idx = optind - 1;
+            break;
         case OPT_HELP:
             usage();
             return 1;
@@ -466,14 +580,37 @@ static int parse_merged(int argc, char **argv, struct options *ret)
         _cleanup_free_ char *list = algorithms_list();
         return bad_at(algorithm_idx, "--algorithm", algorithm, list ? list : "a built-in codec");
     }
-    if (level_arg) {
-        int min, max;
+    if (level_arg && parse_level(ret->codec, "--level", level_arg, level_idx, &ret->level) < 0)
+        return -EINVAL;
+    if (recomp) {
+        ret->recomp_codec = codec_find(recomp);
+        if (!ret->recomp_codec) {
+            _cleanup_free_ char *list = algorithms_list();
+            return bad_at(recomp_idx, "--recompress-algorithm", recomp,
+                          list ? list : "a built-in codec");
+        }
+    }
+    if (recomp_level) {
+        if (!ret->recomp_codec)
+            return bad_at(recomp_level_idx, "--recompress-level", recomp_level,
+                          "a level, with --recompress-algorithm");
+        if (parse_level(ret->recomp_codec, "--recompress-level", recomp_level,
+                        recomp_level_idx, &ret->recomp_level) < 0)
+            return -EINVAL;
+    }
+    if (ret->low_wm_pct >= ret->high_wm_pct) {
         char want[64];
-        codec_level_range(ret->codec, &min, &max, NULL);
-        snprintf(want, sizeof(want), "%d to %d for %s", min, max, codec_name(ret->codec));
-        if (parse_int(level_arg, min, max, &v) < 0)
-            return bad_at(level_idx, "--level", level_arg, want);
-        ret->level = (int)v;
+        snprintf(want, sizeof(want), "below --high-watermark, %u", ret->high_wm_pct);
+        /* Name the one given last, or the one given at all. */
+        if (low_idx >= high_idx) {
+            char val[16];
+            snprintf(val, sizeof(val), "%u", ret->low_wm_pct);
+            return bad_at(low_idx, "--low-watermark", val, want);
+        }
+        char val[16];
+        snprintf(want, sizeof(want), "above --low-watermark, %u", ret->low_wm_pct);
+        snprintf(val, sizeof(val), "%u", ret->high_wm_pct);
+        return bad_at(high_idx, "--high-watermark", val, want);
     }
 
     if (control) {
@@ -502,8 +639,10 @@ void options_free(struct options *o)
     free(o->pidfile);
     free(o->nbd_unix);
     free(o->nbd_tcp_host);
+    free(o->backing);
     free(o->config_file);
     config_args_free(&o->config);
     o->fuse_file = o->control_path = o->pidfile = o->nbd_unix = o->nbd_tcp_host = NULL;
     o->config_file = NULL;
+    o->backing = NULL;
 }

@@ -62,6 +62,15 @@ struct options {
     uint16_t nbd_tcp_port;
     bool read_only;                  /* NBD clients may not write */
     unsigned max_connections;        /* NBD clients at once */
+    /* The evict path (see uzramd(8), EVICTION). */
+    char *backing;                   /* an absolute path or an NBD URI, or NULL */
+    bool backing_raw;                /* --backing-format raw */
+    unsigned high_wm_pct, low_wm_pct;
+    unsigned evict_policy;           /* enum store_evict_policy */
+    const struct codec_type *recomp_codec;   /* NULL: no recompression */
+    int recomp_level;                /* 0: the codec's default */
+    /* The last option given that means nothing without --backing, or NULL. */
+    const char *backing_only;
     char *config_file;               /* absolute, or NULL */
     struct config_args config;       /* the file's settings; name may point into them */
 };

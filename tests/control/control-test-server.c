@@ -8,7 +8,8 @@
  *
  * Prints "ready" on stdout once the socket listens; SIGTERM or SIGINT stops
  * it cleanly (the socket is removed).  The device's name is the socket's
- * file name less ".sock".
+ * file name less ".sock".  It has zstd as its recompression codec, and no
+ * backing store.
  */
 #include <errno.h>
 #include <signal.h>
@@ -22,7 +23,8 @@
 int main(int argc, char **argv)
 {
     static unsigned char page[STORE_PAGE_SIZE];
-    struct store_config cfg = { .size = 64u << 20 };
+    /* A second codec, so that recompress has something to do; no backing store. */
+    struct store_config cfg = { .size = 64u << 20, .recomp_codec = codec_find("zstd") };
     struct control_info info = { .algorithm = "lz4" };
     char name[128];
     sigset_t set;

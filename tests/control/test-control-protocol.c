@@ -509,6 +509,152 @@ static void test_socket_file(void)
     CHECK_EQ(rmdir(sub), 0);
 }
 
+/* The evict path's figures, as the store has them with nothing running. */
+static void check_evict_stats_equal(const char *r)
+{
+    struct store_stats st;
+    char v[64];
+
+    store_get_stats(t.store, &st);
+#define EQ(f) CHECK_EQU(ct_u64(r, #f), st.f)
+    EQ(bd_count);
+    EQ(bd_reads);
+    EQ(bd_writes);
+    EQ(bd_read_errors);
+    EQ(bd_write_errors);
+    EQ(bd_blocks);
+    EQ(wb_high);
+    EQ(wb_low);
+    EQ(evictions);
+    EQ(pages_promoted);
+    EQ(write_waits);
+    EQ(idle_pages);
+    EQ(recompressed);
+    EQ(bd_bad_sums);
+#undef EQ
+    CHECK_EQU(ct_u64(r, "bd_connected"), st.bd_connected);
+    CHECK_EQU(ct_u64(r, "high_watermark"), st.wb_high_pct);
+    CHECK_EQU(ct_u64(r, "low_watermark"), st.wb_low_pct);
+    /* No backing store: no error, and an empty spec. */
+    CHECK_EQU(ct_u64(r, "bd_last_error"), 0);
+    CHECK(ct_value(r, "backing", v, sizeof(v)) && v[0] == '\0');
+}
+
+static void test_evict_verbs(void)
+{
+    char r[LINE], v[64];
+    int fd = ct_connect(&t);
+
+    ct_ask(fd, "stat", r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    check_evict_stats_equal(r);
+    ct_ask(fd, "info", r, sizeof(r));
+    CHECK(ct_value(r, "backing", v, sizeof(v)) && v[0] == '\0');
+
+    /* test_stat left data in the store: every slot holding some is marked. */
+    ct_ask(fd, "idle all", r, sizeof(r));
+    CHECK_RESP(r, "ok marked=");
+    uint64_t marked = ct_u64(r, "marked");
+    CHECK(marked > 0);
+    ct_ask(fd, "stat", r, sizeof(r));
+    CHECK_EQU(ct_u64(r, "idle_pages"), marked);
+    ct_ask(fd, "idle 86400", r, sizeof(r));
+    CHECK_RESP(r, "ok marked=");
+    ct_ask(fd, "idle", r, sizeof(r));
+    CHECK_RESP(r, "error EINVAL ");
+    ct_ask(fd, "idle soon", r, sizeof(r));
+    CHECK_RESP(r, "error EINVAL ");
+    ct_ask(fd, "idle all now", r, sizeof(r));
+    CHECK_RESP(r, "error EINVAL ");
+
+    /* No backing store, no second codec: said, and not as a usage error. */
+    ct_ask(fd, "writeback all", r, sizeof(r));
+    CHECK_RESP(r, "error ENOTSUP no backing store");
+    ct_ask(fd, "writeback huge_idle limit=1M", r, sizeof(r));
+    CHECK_RESP(r, "error ENOTSUP no backing store");
+    ct_ask(fd, "recompress idle", r, sizeof(r));
+    CHECK_RESP(r, "error ENOTSUP no recompression algorithm");
+    ct_ask(fd, "recompress huge threshold=2000", r, sizeof(r));
+    CHECK_RESP(r, "error ENOTSUP no recompression algorithm");
+    static const char *const bad[] = {
+        "writeback", "writeback cold", "writeback all limit=0", "writeback all limit=lots",
+        "writeback all threshold=1", "writeback all limit=1M more", "writeback all limit",
+        "recompress", "recompress all", "recompress huge threshold=5000",
+        "recompress idle limit=1M", "recompress idle threshold=%zz",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ct_ask(fd, bad[i], r, sizeof(r));
+        CHECKF(ct_starts(r, "error EINVAL "), "'%s' got '%s'", bad[i], r);
+    }
+
+    /* A long verb and the requests behind it, pipelined: answered in order. */
+    const char pipe[] = "writeback idle\nstat\nrecompress huge\nhelp\n";
+    ct_send(fd, pipe, sizeof(pipe) - 1);
+    CHECK(ct_read_line(fd, r, sizeof(r)) >= 0);
+    CHECK_RESP(r, "error ENOTSUP ");
+    CHECK(ct_read_line(fd, r, sizeof(r)) >= 0);
+    CHECK_RESP(r, "ok algorithm=");
+    CHECK(ct_read_line(fd, r, sizeof(r)) >= 0);
+    CHECK_RESP(r, "error ENOTSUP ");
+    CHECK(ct_read_line(fd, r, sizeof(r)) >= 0);
+    CHECK_RESP(r, "ok protocol=1 ");
+    CHECK(ct_value(r, "verbs", v, sizeof(v)));
+    CHECK(strstr(v, "idle") && strstr(v, "writeback") && strstr(v, "recompress"));
+    close(fd);
+
+    /* A client that shuts its side after a last request without newline
+     * still gets its answer; one that hangs up without reading it only
+     * loses it (its job may still run: others may get EBUSY meanwhile). */
+    fd = ct_connect(&t);
+    ct_send(fd, "recompress idle", 15);
+    CHECK_EQ(shutdown(fd, SHUT_WR), 0);
+    CHECK(ct_read_line(fd, r, sizeof(r)) >= 0);
+    CHECK_RESP(r, "error ENOTSUP ");
+    CHECK(ct_at_eof(fd));
+    close(fd);
+    fd = ct_connect(&t);
+    ct_send(fd, "writeback all\n", 14);
+    close(fd);
+    fd = ct_connect(&t);
+    ct_ask(fd, "stat", r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    close(fd);
+}
+
+static void test_watermarks(void)
+{
+    char r[LINE];
+    int fd = ct_connect(&t);
+
+    /* Both at once, past each other: one request, checked together. */
+    ct_ask(fd, "set low-watermark=40 high-watermark=50", r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    CHECK_EQU(ct_u64(r, "high_watermark"), 50);
+    CHECK_EQU(ct_u64(r, "low_watermark"), 40);
+    ct_ask(fd, "set high_watermark=95", r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    CHECK_EQU(ct_u64(r, "high_watermark"), 95);
+    CHECK_EQU(ct_u64(r, "low_watermark"), 40);
+    static const char *const bad[] = {
+        "set low-watermark=95", "set high-watermark=40", "set high-watermark=30 low-watermark=30",
+        "set high-watermark=101", "set low-watermark=0", "set high-watermark=x",
+        "set high-watermark=90 high-watermark=80", "set high-watermark=90 mem-limit=1M",
+        "set mem-limit=1M compact-threshold=5", "set high-watermark=90 low-watermark=80 x=1",
+        "set high-watermark",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ct_ask(fd, bad[i], r, sizeof(r));
+        CHECKF(ct_starts(r, "error EINVAL "), "'%s' got '%s'", bad[i], r);
+    }
+    /* Nothing half applied. */
+    ct_ask(fd, "stat", r, sizeof(r));
+    CHECK_EQU(ct_u64(r, "high_watermark"), 95);
+    CHECK_EQU(ct_u64(r, "low_watermark"), 40);
+    ct_ask(fd, "set high-watermark=90 low-watermark=80", r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    close(fd);
+}
+
 int main(void)
 {
     /* A umask that would make the socket world-writable must not matter. */
@@ -519,6 +665,8 @@ int main(void)
     RUN_TEST(test_stat);
     RUN_TEST(test_compact);
     RUN_TEST(test_set);
+    RUN_TEST(test_evict_verbs);
+    RUN_TEST(test_watermarks);
     RUN_TEST(test_malformed);
     RUN_TEST(test_oversized);
     RUN_TEST(test_random_garbage);

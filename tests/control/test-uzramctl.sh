@@ -91,7 +91,7 @@ run_ok list
 
 run_ok --output-all
 read -ra hdr <<<"${out%%$'\n'*}"
-[[ ${hdr[*]} == "NAME ALGORITHM DISKSIZE DATA COMPR TOTAL ZERO-PAGES MEM-LIMIT MEM-USED MIGRATED MOUNTPOINT" ]] ||
+[[ ${hdr[*]} == "NAME ALGORITHM DISKSIZE DATA COMPR TOTAL ZERO-PAGES MEM-LIMIT MEM-USED MIGRATED MOUNTPOINT BACKING WRITTEN-BACK" ]] ||
     fail "--output-all header: ${hdr[*]}"
 
 run_ok -n -r -b -o name,DiskSize,data,zero-pages,mem-limit
@@ -128,7 +128,7 @@ for k in disksize orig_data_size compr_data_size mem_used_total mem_limit mem_us
     [[ $out =~ (^|$'\n')$k\ +[0-9]+($'\n'|$) ]] || fail "stat: no $k in: $out"
 done
 run_ok stat "$T/dev0.sock" --json
-[[ $(json_get "$out" 'all(type(v) is int for k, v in j.items() if k not in ("name", "algorithm"))') == True ]] ||
+[[ $(json_get "$out" 'all(type(v) is int for k, v in j.items() if k not in ("name", "algorithm", "backing"))') == True ]] ||
     fail "stat --json: not all integers: $out"
 [[ $(json_get "$out" 'j["orig_data_size"]') == 262144 ]] || fail "stat --json: $out"
 [[ $(json_get "$out" 'j["name"]') == dev0 ]] || fail "stat --json name: $out"
@@ -289,6 +289,60 @@ run_fail 2 "socket path too long" stat "/$(printf 'a%.0s' {1..200})"
 run_fail 2 "expected KEY=VALUE, got 'oops'" --dir "$T" set dev0 compact-threshold=40 oops
 run_ok stat dev0 --json
 [[ $(json_get "$out" 'j["compact_threshold_pct"]') == 30 ]] || fail "set applied before a usage error: $out"
+
+# ---- the evict path's verbs ---------------------------------------------------
+# The test server has no backing store and zstd as its second codec.
+run_ok stat dev0 --json
+for k in bd_count bd_reads bd_writes bd_read_errors bd_write_errors bd_last_error bd_connected \
+         bd_blocks wb_high wb_low high_watermark low_watermark evictions pages_promoted \
+         write_waits idle_pages recompressed; do
+    [[ $(json_get "$out" "type(j[\"$k\"]).__name__") == int ]] || fail "stat --json: $k: $out"
+done
+[[ $(json_get "$out" 'j["backing"]') == "" ]] || fail "stat --json: backing without one: $out"
+run_ok -o NAME,BACKING,WRITTEN-BACK -r -n -b
+[[ $out == "dev0  0" ]] || fail "-o BACKING,WRITTEN-BACK: '$out'"
+run_ok -o WRITTEN-BACK -J -b
+[[ $(json_get "$out" 'j["uzramdevices"][0]["written-back"]') == 0 ]] || fail "-J WRITTEN-BACK: $out"
+
+run_ok idle dev0 all
+[[ $out =~ ^dev0:\ [0-9]+\ pages?\ marked\ idle$ ]] || fail "idle all: $out"
+run_ok idle "$T/dev0.sock" 3600
+[[ $out =~ ^dev0:\ [0-9]+\ pages?\ marked\ idle$ ]] || fail "idle 3600: $out"
+run_fail 1 "writeback: .*no backing store" --dir "$T" writeback dev0 all
+run_fail 1 "writeback: .*no backing store" --dir "$T" writeback dev0 huge_idle --limit 1M
+run_ok recompress dev0 huge
+[[ $out =~ ^dev0:\ [0-9]+\ pages?\ recompressed$ ]] || fail "recompress huge: $out"
+run_ok recompress dev0 idle --threshold 1K
+[[ $out =~ ^dev0:\ [0-9]+\ pages?\ recompressed$ ]] || fail "recompress --threshold: $out"
+
+# The watermarks move together: 90/80 to 50/40 takes one request, in any order.
+run_ok set dev0 low-watermark=40 high-watermark=50
+run_ok stat dev0 --json
+[[ $(json_get "$out" '(j["high_watermark"], j["low_watermark"])') == "(50, 40)" ]] || fail "set watermarks: $out"
+run_ok set dev0 high_watermark=95
+run_ok stat dev0 --json
+[[ $(json_get "$out" '(j["high_watermark"], j["low_watermark"])') == "(95, 40)" ]] || fail "set high: $out"
+run_fail 1 "must be below" --dir "$T" set dev0 low-watermark=95
+run_fail 1 "must be below" --dir "$T" set dev0 high-watermark=30 low-watermark=30
+run_fail 1 "1 to 100" --dir "$T" set dev0 high-watermark=101
+run_fail 1 "1 to 100" --dir "$T" set dev0 low-watermark=0
+run_ok set dev0 high-watermark=90 low-watermark=80
+
+# Bad arguments: exit 2 before any daemon is asked.
+run_fail 2 "idle: expected all or a number of seconds, got 'soon'" idle dev0 soon
+run_fail 2 "idle: no all or SECONDS given" idle dev0
+run_fail 2 "idle: unexpected argument 'x'" idle dev0 all x
+run_fail 2 "writeback: expected idle, huge, huge_idle or all, got 'cold'" writeback dev0 cold
+run_fail 2 "writeback: no DEVICE given" writeback
+run_fail 2 "writeback: no idle" writeback dev0
+run_fail 2 "--limit: bad size 'lots'" writeback dev0 all --limit lots
+run_fail 2 "--limit: bad size '0'" writeback dev0 all --limit 0
+run_fail 2 "--limit is an option of writeback, not of recompress" recompress dev0 idle --limit 1M
+run_fail 2 "--threshold is an option of recompress, not of writeback" writeback dev0 idle --threshold 1K
+run_fail 2 "--limit is an option of writeback, not of list" --limit 1M
+run_fail 2 "recompress: expected idle, huge or huge_idle, got 'all'" recompress dev0 all
+run_fail 2 "--threshold: bad size '5000'" recompress dev0 huge --threshold 5000
+run_fail 2 "--json is an option of list and stat, not of idle" idle -J dev0 all
 
 # ---- the server survives a stopped uzramctl and garbage ----------------------
 python3 - "$T/dev0.sock" <<'EOF'

@@ -94,7 +94,7 @@ source "$DIR/uzramd"
 make_sockets "$T/run" uzram0.sock uzram1.sock swap0.sock .hidden.sock
 touch "$T/run/notasocket.sock" "$T/run/uzram9.img"
 
-expect 'compact list set stat' _uzramctl uzramctl ''
+expect 'compact idle list recompress set stat writeback' _uzramctl uzramctl ''
 expect 'set stat' _uzramctl uzramctl s
 expect 'compact' _uzramctl uzramctl --bytes c
 expect '--bytes' _uzramctl uzramctl --b
@@ -104,10 +104,12 @@ opts=$(complete_line _uzramctl uzramctl --)
 for o in --bytes --json --noheadings --output --output-all --raw --dir --help --version; do
     [[ " $opts " == *" $o "* ]] || fail "uzramctl --<TAB> lacks $o: $opts"
 done
-# Every long option in --help is offered, and nothing that is not there.
+# Every long option in --help is offered (--limit and --threshold after
+# their verb), and nothing that is not there.
 if [[ -n ${UZRAMCTL:-} ]]; then
     help_opts=$("$UZRAMCTL" --help | grep -oE -- '--[a-z-]+' | sort -u | paste -sd ' ')
-    [[ $help_opts == "$(tr ' ' '\n' <<<"$opts" | sort | paste -sd ' ')" ]] ||
+    opts="$(complete_line _uzramctl uzramctl writeback x --) $(complete_line _uzramctl uzramctl recompress x --)"
+    [[ $help_opts == "$(tr ' ' '\n' <<<"$opts" | sort -u | paste -sd ' ')" ]] ||
         fail "options offered ($opts) differ from --help ($help_opts)"
 fi
 
@@ -122,19 +124,31 @@ expect '--json' _uzramctl uzramctl --dir "$T/run" stat uzram0 --j
 # A device given as its socket's path.
 expect "$T/run/swap0.sock" _uzramctl uzramctl compact "$T/run/sw"
 # An option argument is not taken for the verb.
-expect 'compact list set stat' _uzramctl uzramctl --dir "$T/run" -o name ''
+expect 'compact idle list recompress set stat writeback' _uzramctl uzramctl --dir "$T/run" -o name ''
 
 # set: a device, then keys, each once.
 expect 'uzram0 uzram1' _uzramctl uzramctl --dir "$T/run" set uz
-expect 'compact-threshold= mem-limit= mem-used-max=' _uzramctl uzramctl --dir "$T/run" set uzram0 ''
+expect 'compact-threshold= high-watermark= low-watermark= mem-limit= mem-used-max=' _uzramctl uzramctl --dir "$T/run" set uzram0 ''
 expect 'mem-limit= mem-used-max=' _uzramctl uzramctl --dir "$T/run" set uzram0 mem
-expect 'compact-threshold= mem-used-max=' \
+expect 'compact-threshold= high-watermark= low-watermark= mem-used-max=' \
     _uzramctl uzramctl --dir "$T/run" set uzram0 mem-limit = 1G ''
 expect '0' _uzramctl uzramctl --dir "$T/run" set uzram0 mem-used-max =
 expect '' _uzramctl uzramctl --dir "$T/run" set uzram0 mem-limit =
 
+# idle, writeback, recompress: a device, then which pages; --limit and
+# --threshold only after their verb.
+expect 'uzram0 uzram1' _uzramctl uzramctl --dir "$T/run" writeback uz
+expect 'all' _uzramctl uzramctl --dir "$T/run" idle uzram0 ''
+expect 'all huge huge_idle idle' _uzramctl uzramctl --dir "$T/run" writeback uzram0 ''
+expect 'huge huge_idle' _uzramctl uzramctl --dir "$T/run" recompress uzram0 h
+expect '' _uzramctl uzramctl --dir "$T/run" writeback uzram0 idle ''
+expect '--limit' _uzramctl uzramctl writeback uzram0 idle --li
+expect '' _uzramctl uzramctl stat uzram0 --li
+expect '--threshold' _uzramctl uzramctl recompress uzram0 idle --thr
+expect '' _uzramctl uzramctl writeback uzram0 idle --limit ''
+
 # --output: column names, comma lists, '+', each column once.
-cols='algorithm compr data disksize mem-limit mem-used migrated mountpoint name total zero-pages'
+cols='algorithm backing compr data disksize mem-limit mem-used migrated mountpoint name total written-back zero-pages'
 expect "$cols" _uzramctl uzramctl --output ''
 expect "$cols" _uzramctl uzramctl -o ''
 expect "$cols" _uzramctl uzramctl --output =
@@ -164,8 +178,12 @@ if [[ -n ${UZRAMD:-} ]]; then
         [[ " $opts " == *" $o "* ]] || fail "uzramd --help has $o, the completion does not"
     done
 fi
+expect 'compressed raw' _uzramd uzramd --backing-format ''
+expect 'lru zspage' _uzramd uzramd --evict-policy ''
+expect 'zstd' _uzramd uzramd --recompress-algorithm z
+expect '' _uzramd uzramd --high-watermark ''
 touch "$T/disk.img" "$T/daemon.pid" "$T/swap0.conf"
-for o in --fuse -F --pidfile -p --control -c --nbd-unix --config; do
+for o in --fuse -F --pidfile -p --control -c --nbd-unix --config --backing; do
     expect "$T/daemon.pid $T/disk.img" _uzramd uzramd --size 1G "$o" "$T/d"
 done
 expect "$T/swap0.conf" _uzramd uzramd --config = "$T/sw"

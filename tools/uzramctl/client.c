@@ -39,6 +39,9 @@ int uz_connect(const char *path, unsigned timeout_s)
 
 static int errno_from_name(const char *name)
 {
+    /* Linux's ENOTSUP is EOPNOTSUPP, the name glibc gives it. */
+    if (strcmp(name, "ENOTSUP") == 0)
+        return ENOTSUP;
     /* Linux's errno values end well below 200. */
     for (int e = 1; e < 200; e++) {
         const char *n = strerrorname_np(e);

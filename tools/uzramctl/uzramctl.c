@@ -43,6 +43,13 @@
 #define TIMEOUT_LIST 2
 #define TIMEOUT_QUERY 5
 #define TIMEOUT_COMPACT 30
+/*
+ * writeback and recompress walk the whole device, and a writeback of
+ * gigabytes to a slow NBD server takes minutes: the daemon answers when it
+ * is done (other clients are served meanwhile).  An hour is past any real
+ * run and still ends a wait for a daemon that hung.
+ */
+#define TIMEOUT_LONG 3600
 
 static const char *run_dir_opt;   /* --dir */
 
@@ -228,7 +235,12 @@ static void device_close(struct device *d)
 
 /* ---- list --------------------------------------------------------------- */
 
-enum col_kind { COL_STRING, COL_SIZE, COL_COUNT };
+enum col_kind {
+    COL_STRING,
+    COL_SIZE,
+    COL_COUNT,
+    COL_PAGES,     /* a count of 4 KiB pages, shown as a size */
+};
 
 struct colinfo {
     const char *name;
@@ -250,6 +262,8 @@ enum {
     COL_MEMUSED,
     COL_MIGRATED,
     COL_MOUNTPOINT,
+    COL_BACKING,
+    COL_WRITTEN_BACK,
     COL_MAX
 };
 
@@ -267,6 +281,11 @@ static const struct colinfo columns[COL_MAX] = {
     [COL_MEMUSED] = { "MEM-USED", "mem_used_max", COL_SIZE, 5, "the most memory held so far" },
     [COL_MIGRATED] = { "MIGRATED", "pages_compacted", COL_COUNT, 3, "pages freed by compaction" },
     [COL_MOUNTPOINT] = { "MOUNTPOINT", NULL, COL_STRING, 0.10, "the FUSE file (or NBD address) served" },
+    /* Not zramctl's: after its columns, and not in the default set. */
+    [COL_BACKING] = { "BACKING", "backing", COL_STRING, 0.10,
+                      "the backing store (file or NBD URI) cold pages go to" },
+    [COL_WRITTEN_BACK] = { "WRITTEN-BACK", "bd_count", COL_PAGES, 5,
+                           "data on the backing store now" },
 };
 
 /* As zramctl's default, less STREAMS, which uzram has no use for. */
@@ -338,14 +357,18 @@ static int add_row(struct libscols_table *tb, const struct list_opts *o,
          * daemon sent ("007", "1e5") must not reach a JSON number as is.
          */
         if (v && ci->kind != COL_STRING) {
-            if (parse_u64(v, &n) < 0)
+            bool size = ci->kind == COL_SIZE || ci->kind == COL_PAGES;
+            if (parse_u64(v, &n) < 0 || (ci->kind == COL_PAGES && n > UINT64_MAX / 4096)) {
                 v = NULL;
-            else if (ci->kind == COL_SIZE && !o->bytes)
-                format_size(n, buf, sizeof(buf));
-            else
-                snprintf(buf, sizeof(buf), "%" PRIu64, n);
-            if (v)
+            } else {
+                if (ci->kind == COL_PAGES)
+                    n *= 4096;
+                if (size && !o->bytes)
+                    format_size(n, buf, sizeof(buf));
+                else
+                    snprintf(buf, sizeof(buf), "%" PRIu64, n);
                 v = buf;
+            }
         }
         if (v && scols_line_set_data(ln, i, v) < 0)
             return -ENOMEM;
@@ -412,7 +435,7 @@ static int cmd_list(const struct list_opts *o, int argc, char **argv)
     for (size_t i = 0; i < o->ncols; i++) {
         const struct colinfo *ci = &columns[o->cols[i]];
         int fl = ci->kind == COL_STRING ? 0 : SCOLS_FL_RIGHT;
-        if (o->cols[i] == COL_MOUNTPOINT)
+        if (o->cols[i] == COL_MOUNTPOINT || o->cols[i] == COL_BACKING)
             fl |= SCOLS_FL_TRUNC;
         struct libscols_column *cl = scols_table_new_column(tb, ci->name, ci->whint, fl);
         if (!cl) {
@@ -423,7 +446,8 @@ static int cmd_list(const struct list_opts *o, int argc, char **argv)
         }
         /* JSON numbers where the value is a number: counts always, sizes
          * with --bytes (otherwise they are "1.5G", a string), as zramctl. */
-        if (o->json && (ci->kind == COL_COUNT || (ci->kind == COL_SIZE && o->bytes)))
+        bool size = ci->kind == COL_SIZE || ci->kind == COL_PAGES;
+        if (o->json && (ci->kind == COL_COUNT || (size && o->bytes)))
             scols_column_set_json_type(cl, SCOLS_JSON_NUMBER);
     }
 
@@ -599,6 +623,33 @@ static void check_setting(const char *s)
         die_usage("no value in '%s'", s);
 }
 
+static bool is_watermark(const char *s)
+{
+    static const char *const keys[] = { "high-watermark=", "high_watermark=",
+                                        "low-watermark=", "low_watermark=" };
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strncmp(s, keys[i], strlen(keys[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Append " KEY=VALUE", the value encoded, to the request in req. */
+static int add_setting(char *req, size_t size, size_t *len, const char *setting)
+{
+    const char *eq = strchr(setting, '=');
+    char val[2048];
+    int n;
+
+    if (uz_encode(eq + 1, val, sizeof(val)) < 0)
+        return -ENAMETOOLONG;
+    n = snprintf(req + *len, size - *len, " %.*s=%s", (int)(eq - setting), setting, val);
+    if (n < 0 || (size_t)n >= size - *len)
+        return -ENAMETOOLONG;
+    *len += (size_t)n;
+    return 0;
+}
+
 static int cmd_set(const char *arg, int argc, char **argv)
 {
     struct device d;
@@ -615,19 +666,35 @@ static int cmd_set(const char *arg, int argc, char **argv)
     }
     if (device_open(&d, TIMEOUT_QUERY, false) < 0)
         goto out;
-    /* One request per setting, in order: an error names the one refused,
-     * and those before it are in force. */
+    /*
+     * One request per setting, in order: an error names the one refused,
+     * and those before it are in force.  The two watermarks go together, in
+     * one request where the first of them stands, so that they can move past
+     * each other (90/80 to 50/40) without an order to get right.
+     */
+    bool wm_sent = false;
     for (int i = 0; i < argc; i++) {
-        const char *eq = strchr(argv[i], '=');
-        char val[2048], req[4096], what[128];
-        int klen = (int)(eq - argv[i]);
+        char req[4096], what[128];
+        size_t len = (size_t)snprintf(req, sizeof(req), "set");
+        bool wm = is_watermark(argv[i]);
 
-        snprintf(what, sizeof(what), "set %.*s", klen, argv[i]);
-        if (uz_encode(eq + 1, val, sizeof(val)) < 0) {
-            warn("%s: %s: value too long", d.arg, what);
-            goto out;
+        if (wm && wm_sent)
+            continue;
+        snprintf(what, sizeof(what), "set %.*s", (int)(strchr(argv[i], '=') - argv[i]), argv[i]);
+        for (int j = i; j < argc; j++) {
+            if (j > i && (!wm || !is_watermark(argv[j])))
+                continue;
+            if (add_setting(req, sizeof(req), &len, argv[j]) < 0) {
+                warn("%s: %s: value too long", d.arg, what);
+                goto out;
+            }
+            if (!wm)
+                break;
         }
-        snprintf(req, sizeof(req), "set %.*s=%s", klen, argv[i], val);
+        if (wm) {
+            wm_sent = true;
+            snprintf(what, sizeof(what), "set watermarks");
+        }
         if (device_call(&d, req, what, r) < 0)
             goto out;
     }
@@ -636,6 +703,99 @@ out:
     device_close(&d);
     free(r);
     return status;
+}
+
+/* ---- idle, writeback, recompress ----------------------------------------- */
+
+/*
+ * Send req to the device at arg, and print "NAME: N pages WHAT" from the
+ * key of its answer (with the size when bytes is true).
+ */
+static int run_simple(const char *arg, const char *req, const char *verb, unsigned timeout,
+                      const char *key, const char *what, bool bytes)
+{
+    struct device d;
+    struct uz_reply *r = malloc(sizeof(*r));
+    int status = EXIT_FAILURE;
+    uint64_t n;
+
+    device_resolve(&d, arg);
+    if (!r) {
+        warn("%s", strerror(ENOMEM));
+        return EXIT_FAILURE;
+    }
+    if (device_open(&d, timeout, false) < 0 || device_call(&d, req, verb, r) < 0)
+        goto out;
+    if (uz_get_u64(r, key, &n) < 0) {
+        device_error(&d, verb, EPROTO);
+        goto out;
+    }
+    printf("%s: %" PRIu64 " page%s %s", d.name, n, n == 1 ? "" : "s", what);
+    if (bytes) {
+        char human[32];
+        format_size(n > UINT64_MAX / 4096 ? UINT64_MAX : n * 4096, human, sizeof(human));
+        printf(" (%s)", human);
+    }
+    printf("\n");
+    status = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+out:
+    device_close(&d);
+    free(r);
+    return status;
+}
+
+static int cmd_idle(const char *arg, const char *age)
+{
+    uint64_t v;
+    char req[64];
+
+    if (strcmp(age, "all") != 0 && parse_u64(age, &v) < 0)
+        die_usage("idle: expected all or a number of seconds, got '%s'", age);
+    snprintf(req, sizeof(req), "idle %s", strcmp(age, "all") == 0 ? "all" : age);
+    return run_simple(arg, req, "idle", TIMEOUT_COMPACT, "marked", "marked idle", false);
+}
+
+static bool one_of(const char *s, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(s, *set) == 0)
+            return true;
+    return false;
+}
+
+static int cmd_writeback(const char *arg, const char *mode, const char *limit)
+{
+    static const char *const modes[] = { "idle", "huge", "huge_idle", "all", NULL };
+    char req[128];
+    uint64_t v = 0;
+
+    if (!one_of(mode, modes))
+        die_usage("writeback: expected idle, huge, huge_idle or all, got '%s'", mode);
+    if (limit && (parse_size(limit, &v) < 0 || v == 0))
+        die_usage("--limit: bad size '%s' (want a size above 0, e.g. 256M)", limit);
+    if (limit)
+        snprintf(req, sizeof(req), "writeback %s limit=%" PRIu64, mode, v);
+    else
+        snprintf(req, sizeof(req), "writeback %s", mode);
+    return run_simple(arg, req, "writeback", TIMEOUT_LONG, "written", "written back", true);
+}
+
+static int cmd_recompress(const char *arg, const char *mode, const char *threshold)
+{
+    static const char *const modes[] = { "idle", "huge", "huge_idle", NULL };
+    char req[128];
+    uint64_t v = 0;
+
+    if (!one_of(mode, modes))
+        die_usage("recompress: expected idle, huge or huge_idle, got '%s'", mode);
+    if (threshold && (parse_size(threshold, &v) < 0 || v > 4096))
+        die_usage("--threshold: bad size '%s' (want 0 to 4096 bytes)", threshold);
+    if (threshold)
+        snprintf(req, sizeof(req), "recompress %s threshold=%" PRIu64, mode, v);
+    else
+        snprintf(req, sizeof(req), "recompress %s", mode);
+    return run_simple(arg, req, "recompress", TIMEOUT_LONG, "recompressed", "recompressed",
+                      false);
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -647,6 +807,9 @@ static void usage(void)
            " uzramctl stat DEVICE [--json]\n"
            " uzramctl compact DEVICE\n"
            " uzramctl set DEVICE KEY=VALUE...\n"
+           " uzramctl idle DEVICE all|SECONDS\n"
+           " uzramctl writeback DEVICE idle|huge|huge_idle|all [--limit SIZE]\n"
+           " uzramctl recompress DEVICE idle|huge|huge_idle [--threshold BYTES]\n"
            "\n"
            "Watch, compact and tune running uzramd devices.\n"
            "DEVICE is a device name (uzram0) or the path of its control socket.\n"
@@ -659,6 +822,8 @@ static void usage(void)
            "     --output-all     print every column\n"
            " -r, --raw            use the raw output format\n"
            "     --dir DIR        look for control sockets in DIR\n"
+           "     --limit SIZE     writeback: write back at most SIZE\n"
+           "     --threshold N    recompress: only objects of at least N bytes\n"
            " -h, --help           display this help\n"
            " -V, --version        display version\n"
            "\n"
@@ -666,6 +831,8 @@ static void usage(void)
            " mem-limit=SIZE       most memory the device may hold (K, M, G, T; 0: none)\n"
            " compact-threshold=N  compact automatically when N%% of memory is wasted (0: never)\n"
            " mem-used-max=0       reset the MEM-USED high-water mark\n"
+           " high-watermark=PCT   start evicting to the backing store at PCT%% of mem-limit\n"
+           " low-watermark=PCT    stop evicting under PCT%% of mem-limit\n"
            "\n"
            "Available output columns:\n");
     for (int i = 0; i < COL_MAX; i++)
@@ -675,7 +842,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_OUTPUT_ALL = 256, OPT_DIR };
+    enum { OPT_OUTPUT_ALL = 256, OPT_DIR, OPT_LIMIT, OPT_THRESHOLD };
     static const struct option longopts[] = {
         { "bytes", no_argument, NULL, 'b' },
         { "json", no_argument, NULL, 'J' },
@@ -684,6 +851,8 @@ int main(int argc, char **argv)
         { "output-all", no_argument, NULL, OPT_OUTPUT_ALL },
         { "raw", no_argument, NULL, 'r' },
         { "dir", required_argument, NULL, OPT_DIR },
+        { "limit", required_argument, NULL, OPT_LIMIT },
+        { "threshold", required_argument, NULL, OPT_THRESHOLD },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -691,6 +860,7 @@ int main(int argc, char **argv)
     struct list_opts o = { .ncols = 0 };
     /* Options that only list takes, for the message when given to another verb. */
     const char *list_only = NULL;
+    const char *limit = NULL, *threshold = NULL;
     int c;
 
     for (size_t i = 0; i < sizeof(default_columns) / sizeof(default_columns[0]); i++)
@@ -729,6 +899,12 @@ int main(int argc, char **argv)
                 die_usage("--dir needs a directory");
             run_dir_opt = optarg;
             break;
+        case OPT_LIMIT:
+            limit = optarg;
+            break;
+        case OPT_THRESHOLD:
+            threshold = optarg;
+            break;
         case 'h':
             usage();
             return EXIT_SUCCESS;
@@ -748,11 +924,17 @@ int main(int argc, char **argv)
     int nargs = argc - optind;
     char **args = argv + optind;
 
+    static const char *const verbs[] = { "stat", "compact", "set", "idle", "writeback",
+                                         "recompress", NULL };
+    if (strcmp(verb, "list") != 0 && !one_of(verb, verbs))
+        die_usage("unknown command '%s'", verb);
+    if (limit && strcmp(verb, "writeback") != 0)
+        die_usage("--limit is an option of writeback, not of %s", verb);
+    if (threshold && strcmp(verb, "recompress") != 0)
+        die_usage("--threshold is an option of recompress, not of %s", verb);
     if (strcmp(verb, "list") == 0)
         return cmd_list(&o, nargs, args);
 
-    if (strcmp(verb, "stat") != 0 && strcmp(verb, "compact") != 0 && strcmp(verb, "set") != 0)
-        die_usage("unknown command '%s'", verb);
     if (list_only)
         die_usage("%s is an option of list, not of %s", list_only, verb);
     if (nargs < 1)
@@ -770,7 +952,20 @@ int main(int argc, char **argv)
             die_usage("compact: unexpected argument '%s'", args[1]);
         return cmd_compact(args[0]);
     }
+    if (strcmp(verb, "set") == 0) {
+        if (nargs < 2)
+            die_usage("set: no KEY=VALUE given");
+        return cmd_set(args[0], nargs - 1, args + 1);
+    }
+    /* idle, writeback, recompress: DEVICE and one word. */
     if (nargs < 2)
-        die_usage("set: no KEY=VALUE given");
-    return cmd_set(args[0], nargs - 1, args + 1);
+        die_usage("%s: no %s given", verb,
+                  strcmp(verb, "idle") == 0 ? "all or SECONDS" : "idle, huge... (which pages)");
+    if (nargs > 2)
+        die_usage("%s: unexpected argument '%s'", verb, args[2]);
+    if (strcmp(verb, "idle") == 0)
+        return cmd_idle(args[0], args[1]);
+    if (strcmp(verb, "writeback") == 0)
+        return cmd_writeback(args[0], args[1], limit);
+    return cmd_recompress(args[0], args[1], threshold);
 }
