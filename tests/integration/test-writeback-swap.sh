@@ -1,0 +1,87 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Swap on a device that is smaller in memory than what is swapped to it:
+# test-swap.sh's run (swap-fill fills 512 MiB with a half-compressible
+# pattern inside a 128 MiB cgroup v1 memory cgroup and verifies every word,
+# so about 384 MiB go through the device) on a uzramd with --mem-limit 96M
+# and --backing FILE.  The pattern compresses about 2:1, so what is swapped
+# out (about 190 MiB compressed) cannot all stay in 96 MiB: the evict path
+# has to move pages to the file while the kernel keeps swapping, and a swap
+# write that finds the pool full must wait for it rather than fail (a
+# failed swap write is an I/O error the kernel does not retry).
+#
+# Passes when swap-fill finds every word intact, the store wrote pages
+# back (bd_writes > 0) and failed no request, and mem_used_total (sampled,
+# and mem_used_max) stayed within the limit plus the slack writeback-lib.sh
+# explains.
+#
+# Cleanup order as in test-swap.sh: swapoff (which reads every page still
+# on the device back in, some of them from the backing file) runs while the
+# daemon is alive.
+#
+#   test-writeback-swap.sh UZRAMD UZRAMCTL SWAP-FILL
+
+# shellcheck source=tests/integration/writeback-lib.sh
+. "$(dirname "$0")/writeback-lib.sh"
+
+SWAP_FILL=${1:?usage: $0 UZRAMD UZRAMCTL SWAP-FILL}
+
+require_root
+require_fuse
+require_cmd losetup mkswap swapon swapoff python3
+require_binaries
+require_writeback
+memcg=/sys/fs/cgroup/memory
+[[ -f $memcg/memory.limit_in_bytes ]] || skip "needs the cgroup v1 memory controller at $memcg"
+
+kill_cgroup() {
+    local pid
+    [[ -d $1 ]] || return 0
+    while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$1/cgroup.procs"
+    wait_for "[[ -z \$(cat '$1/cgroup.procs') ]]" 30
+}
+
+make_tmpdir
+LIMIT=$((96 * MiB))
+start_daemon 1G --mem-limit 96M --backing "$TMPD/backing.img"
+attach_loop "$DEV_FILE"
+
+mkswap "$LOOPDEV" >/dev/null || fail "mkswap $LOOPDEV failed"
+swapon -p 32767 "$LOOPDEV" || fail "swapon $LOOPDEV failed"
+cleanup_push "! grep -q '^$LOOPDEV ' /proc/swaps || swapoff '$LOOPDEV'"
+grep -q "^$LOOPDEV " /proc/swaps || fail "$LOOPDEV is not in /proc/swaps after swapon"
+
+cg="$memcg/uzram-test-$$"
+mkdir "$cg" || fail "cannot create the cgroup $cg"
+cleanup_push "kill_cgroup '$cg'; rmdir '$cg'"
+echo 128M >"$cg/memory.limit_in_bytes"
+echo 100 >"$cg/memory.swappiness"
+
+log "running swap-fill --size 512M in a 128 MiB cgroup"
+sampler_start "$TMPD/samples"
+rc=0
+# shellcheck disable=SC2016
+sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" \
+    "$SWAP_FILL" --size 512M --seed "$$" >"$TMPD/swap-fill.out" || rc=$?
+sampler_stop
+cat "$TMPD/swap-fill.out" >&2
+((rc == 0)) || fail "swap-fill exited $rc (a word came back wrong, or it was killed)"
+
+swapped_kb=$(sed -n 's/.*vmswap_max_kb=\([0-9]*\).*/\1/p' "$TMPD/swap-fill.out")
+[[ -n $swapped_kb ]] || fail "swap-fill printed no vmswap_max_kb"
+log "swap-fill had up to $((swapped_kb / 1024)) MiB swapped"
+((swapped_kb * 1024 > 256 * MiB)) || fail "swap-fill swapped only $swapped_kb KiB: the test did not exercise swap"
+
+json=$(stat_json)
+wb_log "$json"
+(($(json_int "$json" bd_writes) > 0)) || fail "bd_writes is 0: nothing went to the backing file"
+failed=$(($(json_int "$json" failed_reads) + $(json_int "$json" failed_writes)))
+((failed == 0)) || fail "the store counted $failed failed reads/writes"
+bd_errors=$(($(json_int "$json" bd_read_errors) + $(json_int "$json" bd_write_errors)))
+((bd_errors == 0)) || fail "the backing file returned $bd_errors errors"
+check_under_limit "$LIMIT" "swap-fill"
+grep -q "^$LOOPDEV " /proc/swaps || fail "$LOOPDEV left /proc/swaps during the run"
+
+swapoff "$LOOPDEV" || fail "swapoff $LOOPDEV failed"
+log "PASS"

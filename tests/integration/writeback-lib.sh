@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: MIT
+# shellcheck shell=bash
+#
+# Shared by the writeback tests (test-writeback-*.sh): sourced, never run.
+# It sources the NBD tests' library (which sources lib.sh: the cleanup
+# stack, log/skip/fail, wait_for, stat_json) and adds what every writeback
+# test needs: the corpus, a sampler of mem_used_total, an nbdkit server to
+# be the remote tier, and readers for the new statistics.
+#
+# Why a sampler when the store keeps mem_used_max: mem_used_max is what
+# the store itself saw on its allocation path, so a bug in that path can
+# hide from it; the sampler reads mem_used_total from outside, through the
+# control socket, as a user watching the device would.  The tests check
+# both.
+#
+# The limit's slack.  The store checks the limit before and after each
+# allocation, but threads allocating at the same instant can each open a
+# zspage before any of them checks again (src/store/store.c, "The memory
+# limit"), so mem_used_total may pass the limit by at most one zspage
+# (16 pages, 64 KiB) per thread in the store at once.  WB_SLACK allows
+# 1 MiB: sixteen such threads, more than uzramd runs by default on this
+# machine.
+
+# shellcheck source=tests/nbd/lib-nbd.sh
+. "$(dirname "$0")/../nbd/lib-nbd.sh"
+
+WB_SLACK=$MiB
+
+# require_writeback: this uzramd has the evict path's options.  A failure,
+# not a skip: the tests are built with the daemon they test.
+require_writeback() {
+    "$UZRAMD" --help 2>&1 | grep -q -- '--backing' ||
+        fail "$UZRAMD --help lists no --backing: this build has no writeback"
+}
+
+# corpus SIZE-MIB: the path of a corpus of real files (a tar of /usr/lib and
+# /usr/share, as tools/bench/uzramd-compare makes it) of exactly that many
+# MiB, cached in /var/tmp: building 1 GiB takes longer than some of the
+# tests.  Sets CORPUS.
+corpus() {
+    local mib=$1 f
+    f=/var/tmp/uzram-corpus-${mib}M.tar
+    ((mib == 1024)) && f=/var/tmp/uzram-corpus-1G.tar
+    if [[ ! -f $f || $(stat -c %s "$f") != $((mib * MiB)) ]]; then
+        log "building the corpus $f ($mib MiB of /usr/lib and /usr/share)"
+        tar -C / -cf - usr/lib usr/share 2>/dev/null | head -c $((mib * MiB)) >"$f.$$" || true
+        [[ $(stat -c %s "$f.$$") == $((mib * MiB)) ]] ||
+            { rm -f "$f.$$"; skip "/usr/lib and /usr/share hold under $mib MiB"; }
+        mv "$f.$$" "$f"
+    fi
+    # shellcheck disable=SC2034 # read by the tests
+    CORPUS=$f
+}
+
+# json_val JSON KEY: the value of KEY as JSON writes it (a number, true,
+# false, a string in quotes); fails the test if the key is missing.
+json_val() {
+    local v
+    v=$(python3 -c '
+import json, sys
+print(json.dumps(json.loads(sys.argv[1])[sys.argv[2]]))' "$1" "$2") ||
+        fail "stat --json has no '$2'"
+    printf '%s\n' "$v"
+}
+
+# json_bool JSON KEY: true or false, for a key written as a JSON boolean or
+# as 1/0 (the control protocol's flags are numbers); fails on anything else.
+json_bool() {
+    local v
+    v=$(json_val "$1" "$2") || exit 1
+    case $v in
+    true | 1) echo true ;;
+    false | 0) echo false ;;
+    *) fail "stat --json: '$2' is $v, not a boolean" ;;
+    esac
+}
+
+# wb_log JSON: one line with the figures of the evict path, for the log.
+wb_log() {
+    python3 -c '
+import json, sys
+o = json.loads(sys.argv[1])
+keys = ("mem_used_total", "mem_used_max", "mem_limit", "wb_high", "wb_low",
+        "orig_data_size", "bd_count", "bd_reads", "bd_writes", "bd_read_errors",
+        "bd_write_errors", "bd_last_error", "bd_connected", "evictions",
+        "pages_promoted", "write_waits", "idle_pages", "recompressed",
+        "failed_reads", "failed_writes")
+print(" ".join("%s=%s" % (k, o.get(k, "?")) for k in keys))' "$1" >&2
+}
+
+# page_count TEXT: N of "N page(s)" in what a verb printed ("NAME: 9772 pages
+# marked idle"; the name may hold digits too).
+page_count() {
+    [[ $1 =~ (^|[^0-9])([0-9]+)\ pages? ]] || return 1
+    printf '%s\n' "${BASH_REMATCH[2]}"
+}
+
+# ---- the sampler ----------------------------------------------------------
+
+# sampler_start FILE: append mem_used_total to FILE every 0.2 s, in the
+# background, until sampler_stop.  Reads the control socket with uzramctl:
+# one process per sample, cheap enough on two cores beside the copy.
+sampler_start() {
+    SAMPLES=$1
+    : >"$SAMPLES"
+    (
+        trap - EXIT
+        set +e
+        while :; do
+            out=$("$UZRAMCTL" stat "$DEV_SOCK" --json 2>/dev/null) &&
+                [[ $out =~ \"mem_used_total\":\ *([0-9]+) ]] &&
+                echo "${BASH_REMATCH[1]}" >>"$SAMPLES"
+            sleep 0.2
+        done
+    ) &
+    SAMPLER_PID=$!
+    cleanup_push "kill $SAMPLER_PID 2>/dev/null; wait $SAMPLER_PID 2>/dev/null || true"
+}
+
+# sampler_stop: stop it; sets SAMPLE_COUNT and SAMPLE_MAX.
+sampler_stop() {
+    kill "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+    cleanup_pop
+    SAMPLE_COUNT=$(wc -l <"$SAMPLES")
+    SAMPLE_MAX=$(sort -n "$SAMPLES" | tail -n 1)
+    SAMPLE_MAX=${SAMPLE_MAX:-0}
+}
+
+# check_under_limit LIMIT WHAT: the samples taken during WHAT and the store's
+# own mem_used_max stayed within LIMIT plus WB_SLACK.  No sample at all is a
+# failure too: a check over nothing would pass whatever happened.  (A short
+# phase may give only one or two: mem_used_max covers every instant.)
+check_under_limit() {
+    local limit=$1 what=$2 max
+    ((SAMPLE_COUNT >= 1)) || fail "no sample of mem_used_total during $what"
+    log "$what: $SAMPLE_COUNT samples, the highest mem_used_total $SAMPLE_MAX (limit $limit + $WB_SLACK)"
+    ((SAMPLE_MAX <= limit + WB_SLACK)) ||
+        fail "mem_used_total reached $SAMPLE_MAX during $what, over the limit $limit + $WB_SLACK"
+    max=$(stat_field mem_used_max)
+    ((max <= limit + WB_SLACK)) ||
+        fail "mem_used_max is $max after $what, over the limit $limit + $WB_SLACK"
+}
+
+# ---- nbdkit as the backing store ------------------------------------------
+
+# nbdkit_start SOCKET PLUGIN-AND-ARGS...: nbdkit in the foreground, as a
+# child of this shell, on the Unix socket SOCKET; waits until it takes a
+# connection.  Sets NBDKIT_PID; stopped by its pid on every exit path.
+nbdkit_start() {
+    local sock=$1
+    shift
+    rm -f "$sock"
+    log "nbdkit -f -U $sock $*"
+    nbdkit -f -U "$sock" "$@" 2>>"$TMPD/nbdkit.log" &
+    NBDKIT_PID=$!
+    cleanup_push "nbdkit_stop"
+    if ! wait_for "nbdinfo --can connect 'nbd+unix:///?socket=$sock' 2>/dev/null || ! pid_alive $NBDKIT_PID" 30 ||
+        ! pid_alive "$NBDKIT_PID"; then
+        cat "$TMPD/nbdkit.log" >&2
+        fail "nbdkit did not start"
+    fi
+}
+
+# nbdkit_stop [SIGNAL]: stop the nbdkit this test started (default TERM).
+nbdkit_stop() {
+    [[ -n ${NBDKIT_PID:-} ]] || return 0
+    kill "-${1:-TERM}" "$NBDKIT_PID" 2>/dev/null || true
+    wait "$NBDKIT_PID" 2>/dev/null || true
+    NBDKIT_PID=
+}
+
+# ---- page-by-page results (wb-pages) ---------------------------------------
+
+# pages_field OUTPUT KEY: a key=value field of wb-pages' output line.
+pages_field() {
+    [[ " $1 " =~ \ $2=([^ ]+)\  ]] || fail "wb-pages printed no $2 in: $1"
+    printf '%s\n' "${BASH_REMATCH[1]}"
+}
