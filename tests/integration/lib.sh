@@ -238,6 +238,59 @@ attach_loop() {
     udevadm settle 2>/dev/null || true
 }
 
+# ---- swap in a memory cgroup ---------------------------------------------
+
+# require_memcg: the cgroup v1 memory controller (to force a program into
+# swap), or skip.  Sets MEMCG.
+require_memcg() {
+    MEMCG=/sys/fs/cgroup/memory
+    [[ -f $MEMCG/memory.limit_in_bytes ]] || skip "needs the cgroup v1 memory controller at $MEMCG"
+}
+
+# kill_cgroup DIR: kill what runs in the cgroup DIR and wait until it is empty.
+kill_cgroup() {
+    local pid
+    [[ -d $1 ]] || return 0
+    while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$1/cgroup.procs"
+    wait_for "[[ -z \$(cat '$1/cgroup.procs') ]]" 30
+}
+
+# swap_on_loop: mkswap and swapon $LOOPDEV at the highest priority (so that
+# the kernel swaps to it before any other swap area), undone on exit.
+swap_on_loop() {
+    mkswap "$LOOPDEV" >/dev/null || fail "mkswap $LOOPDEV failed"
+    swapon -p 32767 "$LOOPDEV" || fail "swapon $LOOPDEV failed"
+    cleanup_push "! grep -q '^$LOOPDEV ' /proc/swaps || swapoff '$LOOPDEV'"
+    grep -q "^$LOOPDEV " /proc/swaps || fail "$LOOPDEV is not in /proc/swaps after swapon"
+}
+
+# swap_fill_in_cgroup SWAP-FILL SIZE LIMIT: run the swap program on SIZE of
+# memory in a new memory cgroup capped at LIMIT (swappiness 100), and fail
+# the test if it fails (a word came back wrong) or if less than half of
+# SIZE went to swap.  Sets SWAPPED_KB (the most that was swapped at once).
+swap_fill_in_cgroup() {
+    local prog=$1 size=$2 limit=$3 rc=0 cg="$MEMCG/uzram-test-$$"
+    mkdir "$cg" || fail "cannot create the cgroup $cg"
+    cleanup_push "kill_cgroup '$cg'; rmdir '$cg'"
+    echo "$limit" >"$cg/memory.limit_in_bytes"
+    echo 100 >"$cg/memory.swappiness"
+    log "running swap-fill --size $size in a $limit cgroup"
+    # The wrapper puts itself in the cgroup and then becomes swap-fill, so
+    # that nothing else (not this shell) is charged to it.
+    # shellcheck disable=SC2016
+    sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" \
+        "$prog" --size "$size" --seed "$$" >"$TMPD/swap-fill.out" || rc=$?
+    cat "$TMPD/swap-fill.out" >&2
+    ((rc == 0)) || fail "swap-fill exited $rc (a word came back wrong, or it was killed)"
+    SWAPPED_KB=$(sed -n 's/.*vmswap_max_kb=\([0-9]*\).*/\1/p' "$TMPD/swap-fill.out")
+    [[ -n $SWAPPED_KB ]] || fail "swap-fill printed no vmswap_max_kb"
+    log "swap-fill had up to $((SWAPPED_KB / 1024)) MiB swapped"
+    local half=$(($(numfmt --from=iec "$size") / 2))
+    ((SWAPPED_KB * 1024 > half)) ||
+        fail "swap-fill swapped only $SWAPPED_KB KiB of $size: the test did not exercise swap"
+    grep -q "^$LOOPDEV " /proc/swaps || fail "$LOOPDEV left /proc/swaps during the run"
+}
+
 # ---- uzramctl stat -------------------------------------------------------
 
 # stat_json: `uzramctl stat DEVICE --json`, checked to be one JSON object.

@@ -32,46 +32,17 @@ require_fuse
 require_cmd losetup mkswap swapon swapoff python3
 require_binaries
 require_writeback
-memcg=/sys/fs/cgroup/memory
-[[ -f $memcg/memory.limit_in_bytes ]] || skip "needs the cgroup v1 memory controller at $memcg"
-
-kill_cgroup() {
-    local pid
-    [[ -d $1 ]] || return 0
-    while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$1/cgroup.procs"
-    wait_for "[[ -z \$(cat '$1/cgroup.procs') ]]" 30
-}
+require_memcg
 
 make_tmpdir
 LIMIT=$((96 * MiB))
 start_daemon 1G --mem-limit 96M --backing "$TMPD/backing.img"
 attach_loop "$DEV_FILE"
 
-mkswap "$LOOPDEV" >/dev/null || fail "mkswap $LOOPDEV failed"
-swapon -p 32767 "$LOOPDEV" || fail "swapon $LOOPDEV failed"
-cleanup_push "! grep -q '^$LOOPDEV ' /proc/swaps || swapoff '$LOOPDEV'"
-grep -q "^$LOOPDEV " /proc/swaps || fail "$LOOPDEV is not in /proc/swaps after swapon"
-
-cg="$memcg/uzram-test-$$"
-mkdir "$cg" || fail "cannot create the cgroup $cg"
-cleanup_push "kill_cgroup '$cg'; rmdir '$cg'"
-echo 128M >"$cg/memory.limit_in_bytes"
-echo 100 >"$cg/memory.swappiness"
-
-log "running swap-fill --size 512M in a 128 MiB cgroup"
+swap_on_loop
 sampler_start "$TMPD/samples"
-rc=0
-# shellcheck disable=SC2016
-sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" \
-    "$SWAP_FILL" --size 512M --seed "$$" >"$TMPD/swap-fill.out" || rc=$?
+swap_fill_in_cgroup "$SWAP_FILL" 512M 128M
 sampler_stop
-cat "$TMPD/swap-fill.out" >&2
-((rc == 0)) || fail "swap-fill exited $rc (a word came back wrong, or it was killed)"
-
-swapped_kb=$(sed -n 's/.*vmswap_max_kb=\([0-9]*\).*/\1/p' "$TMPD/swap-fill.out")
-[[ -n $swapped_kb ]] || fail "swap-fill printed no vmswap_max_kb"
-log "swap-fill had up to $((swapped_kb / 1024)) MiB swapped"
-((swapped_kb * 1024 > 256 * MiB)) || fail "swap-fill swapped only $swapped_kb KiB: the test did not exercise swap"
 
 json=$(stat_json)
 wb_log "$json"
@@ -81,7 +52,6 @@ failed=$(($(json_int "$json" failed_reads) + $(json_int "$json" failed_writes)))
 bd_errors=$(($(json_int "$json" bd_read_errors) + $(json_int "$json" bd_write_errors)))
 ((bd_errors == 0)) || fail "the backing file returned $bd_errors errors"
 check_under_limit "$LIMIT" "swap-fill"
-grep -q "^$LOOPDEV " /proc/swaps || fail "$LOOPDEV left /proc/swaps during the run"
 
 swapoff "$LOOPDEV" || fail "swapoff $LOOPDEV failed"
 log "PASS"
