@@ -361,11 +361,18 @@ static void futex_wake(_Atomic uint32_t *w)
     syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-static void slot_lock(struct slot *sl)
+/* Take the slot lock only if it is free: eviction passes busy slots by. */
+static bool slot_trylock(struct slot *sl)
 {
     uint32_t c = 0;
-    if (atomic_compare_exchange_strong_explicit(&sl->lock, &c, 1, memory_order_acquire,
-                                                memory_order_relaxed))
+    return atomic_compare_exchange_strong_explicit(&sl->lock, &c, 1, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
+static void slot_lock(struct slot *sl)
+{
+    uint32_t c;
+    if (slot_trylock(sl))
         return;
     for (unsigned i = 0; i < SLOT_SPINS; i++) {
         cpu_relax();
@@ -779,7 +786,7 @@ static bool evict_wait(struct store *s, const struct timespec *deadline)
      * if it got stuck, wait for the one after it, which will have seen it.
      */
     while (!s->ev.stop) {
-        if (s->ev_passes > pass && (s->ev_progress ? true : s->ev_passes > pass + 1))
+        if (s->ev_passes > pass && (s->ev_progress || s->ev_passes > pass + 1))
             return s->ev_progress;
         if (pthread_cond_timedwait(&s->ev_done, &s->ev.lock, deadline) == ETIMEDOUT)
             return false;
@@ -1143,9 +1150,7 @@ static int64_t clock_batch(struct store *s, struct tctx *t, uint64_t bytes)
         }
         budget--;
         struct slot *sl = &s->slots[i];
-        uint32_t c = 0;
-        if (!atomic_compare_exchange_strong_explicit(&sl->lock, &c, 1, memory_order_acquire,
-                                                     memory_order_relaxed)) {
+        if (!slot_trylock(sl)) {
             i++;
             continue;
         }
@@ -1187,9 +1192,7 @@ static int evict_handle(struct zs_pool *pool, uint64_t h, void *arg)
     if (i >= s->nslots)
         return 0;
     struct slot *sl = &s->slots[i];
-    uint32_t c = 0;
-    if (!atomic_compare_exchange_strong_explicit(&sl->lock, &c, 1, memory_order_acquire,
-                                                 memory_order_relaxed))
+    if (!slot_trylock(sl))
         return 0;
     int r = 0;
     if ((sl->state == SLOT_OBJ || sl->state == SLOT_HUGE) && sl->val == h)
