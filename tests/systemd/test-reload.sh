@@ -35,13 +35,24 @@ grep -q 'warning: reload: size changed: it takes effect when the device is resta
     "$TMPD/uzramd.log" || fail "no warning about size: $(<"$TMPD/uzramd.log")"
 
 # Broken: nothing changes, the daemon goes on.
-printf 'size = 128M\nmem-limit = 8M\nbacking = /dev/sdb\n' >"$conf"
+printf 'size = 128M\nmem-limit = 8M\nswap-priority = 100\n' >"$conf"
 kill -HUP "$DEV_PID"
 wait_for "grep -q 'the running settings stay' '$TMPD/uzramd.log'" 30 ||
     fail "a broken file: no error logged; log: $(<"$TMPD/uzramd.log")"
-grep -q "$conf:3: unknown key 'backing'" "$TMPD/uzramd.log" || fail "the error does not name FILE:LINE"
+grep -q "$conf:3: unknown key 'swap-priority'" "$TMPD/uzramd.log" || fail "the error does not name FILE:LINE"
 pid_alive "$DEV_PID" || fail "uzramd died on a broken file"
 [[ $(stat_json mem_limit) == $((48 << 20)) ]] || fail "a broken file changed mem_limit: $(stat_json mem_limit)"
+
+# The eviction watermarks change on a reload too, both at once (moving
+# both below the old low one is valid only as a pair).
+printf 'size = 128M\nmem-limit = 48M\ncompact-threshold = 30\nhigh-watermark = 70\nlow-watermark = 60\n' >"$conf"
+kill -HUP "$DEV_PID"
+wait_for "[[ \$(stat_json high_watermark) == 70 ]]" 30 ||
+    fail "high_watermark after reload: $(stat_json high_watermark), want 70; log: $(<"$TMPD/uzramd.log")"
+[[ $(stat_json low_watermark) == 60 ]] || fail "low_watermark after reload: $(stat_json low_watermark), want 60"
+[[ $(stat_json wb_high) == $((48 * 1048576 / 100 * 70 + 48 * 1048576 % 100 * 70 / 100)) ]] ||
+    fail "wb_high is $(stat_json wb_high), not 70% of 48M"
+grep -q 'reload: watermarks 90%/80% -> 70%/60%' "$TMPD/uzramd.log" || fail "the watermark change was not logged"
 
 # 0 removes the limit.
 printf 'size = 64M\nmem-limit = 0\ncompact-threshold = 30\n' >"$conf"
