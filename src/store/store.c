@@ -290,6 +290,20 @@ static uint64_t get(_Atomic uint64_t *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
+/* ms milliseconds from now on CLOCK_MONOTONIC, the clock of the store's condvars. */
+static struct timespec deadline_in_ms(long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += ms % 1000 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 /* On every allocation (the limit, mem_used_max): two loads, not a stats walk. */
 static uint64_t mem_used(struct store *s)
 {
@@ -668,13 +682,6 @@ static bool bg_maybe_compact(struct store *s)
     return true;
 }
 
-static struct timespec deadline_in(time_t sec)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += sec;
-    return ts;
-}
 
 /*
  * The compaction thread.  A discard wakes it early, but after a compaction
@@ -686,7 +693,7 @@ static void *bg_main(void *arg)
     struct store *s = arg;
     mutex_lock(&s->bg.lock);
     while (!s->bg.stop) {
-        struct timespec ts = deadline_in(COMPACT_PERIOD_SEC);
+        struct timespec ts = deadline_in_ms(COMPACT_PERIOD_SEC * 1000);
         pthread_cond_timedwait(&s->bg.cond, &s->bg.lock, &ts);
         if (s->bg.stop)
             break;
@@ -695,7 +702,7 @@ static void *bg_main(void *arg)
         mutex_lock(&s->bg.lock);
         if (!ran)
             continue;
-        ts = deadline_in(COMPACT_PERIOD_SEC);
+        ts = deadline_in_ms(COMPACT_PERIOD_SEC * 1000);
         while (!s->bg.stop && pthread_cond_timedwait(&s->bg.cond, &s->bg.lock, &ts) != ETIMEDOUT)
             ;
     }
@@ -836,13 +843,7 @@ static int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
         if (!waited) {
             waited = true;
             add(&s->write_waits, 1);
-            clock_gettime(CLOCK_MONOTONIC, &deadline);
-            deadline.tv_sec += STORE_EVICT_WAIT_MS / 1000;
-            deadline.tv_nsec += (STORE_EVICT_WAIT_MS % 1000) * 1000000L;
-            if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000L;
-            }
+            deadline = deadline_in_ms(STORE_EVICT_WAIT_MS);
         }
         gave_up = !evict_wait(s, &deadline);
     }
@@ -1256,13 +1257,7 @@ static void *evict_main(void *arg)
     mutex_lock(&s->ev.lock);
     while (!s->ev.stop) {
         if (!s->ev_want) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += EVICT_PERIOD_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            struct timespec ts = deadline_in_ms(EVICT_PERIOD_MS);
             pthread_cond_timedwait(&s->ev.cond, &s->ev.lock, &ts);
         }
         if (s->ev.stop)
@@ -1286,13 +1281,7 @@ static void *evict_main(void *arg)
         s->ev_progress = freed >= 0;
         pthread_cond_broadcast(&s->ev_done);
         if (freed < 0 && !s->ev.stop) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += EVICT_PERIOD_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            struct timespec ts = deadline_in_ms(EVICT_PERIOD_MS);
             /* Writers asking meanwhile are answered by the next pass. */
             while (!s->ev.stop && !s->ev_want &&
                    pthread_cond_timedwait(&s->ev.cond, &s->ev.lock, &ts) != ETIMEDOUT)

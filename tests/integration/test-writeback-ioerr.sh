@@ -46,12 +46,6 @@ nbdkit_start "$BK_SOCK" --filter=error memory 1G error=EIO \
     error-pread-rate=100% error-pread-file="$TMPD/pread-err"
 start_nbd_daemon 256M --mem-limit 16M --backing "nbd+unix:///?socket=$BK_SOCK"
 
-# check OFF LEN [LIST]: wb-pages check against the data; sets CHK.
-check() {
-    CHK=$("$WB_PAGES" check "$NBD_URI" "$TMPD/data" "$@") || fail "wb-pages check could not run"
-    log "check $1 $2: $CHK"
-}
-
 log "1. 64 MiB with a healthy server"
 out=$("$WB_PAGES" write "$NBD_URI" "$TMPD/data" 0 "$HALF") || fail "wb-pages write could not run"
 [[ $(pages_field "$out" error) == none ]] || fail "writing 64 MiB with a healthy backing server failed: $out"

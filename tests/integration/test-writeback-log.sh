@@ -61,10 +61,6 @@ if ! wait_for "[[ -S '$NBD_SOCK' && -S '$DEV_SOCK' ]] || ! pid_alive $DEV_PID" 3
     fail "uzramd --foreground did not become ready"
 fi
 
-check() {
-    CHK=$("$WB_PAGES" check "$NBD_URI" "$TMPD/data" "$@") || fail "wb-pages check could not run"
-    log "check $1 $2: $CHK"
-}
 # log_lines PATTERN: how many lines of the daemon's log match.
 log_lines() { grep -cE "$1" "$DEV_LOG" || true; }
 ERR_LINE="backing store [^ ]*: [0-9]+ write errors, [0-9]+ read errors in the last 5 s"

@@ -172,6 +172,14 @@ nbdkit_stop() {
 
 # ---- page-by-page results (wb-pages) ---------------------------------------
 
+# check OFF LEN [LIST]: wb-pages check of the export at $NBD_URI against
+# $TMPD/data, the data the test wrote (WB_PAGES is the wb-pages program);
+# sets CHK to its output line.
+check() {
+    CHK=$("$WB_PAGES" check "$NBD_URI" "$TMPD/data" "$@") || fail "wb-pages check could not run"
+    log "check $1 $2: $CHK"
+}
+
 # pages_field OUTPUT KEY: a key=value field of wb-pages' output line.
 pages_field() {
     [[ " $1 " =~ \ $2=([^ ]+)\  ]] || fail "wb-pages printed no $2 in: $1"
