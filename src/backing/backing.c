@@ -241,6 +241,14 @@ static struct backing *file_open(const char *path, uint64_t size, char *err, siz
             return NULL;
         }
         fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+    } else if (errno == ENOENT && strncmp(path, "/dev/", 5) == 0) {
+        /*
+         * A missing device (a typo, a disk not there yet) must not become
+         * a file on /dev's tmpfs, in the very memory the tier is to spare.
+         */
+        set_reason(err, errlen, "no such device (files are not created under /dev)");
+        errno = ENOENT;
+        return NULL;
     } else if (errno == ENOENT) {
         fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_CREAT | O_EXCL, 0600);
         created = fd >= 0;

@@ -37,8 +37,8 @@ struct backing;
 
 /*
  * Open spec: a path (a regular file, created sparse with mode 0600 when
- * missing and extended to size bytes when shorter; or a block device, of
- * whatever size it has), or an NBD URI as libnbd takes it
+ * missing, except under /dev/, and extended to size bytes when shorter;
+ * or a block device, of whatever size it has), or an NBD URI as libnbd takes it
  * ("nbd+unix:///?socket=PATH", "nbd://HOST:PORT/EXPORT").  size is the
  * most the store will ever write back (its device size); the backing store
  * may be smaller or larger: backing_blocks() says how many blocks it has

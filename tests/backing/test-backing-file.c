@@ -100,6 +100,9 @@ static void test_bad_spec(void)
 {
     expect_refused(bt_dir, 1 * MiB, EINVAL);                     /* a directory */
     expect_refused("/nonexistent/dir/file", 1 * MiB, ENOENT);
+    /* A missing device is not created as a file on /dev's tmpfs. */
+    expect_refused("/dev/uzram-no-such-disk", 1 * MiB, ENOENT);
+    CHECKF(access("/dev/uzram-no-such-disk", F_OK) < 0, "a file was created under /dev");
     expect_refused("/dev/null", 1 * MiB, EINVAL);                /* a char device */
     expect_refused("", 1 * MiB, EINVAL);
     const char *p = BT_PATH("tiny");
