@@ -653,7 +653,7 @@ static struct backing *nbd_backend_open(const char *uri, uint64_t size, char *er
  * with +unix or +vsock.  Anything else is a path, so a file named
  * "nbd-backing" in the current directory is still a file.
  */
-static bool spec_is_nbd(const char *spec)
+bool backing_spec_is_uri(const char *spec)
 {
     static const char *const schemes[] = {
         "nbd:", "nbds:", "nbd+unix:", "nbds+unix:", "nbd+vsock:", "nbds+vsock:",
@@ -695,7 +695,7 @@ struct backing *backing_open(const char *spec, uint64_t size, char *err, size_t 
         return NULL;
     }
 
-    struct backing *b = spec_is_nbd(spec) ? nbd_backend_open(spec, size, err, errlen)
+    struct backing *b = backing_spec_is_uri(spec) ? nbd_backend_open(spec, size, err, errlen)
                                           : file_open(spec, size, err, errlen);
     if (!b)
         return NULL;

@@ -52,6 +52,13 @@ struct backing;
 struct backing *backing_open(const char *spec, uint64_t size, char *err, size_t errlen)
     __attribute__((nonnull(1)));
 
+/*
+ * Whether backing_open() takes spec as an NBD URI (its scheme is nbd or
+ * nbds, with +unix or +vsock or neither) rather than a path.  Callers that
+ * turn a relative path into an absolute one ask this first.
+ */
+bool backing_spec_is_uri(const char *spec) __attribute__((nonnull));
+
 /* Close and free.  Accepts NULL.  No other call may be running. */
 void backing_close(struct backing *b);
 

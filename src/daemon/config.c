@@ -24,13 +24,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "backing.h"
 #include "cleanup.h"
 
 enum key_kind {
     KEY_VALUE,          /* "--key=value" */
     KEY_PATH,           /* the same, and the value must be absolute */
     KEY_BOOL,           /* "--key" when true, nothing when false */
-    KEY_SPEC,           /* an absolute path, or a URI ("nbd://...") */
+    KEY_SPEC,           /* an absolute path, or an NBD URI (backing_spec_is_uri) */
 };
 
 static const struct {
@@ -149,7 +150,7 @@ static int parse_line(const char *path, unsigned line, char *text, struct config
         r = asprintf(&arg, "--%s", key);
         break;
     case KEY_SPEC:
-        if (strstr(value, "://")) {
+        if (backing_spec_is_uri(value)) {
             r = asprintf(&arg, "--%s=%s", key, value);
             break;
         }

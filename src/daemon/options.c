@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backing.h"
 #include "cleanup.h"
 #include "codec.h"
 #include "config.h"
@@ -280,14 +281,12 @@ static int parse_tcp(const char *s, char **ret_host, uint16_t *ret_port)
 }
 
 /*
- * An NBD URI as libnbd takes it (nbd://, nbds://, nbd+unix://, ...) goes
- * as it is; anything else is a path, made absolute.  NULL if out of memory.
+ * An NBD URI goes as it is (the backing layer says what is one); anything
+ * else is a path, made absolute.  NULL if out of memory.
  */
-static char *backing_spec(const char *s)
+static char *backing_arg(const char *s)
 {
-    if (strncmp(s, "nbd", 3) == 0 && strstr(s, "://"))
-        return strdup(s);
-    return absolute(s);
+    return backing_spec_is_uri(s) ? strdup(s) : absolute(s);
 }
 
 /* A --level value for codec, checked against its range; idx for the message. */
@@ -503,7 +502,7 @@ static int parse_merged(int argc, char **argv, struct options *ret)
             break;
         case OPT_BACKING:
             free(ret->backing);
-            ret->backing = *optarg ? backing_spec(optarg) : NULL;
+            ret->backing = *optarg ? backing_arg(optarg) : NULL;
             if (!ret->backing)
                 return bad("--backing", optarg, "a file, a block device or an NBD URI");
             break;

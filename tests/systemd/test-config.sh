@@ -83,6 +83,7 @@ expect_error() {
 B=$TMPD/bad.conf
 expect_error $'size = 64M\n\nswap-priority = 100' "^uzramd: $B:3: unknown key 'swap-priority'"
 expect_error $'size = 64M\nbacking = back.img' "^uzramd: $B:2: backing: bad value 'back.img' \\(want an absolute path or an NBD URI\\)"
+expect_error $'size = 64M\nbacking = http://host/x' "^uzramd: $B:2: backing: bad value 'http://host/x' \\(want an absolute path or an NBD URI\\)"
 expect_error $'size = 64M\nhigh-watermark = 50\nlow-watermark = 60' "^uzramd: $B:3: low-watermark: bad value '60' \\(want below --high-watermark, 50\\)"
 expect_error $'# x\nsize 64M' "^uzramd: $B:2: want 'key = value', got 'size 64M'$"
 expect_error $'size = 64X' "^uzramd: $B:1: size: bad value '64X' \\(want a multiple of 4K"
