@@ -578,35 +578,6 @@ out:
     return status;
 }
 
-static int cmd_compact(const char *arg)
-{
-    struct device d;
-    struct uz_reply *r = malloc(sizeof(*r));
-    int status = EXIT_FAILURE;
-    uint64_t pages;
-    char human[32];
-
-    device_resolve(&d, arg);
-    if (!r) {
-        warn("%s", strerror(ENOMEM));
-        return EXIT_FAILURE;
-    }
-    if (device_open(&d, TIMEOUT_COMPACT, false) < 0 || device_call(&d, "compact", "compact", r) < 0)
-        goto out;
-    if (uz_get_u64(r, "pages_freed", &pages) < 0) {
-        device_error(&d, "compact", EPROTO);
-        goto out;
-    }
-    format_size(pages > UINT64_MAX / 4096 ? UINT64_MAX : pages * 4096, human, sizeof(human));
-    printf("%s: compacted, %" PRIu64 " page%s freed (%s)\n", d.name, pages, pages == 1 ? "" : "s",
-           human);
-    status = EXIT_SUCCESS;
-out:
-    device_close(&d);
-    free(r);
-    return status;
-}
-
 /* Check KEY=VALUE's form; the daemon judges the key and the value. */
 static void check_setting(const char *s)
 {
@@ -708,11 +679,11 @@ out:
 /* ---- idle, writeback, recompress ----------------------------------------- */
 
 /*
- * Send req to the device at arg, and print "NAME: N pages WHAT" from the
- * key of its answer (with the size when bytes is true).
+ * Send req to the device at arg, and print "NAME: PREFIXN pages WHAT" from
+ * the key of its answer (with the size when bytes is true).
  */
 static int run_simple(const char *arg, const char *req, const char *verb, unsigned timeout,
-                      const char *key, const char *what, bool bytes)
+                      const char *key, const char *prefix, const char *what, bool bytes)
 {
     struct device d;
     struct uz_reply *r = malloc(sizeof(*r));
@@ -730,7 +701,7 @@ static int run_simple(const char *arg, const char *req, const char *verb, unsign
         device_error(&d, verb, EPROTO);
         goto out;
     }
-    printf("%s: %" PRIu64 " page%s %s", d.name, n, n == 1 ? "" : "s", what);
+    printf("%s: %s%" PRIu64 " page%s %s", d.name, prefix, n, n == 1 ? "" : "s", what);
     if (bytes) {
         char human[32];
         format_size(n > UINT64_MAX / 4096 ? UINT64_MAX : n * 4096, human, sizeof(human));
@@ -744,6 +715,12 @@ out:
     return status;
 }
 
+static int cmd_compact(const char *arg)
+{
+    return run_simple(arg, "compact", "compact", TIMEOUT_COMPACT, "pages_freed", "compacted, ",
+                      "freed", true);
+}
+
 static int cmd_idle(const char *arg, const char *age)
 {
     uint64_t v;
@@ -752,7 +729,7 @@ static int cmd_idle(const char *arg, const char *age)
     if (strcmp(age, "all") != 0 && parse_u64(age, &v) < 0)
         die_usage("idle: expected all or a number of seconds, got '%s'", age);
     snprintf(req, sizeof(req), "idle %s", strcmp(age, "all") == 0 ? "all" : age);
-    return run_simple(arg, req, "idle", TIMEOUT_COMPACT, "marked", "marked idle", false);
+    return run_simple(arg, req, "idle", TIMEOUT_COMPACT, "marked", "", "marked idle", false);
 }
 
 static bool one_of(const char *s, const char *const *set)
@@ -777,7 +754,7 @@ static int cmd_writeback(const char *arg, const char *mode, const char *limit)
         snprintf(req, sizeof(req), "writeback %s limit=%" PRIu64, mode, v);
     else
         snprintf(req, sizeof(req), "writeback %s", mode);
-    return run_simple(arg, req, "writeback", TIMEOUT_LONG, "written", "written back", true);
+    return run_simple(arg, req, "writeback", TIMEOUT_LONG, "written", "", "written back", true);
 }
 
 static int cmd_recompress(const char *arg, const char *mode, const char *threshold)
@@ -794,8 +771,8 @@ static int cmd_recompress(const char *arg, const char *mode, const char *thresho
         snprintf(req, sizeof(req), "recompress %s threshold=%" PRIu64, mode, v);
     else
         snprintf(req, sizeof(req), "recompress %s", mode);
-    return run_simple(arg, req, "recompress", TIMEOUT_LONG, "recompressed", "recompressed",
-                      false);
+    return run_simple(arg, req, "recompress", TIMEOUT_LONG, "recompressed", "",
+                      "recompressed", false);
 }
 
 /* ---- main --------------------------------------------------------------- */
