@@ -610,6 +610,18 @@ static uint32_t now_sec(struct store *s)
     return (uint32_t)(ts.tv_sec - s->t0.tv_sec);
 }
 
+/*
+ * Slot i was accessed now.  Accesses to a page come in bursts, so the time
+ * is stored only when its second has changed: the array's cache line is
+ * read on every access but written at most once a second per page.
+ */
+static void atime_touch(struct store *s, uint64_t i)
+{
+    uint32_t now = now_sec(s);
+    if (atomic_load_explicit(&s->atime[i], memory_order_relaxed) != now)
+        atomic_store_explicit(&s->atime[i], now, memory_order_relaxed);
+}
+
 /* An access to slot i, locked: it is no longer idle, and the clock spares it. */
 static void slot_touch(struct store *s, uint64_t i)
 {
@@ -617,7 +629,7 @@ static void slot_touch(struct store *s, uint64_t i)
     if (sl->flags & SF_IDLE)
         sub(&s->idle_pages, 1);
     sl->flags = (uint8_t)((sl->flags & ~SF_IDLE) | SF_ACCESSED);
-    atomic_store_explicit(&s->atime[i], now_sec(s), memory_order_relaxed);
+    atime_touch(s, i);
 }
 
 /* Replace slot i's entry with *e and return the old one.  Slot i is locked. */
@@ -632,7 +644,7 @@ static struct entry slot_swap(struct store *s, uint64_t i, const struct entry *e
     if (entry_has_object(e) && s->rmap)
         atomic_store_explicit(&s->rmap[zs_handle_index(e->val)], i, memory_order_relaxed);
     if (e->flags & SF_ACCESSED)
-        atomic_store_explicit(&s->atime[i], now_sec(s), memory_order_relaxed);
+        atime_touch(s, i);
     if (old.state == SLOT_EMPTY && e->state != SLOT_EMPTY)
         occ_set(s, i);
     else if (old.state != SLOT_EMPTY && e->state == SLOT_EMPTY)

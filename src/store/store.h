@@ -169,9 +169,10 @@ int store_write_zeroes(struct store *s, uint64_t len, uint64_t off, unsigned fla
     __attribute__((nonnull));
 
 /*
- * Nothing to do for a RAM store (every write is complete when it returns);
- * counted, and kept so that front ends have one place to send flushes to
- * once there is a backing device.  Returns 0.
+ * Counted, and otherwise nothing to do: every write is complete when it
+ * returns, and the backing store only holds what memory cannot, for a
+ * device that does not outlive the daemon, so there is nothing to make
+ * durable (an fdatasync per flush would only cost).  Returns 0.
  */
 int store_flush(struct store *s) __attribute__((nonnull));
 
