@@ -384,6 +384,7 @@ static void req_stat(struct control *ctl, struct resp *r)
     resp_u64(r, "high_watermark", st.wb_high_pct);
     resp_u64(r, "low_watermark", st.wb_low_pct);
     STAT(evictions);
+    STAT(pages_evicted);
     STAT(pages_promoted);
     STAT(write_waits);
     STAT(idle_pages);

@@ -1868,6 +1868,7 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         .wb_high_pct = atomic_load(&s->high_pct),
         .wb_low_pct = atomic_load(&s->low_pct),
         .evictions = get(&s->evictions),
+        .pages_evicted = zst.pages_evicted,
         .pages_promoted = get(&s->pages_promoted),
         .write_waits = get(&s->write_waits),
         .idle_pages = get(&s->idle_pages),

@@ -302,6 +302,7 @@ struct store_stats {
     uint64_t wb_high, wb_low;   /* the watermarks in bytes (0 without a limit) */
     uint32_t wb_high_pct, wb_low_pct;
     uint64_t evictions;         /* eviction passes run */
+    uint64_t pages_evicted;     /* pool pages freed whole by zs_shrink() (policy zspage) */
     uint64_t pages_promoted;    /* written-back pages brought back to memory */
     uint64_t write_waits;       /* writes that waited for eviction */
     uint64_t idle_pages;        /* slots marked idle now */

@@ -526,6 +526,7 @@ static void check_evict_stats_equal(const char *r)
     EQ(wb_high);
     EQ(wb_low);
     EQ(evictions);
+    EQ(pages_evicted);
     EQ(pages_promoted);
     EQ(write_waits);
     EQ(idle_pages);

@@ -27,10 +27,10 @@
 
 WB_PAGES=${1:?usage: $0 UZRAMD UZRAMCTL WB-PAGES}
 
-require_cmd nbdkit nbdinfo python3 truncate
+require_cmd nbdinfo python3 truncate
 require_binaries
 require_writeback
-nbdkit file --dump-plugin >/dev/null 2>&1 || skip "needs nbdkit's file plugin"
+require_nbdkit file
 
 make_tmpdir
 LIMIT=$((16 * MiB))

@@ -29,11 +29,10 @@
 
 WB_PAGES=${1:?usage: $0 UZRAMD UZRAMCTL WB-PAGES}
 
-require_cmd nbdkit nbdinfo python3
+require_cmd nbdinfo python3
 require_binaries
 require_writeback
-nbdkit memory --dump-plugin >/dev/null 2>&1 || skip "needs nbdkit's memory plugin"
-nbdkit --filter=error null --dump-plugin >/dev/null 2>&1 || skip "needs nbdkit's error filter"
+require_nbdkit memory error
 
 make_tmpdir
 HALF=$((32 * MiB))

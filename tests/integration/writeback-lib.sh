@@ -144,6 +144,17 @@ check_under_limit() {
 
 # ---- nbdkit as the backing store ------------------------------------------
 
+# require_nbdkit PLUGIN [FILTER...]: nbdkit with that plugin and those
+# filters, or skip.
+require_nbdkit() {
+    local f
+    require_cmd nbdkit
+    nbdkit "$1" --dump-plugin >/dev/null 2>&1 || skip "needs nbdkit's $1 plugin"
+    for f in "${@:2}"; do
+        nbdkit --filter="$f" null --dump-plugin >/dev/null 2>&1 || skip "needs nbdkit's $f filter"
+    done
+}
+
 # nbdkit_start SOCKET PLUGIN-AND-ARGS...: nbdkit in the foreground, as a
 # child of this shell, on the Unix socket SOCKET; waits until it takes a
 # connection.  Sets NBDKIT_PID; stopped by its pid on every exit path.
@@ -168,6 +179,19 @@ nbdkit_stop() {
     kill "-${1:-TERM}" "$NBDKIT_PID" 2>/dev/null || true
     wait "$NBDKIT_PID" 2>/dev/null || true
     NBDKIT_PID=
+}
+
+# ---- filling the device ---------------------------------------------------
+
+# copy_in LIMIT: nbdcopy $CORPUS onto the device at $NBD_URI while sampling
+# mem_used_total; the daemon must live through it and stay within LIMIT.
+copy_in() {
+    log "nbdcopy $CORPUS in"
+    sampler_start "$TMPD/samples-write"
+    nbdcopy --flush "$CORPUS" "$NBD_URI" || fail "nbdcopy $CORPUS $NBD_URI failed"
+    sampler_stop
+    require_alive "the copy in"
+    check_under_limit "$1" "the copy in"
 }
 
 # ---- page-by-page results (wb-pages) ---------------------------------------
