@@ -15,11 +15,16 @@
  * about half its size, like the mixed data a real workload swaps, and no
  * page is same-filled, so every page goes through the codec.
  *
+ * With --passes N it does it N times over the same memory, each pass with
+ * the next seed, so the second pass overwrites pages that are out on swap
+ * and reads back pages that have been there and back.
+ *
  * Transparent huge pages are refused (MADV_NOHUGEPAGE) so the memory is
  * swapped as 4 KiB pages, as zram's users see it.
  *
- * Prints one line, for scripts (seconds and KiB):
- *   swap-fill: size=BYTES seed=N fill=S verify=S total=S vmswap_max_kb=K
+ * Prints one line, for scripts (seconds and KiB; fill and verify summed
+ * over the passes):
+ *   swap-fill: size=BYTES seed=N passes=N fill=S verify=S total=S vmswap_max_kb=K
  * Exit status: 0 every word matched, 1 a mismatch (or a system call
  * failed), 2 bad arguments.
  */
@@ -131,10 +136,10 @@ static uint64_t vmswap_kb(void)
 
 static void usage(FILE *out)
 {
-    fputs("Usage: swap-fill [--size SIZE] [--seed N]\n"
+    fputs("Usage: swap-fill [--size SIZE] [--seed N] [--passes N]\n"
           "Fill SIZE (default 512M) of memory with a half-compressible pattern,\n"
-          "then verify every 8-byte word.  Run it in a memory cgroup smaller\n"
-          "than SIZE to make it swap.\n",
+          "then verify every 8-byte word; N times (default 1), with seeds N,\n"
+          "N+1, ...  Run it in a memory cgroup smaller than SIZE to make it swap.\n",
           out);
 }
 
@@ -143,10 +148,11 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "size", required_argument, NULL, 's' },
         { "seed", required_argument, NULL, 'S' },
+        { "passes", required_argument, NULL, 'P' },
         { "help", no_argument, NULL, 'h' },
         {},
     };
-    uint64_t size = 512ull << 20, seed = 1;
+    uint64_t size = 512ull << 20, seed = 1, passes = 1;
     int c;
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -160,6 +166,12 @@ int main(int argc, char **argv)
         case 'S':
             if (parse_u64(optarg, &seed) < 0) {
                 fprintf(stderr, "swap-fill: --seed: not a number: %s\n", optarg);
+                return 2;
+            }
+            break;
+        case 'P':
+            if (parse_u64(optarg, &passes) < 0 || passes == 0 || passes > 1000) {
+                fprintf(stderr, "swap-fill: --passes: not a number from 1 to 1000: %s\n", optarg);
                 return 2;
             }
             break;
@@ -186,34 +198,39 @@ int main(int argc, char **argv)
     /* Not fatal: without THP there is nothing to refuse. */
     (void)madvise(mem, size, MADV_NOHUGEPAGE);
 
-    double t0 = now();
-    for (uint64_t p = 0; p < pages; p++)
-        fill_page((uint64_t *)(mem + p * PATTERN_PAGE), seed, p);
-    double t1 = now();
-    uint64_t swap_max = vmswap_kb();
-
-    uint64_t bad = 0, reported = 0, bad_pages = 0;
-    for (uint64_t p = 0; p < pages; p++) {
-        uint64_t b = check_page((const uint64_t *)(mem + p * PATTERN_PAGE), seed, p, &reported);
-        bad += b;
-        bad_pages += b != 0;
-        /* Sample halfway too: pages come and go while verifying. */
-        if (p == pages / 2) {
-            uint64_t s = vmswap_kb();
-            if (s > swap_max)
+    double fill = 0, verify = 0, start = now();
+    uint64_t swap_max = 0, bad = 0, reported = 0, bad_pages = 0;
+    for (uint64_t pass = 0; pass < passes; pass++) {
+        uint64_t ps = seed + pass;
+        double t0 = now();
+        for (uint64_t p = 0; p < pages; p++)
+            fill_page((uint64_t *)(mem + p * PATTERN_PAGE), ps, p);
+        double t1 = now();
+        uint64_t s = vmswap_kb();
+        if (s > swap_max)
+            swap_max = s;
+        for (uint64_t p = 0; p < pages; p++) {
+            uint64_t b = check_page((const uint64_t *)(mem + p * PATTERN_PAGE), ps, p,
+                                    &reported);
+            bad += b;
+            bad_pages += b != 0;
+            /* Sample halfway too: pages come and go while verifying. */
+            if (p == pages / 2 && (s = vmswap_kb()) > swap_max)
                 swap_max = s;
         }
+        fill += t1 - t0;
+        verify += now() - t1;
     }
     double t2 = now();
 
-    printf("swap-fill: size=%" PRIu64 " seed=%" PRIu64 " fill=%.3f verify=%.3f total=%.3f"
-           " vmswap_max_kb=%" PRIu64 "\n",
-           size, seed, t1 - t0, t2 - t1, t2 - t0, swap_max);
+    printf("swap-fill: size=%" PRIu64 " seed=%" PRIu64 " passes=%" PRIu64
+           " fill=%.3f verify=%.3f total=%.3f vmswap_max_kb=%" PRIu64 "\n",
+           size, seed, passes, fill, verify, t2 - start, swap_max);
     fflush(stdout);
     munmap(mem, size);
     if (bad) {
-        fprintf(stderr, "swap-fill: %" PRIu64 " words wrong in %" PRIu64 " of %" PRIu64 " pages\n",
-                bad, bad_pages, pages);
+        fprintf(stderr, "swap-fill: %" PRIu64 " words wrong in %" PRIu64 " of %" PRIu64
+                " pages over %" PRIu64 " passes\n", bad, bad_pages, pages, passes);
         return 1;
     }
     return 0;
