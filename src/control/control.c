@@ -141,6 +141,7 @@ struct control {
     struct store *store;
     char *name, *algorithm, *fuse_file, *nbd, *backing;
     int level;
+    bool memory_locked, io_flusher, oom_protected;  /* as control_info says */
     int listen_fd;
     int wake_fd;
     struct job job;
@@ -391,6 +392,9 @@ static void req_stat(struct control *ctl, struct resp *r)
     STAT(recompressed);
     STAT(bd_bad_sums);
 #undef STAT
+    resp_u64(r, "memory_locked", ctl->memory_locked);
+    resp_u64(r, "io_flusher", ctl->io_flusher);
+    resp_u64(r, "oom_protected", ctl->oom_protected);
 }
 
 static void req_compact(struct control *ctl, struct resp *r)
@@ -1105,6 +1109,9 @@ struct control *control_new(const char *path, struct store *store,
     ctl->store = store;
     ctl->job.store = store;
     ctl->level = info->level;
+    ctl->memory_locked = info->memory_locked;
+    ctl->io_flusher = info->io_flusher;
+    ctl->oom_protected = info->oom_protected;
     ctl->path = strdup(path);
     ctl->name = strdup(info->name ? info->name : "");
     ctl->algorithm = strdup(info->algorithm ? info->algorithm : "");

@@ -14,6 +14,7 @@
 #ifndef UZRAM_CONTROL_H
 #define UZRAM_CONTROL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -28,6 +29,8 @@ struct control_info {
     const char *fuse_file;   /* FUSE file served, or NULL */
     const char *nbd;         /* NBD address served, or NULL (the NBD issue) */
     const char *backing;     /* the backing store's spec, or NULL without one */
+    /* What the daemon was granted to serve swap safely (uzramd(8), SWAP). */
+    bool memory_locked, io_flusher, oom_protected;
 };
 
 /*

@@ -77,19 +77,24 @@ static void note(char *buf, size_t cap, const char *what, int err)
         snprintf(buf + len, cap - len, "%s%s (%s)", len ? "; " : "", what, strerror(err));
 }
 
-void harden(void)
+void harden(struct hardening *ret)
 {
     char missing[512] = "";
     int r;
 
+    *ret = (struct hardening){ 0 };
     r = lock_memory();
     if (r < 0)
         note(missing, sizeof(missing), "memory not locked", -r);
+    ret->memory_locked = r == 0;
     if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
         note(missing, sizeof(missing), "not an I/O flusher", errno);
+    else
+        ret->io_flusher = true;
     r = set_oom_score_adj();
     if (r < 0)
         note(missing, sizeof(missing), "OOM killer not kept off", -r);
+    ret->oom_protected = r == 0;
     if (missing[0])
         log_warn("%s: swap on this device may deadlock under memory pressure", missing);
 }

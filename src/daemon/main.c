@@ -106,6 +106,7 @@ struct daemon {
     bool passed_unix;           /* one of them is the --nbd-unix path */
     bool passed_tcp;            /* one of them is the --nbd-tcp address */
     struct backing *backing;    /* NULL without --backing */
+    struct hardening hardening; /* what harden() was granted */
     /* What the last look at the backing store's counts saw (watch_backing()). */
     uint64_t bd_read_errors, bd_write_errors;
     bool bd_connected;
@@ -289,6 +290,9 @@ static int start_control(struct daemon *d)
         .fuse_file = d->opt.fuse_file,
         .nbd = d->nbd_address,
         .backing = d->backing ? backing_spec(d->backing) : NULL,
+        .memory_locked = d->hardening.memory_locked,
+        .io_flusher = d->hardening.io_flusher,
+        .oom_protected = d->hardening.oom_protected,
     };
 
     d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid);
@@ -419,7 +423,7 @@ static int startup(struct daemon *d)
     if (d->opt.pidfile && pidfile_check(d->opt.pidfile, &other) < 0)
         return startup_failed("%s: process %ld is running (another uzramd?)",
                               d->opt.pidfile, (long)other);
-    harden();
+    harden(&d->hardening);
     if (start_backing(d) < 0 || start_store(d) < 0 || start_control(d) < 0 ||
         start_frontends(d) < 0)
         return -1;

@@ -168,11 +168,19 @@ void pidfile_remove(const char *path) __attribute__((nonnull));
 
 /* ---- harden.c ------------------------------------------------------------ */
 
+/* What harden() was granted. */
+struct hardening {
+    bool memory_locked;         /* mlockall() in force */
+    bool io_flusher;            /* PR_SET_IO_FLUSHER accepted */
+    bool oom_protected;         /* oom_score_adj -1000 */
+};
+
 /*
  * Make the process fit to serve swap: lock its memory as it is touched,
  * mark it an I/O flusher, and keep the OOM killer off it.  Each step that
- * is not permitted is named in one warning; the daemon goes on without it.
+ * is not permitted is named in one warning; the daemon goes on without it,
+ * and *ret says which were granted (uzramctl stat shows them).
  */
-void harden(void);
+void harden(struct hardening *ret) __attribute__((nonnull));
 
 #endif /* UZRAMD_H */
