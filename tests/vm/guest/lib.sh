@@ -1,0 +1,166 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# What the VM suite's guest cases share.  Each case runs as a child of the
+# guest's PID 1 (init.sh), which prints the verdict from its exit status;
+# nothing here needs cleaning up, since the VM is thrown away.
+#
+# Swap setups, all at the same priority and with discards:
+#   swap_nbd unix|tcp  uzramd --nbd-unix or --nbd-tcp on 127.0.0.1, the
+#                      kernel's NBD client (nbd-client -swap), /dev/nbd0
+#   swap_fuse          uzramd --fuse, a loop device with direct I/O
+#   swap_zram          the kernel's zram (the reference), lz4 as uzramd
+# Each sets SWAPDEV.  uzramd's device is called vm0 and its statistics come
+# from `uzramctl stat vm0`.
+set -uo pipefail
+
+MiB=$((1024 * 1024))
+DEV=vm0
+SWAP_SIZE=${SWAP_SIZE:-1G}
+UZRAMD_ARGS=()
+
+say() { echo "vmtest: $*"; }
+
+# bytes SIZE: SIZE with an optional K, M or G suffix, in bytes.
+bytes() {
+    local n=${1%[KMG]}
+    case $1 in
+        *K) echo $((n << 10)) ;;
+        *M) echo $((n << 20)) ;;
+        *G) echo $((n << 30)) ;;
+        *) echo "$n" ;;
+    esac
+}
+fail() { echo "VMTEST: FAIL $*"; exit 1; }
+figure() { echo "VMTEST: FIGURE $1=$2"; }
+
+modload() {
+    local m
+    for m in "$@"; do
+        modprobe "$m" || fail "modprobe $m"
+    done
+}
+
+# stat FIELD: one figure of `uzramctl stat vm0`.
+stat() {
+    uzramctl stat "$DEV" | awk -v k="$1" '$1 == k {print $2; found = 1} END {exit !found}'
+}
+
+# start_uzramd ARGS...: uzramd vm0 in the background, ready to serve.
+start_uzramd() {
+    mkdir -p /run/uzram
+    uzramd --name "$DEV" --size "$SWAP_SIZE" --pidfile /run/uzram/$DEV.pid "${UZRAMD_ARGS[@]}" "$@" ||
+        fail "uzramd did not start"
+    uzramctl stat "$DEV" >/dev/null || fail "uzramctl stat $DEV does not answer"
+    UZRAMD_PID=$(cat /run/uzram/$DEV.pid)
+}
+
+# swap_enable DEVICE: mkswap and swapon with discards at priority 100.
+swap_enable() {
+    mkswap "$1" >/dev/null || fail "mkswap $1"
+    swapon --discard=pages -p 100 "$1" || fail "swapon $1"
+    grep -q "^$1 " /proc/swaps || fail "$1 is not in /proc/swaps"
+    SWAPDEV=$1
+}
+
+swap_nbd() {
+    local how=$1
+    modload nbd
+    case $how in
+        unix)
+            start_uzramd --nbd-unix /run/uzram/$DEV.nbd
+            nbd-client -unix /run/uzram/$DEV.nbd /dev/nbd0 -b 4096 -swap >/dev/null ||
+                fail "nbd-client -unix"
+            ;;
+        tcp)
+            start_uzramd --nbd-tcp 127.0.0.1:10809
+            nbd-client 127.0.0.1 10809 /dev/nbd0 -b 4096 -swap >/dev/null || fail "nbd-client tcp"
+            ;;
+        *) fail "swap_nbd: unknown $how" ;;
+    esac
+    swap_enable /dev/nbd0
+}
+
+swap_fuse() {
+    modload fuse loop
+    : >/run/uzram-$DEV.img 2>/dev/null || true
+    start_uzramd --fuse /run/uzram/$DEV.img
+    local loopdev
+    loopdev=$(losetup --direct-io=on --find --show /run/uzram/$DEV.img) || fail "losetup"
+    swap_enable "$loopdev"
+}
+
+swap_zram() {
+    modload zram
+    echo lz4 >/sys/block/zram0/comp_algorithm || fail "zram: no lz4"
+    echo "$SWAP_SIZE" >/sys/block/zram0/disksize || fail "zram: disksize"
+    swap_enable /dev/zram0
+}
+
+# swap_setup KIND: one of nbd-unix, nbd-tcp, fuse, zram.
+swap_setup() {
+    case $1 in
+        nbd-unix) swap_nbd unix ;;
+        nbd-tcp) swap_nbd tcp ;;
+        fuse) swap_fuse ;;
+        zram) swap_zram ;;
+        *) fail "unknown swap kind $1" ;;
+    esac
+    say "swap on $SWAPDEV ($1)"
+}
+
+# In memory now, for the kind of swap in use: uzramd's orig_data_size, or
+# zram's (the first field of mm_stat).
+orig_data_size() {
+    if [[ $SWAPDEV == /dev/zram0 ]]; then
+        awk '{print $1}' /sys/block/zram0/mm_stat
+    else
+        stat orig_data_size
+    fi
+}
+
+# hog SIZE PASSES [CGROUP_LIMIT]: swap-fill, in a new memory cgroup capped at
+# CGROUP_LIMIT if given.  Sets HOG_RC, HOG_SECONDS and HOG_OUT.
+hog() {
+    local size=$1 passes=$2 limit=${3:-} t0 t1
+    local -a wrap=()
+    if [[ -n $limit ]]; then
+        echo +memory >/sys/fs/cgroup/cgroup.subtree_control
+        mkdir -p /sys/fs/cgroup/hog
+        echo "$limit" >/sys/fs/cgroup/hog/memory.max || fail "memory.max"
+        wrap=(bash -c 'echo $$ >/sys/fs/cgroup/hog/cgroup.procs && exec "$@"' hog)
+    fi
+    HOG_OUT=/tmp/hog.out
+    t0=$(date +%s.%N)
+    HOG_RC=0
+    "${wrap[@]}" swap-fill --size "$size" --passes "$passes" --seed "$RANDOM" >"$HOG_OUT" 2>&1 ||
+        HOG_RC=$?
+    t1=$(date +%s.%N)
+    HOG_SECONDS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
+    cat "$HOG_OUT"
+    say "swap-fill $size x$passes${limit:+ in a $limit cgroup}: exit $HOG_RC after $HOG_SECONDS s"
+}
+
+# What uzramd says about the protections it asked for, and what the kernel
+# says it holds locked.
+check_hardening() {
+    local flusher mlocked vmlck locked
+    flusher=$(stat io_flusher) || fail "uzramctl stat has no io_flusher"
+    mlocked=$(stat memory_locked) || fail "uzramctl stat has no memory_locked"
+    # VmLck: the size of the locked mappings; Locked: what of them is in RAM.
+    vmlck=$(awk '/^VmLck:/ {print $2}' /proc/"$UZRAMD_PID"/status)
+    locked=$(awk '/^Locked:/ {print $2}' /proc/"$UZRAMD_PID"/smaps_rollup)
+    say "io_flusher=$flusher memory_locked=$mlocked VmLck=${vmlck}kB Locked=${locked}kB"
+    [[ $flusher == 1 ]] || fail "uzramd is not an I/O flusher"
+    [[ $mlocked == 1 ]] || fail "uzramd's memory is not locked"
+    ((vmlck > 0 && locked > 0)) || fail "uzramd holds no locked memory (VmLck $vmlck kB, Locked $locked kB)"
+}
+
+# The kernel log so far has no hung-task report (the host checks the
+# console too; this catches it before the verdict).
+check_no_hung_task() {
+    if dmesg | grep -q 'blocked for more than'; then
+        dmesg | grep -A 10 'blocked for more than' | head -n 30
+        fail "the kernel reported a hung task"
+    fi
+}

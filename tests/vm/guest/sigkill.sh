@@ -1,0 +1,60 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Case 5: uzramd killed with SIGKILL while swap on it is active and a
+# program has pages out there.  The kernel must stay up; the program whose
+# pages were on the device dies (it cannot get them back: the kernel
+# answers its page faults with SIGBUS); after the cleanup that uzramd(8)
+# documents (swapoff once those programs are gone, then nbd-client -d or
+# losetup -d and umount of the dead FUSE mount), a new uzramd serves swap
+# again on the same device names.
+#
+#   sigkill.sh nbd-unix|fuse
+. /vmtest/lib.sh
+
+kind=${1:?kind}
+swap_setup "$kind"
+dev=$SWAPDEV
+
+# Busy swapping: 256 MiB in a 64 MiB cgroup, many passes.
+hog 256M 50 64M &
+hog_job=$!
+pid=
+for i in $(seq 1 600); do
+    pid=$(pgrep -x swap-fill) && break
+    sleep 0.1
+done
+[[ -n $pid ]] || fail "swap-fill did not start"
+for i in $(seq 1 600); do
+    swapped=$(awk '/^VmSwap:/ {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
+    ((swapped > 64 * 1024)) && break
+    sleep 0.2
+done
+say "swap-fill has ${swapped} KiB on swap: killing uzramd ($UZRAMD_PID) with SIGKILL"
+kill -KILL "$UZRAMD_PID"
+for i in $(seq 1 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+done
+kill -0 "$pid" 2>/dev/null && fail "swap-fill still runs 60 s after its swap device died"
+wait "$hog_job"
+say "swap-fill is gone: $(cat "$HOG_OUT" 2>/dev/null | tail -n 1)"
+dmesg | grep -E 'swap|nbd|I/O error|SIGBUS|Killed' | tail -n 8
+
+# The documented cleanup, then a new daemon on the same names.
+swapoff "$dev" || fail "swapoff $dev after the daemon died"
+case $kind in
+    nbd-unix)
+        nbd-client -d /dev/nbd0 >/dev/null || fail "nbd-client -d"
+        ;;
+    fuse)
+        losetup -d "$dev" || fail "losetup -d $dev"
+        umount -l /run/uzram/$DEV.img || fail "umount the dead FUSE mount"
+        ;;
+esac
+rm -f /run/uzram/$DEV.sock /run/uzram/$DEV.nbd /run/uzram/$DEV.pid
+swap_setup "$kind"
+hog 64M 1 32M
+((HOG_RC == 0)) || fail "swap-fill on the new daemon exited $HOG_RC"
+check_no_hung_task
+exit 0
