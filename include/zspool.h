@@ -52,6 +52,19 @@ struct zs_pool;
  */
 struct zs_ops {
     int (*evict)(struct zs_pool *pool, uint64_t handle, void *arg);
+    /*
+     * reserve_low: called by an allocation (no pool lock held) when the
+     *   reserve, or the room in one of the pool's tables, has fallen under
+     *   half its target, or an allocation failed for want of it; once, until
+     *   zs_reserve_refill() next runs.  It must not block: wake the thread
+     *   that refills.
+     * handles_grow: called by zs_reserve_refill() before handle indices
+     *   below handles may be handed out, so that the user can populate its
+     *   own tables indexed by zs_handle_index() first.  May block.  A
+     *   negative errno stops the refill.
+     */
+    void (*reserve_low)(struct zs_pool *pool, void *arg);
+    int (*handles_grow)(struct zs_pool *pool, uint64_t handles, void *arg);
 };
 
 /*
@@ -148,6 +161,63 @@ int64_t zs_compact(struct zs_pool *pool) __attribute__((nonnull(1)));
  * clock of ~17 ms ticks.
  */
 int64_t zs_shrink(struct zs_pool *pool, uint64_t pages) __attribute__((nonnull(1)));
+
+/*
+ * The reserve: allocation that never waits for memory.
+ *
+ * A pool serves allocations from memory it faults in as they come (lazy
+ * mode, the default): a zspage's pages are touched as objects land on them,
+ * tables grow as they fill.  A user that must not wait on the kernel's
+ * page allocator at that point (a block device serving swap: the fault may
+ * need the very memory its write would free) sets a reserve before the
+ * first allocation.  From then on:
+ *   - zs_malloc() never faults in memory: a new zspage is made from pages
+ *     populated in advance (all of them at once, and they count as the
+ *     pool's from then on, as in the kernel's zsmalloc), and handles, zspage
+ *     ids and descriptors come from table room populated in advance;
+ *   - when any of that has run out, zs_malloc() fails at once with ENOMEM
+ *     (counted as a miss) rather than wait;
+ *   - zs_reserve_refill(), called from a thread of the user's that may block,
+ *     populates memory back up to the target; freed zspages' pages go back
+ *     into the reserve (up to half the target) before they go back to the OS;
+ *   - compaction no longer gives back the unused pages inside a zspage it
+ *     could only partly empty (zspages are resident whole).
+ * The reserve is held outside zs_pool_stats.mem_used.
+ */
+
+/* Largest reserve target, bytes. */
+#define ZS_RESERVE_MAX (512ull << 20)
+
+/*
+ * Set the reserve's target in bytes (at most ZS_RESERVE_MAX).  The first
+ * call with a non-zero target puts the pool in reserve mode, and must come
+ * before the first allocation (-EBUSY after); nothing is populated until
+ * zs_reserve_refill().  Later calls change the target (0 is refused:
+ * -EINVAL; the mode stays).  A call with 0 on a lazy pool does nothing.
+ */
+int zs_reserve_set(struct zs_pool *pool, uint64_t bytes) __attribute__((nonnull));
+
+/*
+ * Populate the reserve up to its target, and the tables' room: may block
+ * for as long as the kernel takes to find the memory, so call it from a
+ * thread that nothing urgent waits on, after ops.reserve_low and now and
+ * then.  Allocations go on meanwhile.  One refill runs at a time (a second
+ * caller waits).  Returns 0, or -ENOMEM if memory could not be had (what
+ * was populated stays), or handles_grow's error.  0 at once on a lazy pool.
+ */
+int zs_reserve_refill(struct zs_pool *pool) __attribute__((nonnull));
+
+struct zs_reserve_stats {
+    uint64_t target;          /* bytes the refill keeps populated */
+    uint64_t available;       /* bytes populated and unused now */
+    uint64_t low_water;       /* the fewest available since the first refill */
+    uint64_t misses;          /* allocations refused for want of reserve */
+    uint64_t refills;         /* zs_reserve_refill() calls that populated memory */
+};
+
+/* The reserve's figures; all zero on a lazy pool. */
+void zs_reserve_get_stats(struct zs_pool *pool, struct zs_reserve_stats *ret)
+    __attribute__((nonnull));
 
 /* Totals for a pool.  Every figure is in bytes unless its name says pages. */
 struct zs_pool_stats {

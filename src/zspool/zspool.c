@@ -21,16 +21,40 @@
  *
  * Zspages are contiguous.  In the kernel a zspage is a chain of scattered
  * physical pages and an object that straddles two pages must be copied to be
- * read.  Here a zspage is a run of virtual pages carved from 1 GiB regions
- * reserved per zspage length (one mapping per region, not per zspage: Linux
- * caps a process near 65,000 mappings).  Every object, straddling or not, is
- * therefore addressable in place, and zs_map() never copies.  Pages of a new
- * zspage are touched only as objects are placed on them, in order, so a
- * half-filled 16-page zspage holds 8 pages of memory, not 16; the pool counts
- * exactly the pages it has touched.  A freed zspage's pages go back to the OS
- * at once with madvise(MADV_DONTNEED) and its virtual run is kept for the next
- * zspage of the same length.  Compaction also gives back the pages inside a
- * zspage it could only partly empty, where no live object lies.
+ * read.  Here a zspage is a run of virtual pages carved, in order, from 1 GiB
+ * regions (one mapping per region, not per zspage: Linux caps a process near
+ * 65,000 mappings; runs of every length share the regions).  Every object,
+ * straddling or not, is therefore addressable in place, and zs_map() never
+ * copies.  Pages of a new zspage are touched only as objects are placed on
+ * them, in order, so a half-filled 16-page zspage holds 8 pages of memory,
+ * not 16; the pool counts exactly the pages it has touched.  A freed
+ * zspage's pages go back to the OS at once with madvise(MADV_DONTNEED) and
+ * its virtual run is kept for the next zspage of the same length.
+ * Compaction also gives back the pages inside a zspage it could only partly
+ * empty, where no live object lies.
+ *
+ * The reserve.  All of the above faults memory in as it goes, which a block
+ * device serving swap cannot afford: when the machine is out of memory, the
+ * page a write needs can only come from reclaim, and reclaim waits on that
+ * write (Linux retries such a fault for ever rather than kill anyone when
+ * the faulting task may not do I/O).  zs_reserve_set() switches a pool,
+ * before its first allocation, to never faulting: a refill the user runs in
+ * a thread of its own keeps a target of memory populated ahead (the
+ * frontier: the next stretch of the current region, then of the next one),
+ * and the tables (handles, zspage ids, descriptors) populated past their
+ * tops.  An allocation takes only from that; a new zspage gets all its
+ * pages at once, resident, as in the kernel (so compaction no longer trims
+ * inside zspages, whose pages a later allocation would have to fault in
+ * again); a freed zspage's run stays resident as part of the reserve while
+ * such runs hold under half the target, its length's next zspage taking it
+ * first.  When something has run out, zs_malloc() fails at once, the way
+ * zram's allocation fails when the kernel has no page to give it, and the
+ * user hears (ops.reserve_low) that a refill is due.
+ *
+ * Descriptors.  Each zspage has a descriptor (48 bytes plus 4 per slot)
+ * carved from a table of its own, in order; a freed one waits on its class's
+ * list for the class's next zspage, so the table never shrinks, like the
+ * handle table.  That keeps malloc() out of allocation altogether.
  *
  * Handles.  A handle is an index into a table of 64-bit entries, one per
  * object, plus a 6-bit generation that catches most uses of a freed handle.
@@ -62,10 +86,12 @@
  * frees the handle.  When the zspage is empty it is freed; if the callback
  * fails, the zspage goes back with whatever it still holds.
  *
- * Locking.  One mutex per class guards its zspages, lists and slot arrays.
- * Each zspage length has a mutex for its regions; the zspage id table has one
- * too; both are taken only to make or free a zspage, with a class lock held
- * (order: class, then arena or ids).  Handles come from a lock-free stack.
+ * Locking.  One mutex per class guards its zspages, lists, slot arrays and
+ * freed descriptors.  Each zspage length has a mutex for its freed runs, the
+ * frontier one, the zspage id table one; they are taken only to make or
+ * free a zspage, with a class lock held (order: class, then arena, then
+ * frontier; or class, then ids).  The refill holds none of them while it
+ * waits for memory.  Handles come from a lock-free stack.
  * Object bytes are guarded by the pins, not by locks, so reads and writes of
  * objects in the same class run in parallel.
  */
@@ -126,11 +152,30 @@
 _Static_assert(MAX_OBJS_PER_ZSPAGE - 1 <= E_SLOT_MASK, "slot index overflows an entry");
 _Static_assert(MAX_OBJS_PER_ZSPAGE < SLOT_NONE, "slot index collides with SLOT_NONE");
 
-/* Regions of virtual memory reserved per zspage length. */
+/* Regions of virtual memory that zspage runs are carved from. */
 #define REGION_BYTES (1ull << 30)
 /* Regions become readable in steps of 2 MiB, tables in steps of 64 KiB. */
 #define REGION_COMMIT_STEP (2ull << 20)
 #define TABLE_COMMIT_STEP (64ull << 10)
+/*
+ * Descriptors: at most 48 + 4 * 256 bytes each (the most objects a zspage
+ * holds is 256), one per zspage id.
+ */
+#define DESC_TABLE_BYTES ((size_t)MAX_ZSPAGE_IDS * 1088)
+/*
+ * The refill populates the reserve in steps of this much, with no lock held
+ * while it waits for the memory, so that allocations go on meanwhile.
+ */
+#define RESERVE_STEP (256ull << 10)
+/*
+ * Table room the refill keeps populated past what is in use, in reserve
+ * mode: a handle per 64 bytes of reserve (objects of a compressed page are
+ * rarely smaller), a zspage id per page of it, and descriptor bytes for a
+ * zspage per page of it (each at most 1088 bytes, a 16-page zspage's ~200).
+ */
+#define HANDLE_SLACK(target) ((target) / 64 + 4096)
+#define ID_SLACK(target) ((target) / PAGE_SIZE + 256)
+#define DESC_SLACK(target) ((target) / 8 + 64 * 1024)
 
 #ifndef MADV_DONTNEED_LOCKED
 #define MADV_DONTNEED_LOCKED 24
@@ -187,6 +232,8 @@ _Static_assert(sizeof(struct zspage) == 48, "the descriptor grew: update the com
 struct size_class {
     pthread_mutex_t lock;
     uint32_t size, pages, objs;
+    uint32_t desc_bytes;    /* a descriptor's size, rounded to 8 */
+    struct zspage *desc_free; /* freed descriptors of this class, linked by link[0].next */
     uint16_t pass;          /* compaction passes, for skip marks */
     struct ihead groups[ZS_FULLNESS_GROUPS];
     struct ihead lru;       /* first: most recently allocated into */
@@ -201,20 +248,64 @@ struct size_class {
 struct vtable {
     char *base;
     size_t reserved;
-    _Atomic size_t committed;
+    _Atomic size_t committed;   /* accessible; in reserve mode also populated */
     pthread_mutex_t lock;
 };
 
-/* The regions and free runs of one zspage length. */
+/* A growable array of run or region bases. */
+struct runs {
+    char **v;
+    size_t n, cap;
+};
+
+/*
+ * Part of a region that runs are carved from: [next, populated) is ready
+ * for the taking (in reserve mode: resident), [populated, end) is not yet.
+ */
+struct span {
+    char *base;             /* the region's start: the span's identity */
+    char *next, *populated, *end;
+};
+
+/*
+ * Where new zspage runs come from, for every length alike: runs are carved
+ * from cur in order.  In reserve mode the refill populates cur to its end
+ * and then a second region, nxt, which allocation moves on to when cur
+ * cannot fit a run.  Lazy mode uses cur only and makes it accessible in
+ * REGION_COMMIT_STEP steps (commit_end).
+ */
+struct frontier {
+    pthread_mutex_t lock;
+    struct span cur, nxt;
+    char *commit_end;
+    struct runs regions;    /* every region, for zs_destroy() */
+};
+
+/* Freed runs of one zspage length, kept for the next zspage of that length. */
 struct arena {
     pthread_mutex_t lock;
-    char **free;            /* bases of freed zspages, reusable */
-    size_t nfree, free_cap;
-    char **regions;
-    size_t nregions, regions_cap;
-    char *next;             /* next never-used zspage in the newest region */
-    char *commit_end;       /* accessible up to here in the newest region */
-    char *region_end;
+    struct runs warm;       /* reserve mode: still resident, part of the reserve */
+    struct runs cold;       /* pages given back to the OS; the addresses kept */
+    bool cold_full;         /* a run was dropped for want of room; the refill grows cold */
+};
+
+/*
+ * The reserve (zs_reserve_set()): memory populated in advance so that an
+ * allocation never has to fault in a page.  Byte counts are of populated,
+ * unused memory; every field is atomic or written by the refill alone.
+ */
+struct reserve {
+    bool on;                        /* set before the first allocation, never cleared */
+    _Atomic uint64_t target;        /* what the refill keeps populated */
+    _Atomic uint64_t frontier;      /* in the frontier's spans */
+    _Atomic uint64_t warm;          /* in warm runs */
+    _Atomic uint64_t low;           /* lowest frontier + warm seen by an allocation */
+    _Atomic uint64_t misses;        /* allocations refused: something ran out */
+    _Atomic uint64_t refills;       /* zs_reserve_refill() calls that did work */
+    _Atomic bool kicked;            /* ops.reserve_low called, no refill since */
+    /* Runs of length k taken from the frontier while cold ones waited. */
+    _Atomic uint32_t rewarm[ZS_MAX_PAGES_PER_ZSPAGE + 1];
+    pthread_mutex_t refill_lock;    /* one refill at a time */
 };
 
 struct zs_pool {
@@ -228,7 +319,10 @@ struct zs_pool {
     struct vtable ids;              /* struct zspage * by id */
     pthread_mutex_t id_lock;
     uint32_t id_free;               /* free id + 1, linked through the table */
-    uint32_t id_top;
+    _Atomic uint32_t id_top;        /* written under id_lock; read without by rsv_low() */
+
+    struct vtable descs;            /* zspage descriptors, carved in order */
+    _Atomic uint64_t desc_top;      /* bytes of descs handed out */
 
     pthread_mutex_t shrink_lock;
 
@@ -236,6 +330,8 @@ struct zs_pool {
     _Atomic uint64_t pages_compacted, pages_evicted, objects_evicted;
     _Atomic uint64_t bad_handles;
 
+    struct frontier frontier;
+    struct reserve rsv;
     struct arena arenas[ZS_MAX_PAGES_PER_ZSPAGE + 1];
     struct size_class classes[NUM_SIZES];
 };
@@ -366,8 +462,14 @@ static void vtable_fini(struct vtable *t)
     pthread_mutex_destroy(&t->lock);
 }
 
-/* Make the first need bytes of t accessible.  Takes t->lock. */
-static int vtable_grow(struct zs_pool *pool, struct vtable *t, size_t need)
+static int populate(void *p, size_t bytes);
+
+/*
+ * Make the first need bytes of t accessible, and with populate resident
+ * too (the refill, in reserve mode, before anyone may use them).  Takes
+ * t->lock; 0 or -ENOMEM.
+ */
+static int vtable_grow_(struct zs_pool *pool, struct vtable *t, size_t need, bool populate_too)
 {
     if (atomic_load_explicit(&t->committed, memory_order_acquire) >= need)
         return 0;
@@ -382,78 +484,341 @@ static int vtable_grow(struct zs_pool *pool, struct vtable *t, size_t need)
         want = t->reserved;
     if (mprotect(t->base + have, want - have, PROT_READ | PROT_WRITE) != 0)
         return -ENOMEM;
+    if (populate_too && populate(t->base + have, want - have) < 0)
+        return -ENOMEM;     /* accessible but not published: the next refill retries */
     meta_add(pool, (int64_t)(want - have));
     atomic_store_explicit(&t->committed, want, memory_order_release);
     return 0;
 }
 
-/* Push p on a growable array of pointers, accounting its memory. */
-static int ptr_push(struct zs_pool *pool, char ***arr, size_t *n, size_t *cap, char *p)
+static int vtable_grow(struct zs_pool *pool, struct vtable *t, size_t need)
 {
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 64;
-        int64_t before = malloc_cost(*arr);
-        char **na = realloc(*arr, ncap * sizeof(*na));
-        if (!na)
-            return -ENOMEM;
-        *arr = na;
-        *cap = ncap;
-        meta_add(pool, malloc_cost(na) - before);
+    return vtable_grow_(pool, t, need, false);
+}
+
+/*
+ * Make [p, p + bytes) resident, as writes would, without writing: under
+ * mlockall() the pages are then locked too.  May wait for memory (this is
+ * what the reserve does ahead of time, in the refill).  0 or -ENOMEM.
+ */
+static int populate(void *p, size_t bytes)
+{
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+    for (;;) {
+        if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0)
+            return 0;
+        if (errno != EINTR)
+            break;
     }
-    (*arr)[(*n)++] = p;
+    if (errno != EINVAL)
+        return -ENOMEM;
+    /* Before Linux 5.14: touch each page.  The range holds nothing yet. */
+    for (size_t off = 0; off < bytes; off += PAGE_SIZE)
+        ((volatile char *)p)[off] = 0;
     return 0;
 }
 
-/* A run of k untouched pages for a new zspage.  Takes the arena lock. */
+/* Push p on r, growing it (and accounting its memory) if grow allows. */
+static int runs_push(struct zs_pool *pool, struct runs *r, char *p, bool grow)
+{
+    if (r->n == r->cap) {
+        if (!grow)
+            return -ENOSPC;
+        size_t ncap = r->cap ? r->cap * 2 : 64;
+        int64_t before = malloc_cost(r->v);
+        char **nv = realloc(r->v, ncap * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        r->v = nv;
+        r->cap = ncap;
+        meta_add(pool, malloc_cost(nv) - before);
+    }
+    r->v[r->n++] = p;
+    return 0;
+}
+
+/* ---- the frontier and freed runs ------------------------------------------ */
+
+static uint64_t rsv_avail(struct zs_pool *pool)
+{
+    return load(&pool->rsv.frontier) + load(&pool->rsv.warm);
+}
+
+/* Note the reserve's level after an allocation took from it. */
+static void rsv_taken(struct zs_pool *pool)
+{
+    uint64_t now = rsv_avail(pool), low = load(&pool->rsv.low);
+    while (now < low &&
+           !atomic_compare_exchange_weak_explicit(&pool->rsv.low, &low, now,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+/* A new region, recorded for zs_destroy().  The frontier lock held. */
+static char *region_new(struct zs_pool *pool)
+{
+    char *r = reserve(REGION_BYTES);
+    if (!r)
+        return NULL;
+    if (runs_push(pool, &pool->frontier.regions, r, true) < 0) {
+        munmap(r, REGION_BYTES);
+        return NULL;
+    }
+    return r;
+}
+
+static struct span span_of(char *r)
+{
+    return (struct span){ .base = r, .next = r, .populated = r, .end = r + REGION_BYTES };
+}
+
+/*
+ * Lazy mode: bytes of the frontier, made accessible but not touched.  The
+ * frontier lock held.
+ */
+static char *frontier_carve(struct zs_pool *pool, size_t bytes)
+{
+    struct frontier *f = &pool->frontier;
+    struct span *s = &f->cur;
+
+    if (!s->base || (size_t)(s->end - s->next) < bytes) {
+        /* The tail of the old region, under a run's length, stays unused. */
+        char *r = region_new(pool);
+        if (!r)
+            return NULL;
+        *s = span_of(r);
+        f->commit_end = r;
+    }
+    if (s->next + bytes > f->commit_end) {
+        size_t grow = REGION_COMMIT_STEP;
+        if ((size_t)(s->end - f->commit_end) < grow)
+            grow = (size_t)(s->end - f->commit_end);
+        if (mprotect(f->commit_end, grow, PROT_READ | PROT_WRITE) != 0)
+            return NULL;
+        f->commit_end += grow;
+    }
+    char *p = s->next;
+    s->next += bytes;
+    return p;
+}
+
+/*
+ * Reserve mode: bytes of populated frontier, or NULL if the refill has not
+ * caught up.  Never makes a system call but madvise() to give back the
+ * unused end of a region it leaves.  Takes the frontier lock.
+ */
+static char *frontier_take(struct zs_pool *pool, size_t bytes)
+{
+    struct frontier *f = &pool->frontier;
+    LOCK_GUARD(&f->lock);
+    struct span *s = &f->cur;
+
+    if ((size_t)(s->populated - s->next) < bytes) {
+        /* Move on to nxt only when cur cannot ever fit the run. */
+        struct span *n = &f->nxt;
+        if ((size_t)(s->end - s->next) >= bytes || (size_t)(n->populated - n->next) < bytes)
+            return NULL;
+        size_t left = (size_t)(s->populated - s->next);
+        release_pages(s->next, left);
+        atomic_fetch_sub_explicit(&pool->rsv.frontier, left, memory_order_relaxed);
+        *s = *n;
+        *n = (struct span){ 0 };
+    }
+    char *p = s->next;
+    s->next += bytes;
+    atomic_fetch_sub_explicit(&pool->rsv.frontier, bytes, memory_order_relaxed);
+    return p;
+}
+
+/*
+ * The refill's step on the frontier: populate up to RESERVE_STEP more of
+ * cur, or of nxt once cur is populated to its end (making nxt's region if
+ * there is none).  The lock is not held while the memory is populated: the
+ * range is beyond what allocations may take until it is published.
+ * Returns the bytes added, 0 if both spans are full, or -ENOMEM.
+ */
+static int64_t frontier_grow(struct zs_pool *pool)
+{
+    struct frontier *f = &pool->frontier;
+    struct span *s;
+    char *from, *base;
+    size_t len;
+
+    mutex_lock(&f->lock);
+    if (!f->cur.base || (f->cur.populated == f->cur.end && !f->nxt.base)) {
+        /*
+         * A new region, made with the lock dropped.  Only the refill adds
+         * regions in reserve mode, and it holds the refill lock: the spans
+         * cannot gain one meanwhile, only lose cur to nxt.
+         */
+        mutex_unlock(&f->lock);
+        char *r = reserve(REGION_BYTES);
+        if (!r || runs_push(pool, &f->regions, r, true) < 0) {
+            if (r)
+                munmap(r, REGION_BYTES);
+            return -ENOMEM;
+        }
+        mutex_lock(&f->lock);
+        *(f->cur.base ? &f->nxt : &f->cur) = span_of(r);
+    }
+    s = f->cur.populated < f->cur.end ? &f->cur : &f->nxt;
+    if (s->populated == s->end) {
+        mutex_unlock(&f->lock);
+        return 0;
+    }
+    from = s->populated;
+    base = s->base;
+    len = (size_t)(s->end - s->populated);
+    if (len > RESERVE_STEP)
+        len = RESERVE_STEP;
+    mutex_unlock(&f->lock);
+
+    if (mprotect(from, len, PROT_READ | PROT_WRITE) != 0 || populate(from, len) < 0) {
+        release_pages(from, len);
+        return -ENOMEM;
+    }
+
+    LOCK_GUARD(&f->lock);
+    s = f->cur.base == base ? &f->cur : f->nxt.base == base ? &f->nxt : NULL;
+    if (!s || s->populated != from) {
+        /* The span was left behind meanwhile: its tail is of no use. */
+        release_pages(from, len);
+        return (int64_t)len;
+    }
+    s->populated += len;
+    atomic_fetch_add_explicit(&pool->rsv.frontier, len, memory_order_relaxed);
+    return (int64_t)len;
+}
+
+/*
+ * The refill's trim, when the target was lowered: give back the populated
+ * end of the frontier beyond what the target wants.
+ */
+static void frontier_shrink(struct zs_pool *pool, uint64_t excess)
+{
+    struct frontier *f = &pool->frontier;
+    LOCK_GUARD(&f->lock);
+    struct span *spans[] = { &f->nxt, &f->cur };
+
+    for (unsigned i = 0; i < 2 && excess; i++) {
+        struct span *s = spans[i];
+        size_t have = (size_t)(s->populated - s->next) & ~(size_t)(PAGE_SIZE - 1);
+        size_t cut = have < excess ? have : (size_t)excess;
+        if (!s->base || cut == 0)
+            continue;
+        s->populated -= cut;
+        release_pages(s->populated, cut);
+        atomic_fetch_sub_explicit(&pool->rsv.frontier, cut, memory_order_relaxed);
+        excess -= cut;
+    }
+}
+
+/*
+ * A run of k pages for a new zspage.  Lazy mode: a freed run (its pages
+ * given back) or a fresh one, neither touched.  Reserve mode: a warm run or
+ * populated frontier, or NULL (the caller counts a miss) if the refill has
+ * not caught up; never a page fault.  Takes the arena lock, then the
+ * frontier lock.
+ */
 static char *arena_get(struct zs_pool *pool, uint32_t k)
+{
+    struct arena *a = &pool->arenas[k];
+    size_t bytes = (size_t)k * PAGE_SIZE;
+    char *p;
+
+    mutex_lock(&a->lock);
+    if (pool->rsv.on) {
+        if (a->warm.n) {
+            p = a->warm.v[--a->warm.n];
+            mutex_unlock(&a->lock);
+            atomic_fetch_sub_explicit(&pool->rsv.warm, bytes, memory_order_relaxed);
+            return p;
+        }
+        bool cold_waits = a->cold.n > 0;
+        mutex_unlock(&a->lock);
+        p = frontier_take(pool, bytes);
+        /* Address space would have served: ask the refill to warm a cold run. */
+        if (p && cold_waits)
+            atomic_fetch_add_explicit(&pool->rsv.rewarm[k], 1, memory_order_relaxed);
+        return p;
+    }
+    if (a->cold.n) {
+        p = a->cold.v[--a->cold.n];
+        mutex_unlock(&a->lock);
+        return p;
+    }
+    mutex_unlock(&a->lock);
+    LOCK_GUARD(&pool->frontier.lock);
+    return frontier_carve(pool, bytes);
+}
+
+/*
+ * A zspage's run is free.  Reserve mode keeps it resident, as part of the
+ * reserve, while warm runs hold under half the target (the frontier keeps
+ * the rest, for runs of any length); otherwise its pages go back to the OS
+ * and the run waits, cold, for the next zspage of its length.  Never
+ * allocates: if the cold list is full, the addresses are lost (the refill
+ * grows it).
+ */
+static void arena_put(struct zs_pool *pool, uint32_t k, char *base, bool touched)
 {
     struct arena *a = &pool->arenas[k];
     size_t bytes = (size_t)k * PAGE_SIZE;
     LOCK_GUARD(&a->lock);
 
-    if (a->nfree)
-        return a->free[--a->nfree];
-
-    if (!a->next || (size_t)(a->region_end - a->next) < bytes) {
-        char *r = reserve(REGION_BYTES);
-        if (!r)
-            return NULL;
-        if (ptr_push(pool, &a->regions, &a->nregions, &a->regions_cap, r) < 0) {
-            munmap(r, REGION_BYTES);
-            return NULL;
+    if (pool->rsv.on) {
+        uint64_t warm = load(&pool->rsv.warm);
+        if (warm + bytes <= load(&pool->rsv.target) / 2 &&
+            runs_push(pool, &a->warm, base, false) == 0) {
+            atomic_fetch_add_explicit(&pool->rsv.warm, bytes, memory_order_relaxed);
+            return;
         }
-        a->next = a->commit_end = r;
-        a->region_end = r + REGION_BYTES / bytes * bytes;
+        touched = true;
     }
-    if (a->next + bytes > a->commit_end) {
-        size_t grow = REGION_COMMIT_STEP;
-        if ((size_t)(a->region_end - a->commit_end) < grow)
-            grow = (size_t)(a->region_end - a->commit_end);
-        if (mprotect(a->commit_end, grow, PROT_READ | PROT_WRITE) != 0)
-            return NULL;
-        a->commit_end += grow;
-    }
-    char *p = a->next;
-    a->next += bytes;
-    return p;
+    if (touched)
+        release_pages(base, bytes);
+    /* Lazy mode may grow the list; reserve mode must not allocate here. */
+    if (runs_push(pool, &a->cold, base, !pool->rsv.on) < 0)
+        a->cold_full = true;
 }
 
-/*
- * Give a zspage's pages back to the OS (if it touched any) and keep its run
- * for reuse.
- */
-static void arena_put(struct zs_pool *pool, uint32_t k, char *base, bool touched)
-{
-    struct arena *a = &pool->arenas[k];
+/* ---- descriptors ----------------------------------------------------------- */
 
-    if (touched)
-        release_pages(base, (size_t)k * PAGE_SIZE);
-    LOCK_GUARD(&a->lock);
-    /*
-     * If the free list cannot grow, the run stays reserved but unused: its
-     * pages are already back with the OS, so only address space is lost.
-     */
-    (void)ptr_push(pool, &a->free, &a->nfree, &a->free_cap, base);
+/*
+ * A zspage descriptor for class c: a freed one of the class, or the next
+ * bytes of the descriptor table.  The class lock held.  Lazy mode grows the
+ * table as needed; reserve mode takes only what the refill populated, and
+ * returns NULL when that is used up.
+ */
+static struct zspage *desc_get(struct zs_pool *pool, struct size_class *c)
+{
+    struct zspage *z = c->desc_free;
+
+    if (z) {
+        c->desc_free = (struct zspage *)(void *)z->base;
+        return z;
+    }
+    uint64_t off = load(&pool->desc_top);
+    for (;;) {
+        uint64_t end = off + c->desc_bytes;
+        if (end > pool->descs.reserved)
+            return NULL;
+        if (end > atomic_load_explicit(&pool->descs.committed, memory_order_acquire) &&
+            (pool->rsv.on || vtable_grow(pool, &pool->descs, end) < 0))
+            return NULL;
+        if (atomic_compare_exchange_weak_explicit(&pool->desc_top, &off, end,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return (struct zspage *)(void *)(pool->descs.base + off);
+    }
+}
+
+/* Keep a descriptor for the class's next zspage.  The class lock held. */
+static void desc_put(struct size_class *c, struct zspage *z)
+{
+    z->base = (char *)(void *)c->desc_free;
+    c->desc_free = z;
 }
 
 /* ---- zspage ids ----------------------------------------------------------- */
@@ -475,7 +840,11 @@ static int id_alloc(struct zs_pool *pool, struct zspage *z)
     } else {
         if (pool->id_top >= MAX_ZSPAGE_IDS)
             return -ENOMEM;
-        int r = vtable_grow(pool, &pool->ids, (pool->id_top + 1) * sizeof(struct zspage *));
+        size_t need = (pool->id_top + 1) * sizeof(struct zspage *);
+        /* Reserve mode: only what the refill populated. */
+        int r = pool->rsv.on ? (atomic_load_explicit(&pool->ids.committed, memory_order_acquire) >=
+                                        need ? 0 : -ENOMEM)
+                             : vtable_grow(pool, &pool->ids, need);
         if (r < 0)
             return r;
         id = pool->id_top++;
@@ -572,6 +941,19 @@ static int handle_alloc(struct zs_pool *pool, uint32_t *ret_idx)
         }
     }
 
+    if (pool->rsv.on) {
+        /* Only entries the refill populated; the top moves by CAS against that limit. */
+        uint64_t idx = atomic_load_explicit(&pool->handle_top, memory_order_relaxed);
+        do {
+            size_t have = atomic_load_explicit(&pool->handles.committed, memory_order_acquire);
+            if (idx >= have / sizeof(uint64_t) || idx >= MAX_HANDLES)
+                return -ENOMEM;
+        } while (!atomic_compare_exchange_weak_explicit(&pool->handle_top, &idx, idx + 1,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed));
+        *ret_idx = (uint32_t)idx;
+        return 0;
+    }
     uint64_t idx = atomic_fetch_add_explicit(&pool->handle_top, 1, memory_order_relaxed);
     if (idx >= MAX_HANDLES) {
         atomic_fetch_sub_explicit(&pool->handle_top, 1, memory_order_relaxed);
@@ -796,30 +1178,41 @@ static void regroup(struct zs_pool *pool, struct size_class *c, struct zspage *z
     }
 }
 
+static void pages_add(struct zs_pool *pool, struct size_class *c, int64_t n);
+
+/*
+ * A new, empty zspage for class c (class lock held), or NULL: out of
+ * memory, or in reserve mode out of reserve.  In reserve mode every page
+ * of it is resident already and counts as the pool's at once, as in the
+ * kernel's zsmalloc; lazy mode counts pages as objects first touch them.
+ */
 static struct zspage *zspage_create(struct zs_pool *pool, struct size_class *c, uint16_t cls)
 {
+    struct zspage *z = desc_get(pool, c);
+    if (!z)
+        return NULL;
     char *base = arena_get(pool, c->pages);
     if (!base)
-        return NULL;
-    struct zspage *z = malloc(sizeof(*z) + c->objs * sizeof(uint32_t));
-    if (!z)
-        goto fail_base;
+        goto fail_z;
     memset(z, 0, sizeof(*z));
     z->base = base;
     z->cls = cls;
     z->free_head = SLOT_NONE;
     if (id_alloc(pool, z) < 0)
-        goto fail_z;
+        goto fail_base;
     ilist_add(pool, &c->lru, z, LINK_LRU);
     c->zspages++;
     atomic_fetch_add_explicit(&pool->zspages, 1, memory_order_relaxed);
-    meta_add(pool, malloc_cost(z));
+    if (pool->rsv.on) {
+        z->resident = (uint16_t)((1u << c->pages) - 1);
+        pages_add(pool, c, c->pages);
+    }
     return z;
 
-fail_z:
-    free(z);
 fail_base:
     arena_put(pool, c->pages, base, false);
+fail_z:
+    desc_put(c, z);
     return NULL;
 }
 
@@ -843,10 +1236,9 @@ static void zspage_destroy(struct zs_pool *pool, struct size_class *c, struct zs
     pages_add(pool, c, -(int64_t)zspage_pages(z));
     c->zspages--;
     atomic_fetch_sub_explicit(&pool->zspages, 1, memory_order_relaxed);
-    meta_add(pool, -malloc_cost(z));
     id_release(pool, z->id);
     arena_put(pool, c->pages, z->base, z->resident != 0);
-    free(z);
+    desc_put(c, z);
 }
 
 /* The pages slot covers, as a bitmap. */
@@ -944,7 +1336,56 @@ static struct zspage *pick_source(struct zs_pool *pool, struct size_class *c)
 
 /* ---- allocation ------------------------------------------------------------ */
 
+/* Whether the reserve or a table's slack is under half its target. */
+static bool rsv_low(struct zs_pool *pool)
+{
+    uint64_t target = load(&pool->rsv.target);
+    size_t handles = atomic_load_explicit(&pool->handles.committed, memory_order_relaxed);
+    size_t ids = atomic_load_explicit(&pool->ids.committed, memory_order_relaxed);
+    size_t descs = atomic_load_explicit(&pool->descs.committed, memory_order_relaxed);
+
+    return rsv_avail(pool) < target / 2 ||
+           handles / sizeof(uint64_t) - load(&pool->handle_top) < HANDLE_SLACK(target) / 2 ||
+           ids / sizeof(struct zspage *) -
+                   atomic_load_explicit(&pool->id_top, memory_order_relaxed) <
+               ID_SLACK(target) / 2 ||
+           descs - load(&pool->desc_top) < DESC_SLACK(target) / 2;
+}
+
+/* Tell the user the refill is wanted, once until it has run. */
+static void rsv_kick(struct zs_pool *pool)
+{
+    if (atomic_load_explicit(&pool->rsv.kicked, memory_order_relaxed) ||
+        atomic_exchange(&pool->rsv.kicked, true))
+        return;
+    if (pool->ops.reserve_low)
+        pool->ops.reserve_low(pool, pool->arg);
+}
+
+/* After an allocation in reserve mode: note the level, ask for a refill if low. */
+static void rsv_after(struct zs_pool *pool, bool missed)
+{
+    if (missed)
+        atomic_fetch_add_explicit(&pool->rsv.misses, 1, memory_order_relaxed);
+    rsv_taken(pool);
+    if (missed || rsv_low(pool))
+        rsv_kick(pool);
+}
+
+static uint64_t zs_malloc_(struct zs_pool *pool, size_t size);
+
 ZS_EXPORT uint64_t zs_malloc(struct zs_pool *pool, size_t size)
+{
+    uint64_t h = zs_malloc_(pool, size);
+    if (pool->rsv.on && size > 0 && size <= ZS_MAX_ALLOC_SIZE) {
+        int e = errno;
+        rsv_after(pool, h == 0);
+        errno = e;
+    }
+    return h;
+}
+
+static uint64_t zs_malloc_(struct zs_pool *pool, size_t size)
 {
     if (size == 0 || size > ZS_MAX_ALLOC_SIZE) {
         errno = EINVAL;
@@ -1161,7 +1602,13 @@ static void zspage_pack(struct zs_pool *pool, struct size_class *c, struct zspag
             z->free_head = (uint16_t)slot;
         }
     }
-    (void)zspage_trim(pool, c, z);
+    /*
+     * Reserve mode keeps every page of a zspage resident: a page given back
+     * here would have to be faulted in again by the allocation that reuses
+     * its slots, which is what the reserve is there to prevent.
+     */
+    if (!pool->rsv.on)
+        (void)zspage_trim(pool, c, z);
 }
 
 /*
@@ -1379,6 +1826,9 @@ ZS_EXPORT struct zs_pool *zs_create(const struct zs_ops *ops, void *arg)
     pool->arg = arg;
     pthread_mutex_init(&pool->id_lock, NULL);
     pthread_mutex_init(&pool->shrink_lock, NULL);
+    pthread_mutex_init(&pool->frontier.lock, NULL);
+    pthread_mutex_init(&pool->rsv.refill_lock, NULL);
+    atomic_init(&pool->rsv.low, UINT64_MAX);
     for (uint32_t k = 0; k <= ZS_MAX_PAGES_PER_ZSPAGE; k++)
         pthread_mutex_init(&pool->arenas[k].lock, NULL);
     for (uint32_t i = 0; i < NUM_SIZES; i++) {
@@ -1388,13 +1838,16 @@ ZS_EXPORT struct zs_pool *zs_create(const struct zs_ops *ops, void *arg)
         c->size = g->size;
         c->pages = g->pages;
         c->objs = g->objs;
+        /* 8-aligned, for the descriptor's pointer. */
+        c->desc_bytes = (uint32_t)((sizeof(struct zspage) + g->objs * sizeof(uint32_t) + 7) & ~7u);
         for (unsigned j = 0; j < ZS_FULLNESS_GROUPS; j++)
             ihead_init(&c->groups[j]);
         ihead_init(&c->lru);
     }
     atomic_init(&pool->metadata, (uint64_t)malloc_cost(pool));
     if (vtable_init(&pool->handles, (size_t)MAX_HANDLES * sizeof(uint64_t)) < 0 ||
-        vtable_init(&pool->ids, (size_t)MAX_ZSPAGE_IDS * sizeof(struct zspage *)) < 0) {
+        vtable_init(&pool->ids, (size_t)MAX_ZSPAGE_IDS * sizeof(struct zspage *)) < 0 ||
+        vtable_init(&pool->descs, DESC_TABLE_BYTES) < 0) {
         zs_destroy(pool);
         errno = ENOMEM;
         return NULL;
@@ -1406,26 +1859,205 @@ ZS_EXPORT void zs_destroy(struct zs_pool *pool)
 {
     if (!pool)
         return;
-    for (uint32_t id = 0; id < pool->id_top; id++) {
-        uintptr_t v = (uintptr_t)*id_slot(pool, id);
-        if (!(v & 1))
-            free((void *)v);
-    }
+    for (size_t i = 0; i < pool->frontier.regions.n; i++)
+        munmap(pool->frontier.regions.v[i], REGION_BYTES);
+    free(pool->frontier.regions.v);
+    pthread_mutex_destroy(&pool->frontier.lock);
+    pthread_mutex_destroy(&pool->rsv.refill_lock);
     for (uint32_t k = 0; k <= ZS_MAX_PAGES_PER_ZSPAGE; k++) {
         struct arena *a = &pool->arenas[k];
-        for (size_t i = 0; i < a->nregions; i++)
-            munmap(a->regions[i], REGION_BYTES);
-        free(a->regions);
-        free(a->free);
+        free(a->warm.v);
+        free(a->cold.v);
         pthread_mutex_destroy(&a->lock);
     }
     for (uint32_t i = 0; i < NUM_SIZES; i++)
         pthread_mutex_destroy(&pool->classes[i].lock);
     vtable_fini(&pool->handles);
     vtable_fini(&pool->ids);
+    vtable_fini(&pool->descs);
     pthread_mutex_destroy(&pool->id_lock);
     pthread_mutex_destroy(&pool->shrink_lock);
     free(pool);
+}
+
+/* ---- the reserve ----------------------------------------------------------- */
+
+ZS_EXPORT int zs_reserve_set(struct zs_pool *pool, uint64_t bytes)
+{
+    if (bytes > ZS_RESERVE_MAX || (pool->rsv.on && bytes == 0))
+        return -EINVAL;
+    if (!pool->rsv.on) {
+        if (bytes == 0)
+            return 0;
+        /* Lazy zspages may have untouched pages: no switching once used. */
+        if (load(&pool->handle_top) != 0 || pool->frontier.regions.n != 0)
+            return -EBUSY;
+        pool->rsv.on = true;
+    }
+    atomic_store_explicit(&pool->rsv.target, bytes, memory_order_relaxed);
+    return 0;
+}
+
+/*
+ * Grow r, outside its lock, until it has room for want more entries; the
+ * new array is touched, so that pushes into it never fault.  For the
+ * refill only.
+ */
+static int runs_grow_unlocked(struct zs_pool *pool, pthread_mutex_t *lock, struct runs *r,
+                              size_t want)
+{
+    mutex_lock(lock);
+    size_t n = r->n, cap = r->cap;
+    mutex_unlock(lock);
+    if (cap - n >= want)
+        return 0;
+    size_t ncap = cap ? cap : 64;
+    while (ncap - n < want)
+        ncap *= 2;
+    char **nv = malloc(ncap * sizeof(*nv));
+    if (!nv)
+        return -ENOMEM;
+    memset(nv, 0, ncap * sizeof(*nv));
+    char **old = nv;
+    mutex_lock(lock);
+    if (r->cap - r->n < want && ncap > r->n) {
+        memcpy(nv, r->v, r->n * sizeof(*nv));
+        old = r->v;
+        meta_add(pool, malloc_cost(nv) - malloc_cost(old));
+        r->v = nv;
+        r->cap = ncap;
+    }
+    mutex_unlock(lock);
+    free(old);
+    return 0;
+}
+
+/*
+ * The tables an allocation writes: handles (with the user's per-handle
+ * tables first, through ops.handles_grow), zspage ids and descriptors,
+ * each populated HANDLE_SLACK, ID_SLACK or DESC_SLACK past its top.
+ */
+static int rsv_refill_tables(struct zs_pool *pool, uint64_t target)
+{
+    size_t need = (size_t)(load(&pool->handle_top) + HANDLE_SLACK(target)) * sizeof(uint64_t);
+    if (need > pool->handles.reserved)
+        need = pool->handles.reserved;
+    if (need > atomic_load_explicit(&pool->handles.committed, memory_order_acquire)) {
+        size_t want = (need + TABLE_COMMIT_STEP - 1) / TABLE_COMMIT_STEP * TABLE_COMMIT_STEP;
+        if (want > pool->handles.reserved)
+            want = pool->handles.reserved;
+        if (pool->ops.handles_grow) {
+            int r = pool->ops.handles_grow(pool, want / sizeof(uint64_t), pool->arg);
+            if (r < 0)
+                return r;
+        }
+        if (vtable_grow_(pool, &pool->handles, want, true) < 0)
+            return -ENOMEM;
+    }
+    need = ((size_t)atomic_load_explicit(&pool->id_top, memory_order_relaxed) + ID_SLACK(target)) *
+           sizeof(struct zspage *);
+    if (need > pool->ids.reserved)
+        need = pool->ids.reserved;
+    if (vtable_grow_(pool, &pool->ids, need, true) < 0)
+        return -ENOMEM;
+    need = (size_t)(load(&pool->desc_top) + DESC_SLACK(target));
+    if (need > pool->descs.reserved)
+        need = pool->descs.reserved;
+    if (vtable_grow_(pool, &pool->descs, need, true) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/*
+ * Freed runs: room in the lists for what the I/O path may push (warm runs
+ * up to half the target; cold ones as many as there are now again), and
+ * cold runs of the lengths allocations took from the frontier made warm
+ * again, so that the address space is reused.
+ */
+static int rsv_refill_runs(struct zs_pool *pool, uint64_t target)
+{
+    for (uint32_t k = 1; k <= ZS_MAX_PAGES_PER_ZSPAGE; k++) {
+        struct arena *a = &pool->arenas[k];
+        size_t bytes = (size_t)k * PAGE_SIZE;
+
+        mutex_lock(&a->lock);
+        size_t cold = a->cold.n;
+        a->cold_full = false;
+        mutex_unlock(&a->lock);
+        if (runs_grow_unlocked(pool, &a->lock, &a->warm, target / 2 / bytes + 1) < 0 ||
+            runs_grow_unlocked(pool, &a->lock, &a->cold, cold + 64) < 0)
+            return -ENOMEM;
+
+        while (atomic_load_explicit(&pool->rsv.rewarm[k], memory_order_relaxed) > 0 &&
+               rsv_avail(pool) < target) {
+            atomic_fetch_sub_explicit(&pool->rsv.rewarm[k], 1, memory_order_relaxed);
+            mutex_lock(&a->lock);
+            char *run = a->cold.n && a->warm.n < a->warm.cap ? a->cold.v[--a->cold.n] : NULL;
+            mutex_unlock(&a->lock);
+            if (!run)
+                break;
+            int r = populate(run, bytes);
+            LOCK_GUARD(&a->lock);
+            if (r == 0 && runs_push(pool, &a->warm, run, false) == 0) {
+                atomic_fetch_add_explicit(&pool->rsv.warm, bytes, memory_order_relaxed);
+                continue;
+            }
+            /* Back to cold (frees meanwhile may have filled its room: then it is lost). */
+            release_pages(run, bytes);
+            if (runs_push(pool, &a->cold, run, false) < 0)
+                a->cold_full = true;
+            if (r < 0)
+                return r;
+            break;
+        }
+        atomic_store_explicit(&pool->rsv.rewarm[k], 0, memory_order_relaxed);
+    }
+    return 0;
+}
+
+ZS_EXPORT int zs_reserve_refill(struct zs_pool *pool)
+{
+    struct reserve *rv = &pool->rsv;
+
+    if (!rv->on)
+        return 0;
+    LOCK_GUARD(&rv->refill_lock);
+    atomic_store(&rv->kicked, false);
+    uint64_t target = load(&rv->target);
+    bool worked = false;
+    int r = rsv_refill_tables(pool, target);
+    if (r == 0)
+        r = rsv_refill_runs(pool, target);
+    while (r == 0 && rsv_avail(pool) < target) {
+        int64_t n = frontier_grow(pool);
+        if (n <= 0) {
+            r = (int)n;
+            break;
+        }
+        worked = true;
+    }
+    /* A lowered target: give back the frontier's excess (warm runs go as they are reused). */
+    uint64_t avail = rsv_avail(pool);
+    if (r == 0 && avail > target + RESERVE_STEP)
+        frontier_shrink(pool, avail - target);
+    if (worked)
+        atomic_fetch_add_explicit(&rv->refills, 1, memory_order_relaxed);
+    if (r == 0 && atomic_load_explicit(&rv->low, memory_order_relaxed) == UINT64_MAX)
+        atomic_store_explicit(&rv->low, rsv_avail(pool), memory_order_relaxed);
+    return r;
+}
+
+ZS_EXPORT void zs_reserve_get_stats(struct zs_pool *pool, struct zs_reserve_stats *ret)
+{
+    uint64_t avail = rsv_avail(pool), low = load(&pool->rsv.low);
+
+    *ret = (struct zs_reserve_stats){
+        .target = load(&pool->rsv.target),
+        .available = avail,
+        .low_water = low < avail ? low : avail,
+        .misses = load(&pool->rsv.misses),
+        .refills = load(&pool->rsv.refills),
+    };
 }
 
 /* ---- statistics ------------------------------------------------------------ */

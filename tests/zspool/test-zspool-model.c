@@ -15,6 +15,10 @@
  * The live set grows to 20,000 objects and drains again in turns, so that
  * compaction has fragmented zspages to work on.
  *
+ * With UZRAM_MODEL_RESERVE=<bytes> the pool runs in reserve mode, with a
+ * refill now and then: an allocation may then fail (the reserve ran dry),
+ * and must fail cleanly, leaving pool and model as they were.
+ *
  * Replay a failure with the seed it prints:
  *   UZRAM_TEST_SEED=<seed> ./test-zspool-model     (or the seed as argv[1])
  * UZRAM_MODEL_OPS=<n> changes the number of operations.
@@ -58,7 +62,10 @@ static struct {
     unsigned calls, freed_by_evict;
     unsigned fail_at;           /* fail this call (1-based); 0: never */
 
+    uint64_t reserve;           /* reserve mode's target; 0: lazy */
+
     /* counts for the summary */
+    uint64_t n_miss, n_refill;
     uint64_t n_alloc, n_free, n_write, n_read, n_map, n_stale, n_swapin;
     uint64_t n_compact, n_shrink, n_shrink_failed, pages_compacted, pages_evicted;
     size_t max_live;
@@ -164,12 +171,20 @@ static unsigned char *model_remove(size_t i)
     return o.data;
 }
 
-/* Add an object to pool and model with the given bytes (taken over). */
-static void add(size_t size, unsigned char *data)
+/*
+ * Add an object to pool and model with the given bytes (taken over, unless
+ * it returns false: in reserve mode, when the reserve ran dry).
+ */
+static bool add(size_t size, unsigned char *data)
 {
     m.what = "alloc";
     uint64_t h = zs_malloc(m.pool, size);
     m.what_h = h;
+    if (!h && m.reserve && errno == ENOMEM) {
+        /* A miss changes nothing: check_counts() after the operation says so. */
+        m.n_miss++;
+        return false;
+    }
     CHECKF(h != 0, "zs_malloc(%zu): %m", size);
     CHECKF(!u64map_find(&m.index, h), "zs_malloc(%zu) returned %#" PRIx64
            ", the handle of a live object", size, h);
@@ -183,6 +198,7 @@ static void add(size_t size, unsigned char *data)
         m.max_live = m.nlive;
     check_obj(i);
     m.n_alloc++;
+    return true;
 }
 
 static void op_alloc(void)
@@ -191,7 +207,21 @@ static void op_alloc(void)
     unsigned char *data = malloc(size);
     CHECK(data);
     rng_fill(&m.rng, data, size);
-    add(size, data);
+    if (!add(size, data))
+        free(data);
+}
+
+/* Reserve mode: refill, as the user's thread would when told. */
+static void op_refill(void)
+{
+    m.what = "refill";
+    m.what_h = 0;
+    CHECK_EQ(zs_reserve_refill(m.pool), 0);
+    struct zs_reserve_stats r;
+    zs_reserve_get_stats(m.pool, &r);
+    CHECKF(r.available >= m.reserve, "refilled to %" PRIu64 " of %" PRIu64, r.available,
+           m.reserve);
+    m.n_refill++;
 }
 
 static void op_free(size_t i)
@@ -290,8 +320,9 @@ static void op_swapin(void)
         return;
     size_t i = rng_below(&m.rng, m.nevicted);
     struct mobj o = m.evicted[i];
+    if (!add(o.size, o.data))
+        return;     /* no room in the reserve: it stays out */
     m.evicted[i] = m.evicted[--m.nevicted];
-    add(o.size, o.data);
     m.n_swapin++;
 }
 
@@ -391,6 +422,12 @@ int main(int argc, char **argv)
     static const struct zs_ops ops = { .evict = evict };
     m.pool = zs_create(&ops, NULL);
     CHECKF(m.pool, "zs_create: %m");
+    m.reserve = test_env_u64("UZRAM_MODEL_RESERVE", 0);
+    if (m.reserve) {
+        printf("reserve mode, target %" PRIu64 " bytes\n", m.reserve);
+        CHECK_EQ(zs_reserve_set(m.pool, m.reserve), 0);
+        op_refill();
+    }
     u64map_init(&m.index, MAX_LIVE);
     double t0 = test_now();
 
@@ -402,6 +439,10 @@ int main(int argc, char **argv)
         }
         if (rng_one_in(&m.rng, 5000)) {
             op_shrink();
+            continue;
+        }
+        if (m.reserve && rng_one_in(&m.rng, 100)) {
+            op_refill();
             continue;
         }
         uint64_t r = rng_below(&m.rng, 1000);
@@ -445,11 +486,18 @@ int main(int argc, char **argv)
            test_now() - t0, m.n_alloc, m.n_free, m.n_write, m.n_read, m.n_map,
            m.n_stale, m.n_swapin, m.n_compact, m.pages_compacted, m.n_shrink,
            m.n_shrink_failed, m.pages_evicted, m.max_live);
+    if (m.reserve)
+        printf("reserve: %" PRIu64 " refills, %" PRIu64 " allocations missed\n", m.n_refill,
+               m.n_miss);
     /* A run that never exercised a path proves nothing about it. */
     if (m.nops >= DEFAULT_OPS) {
         CHECKF(m.n_compact > 0 && m.pages_compacted > 0, "no compaction freed pages");
         CHECKF(m.n_shrink > 0 && m.pages_evicted > 0, "no shrink freed pages");
         CHECKF(m.n_swapin > 0 && m.n_stale > 0, "no swap-in or stale-handle operation");
+        if (m.reserve)
+            CHECKF(m.n_miss > 0 && m.n_miss < m.n_alloc / 4, "%" PRIu64 " misses in %"
+                   PRIu64 " allocations: the reserve was never or always dry", m.n_miss,
+                   m.n_alloc);
     }
 
     /* Empty the pool: everything resident goes. */
