@@ -52,7 +52,34 @@
  * made by store_new() and kept on a free list that new threads take from
  * first, and a thread's are put back there when it exits (the key's
  * destructor), so a daemon that serves swap made its contexts before memory
- * got short.
+ * got short.  Each is used once when made (a page compressed and
+ * decompressed with each codec), so that its memory and the codecs' code
+ * are in before a request needs them.
+ *
+ * The reserve.  Swap on a block device served from user space can deadlock
+ * the machine: when memory is short, the kernel's reclaim writes pages out
+ * to the device and waits for those writes, and if the daemon needs a new
+ * page of memory to store one (a page fault on memory it has not touched
+ * before) the fault can only be satisfied by reclaim.  A daemon marked
+ * PR_SET_IO_FLUSHER at least does not recurse into I/O, but then the page
+ * allocator retries for ever rather than call the OOM killer, and the
+ * machine hangs (Linux's out_of_memory() does nothing for allocations that
+ * may not do file system I/O).  The kernel's zram never waits there: it
+ * allocates with flags that let the allocation fail, and fails the write.
+ * With cfg->reserve, the store does the same.  Everything a request touches
+ * is resident before the request comes: the slot table, the bitmaps and
+ * the access times are populated when the store is made (4 MiB per GiB of
+ * device for the table, as zram allocates its table up front), the
+ * thread contexts when made, and the allocator is put in reserve mode
+ * (libzspool's zs_reserve_set(): new zspages from memory populated in
+ * advance, the allocation failing at once when there is none).  A thread of
+ * the store's refills the reserve, woken by the allocator when it falls
+ * under half (or a second has passed); it may wait for memory, and since
+ * no request waits on it, that only delays the refill.  A write that finds
+ * the reserve empty fails with -ENOSPC, exactly as zram fails it; nothing
+ * stored is touched.  A kernel that swaps keeps the page in memory and
+ * tries another swap slot or device, and the program whose allocation is
+ * short meets the OOM killer rather than a hang.
  *
  * The memory limit.  Before allocating, a write checks that what the pool
  * holds plus the new object stays within mem_limit, and after allocating
@@ -155,6 +182,7 @@
 
 #include "backing.h"
 #include "cleanup.h"
+#include "populate.h"
 #include "zspool.h"
 
 #define PAGE STORE_PAGE_SIZE
@@ -265,6 +293,11 @@ struct store {
     _Atomic uint64_t frees_at_compact;  /* frees when the last compaction began */
 
     struct worker bg;                   /* the compaction thread */
+    struct worker rf;                   /* the reserve's refill thread */
+    bool rf_want;                       /* the allocator asked for a refill; under rf.lock */
+    bool reserved;                      /* cfg->reserve > 0: the I/O path never faults */
+    void (*reserve_thread_init)(void);
+    _Atomic uint64_t reserve_failures;  /* refills that could not get the memory */
 
     _Atomic uint64_t pages_stored, compr_data_size, same_pages, huge_pages,
         huge_pages_since, mem_used_max, failed_reads, failed_writes,
@@ -488,18 +521,35 @@ static uint64_t occ_next_clear(struct store *s, uint64_t i)
 
 /* ---- per-thread contexts ---------------------------------------------------------- */
 
+/*
+ * Use a codec once on a page that compresses (half of it a repeated
+ * pattern), so that its state is written and its code run before a request
+ * needs them.  A codec that fails here fails later too: -EIO.
+ */
+static int codec_warm(struct codec_ctx *c, unsigned char *page, unsigned char *cbuf)
+{
+    for (size_t i = 0; i < PAGE; i++)
+        page[i] = (unsigned char)(i < PAGE / 2 ? i * 131 >> 3 : 0x5a);
+    ssize_t n = codec_compress(c, page, PAGE, cbuf, PAGE - 1);
+    if (n <= 0 || codec_decompress(c, cbuf, (size_t)n, page, PAGE) != PAGE)
+        return -EIO;
+    return 0;
+}
+
 static struct tctx *tctx_new(struct store *s)
 {
     struct tctx *t;
     /* Cache-line aligned: the buffers of two threads never share a line. */
     if (posix_memalign((void **)&t, 64, sizeof(*t)) != 0)
         return NULL;
-    memset(t, 0, offsetof(struct tctx, cbuf));
+    /* All of it, the buffers too: their pages are in from now on. */
+    memset(t, 0, sizeof(*t));
     t->s = s;
     t->codec = codec_ctx_new(s->codec, s->level, PAGE);
     if (s->codec2)
         t->codec2 = codec_ctx_new(s->codec2, s->level2, PAGE);
-    if (!t->codec || (s->codec2 && !t->codec2)) {
+    if (!t->codec || (s->codec2 && !t->codec2) || codec_warm(t->codec, t->page, t->cbuf) < 0 ||
+        (t->codec2 && codec_warm(t->codec2, t->page, t->cbuf) < 0)) {
         codec_ctx_free(t->codec);
         codec_ctx_free(t->codec2);
         free(t);
@@ -522,8 +572,12 @@ static void tctx_release(void *p)
     tctx_put(p);
 }
 
-/* The calling thread's context, made or taken from the free list on first use. */
-static struct tctx *tctx_get(struct store *s)
+/*
+ * The calling thread's context, taken from the free list on first use, or
+ * made if make allows (requests with a reserve do not: making one needs
+ * memory).  NULL when there is none.
+ */
+static struct tctx *tctx_get_(struct store *s, bool make)
 {
     struct tctx *t = pthread_getspecific(s->key);
     if (t)
@@ -534,6 +588,8 @@ static struct tctx *tctx_get(struct store *s)
         s->free_list = t->next;
     mutex_unlock(&s->tctx_lock);
     if (!t) {
+        if (!make)
+            return NULL;
         t = tctx_new(s);
         if (!t)
             return NULL;
@@ -547,6 +603,12 @@ static struct tctx *tctx_get(struct store *s)
         return NULL;
     }
     return t;
+}
+
+/* A request's context: never made on the spot with a reserve. */
+static struct tctx *tctx_get(struct store *s)
+{
+    return tctx_get_(s, !s->reserved);
 }
 
 /* ---- entries ----------------------------------------------------------------------- */
@@ -766,6 +828,81 @@ static void worker_destroy(struct worker *w)
     pthread_mutex_destroy(&w->lock);
 }
 
+/* ---- the reserve ---------------------------------------------------------------- */
+
+/* How often the refill thread looks at the reserve when nobody wakes it. */
+#define REFILL_PERIOD_MS 1000
+
+/* ops.reserve_low: from an allocation, with no pool lock held.  Must not block long. */
+static void reserve_low(struct zs_pool *pool, void *arg)
+{
+    (void)pool;
+    struct store *s = arg;
+    LOCK_GUARD(&s->rf.lock);
+    s->rf_want = true;
+    pthread_cond_signal(&s->rf.cond);
+}
+
+/*
+ * ops.handles_grow: the zspage policy's reverse map is indexed by handle
+ * index; populate it before the allocator hands such handles out.
+ */
+static int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg)
+{
+    (void)pool;
+    struct store *s = arg;
+    if (!s->rmap)
+        return 0;
+    size_t bytes = (size_t)handles * sizeof(*s->rmap);
+    if (bytes > s->rmap_bytes)
+        bytes = s->rmap_bytes;
+    return mem_populate(s->rmap, bytes);
+}
+
+/*
+ * The refill thread: when the allocator says the reserve is low, and every
+ * REFILL_PERIOD_MS in any case, populate it back to its target.  The refill
+ * may wait for memory as long as the kernel takes; no request waits on it.
+ */
+static void *refill_main(void *arg)
+{
+    struct store *s = arg;
+    if (s->reserve_thread_init)
+        s->reserve_thread_init();
+    mutex_lock(&s->rf.lock);
+    while (!s->rf.stop) {
+        if (!s->rf_want) {
+            struct timespec ts = deadline_in_ms(REFILL_PERIOD_MS);
+            pthread_cond_timedwait(&s->rf.cond, &s->rf.lock, &ts);
+        }
+        if (s->rf.stop)
+            break;
+        s->rf_want = false;
+        mutex_unlock(&s->rf.lock);
+        if (zs_reserve_refill(s->pool) < 0)
+            add(&s->reserve_failures, 1);
+        mutex_lock(&s->rf.lock);
+    }
+    mutex_unlock(&s->rf.lock);
+    return NULL;
+}
+
+/*
+ * With a reserve: the tables every request touches, populated now, and the
+ * reserve filled once before the store serves.
+ */
+static int reserve_setup(struct store *s, uint64_t bytes)
+{
+    int r = zs_reserve_set(s->pool, bytes);
+    if (r < 0)
+        return r;
+    if (mem_populate(s->slots, s->slots_bytes) < 0 || mem_populate(s->occ, s->occ_bytes) < 0 ||
+        mem_populate(s->sum, s->sum_bytes) < 0 || mem_populate(s->atime, s->atime_bytes) < 0)
+        return -ENOMEM;
+    s->reserved = true;
+    return zs_reserve_refill(s->pool);
+}
+
 /* ---- asking the eviction thread ------------------------------------------------- */
 
 /* A watermark in bytes: pct percent of limit (limit below 2^57, no overflow). */
@@ -832,8 +969,8 @@ static int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
         if (limit && mem_used(s) + n > limit)
             goto over;
         uint64_t h = zs_malloc(s->pool, n);
-        if (!h)
-            return -ENOMEM;
+        if (!h)     /* with a reserve: it is empty, and the write fails as zram's would */
+            return s->reserved ? -ENOSPC : -ENOMEM;
         uint64_t used = mem_used(s);
         if (limit && used > limit) {
             zs_free(s->pool, h);
@@ -1420,6 +1557,7 @@ struct store *store_new(const struct store_config *cfg)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     worker_init(&s->bg, &ca);
     worker_init(&s->ev, &ca);
+    worker_init(&s->rf, &ca);
     pthread_cond_init(&s->ev_done, &ca);
     pthread_condattr_destroy(&ca);
 
@@ -1432,17 +1570,23 @@ struct store *store_new(const struct store_config *cfg)
     s->sum = map_table(s->sum_bytes);
     s->atime_bytes = s->nslots * sizeof(uint32_t);
     s->atime = map_table(s->atime_bytes);
+    struct zs_ops ops = { .reserve_low = reserve_low, .handles_grow = handles_grow };
     if (s->backing && s->policy == STORE_EVICT_ZSPAGE) {
-        /* Indexed by zs_handle_index(): 16 GiB of address space, touched as used. */
+        /*
+         * Indexed by zs_handle_index(): 16 GiB of address space, touched
+         * as used (with a reserve, populated ahead by handles_grow()).
+         */
         s->rmap_bytes = ((size_t)1 << 31) * sizeof(uint64_t);
         s->rmap = map_table(s->rmap_bytes);
         if (!s->rmap)
             goto fail;
-        s->pool = zs_create(&(struct zs_ops){ .evict = evict_handle }, s);
-    } else {
-        s->pool = zs_create(NULL, NULL);
+        ops.evict = evict_handle;
     }
+    s->pool = zs_create(&ops, s);
     if (!s->slots || !s->occ || !s->sum || !s->atime || !s->pool)
+        goto fail;
+    s->reserve_thread_init = cfg->reserve_thread_init;
+    if (cfg->reserve && (err = -reserve_setup(s, cfg->reserve)) != 0)
         goto fail;
     s->mem_used_max = mem_used(s);
     err = pthread_key_create(&s->key, tctx_release);
@@ -1464,6 +1608,9 @@ struct store *store_new(const struct store_config *cfg)
         goto fail;
     if (s->backing && (err = -worker_start(&s->ev, evict_main, s)) != 0)
         goto fail;
+    if (s->reserved && !cfg->reserve_manual &&
+        (err = -worker_start(&s->rf, refill_main, s)) != 0)
+        goto fail;
     return s;
 fail:
     store_free(s);
@@ -1477,6 +1624,7 @@ void store_free(struct store *s)
         return;
     worker_stop(&s->ev, &s->ev_done);
     worker_stop(&s->bg, NULL);
+    worker_stop(&s->rf, NULL);
     if (s->key_made)
         pthread_key_delete(s->key);
     for (struct tctx *t = s->all_list, *next; t; t = next) {
@@ -1499,6 +1647,7 @@ void store_free(struct store *s)
     pthread_cond_destroy(&s->ev_done);
     worker_destroy(&s->ev);
     worker_destroy(&s->bg);
+    worker_destroy(&s->rf);
     pthread_mutex_destroy(&s->tctx_lock);
     free(s);
 }
@@ -1508,9 +1657,19 @@ uint64_t store_size(const struct store *s)
     return s->size;
 }
 
+int store_reserve_refill(struct store *s)
+{
+    if (!s->reserved)
+        return -EINVAL;
+    int r = zs_reserve_refill(s->pool);
+    if (r < 0)
+        add(&s->reserve_failures, 1);
+    return r;
+}
+
 int store_thread_prepare(struct store *s)
 {
-    return tctx_get(s) ? 0 : -ENOMEM;
+    return tctx_get_(s, true) ? 0 : -ENOMEM;
 }
 
 int store_read(struct store *s, void *buf, uint64_t len, uint64_t off)
@@ -1874,7 +2033,17 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         .idle_pages = get(&s->idle_pages),
         .recompressed = get(&s->recompressed),
         .bd_bad_sums = get(&s->bd_bad_sums),
+        .reserve_failures = get(&s->reserve_failures),
     };
+    if (s->reserved) {
+        struct zs_reserve_stats rs;
+        zs_reserve_get_stats(s->pool, &rs);
+        ret->reserve = rs.target;
+        ret->reserve_free = rs.available;
+        ret->reserve_min = rs.low_water;
+        ret->reserve_misses = rs.misses;
+        ret->reserve_refills = rs.refills;
+    }
     if (ret->mem_limit) {
         ret->wb_high = watermark(ret->mem_limit, &s->high_pct);
         ret->wb_low = watermark(ret->mem_limit, &s->low_pct);

@@ -62,6 +62,23 @@ struct store_config {
     unsigned prealloc_threads;
 
     /*
+     * The I/O path never waits for memory (see store.c's essay, "The
+     * reserve").  With reserve > 0 (bytes, at most ZS_RESERVE_MAX), the
+     * store populates its tables and that much memory for the allocator up
+     * front, and a thread of its own keeps the reserve full; a write that
+     * finds it empty fails at once with -ENOSPC.  Thread contexts are then
+     * made only by store_thread_prepare(), never on a request.  0: memory is
+     * faulted in as it is needed (no table is populated ahead: cheaper for
+     * large devices, but a daemon serving swap may hang under pressure).
+     * reserve_thread_init, if not NULL, is called first thing in the refill
+     * thread (uzramd lets it wait on reclaim, unlike its I/O threads).
+     */
+    uint64_t reserve;
+    void (*reserve_thread_init)(void);
+    /* No refill thread: the caller refills with store_reserve_refill() (tests). */
+    bool reserve_manual;
+
+    /*
      * Writeback (see store.c's essay).  backing: where cold pages go, or
      * NULL; the caller opens it, and closes it only after store_free().
      * With a backing store and a mem_limit, a background thread writes the
@@ -108,10 +125,18 @@ uint64_t store_size(const struct store *s) __attribute__((nonnull));
  * Make sure the calling thread has its codec context and bounce buffers,
  * so that its later requests allocate nothing.  Front ends call this once in
  * each worker thread before it serves; a thread that does not gets them on
- * its first request.  They are given back when the thread exits.
- * -ENOMEM when they cannot be had.
+ * its first request (without a reserve; with one, such requests fail with
+ * -ENOMEM).  They are given back when the thread exits.  -ENOMEM when they
+ * cannot be had.
  */
 int store_thread_prepare(struct store *s) __attribute__((nonnull));
+
+/*
+ * Fill the reserve up to its target now, as the refill thread does; may
+ * wait for memory.  0, -ENOMEM (what could be had was populated), or
+ * -EINVAL for a store without a reserve.
+ */
+int store_reserve_refill(struct store *s) __attribute__((nonnull));
 
 /*
  * Read len bytes at off into buf.  Never-written and discarded ranges read
@@ -133,7 +158,8 @@ int store_read(struct store *s, void *buf, uint64_t len, uint64_t off)
  * hold exactly what they held before.
  * -EINVAL  out of range (invalid_io);
  * -ENOSPC  storing a page would take the allocator past mem_limit even
- *          after a compaction (failed_writes);
+ *          after a compaction, or the reserve was empty (failed_writes,
+ *          reserve_misses);
  * -ENOMEM  the allocator could not get memory from the OS, or the thread
  *          had no codec context and none could be made (failed_writes);
  * -EIO     a partial page's old content failed to decompress (failed_writes).
@@ -308,6 +334,14 @@ struct store_stats {
     uint64_t idle_pages;        /* slots marked idle now */
     uint64_t recompressed;      /* slots holding an object of the second codec */
     uint64_t bd_bad_sums;       /* backing reads whose checksum did not match (-EIO) */
+
+    /* The reserve (all 0 without one): bytes, and counts. */
+    uint64_t reserve;           /* the target the refill keeps populated */
+    uint64_t reserve_free;      /* populated and unused now */
+    uint64_t reserve_min;       /* the least reserve_free has been */
+    uint64_t reserve_misses;    /* allocations refused for an empty reserve (writes failed) */
+    uint64_t reserve_refills;   /* refills that populated memory */
+    uint64_t reserve_failures;  /* refills that could not get the memory */
 };
 
 /*

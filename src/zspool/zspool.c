@@ -108,6 +108,7 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "populate.h"
 
 #define ZS_EXPORT __attribute__((visibility("default")))
 
@@ -496,28 +497,9 @@ static int vtable_grow(struct zs_pool *pool, struct vtable *t, size_t need)
     return vtable_grow_(pool, t, need, false);
 }
 
-/*
- * Make [p, p + bytes) resident, as writes would, without writing: under
- * mlockall() the pages are then locked too.  May wait for memory (this is
- * what the reserve does ahead of time, in the refill).  0 or -ENOMEM.
- */
 static int populate(void *p, size_t bytes)
 {
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-    for (;;) {
-        if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0)
-            return 0;
-        if (errno != EINTR)
-            break;
-    }
-    if (errno != EINVAL)
-        return -ENOMEM;
-    /* Before Linux 5.14: touch each page.  The range holds nothing yet. */
-    for (size_t off = 0; off < bytes; off += PAGE_SIZE)
-        ((volatile char *)p)[off] = 0;
-    return 0;
+    return mem_populate(p, bytes);
 }
 
 /* Push p on r, growing it (and accounting its memory) if grow allows. */

@@ -23,6 +23,14 @@
  * recompressing with zstd.  Every write must still succeed: with a backing
  * store a full pool waits for eviction instead of failing.
  *
+ * Last, each codec runs with a reserve (store_config.reserve) too small for
+ * the load and no refill thread: the test refills now and then, so that
+ * writes, discards and write-zeroes find it empty at times and fail with
+ * -ENOSPC.  Such a failure must keep the store's promise: the pages before
+ * the one that failed hold the new data, that one and those after it what
+ * they held before (the model learns which from reading back), and the
+ * failure is counted.
+ *
  * Replay a failure with the seed it prints:
  *   UZRAM_TEST_SEED=<seed> ./test-store-model     (or the seed as argv[1])
  * UZRAM_MODEL_OPS=<n> sets the number of operations per codec.
@@ -42,6 +50,9 @@
 #define FULL_CHECK_OPS 5000
 /* With writeback: about a quarter of what the model's data takes compressed. */
 #define WB_MEM_LIMIT (1536u << 10)
+/* Reserve runs: refilled every this many operations on average. */
+#define RESERVE_BYTES (256u << 10)
+#define REFILL_ONE_IN 40
 
 static struct {
     struct store *s;
@@ -53,7 +64,9 @@ static struct {
     uint64_t off, len;
     unsigned char *ref;
     bool used[NSLOTS];
-    unsigned char *buf;
+    unsigned char *buf, *got;
+    bool reserve;               /* the run has a reserve: writes may fail */
+    uint64_t failed, partial;   /* operations failed with -ENOSPC; of them, part-done */
 } m;
 
 static void model_fail_hook(void)
@@ -144,7 +157,7 @@ static void verify_all(void)
     /* orig_data_size counts the pages in memory, bd_count those written back. */
     CHECK_EQU(st.orig_data_size + st.bd_count * PG, nused * PG);
     CHECK_EQU(st.failed_reads, 0);
-    CHECK_EQU(st.failed_writes, 0);
+    CHECK_EQU(st.failed_writes, m.failed);
     CHECK_EQU(st.invalid_io, 0);
     CHECK(st.mem_used_total >= st.compr_data_size);
     CHECK(st.mem_used_max >= st.mem_used_total);
@@ -205,6 +218,68 @@ static void seek_check(void)
     CHECK_EQU(got, i == off / PG ? off : i * PG);
 }
 
+/*
+ * An operation on [off, off + len) failed with -ENOSPC (an empty reserve).
+ * want is what it would have written (NULL: zeros).  Read the range back:
+ * a prefix of its pieces (up to each page boundary) holds the new bytes,
+ * the rest the old ones (still in the model).  Returns where the new bytes
+ * end, for the caller to apply the operation's effect up to there; slots
+ * whose bytes did not change either way take the store's own word for
+ * whether they hold data (SEEK_DATA), which must be the old or the new.
+ */
+static uint64_t failed_split(uint64_t off, uint64_t len, const unsigned char *want, bool new_used)
+{
+    CHECK_EQ(store_read(m.s, m.got, len, off), 0);
+    uint64_t pos = off, split = off;
+    bool in_prefix = true;
+    while (pos < off + len) {
+        uint64_t end = (pos / PG + 1) * PG;
+        if (end > off + len)
+            end = off + len;
+        const unsigned char *now = m.got + (pos - off);
+        bool is_new = want ? memcmp(now, want + (pos - off), end - pos) == 0
+                           : st_all_zero(now, end - pos);
+        bool is_old = memcmp(now, m.ref + pos, end - pos) == 0;
+        if (in_prefix && is_new && !is_old)
+            split = end;
+        else if (!is_old)
+            CHECKF(0, "after a failed %s, bytes %ju..%ju hold neither the old nor (as a "
+                   "prefix) the new data", m.what, (uintmax_t)pos, (uintmax_t)end);
+        else if (!(is_new && is_old))
+            in_prefix = false;
+        else if (in_prefix)
+            split = end;    /* the same either way: the seek check below decides */
+        pos = end;
+    }
+    /* Slots of unchanged bytes: old or new "holds data", as the store says. */
+    for (uint64_t i = off / PG; i <= (off + len - 1) / PG; i++) {
+        uint64_t d;
+        int r = store_seek(m.s, i * PG, true, &d);
+        bool has = r == 0 && d < (i + 1) * PG;
+        CHECKF(has == m.used[i] || has == new_used || (!new_used && !has),
+               "after a failed %s, slot %ju holds %s", m.what, (uintmax_t)i,
+               has ? "data" : "nothing");
+        if (i * PG >= split)
+            CHECKF(has == m.used[i], "after a failed %s, slot %ju past where it failed "
+                   "changed its data flag", m.what, (uintmax_t)i);
+    }
+    m.failed++;
+    m.partial += split > off;
+    return split;
+}
+
+/* Reserve runs: an operation's result, -ENOSPC allowed; true if it completed. */
+static bool op_done(int r)
+{
+    if (r == 0)
+        return true;
+    CHECKF(m.reserve && r == -ENOSPC, "%s: %d (%s)", m.what, r, strerror(-r));
+    return false;
+}
+
+/* After a failed zeroing, slots of the done prefix: as model_zero() would. */
+static void model_zero(uint64_t off, uint64_t len);
+
 /* The operations only a store with writeback has. */
 static void writeback_op(unsigned k)
 {
@@ -236,6 +311,20 @@ static void writeback_op(unsigned k)
 static struct store *model_store(const char *codec, int policy, struct backing **ret_b)
 {
     *ret_b = NULL;
+    if (policy == -2) {
+        struct store_config cfg = {
+            .size = SIZE,
+            .codec = codec_find(codec),
+            .compact_threshold_pct = 10,
+            .reserve = RESERVE_BYTES,
+            .reserve_manual = true,
+        };
+        struct store *s = store_new(&cfg);
+        CHECKF(s, "store_new with a reserve: %s", strerror(errno));
+        /* With a reserve, a request never makes its thread's context. */
+        CHECK_EQ(store_thread_prepare(s), 0);
+        return s;
+    }
     if (policy < 0)
         return st_new(SIZE, codec, 0, 0, 10);
     char path[] = "/tmp/uzram-model-backing-XXXXXX";
@@ -262,12 +351,19 @@ static struct store *model_store(const char *codec, int policy, struct backing *
     return s;
 }
 
+/*
+ * One run: policy -1 plain, 0 writeback by the clock, 1 by zs_shrink(),
+ * -2 with a small reserve refilled by hand.
+ */
 static void run(const char *codec, uint64_t nops, int policy)
 {
-    static const char *const modes[] = { "", " writeback clock", " writeback zspage" };
+    static const char *const modes[] = { " reserve", "", " writeback clock",
+                                         " writeback zspage" };
     struct backing *b;
     m.codec = codec;
-    m.mode = modes[policy + 1];
+    m.mode = modes[policy + 2];
+    m.reserve = policy == -2;
+    m.failed = m.partial = 0;
     m.s = model_store(codec, policy, &b);
     memset(m.ref, 0, SIZE);
     memset(m.used, 0, sizeof(m.used));
@@ -277,34 +373,47 @@ static void run(const char *codec, uint64_t nops, int policy)
         pick_range(&off, &len);
         m.off = off;
         m.len = len;
+        if (m.reserve && rng_one_in(&m.rng, REFILL_ONE_IN)) {
+            m.what = "refill";
+            CHECK_EQ(store_reserve_refill(m.s), 0);
+            continue;
+        }
         if (k < 45) {
             m.what = "write";
             fill_data(m.buf, len);
-            CHECK_EQ(store_write(m.s, m.buf, len, off), 0);
-            memcpy(m.ref + off, m.buf, len);
-            for (uint64_t i = off / PG; i <= (off + len - 1) / PG; i++)
-                m.used[i] = true;
+            uint64_t done = off + len;
+            if (!op_done(store_write(m.s, m.buf, len, off)))
+                done = failed_split(off, len, m.buf, true);
+            if (done > off) {
+                memcpy(m.ref + off, m.buf, done - off);
+                for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
+                    m.used[i] = true;
+            }
             verify_range(off, len);
         } else if (k < 65) {
             m.what = "read";
             verify_range(off, len);
-        } else if (k < 77) {
-            m.what = "discard";
-            CHECK_EQ(store_discard(m.s, len, off), 0);
-            model_zero(off, len);
-            verify_range(off, len);
         } else if (k < 80) {
-            m.what = "write_zeroes";
-            CHECK_EQ(store_write_zeroes(m.s, len, off, 0), 0);
-            model_zero(off, len);
+            bool discard = k < 77;
+            m.what = discard ? "discard" : "write_zeroes";
+            int r = discard ? store_discard(m.s, len, off) : store_write_zeroes(m.s, len, off, 0);
+            uint64_t done = off + len;
+            if (!op_done(r))
+                done = failed_split(off, len, NULL, false);
+            if (done > off)
+                model_zero(off, done - off);
             verify_range(off, len);
         } else if (k < 83) {
             /* Zeros as data: every slot touched holds something after. */
             m.what = "write_zeroes no_hole";
-            CHECK_EQ(store_write_zeroes(m.s, len, off, STORE_ZERO_NO_HOLE), 0);
-            memset(m.ref + off, 0, len);
-            for (uint64_t i = off / PG; i <= (off + len - 1) / PG; i++)
-                m.used[i] = true;
+            uint64_t done = off + len;
+            if (!op_done(store_write_zeroes(m.s, len, off, STORE_ZERO_NO_HOLE)))
+                done = failed_split(off, len, NULL, true);
+            if (done > off) {
+                memset(m.ref + off, 0, done - off);
+                for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
+                    m.used[i] = true;
+            }
             verify_range(off, len);
         } else if (k < 95 || (k < 98 && !b)) {
             m.what = "seek";
@@ -325,6 +434,14 @@ static void run(const char *codec, uint64_t nops, int policy)
            (uintmax_t)st.compr_data_size, (uintmax_t)st.mem_used_total,
            (uintmax_t)st.same_pages, (uintmax_t)st.huge_pages,
            (uintmax_t)st.pages_compacted, (uintmax_t)st.compactions);
+    if (m.reserve) {
+        printf("  reserve %ju: %ju operations failed (%ju part-done), %ju misses, %ju "
+               "refills, low water %ju\n", (uintmax_t)st.reserve, (uintmax_t)m.failed,
+               (uintmax_t)m.partial, (uintmax_t)st.reserve_misses,
+               (uintmax_t)st.reserve_refills, (uintmax_t)st.reserve_min);
+        /* It ran dry and recovered, or the run proved nothing about it. */
+        CHECK(m.failed > 0 && st.reserve_misses >= m.failed && st.reserve_refills > 0);
+    }
     if (b) {
         printf("  bd_count %ju bd_reads %ju bd_writes %ju evictions %ju promoted %ju waits %ju recompressed %ju mem_used_max %ju\n",
                (uintmax_t)st.bd_count, (uintmax_t)st.bd_reads, (uintmax_t)st.bd_writes,
@@ -359,7 +476,8 @@ int main(int argc, char **argv)
     printf("seed %#jx, %ju ops per codec\n", (uintmax_t)m.seed, (uintmax_t)nops);
     m.ref = malloc(SIZE);
     m.buf = malloc(SIZE);
-    CHECK(m.ref && m.buf);
+    m.got = malloc(SIZE);
+    CHECK(m.ref && m.buf && m.got);
     /* Not under RUN_TEST's watchdog: the run's length depends on the ops asked for. */
     for (size_t i = 0; codec_get(i); i++)
         run(codec_name(codec_get(i)), nops, -1);
@@ -368,7 +486,11 @@ int main(int argc, char **argv)
     for (size_t i = 0; codec_get(i); i++)
         if (!codec_get(i + 1))
             run(codec_name(codec_get(i)), nops, 1);
+    /* With a reserve that runs dry: every codec. */
+    for (size_t i = 0; codec_get(i); i++)
+        run(codec_name(codec_get(i)), nops, -2);
     free(m.ref);
     free(m.buf);
+    free(m.got);
     return 0;
 }

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Populating memory ahead of use: the allocator's reserve, the store's
+ * tables, the front ends' buffers.  A header of its own (no library) so
+ * that libzspool, which links nothing of uzram's, can use it too.
+ */
+#ifndef UZRAM_POPULATE_H
+#define UZRAM_POPULATE_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <sys/mman.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/*
+ * Make the pages of [p, p + bytes) resident, as writes would, without
+ * changing their contents; under mlockall() they are then locked too.
+ * p must be page-aligned.  This is the step that may wait for memory: do it
+ * where waiting is harmless.  Returns 0, or -ENOMEM if the memory could not
+ * be had (or the range is not mapped writable).
+ */
+static inline int mem_populate(void *p, size_t bytes)
+{
+    for (;;) {
+        if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0)
+            return 0;
+        if (errno != EINTR)
+            break;
+    }
+    if (errno != EINVAL)
+        return -ENOMEM;
+    /*
+     * Before Linux 5.14: write each page.  Reading and writing back the
+     * same byte keeps the contents, and the compiler may not drop it.
+     */
+    for (size_t off = 0; off < bytes; off += 4096) {
+        volatile char *c = (volatile char *)p + off;
+        *c = *c;
+    }
+    return 0;
+}
+
+/*
+ * The same for a buffer from malloc() (any alignment): the pages it covers.
+ * Touching a page it shares with other data is harmless, its bytes are
+ * kept.
+ */
+static inline int mem_populate_buf(void *p, size_t bytes)
+{
+    if (bytes == 0)
+        return 0;
+    char *start = (char *)((size_t)p & ~(size_t)4095);
+    char *end = (char *)p + bytes;
+    return mem_populate(start, (size_t)(end - start));
+}
+
+#endif /* UZRAM_POPULATE_H */
