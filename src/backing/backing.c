@@ -66,6 +66,7 @@
  */
 #include "backing.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -317,6 +318,70 @@ static struct backing *file_open(const char *path, uint64_t size, char *err, siz
 
 /* ---- The NBD backend ---- */
 
+/*
+ * libnbd is loaded when the first NBD backing store is opened, not linked:
+ * with the TLS and XML libraries it pulls in it maps about 40 MiB, which
+ * uzramd would otherwise have to lock in memory at start (it locks what is
+ * mapped, so that serving swap never waits for a page of its own code)
+ * whether or not it ever talks to an NBD server.
+ */
+static struct {
+    pthread_once_t once;
+    char error[160];            /* why it could not be loaded; "" if it was */
+#define LIBNBD_FN(name) __typeof__(&nbd_##name) name
+    LIBNBD_FN(create);
+    LIBNBD_FN(get_errno);
+    LIBNBD_FN(get_error);
+    LIBNBD_FN(connect_uri);
+    LIBNBD_FN(is_read_only);
+    LIBNBD_FN(get_size);
+    LIBNBD_FN(get_block_size);
+    LIBNBD_FN(close);
+    LIBNBD_FN(can_trim);
+    LIBNBD_FN(can_flush);
+    LIBNBD_FN(pread);
+    LIBNBD_FN(pwrite);
+    LIBNBD_FN(trim);
+    LIBNBD_FN(flush);
+    LIBNBD_FN(aio_is_dead);
+    LIBNBD_FN(aio_is_closed);
+    LIBNBD_FN(shutdown);
+#undef LIBNBD_FN
+} lib = { .once = PTHREAD_ONCE_INIT };
+
+static void lib_load(void)
+{
+    void *h = dlopen("libnbd.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(lib.error, sizeof(lib.error), "cannot load libnbd (Debian: apt install libnbd0): %s",
+                 dlerror());
+        return;
+    }
+    /* Each symbol is one libnbd has had since 1.0. */
+#define LIBNBD_SYM(name)                                                                   \
+    if (!(*(void **)&lib.name = dlsym(h, "nbd_" #name))) {                                 \
+        snprintf(lib.error, sizeof(lib.error), "libnbd has no nbd_%s", #name);             \
+        return;                                                                            \
+    }
+    LIBNBD_SYM(create) LIBNBD_SYM(get_errno) LIBNBD_SYM(get_error) LIBNBD_SYM(connect_uri)
+    LIBNBD_SYM(is_read_only) LIBNBD_SYM(get_size) LIBNBD_SYM(get_block_size)
+    LIBNBD_SYM(close) LIBNBD_SYM(can_trim) LIBNBD_SYM(can_flush) LIBNBD_SYM(pread)
+    LIBNBD_SYM(pwrite) LIBNBD_SYM(trim) LIBNBD_SYM(flush) LIBNBD_SYM(aio_is_dead)
+    LIBNBD_SYM(aio_is_closed) LIBNBD_SYM(shutdown)
+#undef LIBNBD_SYM
+}
+
+/* Load libnbd once; 0, or -ENOTSUP with the reason in err. */
+static int lib_ready(char *err, size_t errlen)
+{
+    pthread_once(&lib.once, lib_load);
+    if (lib.error[0]) {
+        set_reason(err, errlen, "%s", lib.error);
+        return -ENOTSUP;
+    }
+    return 0;
+}
+
 /* One connection and what its server said it can do; replaced as a whole. */
 struct nbd_conn {
     struct nbd_handle *h;
@@ -350,7 +415,7 @@ static void conn_free(struct nbd_conn *c)
 {
     if (!c)
         return;
-    nbd_close(c->h);
+    lib.close(c->h);
     free(c);
 }
 
@@ -361,47 +426,47 @@ static void conn_free(struct nbd_conn *c)
  */
 static struct nbd_conn *conn_open(const char *uri, uint64_t *ret_size, char *err, size_t errlen)
 {
-    struct nbd_handle *h = nbd_create();
+    struct nbd_handle *h = lib.create();
     if (!h) {
-        int e = nbd_get_errno() ?: ENOMEM;
-        set_reason(err, errlen, "cannot create an NBD handle: %s", nbd_get_error() ?: strerror(e));
+        int e = lib.get_errno() ?: ENOMEM;
+        set_reason(err, errlen, "cannot create an NBD handle: %s", lib.get_error() ?: strerror(e));
         errno = e;
         return NULL;
     }
 
     int e = 0;
     int64_t size = -1, min_block = 1;
-    if (nbd_connect_uri(h, uri) == -1) {
-        e = nbd_get_errno() ?: ECONNREFUSED;
+    if (lib.connect_uri(h, uri) == -1) {
+        e = lib.get_errno() ?: ECONNREFUSED;
         set_reason(err, errlen, "cannot connect to the NBD server: %s", strerror(e));
-    } else if (nbd_is_read_only(h) != 0) {
+    } else if (lib.is_read_only(h) != 0) {
         e = ENOTSUP;
         set_reason(err, errlen, "the NBD export is read-only");
-    } else if ((size = nbd_get_size(h)) < 0) {
-        e = nbd_get_errno() ?: EIO;
+    } else if ((size = lib.get_size(h)) < 0) {
+        e = lib.get_errno() ?: EIO;
         set_reason(err, errlen, "cannot get the NBD export's size: %s", strerror(e));
-    } else if ((min_block = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM)) > 0 &&
+    } else if ((min_block = lib.get_block_size(h, LIBNBD_SIZE_MINIMUM)) > 0 &&
                (min_block > BACKING_BLOCK_SIZE || BACKING_BLOCK_SIZE % min_block != 0)) {
         e = ENOTSUP;
         set_reason(err, errlen, "the NBD export's minimum block size %" PRId64
                    " does not divide %u", min_block, BACKING_BLOCK_SIZE);
     }
     if (e) {
-        nbd_close(h);
+        lib.close(h);
         errno = e;
         return NULL;
     }
 
     struct nbd_conn *c = calloc(1, sizeof(*c));
     if (!c) {
-        nbd_close(h);
+        lib.close(h);
         set_reason(err, errlen, "out of memory");
         errno = ENOMEM;
         return NULL;
     }
     c->h = h;
-    c->can_trim = nbd_can_trim(h) == 1;
-    c->can_flush = nbd_can_flush(h) == 1;
+    c->can_trim = lib.can_trim(h) == 1;
+    c->can_flush = lib.can_flush(h) == 1;
     /* 0 or -1: the server did not say, and any length goes. */
     c->min_block = min_block > 0 ? (uint32_t)min_block : 1;
     *ret_size = (uint64_t)size;
@@ -532,25 +597,25 @@ static int nbd_do(struct backing_nbd *n, enum nbd_op op, void *buf, size_t len, 
 
     switch (op) {
     case NBD_OP_READ:
-        r = nbd_pread(c->h, xbuf, xlen, off, 0);
+        r = lib.pread(c->h, xbuf, xlen, off, 0);
         if (r == 0 && xbuf != buf)
             memcpy(buf, bounce, len);
         break;
     case NBD_OP_WRITE:
-        r = nbd_pwrite(c->h, xbuf, xlen, off, 0);
+        r = lib.pwrite(c->h, xbuf, xlen, off, 0);
         break;
     case NBD_OP_TRIM:
-        r = c->can_trim ? nbd_trim(c->h, len, off, 0) : 0;
+        r = c->can_trim ? lib.trim(c->h, len, off, 0) : 0;
         break;
     case NBD_OP_FLUSH:
-        r = c->can_flush ? nbd_flush(c->h, 0) : 0;
+        r = c->can_flush ? lib.flush(c->h, 0) : 0;
         break;
     }
 
     bool gone = false;
     if (r == -1) {
-        int e = nbd_get_errno();
-        gone = nbd_aio_is_dead(c->h) == 1 || nbd_aio_is_closed(c->h) == 1 ||
+        int e = lib.get_errno();
+        gone = lib.aio_is_dead(c->h) == 1 || lib.aio_is_closed(c->h) == 1 ||
                errno_means_gone(e);
         r = gone ? -ENOTCONN : -(e ?: EIO);
     }
@@ -586,7 +651,7 @@ static void nbd_backend_close(struct backing *b)
     struct backing_nbd *n = (struct backing_nbd *)b;
     if (n->conn) {
         /* Tell the server we are leaving; a dead one cannot hear it. */
-        (void)nbd_shutdown(n->conn->h, 0);
+        (void)lib.shutdown(n->conn->h, 0);
         conn_free(n->conn);
     }
     pthread_rwlock_destroy(&n->rw);
@@ -606,6 +671,11 @@ static const struct backing_ops nbd_ops = {
 static struct backing *nbd_backend_open(const char *uri, uint64_t size, char *err, size_t errlen)
 {
     uint64_t have = 0;
+    int r = lib_ready(err, errlen);
+    if (r < 0) {
+        errno = -r;
+        return NULL;
+    }
     struct nbd_conn *c = conn_open(uri, &have, err, errlen);
     if (!c)
         return NULL;
