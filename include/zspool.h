@@ -179,7 +179,8 @@ int64_t zs_shrink(struct zs_pool *pool, uint64_t pages) __attribute__((nonnull(1
  *     (counted as a miss) rather than wait;
  *   - zs_reserve_refill(), called from a thread of the user's that may block,
  *     populates memory back up to the target; freed zspages' pages go back
- *     into the reserve (up to half the target) before they go back to the OS;
+ *     into the reserve (up to a quarter of the target, for zspages of their
+ *     length) before they go back to the OS;
  *   - compaction no longer gives back the unused pages inside a zspage it
  *     could only partly empty (zspages are resident whole).
  * The reserve is held outside zs_pool_stats.mem_used.
@@ -207,12 +208,23 @@ int zs_reserve_set(struct zs_pool *pool, uint64_t bytes) __attribute__((nonnull)
  */
 int zs_reserve_refill(struct zs_pool *pool) __attribute__((nonnull));
 
+
+/*
+ * Give up to bytes of the reserve's unused memory back to the OS now, and
+ * return how much was given.  For a user that finds memory so short that
+ * something else it needs (a kernel buffer for its reply, say) cannot be
+ * had: this frees pages without allocating anything.  The next refill
+ * brings the reserve back.  Any thread; takes the frontier and arena
+ * locks briefly.  0 on a lazy pool.
+ */
+uint64_t zs_reserve_release(struct zs_pool *pool, uint64_t bytes) __attribute__((nonnull));
+
 struct zs_reserve_stats {
     uint64_t target;          /* bytes the refill keeps populated */
     uint64_t available;       /* bytes populated and unused now */
     uint64_t low_water;       /* the fewest available since the first refill */
     uint64_t misses;          /* allocations refused for want of reserve */
-    uint64_t refills;         /* zs_reserve_refill() calls that populated memory */
+    uint64_t refills;         /* refill calls that populated memory */
 };
 
 /* The reserve's figures; all zero on a lazy pool. */

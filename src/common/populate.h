@@ -7,6 +7,7 @@
 #ifndef UZRAM_POPULATE_H
 #define UZRAM_POPULATE_H
 
+#include <alloca.h>
 #include <errno.h>
 #include <stddef.h>
 #include <sys/mman.h>
@@ -55,6 +56,24 @@ static inline int mem_populate_buf(void *p, size_t bytes)
     char *start = (char *)((size_t)p & ~(size_t)4095);
     char *end = (char *)p + bytes;
     return mem_populate(start, (size_t)(end - start));
+}
+
+/* What stack_prefault() is given in threads that serve requests. */
+#define IO_STACK_BYTES (256u << 10)
+
+/*
+ * Touch bytes of the calling thread's stack below the caller's frame, so
+ * that a thread that serves requests has its stack resident (and, under
+ * mlockall(), locked) before its first request: a stack page first touched
+ * under memory pressure is a page fault like any other.  Not inlined: the
+ * space is the callee's and is given back on return.
+ */
+static __attribute__((noinline, unused)) void stack_prefault(size_t bytes)
+{
+    volatile char *p = alloca(bytes);
+    for (size_t off = 0; off < bytes; off += 4096)
+        p[off] = 0;
+    __asm__ volatile("" : : "r"(p) : "memory");
 }
 
 #endif /* UZRAM_POPULATE_H */

@@ -46,10 +46,10 @@
  * pages at once, resident, as in the kernel (so compaction no longer trims
  * inside zspages, whose pages a later allocation would have to fault in
  * again); a freed zspage's run stays resident as part of the reserve while
- * such runs hold under half the target, its length's next zspage taking it
- * first.  When something has run out, zs_malloc() fails at once, the way
- * zram's allocation fails when the kernel has no page to give it, and the
- * user hears (ops.reserve_low) that a refill is due.
+ * such runs hold under a quarter of the target, its length's next zspage
+ * taking it first.  When something has run out, zs_malloc() fails at once,
+ * the way zram's allocation fails when the kernel has no page to give it,
+ * and the user hears (ops.reserve_low) that a refill is due.
  *
  * Descriptors.  Each zspage has a descriptor (48 bytes plus 4 per slot)
  * carved from a table of its own, in order; a freed one waits on its class's
@@ -302,7 +302,7 @@ struct reserve {
     _Atomic uint64_t warm;          /* in warm runs */
     _Atomic uint64_t low;           /* lowest frontier + warm seen by an allocation */
     _Atomic uint64_t misses;        /* allocations refused: something ran out */
-    _Atomic uint64_t refills;       /* zs_reserve_refill() calls that did work */
+    _Atomic uint64_t refills;       /* refill calls that populated memory */
     _Atomic bool kicked;            /* ops.reserve_low called, no refill since */
     /* Runs of length k taken from the frontier while cold ones waited. */
     _Atomic uint32_t rewarm[ZS_MAX_PAGES_PER_ZSPAGE + 1];
@@ -528,6 +528,23 @@ static uint64_t rsv_avail(struct zs_pool *pool)
     return load(&pool->rsv.frontier) + load(&pool->rsv.warm);
 }
 
+/*
+ * Warm runs serve only zspages of their own length, so they may sit there
+ * while the frontier, which serves every length, runs dry: they are kept to
+ * a quarter of the target, and the frontier is filled to the rest.
+ */
+static uint64_t rsv_warm_max(uint64_t target)
+{
+    return target / 4;
+}
+
+/* What the refill fills the frontier to: the target less the warm runs. */
+static uint64_t rsv_frontier_goal(struct zs_pool *pool, uint64_t target)
+{
+    uint64_t warm = load(&pool->rsv.warm);
+    return warm < target ? target - warm : 0;
+}
+
 /* Note the reserve's level after an allocation took from it. */
 static void rsv_taken(struct zs_pool *pool)
 {
@@ -738,9 +755,9 @@ static char *arena_get(struct zs_pool *pool, uint32_t k)
 
 /*
  * A zspage's run is free.  Reserve mode keeps it resident, as part of the
- * reserve, while warm runs hold under half the target (the frontier keeps
- * the rest, for runs of any length); otherwise its pages go back to the OS
- * and the run waits, cold, for the next zspage of its length.  Never
+ * reserve, while warm runs hold under a quarter of the target (the frontier
+ * keeps the rest, for runs of any length); otherwise its pages go back to
+ * the OS and the run waits, cold, for the next zspage of its length.  Never
  * allocates: if the cold list is full, the addresses are lost (the refill
  * grows it).
  */
@@ -752,7 +769,7 @@ static void arena_put(struct zs_pool *pool, uint32_t k, char *base, bool touched
 
     if (pool->rsv.on) {
         uint64_t warm = load(&pool->rsv.warm);
-        if (warm + bytes <= load(&pool->rsv.target) / 2 &&
+        if (warm + bytes <= rsv_warm_max(load(&pool->rsv.target)) &&
             runs_push(pool, &a->warm, base, false) == 0) {
             atomic_fetch_add_explicit(&pool->rsv.warm, bytes, memory_order_relaxed);
             return;
@@ -1326,7 +1343,8 @@ static bool rsv_low(struct zs_pool *pool)
     size_t ids = atomic_load_explicit(&pool->ids.committed, memory_order_relaxed);
     size_t descs = atomic_load_explicit(&pool->descs.committed, memory_order_relaxed);
 
-    return rsv_avail(pool) < target / 2 ||
+    /* The frontier under half its goal: warm runs of other lengths do not count. */
+    return load(&pool->rsv.frontier) * 2 < rsv_frontier_goal(pool, target) ||
            handles / sizeof(uint64_t) - load(&pool->handle_top) < HANDLE_SLACK(target) / 2 ||
            ids / sizeof(struct zspage *) -
                    atomic_load_explicit(&pool->id_top, memory_order_relaxed) <
@@ -1952,9 +1970,9 @@ static int rsv_refill_tables(struct zs_pool *pool, uint64_t target)
 
 /*
  * Freed runs: room in the lists for what the I/O path may push (warm runs
- * up to half the target; cold ones as many as there are now again), and
- * cold runs of the lengths allocations took from the frontier made warm
- * again, so that the address space is reused.
+ * up to their share of the target; cold ones as many as there are now
+ * again), and cold runs of the lengths allocations took from the frontier
+ * made warm again, within that share, so that the address space is reused.
  */
 static int rsv_refill_runs(struct zs_pool *pool, uint64_t target)
 {
@@ -1966,12 +1984,12 @@ static int rsv_refill_runs(struct zs_pool *pool, uint64_t target)
         size_t cold = a->cold.n;
         a->cold_full = false;
         mutex_unlock(&a->lock);
-        if (runs_grow_unlocked(pool, &a->lock, &a->warm, target / 2 / bytes + 1) < 0 ||
+        if (runs_grow_unlocked(pool, &a->lock, &a->warm, rsv_warm_max(target) / bytes + 1) < 0 ||
             runs_grow_unlocked(pool, &a->lock, &a->cold, cold + 64) < 0)
             return -ENOMEM;
 
         while (atomic_load_explicit(&pool->rsv.rewarm[k], memory_order_relaxed) > 0 &&
-               rsv_avail(pool) < target) {
+               load(&pool->rsv.warm) + bytes <= rsv_warm_max(target)) {
             atomic_fetch_sub_explicit(&pool->rsv.rewarm[k], 1, memory_order_relaxed);
             mutex_lock(&a->lock);
             char *run = a->cold.n && a->warm.n < a->warm.cap ? a->cold.v[--a->cold.n] : NULL;
@@ -2005,28 +2023,53 @@ ZS_EXPORT int zs_reserve_refill(struct zs_pool *pool)
         return 0;
     LOCK_GUARD(&rv->refill_lock);
     atomic_store(&rv->kicked, false);
-    uint64_t target = load(&rv->target);
-    bool worked = false;
+    uint64_t target = load(&rv->target), grown = 0;
     int r = rsv_refill_tables(pool, target);
     if (r == 0)
         r = rsv_refill_runs(pool, target);
-    while (r == 0 && rsv_avail(pool) < target) {
+    while (r == 0 && load(&rv->frontier) < rsv_frontier_goal(pool, target)) {
         int64_t n = frontier_grow(pool);
         if (n <= 0) {
             r = (int)n;
             break;
         }
-        worked = true;
+        grown += (uint64_t)n;
     }
     /* A lowered target: give back the frontier's excess (warm runs go as they are reused). */
-    uint64_t avail = rsv_avail(pool);
-    if (r == 0 && avail > target + RESERVE_STEP)
-        frontier_shrink(pool, avail - target);
-    if (worked)
+    uint64_t frontier = load(&rv->frontier), goal = rsv_frontier_goal(pool, target);
+    if (r == 0 && frontier > goal + RESERVE_STEP)
+        frontier_shrink(pool, frontier - goal);
+    if (grown)
         atomic_fetch_add_explicit(&rv->refills, 1, memory_order_relaxed);
     if (r == 0 && atomic_load_explicit(&rv->low, memory_order_relaxed) == UINT64_MAX)
         atomic_store_explicit(&rv->low, rsv_avail(pool), memory_order_relaxed);
     return r;
+}
+
+ZS_EXPORT uint64_t zs_reserve_release(struct zs_pool *pool, uint64_t bytes)
+{
+    uint64_t released = 0;
+
+    if (!pool->rsv.on)
+        return 0;
+    /* The frontier first: it is the larger part, and one call frees it. */
+    uint64_t before = load(&pool->rsv.frontier);
+    frontier_shrink(pool, bytes);
+    released = before - load(&pool->rsv.frontier);
+    for (uint32_t k = ZS_MAX_PAGES_PER_ZSPAGE; k >= 1 && released < bytes; k--) {
+        struct arena *a = &pool->arenas[k];
+        size_t run = (size_t)k * PAGE_SIZE;
+        LOCK_GUARD(&a->lock);
+        while (a->warm.n && released < bytes) {
+            char *p = a->warm.v[--a->warm.n];
+            release_pages(p, run);
+            atomic_fetch_sub_explicit(&pool->rsv.warm, run, memory_order_relaxed);
+            released += run;
+            if (runs_push(pool, &a->cold, p, false) < 0)
+                a->cold_full = true;
+        }
+    }
+    return released;
 }
 
 ZS_EXPORT void zs_reserve_get_stats(struct zs_pool *pool, struct zs_reserve_stats *ret)
