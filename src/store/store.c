@@ -74,12 +74,44 @@
  * (libzspool's zs_reserve_set(): new zspages from memory populated in
  * advance, the allocation failing at once when there is none).  A thread of
  * the store's refills the reserve, woken by the allocator when it falls
- * under half (or a second has passed); it may wait for memory, and since
- * no request waits on it, that only delays the refill.  A write that finds
- * the reserve empty fails with -ENOSPC, exactly as zram fails it; nothing
- * stored is touched.  A kernel that swaps keeps the page in memory and
- * tries another swap slot or device, and the program whose allocation is
- * short meets the OOM killer rather than a hang.
+ * under half (or a second has passed); it may wait for memory, and that
+ * only delays the refill.  A write that finds the reserve empty fails with
+ * -ENOSPC, as zram fails it; nothing stored is touched.  A kernel that
+ * swaps keeps the page in memory and tries another swap slot or device,
+ * and the program whose allocation is short meets the OOM killer rather
+ * than a hang.
+ *   An empty reserve does not always mean that memory is short: a burst of
+ * writes on busy cores can empty it before the refill thread gets to run,
+ * and failing a file system's write then would be a false alarm.  So the
+ * first write to find it empty wakes the refill and waits for it, at most
+ * RESERVE_WAIT_MS; if a refill completes in that time the write goes on.
+ * If none does, memory is taken to be short: the refill is marked stalled
+ * and from then on writes that find the reserve empty fail at once, until
+ * a refill completes again.  No write ever waits longer than that one
+ * bound, and only while a refill is under way.
+ *   Memory that short can stop the I/O path outside the store, too: the
+ * reply to a request is a socket buffer the kernel allocates in the
+ * daemon's name, and with nothing left to reclaim without I/O that
+ * allocation waits like any other (the VM suite saw exactly this: the
+ * NBD connection thread retrying for an skb while every swap write waited
+ * on it).  Only memory given back can end that, and the reserve is memory
+ * that can be given back without allocating anything.  So a watchdog
+ * thread looks at the refill every RESERVE_WATCH_MS: when a refill under
+ * way has not grown the reserve for RESERVE_STALL_MS, memory is short, the
+ * refill is marked stalled (writes fail at once, as above) and a quarter
+ * of the reserve's target goes back to the kernel, once per
+ * RESERVE_STALL_MS while it lasts.  The pages go to whoever is waiting for
+ * one: in that state the daemon's replies, since the swapping program and
+ * kswapd wait for those replies rather than for pages.  The refill may be
+ * done, and the reserve full, while a reply waits like that: so the
+ * watchdog also counts as a stall a machine short of free memory (under
+ * cfg->low_free, by sysinfo()) on which no request has reached the store
+ * for RESERVE_STALL_MS.  An idle device on a machine short of memory
+ * passes for one too, and gives its reserve back: it was not using it.
+ * When memory comes back, the refill completes.  (A refill that left the
+ * machine a floor of free memory was tried, and measured worse: the
+ * reserve then ran dry as soon as the pressure began, and every write
+ * failed.)
  *
  * The memory limit.  Before allocating, a write checks that what the pool
  * holds plus the new object stays within mem_limit, and after allocating
@@ -177,6 +209,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -295,8 +328,17 @@ struct store {
     struct worker bg;                   /* the compaction thread */
     struct worker rf;                   /* the reserve's refill thread */
     bool rf_want;                       /* the allocator asked for a refill; under rf.lock */
+    uint64_t rf_done;                   /* refills completed; under rf.lock */
+    pthread_cond_t rf_cond;             /* a refill completed; with rf.lock */
+    _Atomic bool rf_stalled;            /* a write waited RESERVE_WAIT_MS for none */
+    _Atomic uint64_t reserve_waits;     /* writes that waited for a refill and went on */
+    _Atomic uint64_t reserve_misses;    /* writes failed for an empty reserve */
+    _Atomic uint64_t rf_busy_since;     /* ms (monotonic) a refill began; 0 when none runs */
+    struct worker rw;                   /* the reserve's watchdog */
+    _Atomic uint64_t reserve_released;  /* bytes the watchdog gave back to the kernel */
     bool reserved;                      /* cfg->reserve > 0: the I/O path never faults */
     void (*reserve_thread_init)(void);
+    uint64_t low_free;                  /* free memory under which the machine is short */
     _Atomic uint64_t reserve_failures;  /* refills that could not get the memory */
 
     _Atomic uint64_t pages_stored, compr_data_size, same_pages, huge_pages,
@@ -322,6 +364,14 @@ static void sub(_Atomic uint64_t *v, uint64_t n)
 static uint64_t get(_Atomic uint64_t *v)
 {
     return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* ms milliseconds from now on CLOCK_MONOTONIC, the clock of the store's condvars. */
@@ -832,6 +882,21 @@ static void worker_destroy(struct worker *w)
 
 /* How often the refill thread looks at the reserve when nobody wakes it. */
 #define REFILL_PERIOD_MS 1000
+/*
+ * The longest a write that found the reserve empty waits for a refill
+ * (see the essay).  Populating a reserve of a few MiB takes a millisecond
+ * when memory is free; twenty leave room for a busy machine to schedule the
+ * refill thread.
+ */
+#define RESERVE_WAIT_MS 20
+/*
+ * The watchdog's period, and how long a refill may go without growing the
+ * reserve before memory counts as short (see the essay): populating a step
+ * of the reserve takes well under a millisecond when memory is free.
+ */
+#define RESERVE_WATCH_MS 20
+#define RESERVE_STALL_MS 100
+
 
 /* ops.reserve_low: from an allocation, with no pool lock held.  Must not block long. */
 static void reserve_low(struct zs_pool *pool, void *arg)
@@ -864,6 +929,15 @@ static int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg)
  * REFILL_PERIOD_MS in any case, populate it back to its target.  The refill
  * may wait for memory as long as the kernel takes; no request waits on it.
  */
+/* Free memory on the machine, bytes (sysinfo(2): no allocation, no file). */
+static uint64_t machine_free(void)
+{
+    struct sysinfo si;
+    if (sysinfo(&si) != 0)
+        return UINT64_MAX;
+    return (uint64_t)si.freeram * si.mem_unit;
+}
+
 static void *refill_main(void *arg)
 {
     struct store *s = arg;
@@ -879,12 +953,94 @@ static void *refill_main(void *arg)
             break;
         s->rf_want = false;
         mutex_unlock(&s->rf.lock);
-        if (zs_reserve_refill(s->pool) < 0)
+        atomic_store(&s->rf_busy_since, now_ms());
+        int r = zs_reserve_refill(s->pool);
+        atomic_store(&s->rf_busy_since, 0);
+        if (r < 0)
             add(&s->reserve_failures, 1);
         mutex_lock(&s->rf.lock);
+        if (r == 0) {
+            s->rf_done++;
+            atomic_store(&s->rf_stalled, false);
+            pthread_cond_broadcast(&s->rf_cond);
+        }
     }
     mutex_unlock(&s->rf.lock);
     return NULL;
+}
+
+/*
+ * The reserve's watchdog (see the essay): when a refill under way has not
+ * grown the reserve for RESERVE_STALL_MS, give a quarter of the target back
+ * to the kernel, once per RESERVE_STALL_MS.  It allocates nothing and
+ * touches only what is resident.
+ */
+/* Requests begun, all kinds: the watchdog's sign that I/O still flows. */
+static uint64_t requests_begun(struct store *s)
+{
+    return get(&s->read_reqs) + get(&s->write_reqs) + get(&s->discard_reqs) +
+           get(&s->flush_reqs);
+}
+
+static void *watch_main(void *arg)
+{
+    struct store *s = arg;
+    uint64_t last_avail = 0, last_progress = 0, last_release = 0;
+    uint64_t last_reqs = 0, last_io = 0;
+
+    stack_prefault(64u << 10);
+    mutex_lock(&s->rw.lock);
+    while (!s->rw.stop) {
+        struct timespec ts = deadline_in_ms(RESERVE_WATCH_MS);
+        pthread_cond_timedwait(&s->rw.cond, &s->rw.lock, &ts);
+        if (s->rw.stop)
+            break;
+        mutex_unlock(&s->rw.lock);
+
+        struct zs_reserve_stats rs;
+        zs_reserve_get_stats(s->pool, &rs);
+        uint64_t now = now_ms(), since = get(&s->rf_busy_since), reqs = requests_begun(s);
+        if (since == 0 || rs.available > last_avail)
+            last_progress = now;
+        if (reqs != last_reqs || (s->low_free && machine_free() >= s->low_free))
+            last_io = now;
+        bool refill_stuck = now - last_progress >= RESERVE_STALL_MS;
+        bool io_stuck = s->low_free && now - last_io >= RESERVE_STALL_MS;
+        if (refill_stuck)
+            atomic_store(&s->rf_stalled, true);
+        if ((refill_stuck || io_stuck) && now - last_release >= RESERVE_STALL_MS) {
+            add(&s->reserve_released, zs_reserve_release(s->pool, rs.target / 4));
+            last_release = now;
+        }
+        last_avail = rs.available;
+        last_reqs = reqs;
+        mutex_lock(&s->rw.lock);
+    }
+    mutex_unlock(&s->rw.lock);
+    return NULL;
+}
+
+/*
+ * A write found the reserve empty: wake the refill and wait for one to
+ * complete, at most RESERVE_WAIT_MS, unless refills are known to stall
+ * (see the essay).  True if one completed: the caller tries again.
+ */
+static bool reserve_wait(struct store *s)
+{
+    if (atomic_load(&s->rf_stalled) || !s->rf.running)
+        return false;
+    struct timespec deadline = deadline_in_ms(RESERVE_WAIT_MS);
+    LOCK_GUARD(&s->rf.lock);
+    uint64_t done = s->rf_done;
+    s->rf_want = true;
+    pthread_cond_signal(&s->rf.cond);
+    while (s->rf_done == done && !s->rf.stop) {
+        if (pthread_cond_timedwait(&s->rf_cond, &s->rf.lock, &deadline) == ETIMEDOUT) {
+            atomic_store(&s->rf_stalled, true);
+            return false;
+        }
+    }
+    return s->rf_done != done;
 }
 
 /*
@@ -962,15 +1118,24 @@ static bool evict_wait(struct store *s, const struct timespec *deadline)
  */
 static int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
 {
-    bool compacted = false, waited = false, gave_up = false;
+    bool compacted = false, waited = false, gave_up = false, refilled = false;
     struct timespec deadline;
     for (;;) {
         uint64_t limit = get(&s->mem_limit);
         if (limit && mem_used(s) + n > limit)
             goto over;
         uint64_t h = zs_malloc(s->pool, n);
-        if (!h)     /* with a reserve: it is empty, and the write fails as zram's would */
-            return s->reserved ? -ENOSPC : -ENOMEM;
+        if (!h && !s->reserved)
+            return -ENOMEM;
+        if (!h) {
+            /* The reserve is empty: a refill under way may save the write (see the essay). */
+            if (!refilled && (refilled = reserve_wait(s))) {
+                add(&s->reserve_waits, 1);
+                continue;
+            }
+            add(&s->reserve_misses, 1);
+            return -ENOSPC;
+        }
         uint64_t used = mem_used(s);
         if (limit && used > limit) {
             zs_free(s->pool, h);
@@ -1558,6 +1723,8 @@ struct store *store_new(const struct store_config *cfg)
     worker_init(&s->bg, &ca);
     worker_init(&s->ev, &ca);
     worker_init(&s->rf, &ca);
+    worker_init(&s->rw, &ca);
+    pthread_cond_init(&s->rf_cond, &ca);
     pthread_cond_init(&s->ev_done, &ca);
     pthread_condattr_destroy(&ca);
 
@@ -1586,6 +1753,7 @@ struct store *store_new(const struct store_config *cfg)
     if (!s->slots || !s->occ || !s->sum || !s->atime || !s->pool)
         goto fail;
     s->reserve_thread_init = cfg->reserve_thread_init;
+    s->low_free = cfg->low_free;
     if (cfg->reserve && (err = -reserve_setup(s, cfg->reserve)) != 0)
         goto fail;
     s->mem_used_max = mem_used(s);
@@ -1609,7 +1777,8 @@ struct store *store_new(const struct store_config *cfg)
     if (s->backing && (err = -worker_start(&s->ev, evict_main, s)) != 0)
         goto fail;
     if (s->reserved && !cfg->reserve_manual &&
-        (err = -worker_start(&s->rf, refill_main, s)) != 0)
+        ((err = -worker_start(&s->rf, refill_main, s)) != 0 ||
+         (err = -worker_start(&s->rw, watch_main, s)) != 0))
         goto fail;
     return s;
 fail:
@@ -1624,7 +1793,8 @@ void store_free(struct store *s)
         return;
     worker_stop(&s->ev, &s->ev_done);
     worker_stop(&s->bg, NULL);
-    worker_stop(&s->rf, NULL);
+    worker_stop(&s->rw, NULL);
+    worker_stop(&s->rf, &s->rf_cond);
     if (s->key_made)
         pthread_key_delete(s->key);
     for (struct tctx *t = s->all_list, *next; t; t = next) {
@@ -1648,6 +1818,8 @@ void store_free(struct store *s)
     worker_destroy(&s->ev);
     worker_destroy(&s->bg);
     worker_destroy(&s->rf);
+    worker_destroy(&s->rw);
+    pthread_cond_destroy(&s->rf_cond);
     pthread_mutex_destroy(&s->tctx_lock);
     free(s);
 }
@@ -2041,7 +2213,9 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         ret->reserve = rs.target;
         ret->reserve_free = rs.available;
         ret->reserve_min = rs.low_water;
-        ret->reserve_misses = rs.misses;
+        ret->reserve_misses = get(&s->reserve_misses);
+        ret->reserve_waits = get(&s->reserve_waits);
+        ret->reserve_released = get(&s->reserve_released);
         ret->reserve_refills = rs.refills;
     }
     if (ret->mem_limit) {

@@ -77,6 +77,13 @@ struct store_config {
     void (*reserve_thread_init)(void);
     /* No refill thread: the caller refills with store_reserve_refill() (tests). */
     bool reserve_manual;
+    /*
+     * Free memory on the machine (bytes) under which it is short: then a
+     * store that has seen no request for a while gives its reserve back
+     * to the kernel (see store.c, "The reserve").  uzramd: twice
+     * vm.min_free_kbytes.  0: only a stalled refill counts.
+     */
+    uint64_t low_free;
 
     /*
      * Writeback (see store.c's essay).  backing: where cold pages go, or
@@ -339,7 +346,9 @@ struct store_stats {
     uint64_t reserve;           /* the target the refill keeps populated */
     uint64_t reserve_free;      /* populated and unused now */
     uint64_t reserve_min;       /* the least reserve_free has been */
-    uint64_t reserve_misses;    /* allocations refused for an empty reserve (writes failed) */
+    uint64_t reserve_misses;    /* writes failed for an empty reserve (-ENOSPC) */
+    uint64_t reserve_waits;     /* writes that found it empty, waited for a refill, went on */
+    uint64_t reserve_released;  /* bytes of it given back to the kernel while memory was short */
     uint64_t reserve_refills;   /* refills that populated memory */
     uint64_t reserve_failures;  /* refills that could not get the memory */
 };
