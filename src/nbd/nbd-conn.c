@@ -22,10 +22,14 @@
  *     it lies) and go out in one sendmsg() when the thread is about to
  *     block for more input: one system call answers a whole batch, and no
  *     data is copied.
- *   - Large requests go to the worker pool (nbd-server.c) with their own
- *     buffer and are answered out of order as they finish, so a 32 MiB
- *     read does not hold up the small requests behind it and several run
- *     on several cores.  Each worker replies with its own iovec list.
+ *   - Large requests (up to NBD_JOB_BUF_SIZE) go to the worker pool
+ *     (nbd-server.c) in one of its job buffers and are answered out of
+ *     order as they finish, so a 1 MiB read does not hold up the small
+ *     requests behind it and several run on several cores.  Each worker
+ *     replies with its own iovec list.  Larger ones still are served here
+ *     in pieces (serve_stream()), through the connection's own buffers.
+ * Nothing on this path allocates: the buffers are made and populated when
+ * the connection starts, the job buffers when the pool does.
  * No lock is shared between connections on this path; within one, the
  * only lock taken per batch is the send lock, which makes each sendmsg()
  * a whole number of replies (or structured chunks) when workers reply too.
@@ -34,9 +38,9 @@
  * (NBD_MAX_OPTION_LEN, else dropped), options before transmission
  * (NBD_MAX_OPTIONS), write payload (NBD_MAX_PAYLOAD: beyond it the
  * stream cannot be followed, so the client gets EINVAL and is dropped),
- * queued large requests per connection (NBD_MAX_JOBS and
- * NBD_MAX_JOB_BYTES: past them the connection stops reading until workers
- * catch up), and block status descriptors per reply.  Reads and writes
+ * queued large requests per connection (NBD_MAX_JOBS: past it the
+ * connection stops reading until workers catch up; their buffers are the
+ * export's fixed set in any case), and block status descriptors per reply.  Reads and writes
  * past the end, unknown commands and flags get the errors the protocol
  * names and the connection goes on.  A client that breaks the framing
  * (bad magic, unknown client flags) is dropped.
@@ -46,8 +50,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cleanup.h"
+#include "populate.h"
 #include "nbd-proto.h"
 #include "store.h"
 
@@ -63,9 +69,8 @@
 #define NBD_RX_SIZE (256u << 10)
 /* Read data of one batch: 64 reads of 4 KiB, or two of NBD_INLINE_MAX. */
 #define NBD_DATA_SIZE (256u << 10)
-/* Large requests queued per connection, and their buffers' bytes. */
+/* Large requests queued per connection. */
 #define NBD_MAX_JOBS 16
-#define NBD_MAX_JOB_BYTES (64u << 20)
 /* Descriptors per BLOCK_STATUS reply; clients ask again from where it ends. */
 #define NBD_MAX_EXTENTS 1024
 /* iovecs and header bytes gathered before a send (IOV_MAX is 1024). */
@@ -107,22 +112,75 @@ struct nbd_conn {
     struct nbd_tx *tx;          /* the connection thread's replies */
 
     pthread_mutex_t send_lock;  /* one sendv() sequence at a time */
-    pthread_mutex_t lock;       /* guards jobs, job_bytes */
+    pthread_mutex_t lock;       /* guards jobs */
     pthread_cond_t cond;        /* a job finished */
     unsigned jobs;
-    uint64_t job_bytes;
 };
 
 /* ---- replies ------------------------------------------------------------- */
 
 struct nbd_tx *nbd_tx_new(void)
 {
-    return calloc(1, sizeof(struct nbd_tx));
+    struct nbd_tx *tx = calloc(1, sizeof(struct nbd_tx));
+    /* Resident before the first reply (see "Nothing on this path allocates"). */
+    if (tx && mem_populate_buf(tx, sizeof(*tx)) < 0) {
+        free(tx);
+        return NULL;
+    }
+    return tx;
 }
 
 void nbd_tx_free(struct nbd_tx *tx)
 {
     free(tx);
+}
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * One sendv() call, counted in the export's sends under way (for
+ * nbd_export_stats.send_stall_ms).
+ */
+static ssize_t sendv_counted(struct nbd_conn *c, const struct iovec *iov, int n)
+{
+    struct nbd_export *ne = c->ne;
+    if (atomic_fetch_add(&ne->sends_active, 1) == 0)
+        atomic_store(&ne->send_done_ms, monotonic_ms());
+    ssize_t w = c->io->sendv(c->io->ctx, iov, n);
+    atomic_store(&ne->send_done_ms, monotonic_ms());
+    atomic_fetch_sub(&ne->sends_active, 1);
+    return w;
+}
+
+/*
+ * Send all of iov (which it consumes), the caller holding the send lock.
+ * -EPIPE (and the connection marked broken) if the stream failed.
+ */
+static int sendv_all(struct nbd_conn *c, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t w = sendv_counted(c, iov, n);
+        if (w <= 0) {
+            atomic_store(&c->broken, true);
+            return -EPIPE;
+        }
+        size_t left = (size_t)w;
+        while (n > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -132,33 +190,15 @@ void nbd_tx_free(struct nbd_tx *tx)
 static int tx_flush(struct nbd_tx *tx)
 {
     struct nbd_conn *c = tx->c;
-    struct iovec *iov = tx->iov;
-    int n = tx->niov, r = 0;
+    int r = 0;
 
-    if (n == 0)
+    if (tx->niov == 0)
         return 0;
     if (atomic_load_explicit(&c->broken, memory_order_relaxed)) {
         r = -EPIPE;
     } else {
         LOCK_GUARD(&c->send_lock);
-        while (n > 0) {
-            ssize_t w = c->io->sendv(c->io->ctx, iov, n);
-            if (w <= 0) {
-                atomic_store(&c->broken, true);
-                r = -EPIPE;
-                break;
-            }
-            size_t left = (size_t)w;
-            while (n > 0 && left >= iov->iov_len) {
-                left -= iov->iov_len;
-                iov++;
-                n--;
-            }
-            if (n > 0) {
-                iov->iov_base = (uint8_t *)iov->iov_base + left;
-                iov->iov_len -= left;
-            }
-        }
+        r = sendv_all(c, tx->iov, tx->niov);
     }
     tx->niov = 0;
     tx->hdr_used = 0;
@@ -815,59 +855,136 @@ void nbd_job_run(struct nbd_job *j, struct nbd_tx *tx)
     tx->c = c;
     serve(tx, &j->req, j->buf);
     (void)tx_flush(tx);
-    uint64_t len = j->req.len;
-    free(j);
+    nbd_job_put(c->ne, j);
 
     LOCK_GUARD(&c->lock);
     c->jobs--;
-    c->job_bytes -= len;
     pthread_cond_signal(&c->cond);
 }
 
-/* Wait until no job of c is queued or running.  The connection's thread only. */
-static void wait_jobs(struct nbd_conn *c, unsigned max_jobs, uint64_t bytes)
+/* Wait until fewer than max_jobs jobs of c are queued or running.  The connection's thread only. */
+static void wait_jobs(struct nbd_conn *c, unsigned max_jobs)
 {
     LOCK_GUARD(&c->lock);
-    while (c->jobs > 0 && (c->jobs >= max_jobs || c->job_bytes + bytes > NBD_MAX_JOB_BYTES))
+    while (c->jobs >= max_jobs)
         pthread_cond_wait(&c->cond, &c->lock);
 }
 
 /*
- * A request too large to serve from the connection's buffers: it gets its
- * own, and goes to the workers if there are any.
+ * A write too large for a job buffer: its payload is read and stored a
+ * piece of NBD_INLINE_MAX at a time.  After a piece fails the rest is read
+ * and dropped, and the reply says what failed (the pieces before it are
+ * written, as a failed store_write() leaves them).
+ */
+static int stream_write(struct nbd_conn *c, const struct nbd_req *req)
+{
+    int err = 0;
+
+    for (uint64_t done = 0; done < req->len;) {
+        size_t n = req->len - done < NBD_INLINE_MAX ? (size_t)(req->len - done) : NBD_INLINE_MAX;
+        int r = rx_fill(c, n);
+        if (r < 0)
+            return r;
+        if (err == 0)
+            err = store_write(c->store, c->rx + c->rx_pos, n, req->off + done);
+        rx_consume(c, n);
+        done += n;
+    }
+    reply_simple(c->tx, req->cookie, err < 0 ? nbd_errno(err) : 0, NULL, 0);
+    return conn_flush(c);
+}
+
+/*
+ * A read too large for a job buffer: read a piece of NBD_DATA_SIZE at a
+ * time into the connection's data buffer and send it at once, the send
+ * lock held throughout so that no other reply lands inside this one.  One
+ * reply header (simple, or one structured data chunk) announces the whole
+ * length, so a piece that fails after the first has gone out cannot be
+ * reported: the protocol then wants the connection closed, and it is.
+ * With structured replies each piece is a chunk of its own, and a failure
+ * is an error chunk.
+ */
+static int stream_read(struct nbd_conn *c, const struct nbd_req *req)
+{
+    bool chunks = c->structured && !(req->flags & NBD_CMD_FLAG_DF);
+    uint8_t hdr[NBD_CHUNK_SIZE + 8];
+    int r = 0;
+
+    LOCK_GUARD(&c->send_lock);
+    for (uint64_t done = 0; done < req->len && r == 0;) {
+        size_t n = req->len - done < NBD_DATA_SIZE ? (size_t)(req->len - done) : NBD_DATA_SIZE;
+        bool last = done + n == req->len;
+        int e = store_read(c->store, c->data, n, req->off + done);
+        struct iovec iov[2] = { { hdr, 0 }, { c->data, n } };
+
+        if (e < 0 && (chunks || done == 0)) {
+            /* Nothing of this reply sent yet, or a chunk can say it: report it. */
+            struct nbd_tx *tx = c->tx;
+            reply_error(tx, req, nbd_errno(e));
+            r = sendv_all(c, tx->iov, tx->niov);
+            tx->niov = 0;
+            tx->hdr_used = 0;
+            return r;
+        }
+        if (e < 0) {
+            atomic_store(&c->broken, true);
+            return -ECONNRESET;
+        }
+        if (chunks) {
+            nbd_put32(hdr, NBD_STRUCTURED_MAGIC);
+            nbd_put16(hdr + 4, last ? NBD_REPLY_FLAG_DONE : 0);
+            nbd_put16(hdr + 6, NBD_REPLY_TYPE_OFFSET_DATA);
+            nbd_put64(hdr + 8, req->cookie);
+            nbd_put32(hdr + 16, (uint32_t)(8 + n));
+            nbd_put64(hdr + NBD_CHUNK_SIZE, req->off + done);
+            iov[0].iov_len = NBD_CHUNK_SIZE + 8;
+        } else if (done == 0 && c->structured) {
+            /* DF: one data chunk for the whole read. */
+            nbd_put32(hdr, NBD_STRUCTURED_MAGIC);
+            nbd_put16(hdr + 4, NBD_REPLY_FLAG_DONE);
+            nbd_put16(hdr + 6, NBD_REPLY_TYPE_OFFSET_DATA);
+            nbd_put64(hdr + 8, req->cookie);
+            nbd_put32(hdr + 16, (uint32_t)(8 + req->len));
+            nbd_put64(hdr + NBD_CHUNK_SIZE, req->off);
+            iov[0].iov_len = NBD_CHUNK_SIZE + 8;
+        } else if (done == 0) {
+            nbd_put32(hdr, NBD_SIMPLE_MAGIC);
+            nbd_put32(hdr + 4, 0);
+            nbd_put64(hdr + 8, req->cookie);
+            iov[0].iov_len = NBD_SIMPLE_SIZE;
+        }
+        r = iov[0].iov_len ? sendv_all(c, iov, 2) : sendv_all(c, iov + 1, 1);
+        done += n;
+    }
+    return r < 0 ? -ECONNRESET : 0;
+}
+
+/*
+ * A request too large to serve from the connection's buffers: to the
+ * workers in a job buffer if it fits one, else in pieces here.
  */
 static int serve_large(struct nbd_conn *c, const struct nbd_req *req)
 {
     int r;
 
-    /* Replies gathered so far go out before this may wait. */
+    /* Replies gathered so far go out before this may wait, or stream. */
     if (conn_flush(c) < 0)
         return -ECONNRESET;
-    if (c->ne->pool_running)
-        wait_jobs(c, NBD_MAX_JOBS, req->len);
+    if (!c->ne->pool_running || req->len > NBD_JOB_BUF_SIZE)
+        return req->type == NBD_CMD_WRITE ? stream_write(c, req) : stream_read(c, req);
 
-    struct nbd_job *j = malloc(sizeof(*j) + req->len);
-    if (!j) {
-        if (req->type == NBD_CMD_WRITE && (r = rx_skip(c, req->len)) < 0)
-            return r;
-        reply_error(c->tx, req, NBD_ENOMEM);
-        return 0;
-    }
+    wait_jobs(c, NBD_MAX_JOBS);
+    struct nbd_job *j = nbd_job_get(c->ne);
+    if (!j)
+        return -ECONNRESET;     /* the export is stopping */
     j->c = c;
     j->req = *req;
     if (req->type == NBD_CMD_WRITE && (r = rx_read_into(c, j->buf, req->len)) < 0) {
-        free(j);
-        return r;
-    }
-    if (!c->ne->pool_running) {
-        serve(c->tx, req, j->buf);
-        r = conn_flush(c);
-        free(j);
+        nbd_job_put(c->ne, j);
         return r;
     }
     mutex_lock(&c->lock);
     c->jobs++;
-    c->job_bytes += req->len;
     mutex_unlock(&c->lock);
     nbd_pool_push(c->ne, j);
     return 0;
@@ -956,7 +1073,9 @@ int nbd_export_serve_io(struct nbd_export *ne, const struct nbd_io *io)
     c->rx = malloc(NBD_RX_SIZE);
     c->data = malloc(NBD_DATA_SIZE);
     c->tx = nbd_tx_new();
-    if (!c->rx || !c->data || !c->tx)
+    /* In memory before the first request: serving must not fault them in. */
+    if (!c->rx || !c->data || !c->tx || mem_populate_buf(c->rx, NBD_RX_SIZE) < 0 ||
+        mem_populate_buf(c->data, NBD_DATA_SIZE) < 0)
         goto out;
     c->tx->c = c;
 
@@ -967,7 +1086,7 @@ int nbd_export_serve_io(struct nbd_export *ne, const struct nbd_io *io)
         r = 0;
     /* Requests being served still answer (if the stream allows) before we go. */
     (void)conn_flush(c);
-    wait_jobs(c, 1, 0);
+    wait_jobs(c, 1);
     if (r == -EPROTO)
         atomic_fetch_add(&ne->n_dropped, 1);
 

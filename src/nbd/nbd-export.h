@@ -87,6 +87,14 @@ struct nbd_export_stats {
     uint64_t refused;           /* closed at once: --max-connections reached */
     uint64_t dropped;           /* broke the protocol, or hung up mid-request */
     unsigned active;            /* connected now */
+    /*
+     * How long replies have been waiting to go out, in ms: 0 when no send
+     * is under way, else the time since the last send completed.  A send
+     * stuck this long under memory pressure is the kernel failing to find
+     * a socket buffer (see uzramd(8), SWAP); a client that does not read
+     * its replies looks the same, so judge it with the machine's memory.
+     */
+    uint64_t send_stall_ms;
 };
 void nbd_export_get_stats(struct nbd_export *ne, struct nbd_export_stats *ret)
     __attribute__((nonnull));

@@ -27,12 +27,25 @@ struct nbd_req {
     uint32_t len;
 };
 
-/* A large request handed to the worker pool, with its own buffer. */
+/*
+ * Requests up to this size that are too large to serve inline go to the
+ * worker pool, in one of the export's job buffers; larger ones are served
+ * by their connection's thread in pieces (nbd-conn.c, serve_stream()).
+ * 1 MiB: qemu's and nbdcopy's usual requests fit, and the buffers (one per
+ * worker, made and populated at start) stay a few MiB.
+ */
+#define NBD_JOB_BUF_SIZE (1u << 20)
+
+/*
+ * A large request handed to the worker pool, in one of the export's job
+ * buffers: they are made when the pool starts and reused, so that serving
+ * never allocates (a daemon serving swap must not wait for memory).
+ */
 struct nbd_job {
-    struct nbd_job *next;       /* the pool's queue (pool_lock) */
+    struct nbd_job *next;       /* the pool's queue, or its free list (pool_lock) */
     struct nbd_conn *c;
     struct nbd_req req;
-    uint8_t buf[];              /* req.len bytes: the payload, or room for the data */
+    uint8_t *buf;               /* NBD_JOB_BUF_SIZE bytes: the payload, or room for the data */
 };
 
 struct nbd_export {
@@ -47,6 +60,9 @@ struct nbd_export {
     pthread_mutex_t pool_lock;
     pthread_cond_t pool_cond;
     struct nbd_job *queue_head, *queue_tail;
+    struct nbd_job *jobs;       /* every job buffer (nworkers of them) */
+    struct nbd_job *jobs_free;  /* (pool_lock) */
+    pthread_cond_t jobs_cond;   /* a job buffer came free (pool_lock) */
     bool pool_stop;
     bool pool_running;          /* workers exist: large requests are queued */
     pthread_t *workers;
@@ -65,6 +81,9 @@ struct nbd_export {
 
     atomic_uint_fast64_t n_connections, n_refused, n_dropped;
     atomic_uint active;
+    /* Sends under way, and when one last completed (ms, CLOCK_MONOTONIC): nbd-conn.c. */
+    atomic_uint sends_active;
+    atomic_uint_fast64_t send_done_ms;
 };
 
 /* ---- nbd-conn.c ---------------------------------------------------------- */
@@ -86,5 +105,13 @@ void nbd_job_run(struct nbd_job *j, struct nbd_tx *tx) __attribute__((nonnull));
 
 /* Queue a job for the workers; only when ne->pool_running. */
 void nbd_pool_push(struct nbd_export *ne, struct nbd_job *j) __attribute__((nonnull));
+
+/*
+ * A free job buffer, waiting for one while all are in use; NULL when the
+ * pool is stopping.  Only when ne->pool_running.  nbd_job_put() gives it
+ * back (nbd_job_run() does).
+ */
+struct nbd_job *nbd_job_get(struct nbd_export *ne) __attribute__((nonnull));
+void nbd_job_put(struct nbd_export *ne, struct nbd_job *j) __attribute__((nonnull));
 
 #endif /* UZRAM_NBD_INTERNAL_H */

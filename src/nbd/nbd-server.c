@@ -13,13 +13,17 @@
  *     scheduler of ours could.  --max-connections bounds their number; one
  *     past it is closed at once (the protocol has no "busy" to say before
  *     the handshake).
- *   - A pool of worker threads serves large requests (more than 128 KiB)
- *     from all connections, so that they run in parallel with each other
- *     and with the small requests behind them, and are answered out of
- *     order.  The pool's queue lock is shared by all connections, but only
- *     large requests take it, and they are few per second.
- * Every thread that touches the store calls store_thread_prepare() first,
- * so that serving allocates no codec context later.
+ *   - A pool of worker threads serves large requests (more than 128 KiB,
+ *     up to NBD_JOB_BUF_SIZE) from all connections, so that they run in
+ *     parallel with each other and with the small requests behind them,
+ *     and are answered out of order.  The pool's queue lock is shared by
+ *     all connections, but only large requests take it, and they are few
+ *     per second.  Each worker brings one job buffer; a connection with a
+ *     large request waits for a free one.
+ * Every thread that serves calls store_thread_prepare() first, so that
+ * serving allocates no codec context later, and touches its stack and its
+ * buffers before the first request (populate.h): a daemon serving swap
+ * must not wait for memory.
  *
  * Ownership.  The export owns the listeners, the client list and the pool.
  * A client's record belongs to the list; its thread closes the socket when
@@ -43,9 +47,11 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "populate.h"
 #include "socket.h"
 #include "store.h"
 
@@ -77,6 +83,25 @@ struct worker_arg {
     struct nbd_tx *tx;
 };
 
+struct nbd_job *nbd_job_get(struct nbd_export *ne)
+{
+    LOCK_GUARD(&ne->pool_lock);
+    while (!ne->jobs_free && !ne->pool_stop)
+        pthread_cond_wait(&ne->jobs_cond, &ne->pool_lock);
+    struct nbd_job *j = ne->jobs_free;
+    if (j)
+        ne->jobs_free = j->next;
+    return j;
+}
+
+void nbd_job_put(struct nbd_export *ne, struct nbd_job *j)
+{
+    LOCK_GUARD(&ne->pool_lock);
+    j->next = ne->jobs_free;
+    ne->jobs_free = j;
+    pthread_cond_signal(&ne->jobs_cond);
+}
+
 void nbd_pool_push(struct nbd_export *ne, struct nbd_job *j)
 {
     LOCK_GUARD(&ne->pool_lock);
@@ -96,6 +121,7 @@ static void *worker_main(void *arg)
     struct nbd_tx *tx = wa->tx;
 
     free(wa);
+    stack_prefault(IO_STACK_BYTES);
     (void)store_thread_prepare(ne->store);   /* else on the first request */
     for (;;) {
         mutex_lock(&ne->pool_lock);
@@ -116,23 +142,52 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* The job buffers, one per worker, made and populated before serving. */
+static int jobs_make(struct nbd_export *ne)
+{
+    ne->jobs = calloc(ne->nthreads, sizeof(*ne->jobs));
+    if (!ne->jobs)
+        return -ENOMEM;
+    for (unsigned i = 0; i < ne->nthreads; i++) {
+        struct nbd_job *j = &ne->jobs[i];
+        if (posix_memalign((void **)&j->buf, 4096, NBD_JOB_BUF_SIZE) != 0)
+            return -ENOMEM;
+        if (mem_populate(j->buf, NBD_JOB_BUF_SIZE) < 0)
+            return -ENOMEM;
+        j->next = ne->jobs_free;
+        ne->jobs_free = j;
+    }
+    return 0;
+}
+
+static void jobs_free(struct nbd_export *ne)
+{
+    for (unsigned i = 0; ne->jobs && i < ne->nthreads; i++)
+        free(ne->jobs[i].buf);
+    free(ne->jobs);
+    ne->jobs = ne->jobs_free = NULL;
+}
+
 static int pool_start(struct nbd_export *ne)
 {
+    int r = jobs_make(ne);
+    if (r < 0)
+        return r;
     ne->workers = calloc(ne->nthreads, sizeof(*ne->workers));
     if (!ne->workers)
         return -ENOMEM;
     for (unsigned i = 0; i < ne->nthreads; i++) {
         struct worker_arg *wa = malloc(sizeof(*wa));
         struct nbd_tx *tx = nbd_tx_new();
-        int r = ENOMEM;
+        int e = ENOMEM;
         if (wa && tx) {
             *wa = (struct worker_arg){ .ne = ne, .tx = tx };
-            r = pthread_create(&ne->workers[i], NULL, worker_main, wa);
+            e = pthread_create(&ne->workers[i], NULL, worker_main, wa);
         }
-        if (r != 0) {
+        if (e != 0) {
             free(wa);
             nbd_tx_free(tx);
-            return -r;
+            return -e;
         }
         ne->nworkers++;
     }
@@ -145,12 +200,14 @@ static void pool_stop(struct nbd_export *ne)
     mutex_lock(&ne->pool_lock);
     ne->pool_stop = true;
     pthread_cond_broadcast(&ne->pool_cond);
+    pthread_cond_broadcast(&ne->jobs_cond);
     mutex_unlock(&ne->pool_lock);
     for (unsigned i = 0; i < ne->nworkers; i++)
         pthread_join(ne->workers[i], NULL);
     free(ne->workers);
     ne->workers = NULL;
     ne->nworkers = 0;
+    jobs_free(ne);
 }
 
 /* ---- clients ------------------------------------------------------------- */
@@ -186,6 +243,7 @@ static void *client_main(void *arg)
     int fd = cl->fd;               /* stable until we close it below */
     const struct nbd_io io = { .recv = sock_recv, .sendv = sock_sendv, .ctx = &fd };
 
+    stack_prefault(IO_STACK_BYTES);
     (void)store_thread_prepare(ne->store);
     (void)nbd_export_serve_io(ne, &io);
 
@@ -429,6 +487,7 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
         ne->description = strdup(o->description);
     pthread_mutex_init(&ne->pool_lock, NULL);
     pthread_cond_init(&ne->pool_cond, NULL);
+    pthread_cond_init(&ne->jobs_cond, NULL);
     pthread_mutex_init(&ne->clients_lock, NULL);
     if (ne->stop_fd < 0 || !ne->listeners || (o->description && !ne->description)) {
         int e = ne->stop_fd < 0 ? errno : ENOMEM;
@@ -463,6 +522,13 @@ void nbd_export_get_stats(struct nbd_export *ne, struct nbd_export_stats *ret)
         .dropped = atomic_load(&ne->n_dropped),
         .active = atomic_load(&ne->active),
     };
+    if (atomic_load(&ne->sends_active) > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        uint64_t done = atomic_load(&ne->send_done_ms);
+        ret->send_stall_ms = now > done ? now - done : 0;
+    }
 }
 
 void nbd_export_free(struct nbd_export *ne)
@@ -494,10 +560,12 @@ void nbd_export_free(struct nbd_export *ne)
 
     if (ne->workers)
         pool_stop(ne);
+    jobs_free(ne);      /* a pool that failed to start may have made some */
     if (ne->stop_fd >= 0)
         close(ne->stop_fd);
     pthread_mutex_destroy(&ne->clients_lock);
     pthread_cond_destroy(&ne->pool_cond);
+    pthread_cond_destroy(&ne->jobs_cond);
     pthread_mutex_destroy(&ne->pool_lock);
     free(ne->listeners);
     free(ne->description);

@@ -19,7 +19,9 @@
  *   size:BYTES               the export's size must be BYTES
  *   fail-write:OFF:LEN:ERRNO a WRITE that must fail with ERRNO (a name: ENOSPC)
  *
- * Strict mode is off: the server, not libnbd, judges each request.
+ * Strict mode is off: the server, not libnbd, judges each request.  With
+ * NBD_IO_SIMPLE=1 in the environment the client asks for simple replies
+ * only (no structured replies), as the kernel's NBD client does.
  */
 #include "nbd-test.h"
 
@@ -195,7 +197,10 @@ int main(int argc, char **argv)
         return 2;
     }
     struct nbd_handle *h = nbd_create();
-    if (!h || nbd_set_strict_mode(h, 0) < 0 || nbd_connect_uri(h, argv[1]) < 0) {
+    const char *simple = getenv("NBD_IO_SIMPLE");
+    if (!h || nbd_set_strict_mode(h, 0) < 0 ||
+        (simple && !strcmp(simple, "1") && nbd_set_request_structured_replies(h, false) < 0) ||
+        nbd_connect_uri(h, argv[1]) < 0) {
         fprintf(stderr, "nbd-io: connecting to %s: %s\n", argv[1], nbd_get_error());
         nbd_close(h);
         return 1;
