@@ -35,14 +35,18 @@
  * kernel keep several in flight (up to max_background, raised from the
  * kernel's default of 12), so the worker threads run them in parallel.
  *
- * Threads.  libfuse's multithreaded loop reads requests in whichever
- * worker is free and starts another worker, up to a maximum, when none is.
- * The idle limit is set to that same maximum so workers never exit: each
- * one allocates its read buffer and asks the store for its codec context
- * on its first request, and a daemon serving swap must not need to do that
- * again later, when memory may be short.  Each handler runs entirely in
- * its worker: no lock here is shared between requests except the one that
- * guards the file's mode, owner and times.
+ * Threads.  A fixed set of workers, started before the mount serves, each
+ * reading requests from /dev/fuse into a buffer of its own and handing
+ * them to libfuse (fuse_session_process_buf()), which calls the handlers
+ * below in that worker.  libfuse's own multithreaded loop would do the
+ * same, but it starts workers as load comes and allocates their buffers on
+ * their first request: a daemon serving swap must have every thread, stack
+ * and buffer in memory before the kernel needs it, because the kernel
+ * needs it when memory is short (harden.c).  Each worker therefore touches
+ * its stack, its receive buffer and its read-reply buffer, and takes its
+ * codec context from the store, before it reads its first request.  Each
+ * handler runs entirely in its worker: no lock here is shared between
+ * requests except the one that guards the file's mode, owner and times.
  *
  * Stopping.  A busy mount cannot be taken away cleanly: a loop device or a
  * swap area on it would see I/O errors or hang.  So stopping detaches the
@@ -61,6 +65,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <linux/fuse.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -77,12 +82,20 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "populate.h"
 #include "store.h"
 
 #define UNUSED __attribute__((unused))
 
 /* The largest request asked for: libfuse 3.14's buffers hold 256 pages. */
 #define FX_MAX_IO (1u << 20)
+/*
+ * A worker's receive buffer: the largest write and its headers (libfuse's
+ * FUSE_BUFFER_HEADER_SIZE is one page).  fx_init() never lets max_write
+ * grow past FX_MAX_IO, and the kernel refuses a read into a buffer too
+ * small for max_write (EINVAL) rather than cut a request short.
+ */
+#define FX_RECV_SIZE (FX_MAX_IO + 4096u)
 /*
  * Asynchronous requests in flight (a loop device's direct I/O): enough to
  * keep every worker busy; the kernel caps it for unprivileged mounts.
@@ -502,6 +515,8 @@ struct fuse_export *fuse_export_new(struct store *s, const char *file,
     fe->store = s;
     fe->size = store_size(s);
     fe->threads = o->threads ? o->threads : FX_DEFAULT_THREADS;
+    if (fe->threads > FUSE_EXPORT_MAX_THREADS)
+        fe->threads = FUSE_EXPORT_MAX_THREADS;
     fe->done_fd = -1;
     fe->mode = 0600;
     fe->uid = geteuid();
@@ -558,19 +573,55 @@ fail:
     return NULL;
 }
 
+/*
+ * One worker (see "Threads"): read a request, let libfuse dispatch it,
+ * until the connection goes away (ENODEV: unmounted and released, or
+ * aborted) or the session is told to exit.
+ */
+static void *worker_main(void *arg)
+{
+    struct fuse_export *fe = arg;
+    int fd = fuse_session_fd(fe->se);
+    void *mem = NULL;
+
+    stack_prefault(IO_STACK_BYTES);
+    if (!thread_buffer(fe, FX_MAX_IO) || posix_memalign(&mem, 4096, FX_RECV_SIZE) != 0 ||
+        mem_populate(mem, FX_RECV_SIZE) < 0 || mem_populate(tls_buf, tls_buf_len) < 0) {
+        /* The other workers serve; with none, the mount is unusable, and stopping says so. */
+        free(mem);
+        return NULL;
+    }
+    while (!fuse_session_exited(fe->se)) {
+        ssize_t n = read(fd, mem, FX_RECV_SIZE);
+        if (n < 0) {
+            /* Interrupted, or a request withdrawn before we took it: read again. */
+            if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
+                continue;
+            fuse_session_exit(fe->se);
+            break;
+        }
+        if ((size_t)n < sizeof(struct fuse_in_header)) {
+            fuse_session_exit(fe->se);      /* not the kernel speaking */
+            break;
+        }
+        struct fuse_buf fbuf = { .mem = mem, .size = (size_t)n };
+        fuse_session_process_buf(fe->se, &fbuf);
+    }
+    free(mem);
+    return NULL;
+}
+
 static void *serve(void *arg)
 {
     struct fuse_export *fe = arg;
-    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    pthread_t workers[FUSE_EXPORT_MAX_THREADS];
+    unsigned n = 0;
 
-    if (cfg) {
-        fuse_loop_cfg_set_max_threads(cfg, fe->threads);
-        /* Workers never exit, see "Threads" at the top. */
-        fuse_loop_cfg_set_idle_threads(cfg, fe->threads);
-        fuse_loop_cfg_set_clone_fd(cfg, 0);
-        (void)fuse_session_loop_mt(fe->se, cfg);
-        fuse_loop_cfg_destroy(cfg);
-    }
+    for (; n < fe->threads; n++)
+        if (pthread_create(&workers[n], NULL, worker_main, fe) != 0)
+            break;
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(workers[i], NULL);
 
     {
         LOCK_GUARD(&fe->lock);

@@ -22,12 +22,14 @@
 struct store;
 struct fuse_export;
 
+#define FUSE_EXPORT_MAX_THREADS 256
+
 struct fuse_export_options {
     const char *name;        /* device name, for fsname=uzram:NAME */
     /*
-     * Most worker threads, which never exit once started (a thread made
-     * while memory is short could fail to start; see the daemon's man
-     * page).  0: 4.
+     * Worker threads, all started (with their buffers in memory) before
+     * the mount serves, and never more: a thread made while memory is
+     * short could wait for it.  0: 4; at most FUSE_EXPORT_MAX_THREADS.
      */
     unsigned threads;
     /*
