@@ -391,6 +391,14 @@ static void req_stat(struct control *ctl, struct resp *r)
     STAT(idle_pages);
     STAT(recompressed);
     STAT(bd_bad_sums);
+    STAT(reserve);
+    STAT(reserve_free);
+    STAT(reserve_min);
+    STAT(reserve_misses);
+    STAT(reserve_waits);
+    STAT(reserve_released);
+    STAT(reserve_refills);
+    STAT(reserve_failures);
 #undef STAT
     resp_u64(r, "memory_locked", ctl->memory_locked);
     resp_u64(r, "io_flusher", ctl->io_flusher);

@@ -44,6 +44,7 @@ static const struct {
     { "level",             KEY_VALUE },
     { "mem-limit",         KEY_VALUE },
     { "compact-threshold", KEY_VALUE },
+    { "reserve",           KEY_VALUE },
     { "fuse",              KEY_PATH },
     { "nbd-unix",          KEY_PATH },
     { "nbd-tcp",           KEY_VALUE },

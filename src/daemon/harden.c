@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -53,7 +54,7 @@ static int lock_memory(void)
 
     if (geteuid() != 0 && (getrlimit(RLIMIT_MEMLOCK, &rl) < 0 || rl.rlim_cur != RLIM_INFINITY))
         return -ENOMEM;
-    if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+    if (mlockall(MCL_CURRENT) < 0 || mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
         return -errno;
     return 0;
 }
@@ -97,4 +98,37 @@ void harden(struct hardening *ret)
     ret->oom_protected = r == 0;
     if (missing[0])
         log_warn("%s: swap on this device may deadlock under memory pressure", missing);
+}
+
+/*
+ * A refill that waits for a busy core makes writes wait for it too (the
+ * store's essay): the thread runs at a higher priority than the I/O
+ * threads, which is only asked, never required (it needs CAP_SYS_NICE).
+ */
+#define REFILL_NICE (-10)
+
+void harden_refill_thread(void)
+{
+    /* Refused only where it was never granted: nothing to undo then. */
+    (void)prctl(PR_SET_IO_FLUSHER, 0, 0, 0, 0);
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), REFILL_NICE);
+}
+
+/*
+ * What counts as a machine short of memory (store_config.low_free): twice
+ * vm.min_free_kbytes, about the kernel's high watermark plus what it keeps
+ * aside besides; 0 if it cannot be read.
+ */
+uint64_t harden_low_free(void)
+{
+    _cleanup_close_ int fd = open("/proc/sys/vm/min_free_kbytes", O_RDONLY | O_CLOEXEC);
+    char buf[32];
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long long kb = strtoull(buf, NULL, 10);
+    return (uint64_t)kb * 2 * 1024;
 }

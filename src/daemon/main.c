@@ -61,6 +61,7 @@
 #include "uzramd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_log.h>
 #include <poll.h>
 #include <signal.h>
@@ -88,6 +89,17 @@
  * `systemctl status` to be current, rarely enough to cost nothing.
  */
 #define STATUS_INTERVAL_MS 5000
+/*
+ * The last resort against a machine out of memory whose swap waits on us
+ * (see watch_memory()): how long NBD replies must have been stuck, with the
+ * reserve all given back, before the kernel's OOM killer is asked to act,
+ * how often it may be asked, and how often the daemon looks.
+ */
+#define OOM_STALL_MS 3000
+#define OOM_AGAIN_MS 10000
+#define MEMORY_CHECK_MS 1000
+#define PSI_FULL_US 200000
+#define PSI_WINDOW_US 1000000
 
 struct daemon {
     int argc;                   /* the command line, parsed again by a reload */
@@ -110,6 +122,14 @@ struct daemon {
     /* What the last look at the backing store's counts saw (watch_backing()). */
     uint64_t bd_read_errors, bd_write_errors;
     bool bd_connected;
+    /* What the last look at the reserve saw (watch_reserve()). */
+    uint64_t reserve_misses, reserve_released;
+    /* /proc/sysrq-trigger, opened at start (root only); -1: no OOM rescue. */
+    int sysrq_fd;
+    /* A PSI trigger on /proc/pressure/memory (full stalls), or -1. */
+    int psi_fd;
+    uint64_t psi_full_usec;     /* when it last fired */
+    uint64_t oom_asked_usec;    /* when watch_memory() last asked */
 };
 
 static uint64_t monotonic_usec(void)
@@ -210,6 +230,9 @@ static int start_store(struct daemon *d)
         .evict_policy = (enum store_evict_policy)d->opt.evict_policy,
         .recomp_codec = d->opt.recomp_codec,
         .recomp_level = d->opt.recomp_level,
+        .reserve = d->opt.reserve,
+        .reserve_thread_init = harden_refill_thread,
+        .low_free = harden_low_free(),
     };
 
     codec_level_range(d->opt.codec, NULL, NULL, &d->level);
@@ -412,6 +435,21 @@ static void stop_nbd(struct daemon *d)
              (unsigned long long)st.refused, (unsigned long long)st.dropped);
 }
 
+/* A PSI trigger on full memory stalls (see watch_memory()), or -1. */
+static int psi_trigger(void)
+{
+    char spec[64];
+    int fd = open("/proc/pressure/memory", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int n = snprintf(spec, sizeof(spec), "full %d %d", PSI_FULL_US, PSI_WINDOW_US);
+    if (write(fd, spec, (size_t)n + 1) != n + 1) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static int startup(struct daemon *d)
 {
     pid_t other;
@@ -424,6 +462,15 @@ static int startup(struct daemon *d)
         return startup_failed("%s: process %ld is running (another uzramd?)",
                               d->opt.pidfile, (long)other);
     harden(&d->hardening);
+    /* For watch_memory(); root only, and only worth it with a reserve. */
+    if (d->opt.reserve && geteuid() == 0) {
+        d->sysrq_fd = open("/proc/sysrq-trigger", O_WRONLY | O_CLOEXEC);
+        d->psi_fd = psi_trigger();
+        if (d->psi_fd < 0 && d->sysrq_fd >= 0) {
+            close(d->sysrq_fd);     /* no way to tell a stall: no rescue */
+            d->sysrq_fd = -1;
+        }
+    }
     if (start_backing(d) < 0 || start_store(d) < 0 || start_control(d) < 0 ||
         start_frontends(d) < 0)
         return -1;
@@ -497,6 +544,64 @@ static void watch_backing(struct daemon *d)
                 STATUS_INTERVAL_MS / 1000, errno_text(st.bd_last_error));
     d->bd_write_errors = st.bd_write_errors;
     d->bd_read_errors = st.bd_read_errors;
+}
+
+/*
+ * Say when memory was short enough for the reserve to run dry (writes
+ * failed, as zram's fail) or to be given back to the kernel, once per look
+ * (STATUS_INTERVAL_MS), with the counts since the last.
+ */
+static void watch_reserve(struct daemon *d)
+{
+    struct store_stats st;
+
+    store_get_stats(d->store, &st);
+    if (st.reserve_misses > d->reserve_misses || st.reserve_released > d->reserve_released)
+        log_warn("memory short: %llu writes failed for want of reserve, %llu KiB of it given "
+                 "back to the kernel, in the last %d s (see uzramd(8), SWAP)",
+                 (unsigned long long)(st.reserve_misses - d->reserve_misses),
+                 (unsigned long long)(st.reserve_released - d->reserve_released) / 1024,
+                 STATUS_INTERVAL_MS / 1000);
+    d->reserve_misses = st.reserve_misses;
+    d->reserve_released = st.reserve_released;
+}
+
+/*
+ * The last resort (uzramd(8), SWAP).  When swap on our NBD export waits
+ * for replies that the kernel cannot find memory to send, the reserve
+ * given back is the only memory the daemon can add; if that is gone and
+ * the replies are still stuck OOM_STALL_MS later, while the kernel says
+ * the machine is stalling on memory (a PSI trigger: every runnable task
+ * waiting for memory PSI_FULL_US in PSI_WINDOW_US), nothing will move
+ * until something is killed, and the kernel will not decide it alone (the
+ * allocations waiting may not do I/O, and for those it never calls the OOM
+ * killer).  Ask it to, as SysRq-F does: it kills the process with the
+ * highest OOM score, never this one (oom_score_adj -1000).  At most once
+ * per OOM_AGAIN_MS; logged.
+ */
+static void watch_memory(struct daemon *d)
+{
+    struct nbd_export_stats ns;
+    struct store_stats st;
+
+    if (d->sysrq_fd < 0 || !d->nbd)
+        return;
+    nbd_export_get_stats(d->nbd, &ns);
+    if (ns.send_stall_ms < OOM_STALL_MS)
+        return;
+    uint64_t now = monotonic_usec();
+    if (!d->psi_full_usec || now - d->psi_full_usec > 2 * PSI_WINDOW_US)
+        return;
+    store_get_stats(d->store, &st);
+    if (st.reserve_free != 0)
+        return;
+    if (d->oom_asked_usec && now - d->oom_asked_usec < OOM_AGAIN_MS * 1000u)
+        return;
+    d->oom_asked_usec = now;
+    if (write(d->sysrq_fd, "f", 1) == 1)
+        log_err("memory exhausted: NBD replies stuck for %llu ms with the reserve given back; "
+                "asked the kernel's OOM killer to act (see uzramd(8), SWAP)",
+                (unsigned long long)ns.send_stall_ms);
 }
 
 static bool str_differ(const char *a, const char *b)
@@ -604,17 +709,19 @@ done:
 
 /*
  * Serve until a stop signal, or until a front end ends by itself.  Every
- * STATUS_INTERVAL_MS, signals or not: the STATUS= line, and the backing
- * store's health.  Without either there is nothing to wake up for.
+ * STATUS_INTERVAL_MS, signals or not: the STATUS= line, the backing
+ * store's health and the reserve's.  Without any of them there is nothing
+ * to wake up for.
  */
 static void serve(struct daemon *d)
 {
-    bool periodic = notify_enabled() || d->backing;
+    bool periodic = notify_enabled() || d->backing || d->opt.reserve;
     uint64_t next = monotonic_usec() + STATUS_INTERVAL_MS * 1000u;
+    uint64_t next_memory = monotonic_usec() + MEMORY_CHECK_MS * 1000u;
 
     for (;;) {
-        struct pollfd fds[2] = { { .fd = d->sigfd, .events = POLLIN } };
-        nfds_t n = 1;
+        struct pollfd fds[3] = { { .fd = d->sigfd, .events = POLLIN } };
+        nfds_t n = 1, psi = 0;
         int timeout = -1;
 
         if (periodic) {
@@ -622,12 +729,25 @@ static void serve(struct daemon *d)
             if (now >= next) {
                 notify_status(d);
                 watch_backing(d);
+                watch_reserve(d);
                 next = now + STATUS_INTERVAL_MS * 1000u;
             }
-            timeout = (int)((next - now + 999) / 1000);
+            if (d->sysrq_fd >= 0 && now >= next_memory) {
+                watch_memory(d);
+                next_memory = now + MEMORY_CHECK_MS * 1000u;
+            }
+            uint64_t wake = d->sysrq_fd >= 0 && next_memory < next ? next_memory : next;
+            timeout = (int)((wake - now + 999) / 1000);
         }
-        if (d->fuse)
+        nfds_t fuse = 0;
+        if (d->fuse) {
+            fuse = n;
             fds[n++] = (struct pollfd){ .fd = fuse_export_done_fd(d->fuse), .events = POLLIN };
+        }
+        if (d->psi_fd >= 0) {
+            psi = n;
+            fds[n++] = (struct pollfd){ .fd = d->psi_fd, .events = POLLPRI };
+        }
         int ready = poll(fds, n, timeout);
         if (ready < 0) {
             if (errno == EINTR)
@@ -637,7 +757,12 @@ static void serve(struct daemon *d)
         }
         if (ready == 0)
             continue;
-        if (n > 1 && fds[1].revents) {
+        if (psi && (fds[psi].revents & POLLPRI)) {
+            d->psi_full_usec = monotonic_usec();
+            if (--ready == 0)
+                continue;
+        }
+        if (fuse && fds[fuse].revents) {
             log_info("%s was unmounted; stopping", d->opt.fuse_file);
             return;
         }
@@ -712,6 +837,10 @@ static void teardown(struct daemon *d)
         pidfile_remove(d->opt.pidfile);
     if (d->sigfd >= 0)
         close(d->sigfd);
+    if (d->sysrq_fd >= 0)
+        close(d->sysrq_fd);
+    if (d->psi_fd >= 0)
+        close(d->psi_fd);
     for (int i = 0; i < d->npassed; i++)
         if (d->passed[i].fd >= 0)
             close(d->passed[i].fd);
@@ -721,7 +850,7 @@ static void teardown(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-    struct daemon d = { .sigfd = -1, .argc = argc, .argv = argv };
+    struct daemon d = { .sigfd = -1, .sysrq_fd = -1, .psi_fd = -1, .argc = argc, .argv = argv };
     int r;
 
     r = options_parse(argc, argv, &d.opt);

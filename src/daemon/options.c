@@ -32,6 +32,7 @@
 #include "nbd-export.h"
 #include "store.h"
 #include "util.h"
+#include "zspool.h"
 
 /* More workers than this only add memory: each holds a 1 MiB buffer. */
 #define MAX_THREADS 256
@@ -44,6 +45,17 @@
  */
 #define DEFAULT_HIGH_WM 90
 #define DEFAULT_LOW_WM 80
+/*
+ * The reserve (uzramd(8), SWAP): memory held ready so that no request
+ * waits for the kernel to find a page.  What a burst of writes takes
+ * before the refill thread catches up, and one zspage for each size class
+ * that is first used meanwhile; more with a larger --mem-limit, since such
+ * a device takes larger bursts.  The figures behind the default are in
+ * uzramd(8), measured by tests/vm.
+ */
+#define DEFAULT_RESERVE_MIN (8ull << 20)
+#define DEFAULT_RESERVE_MAX (64ull << 20)
+#define DEFAULT_RESERVE_LIMIT_SHARE 64
 
 enum {
     OPT_NAME = 'n', OPT_SIZE = 's', OPT_ALGORITHM = 'a', OPT_LEVEL = 'l',
@@ -52,7 +64,7 @@ enum {
     OPT_HELP = 'h', OPT_VERSION = 'V',
     OPT_COMPACT = 0x100, OPT_NBD_UNIX, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS,
     OPT_CONFIG, OPT_BACKING, OPT_BACKING_FORMAT, OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY,
-    OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,
+    OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL, OPT_RESERVE,
 };
 #define SHORT_OPTS ":n:s:a:l:F:c:g:m:p:ft:hV"
 
@@ -84,6 +96,7 @@ static const struct option long_opts[] = {
     { "evict-policy",      required_argument, NULL, OPT_EVICT_POLICY },
     { "recompress-algorithm", required_argument, NULL, OPT_RECOMP_ALGORITHM },
     { "recompress-level",  required_argument, NULL, OPT_RECOMP_LEVEL },
+    { "reserve",           required_argument, NULL, OPT_RESERVE },
     { "help",              no_argument,       NULL, OPT_HELP },
     { "version",           no_argument,       NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -94,7 +107,7 @@ static void usage(void)
     printf("Usage: uzramd [--config FILE] [--name NAME] --size SIZE [--algorithm ALGO]\n"
            "              [--level N]\n"
            "              [--fuse FILE] [--control SOCKET] [--group GROUP]\n"
-           "              [--mem-limit SIZE] [--compact-threshold PCT]\n"
+           "              [--mem-limit SIZE] [--compact-threshold PCT] [--reserve SIZE]\n"
            "              [--pidfile FILE] [--foreground] [--threads N]\n"
            "              [--nbd-unix SOCKET] [--nbd-tcp [HOST]:PORT] [--read-only]\n"
            "              [--max-connections N]\n"
@@ -128,6 +141,9 @@ static void usage(void)
            "      --compact-threshold PCT\n"
            "                         compact when this %% of memory is wasted\n"
            "                         (default %d; 0: never automatically)\n"
+           "      --reserve SIZE     memory held ready so that no request waits for\n"
+           "                         memory (default: 8M plus 1/64 of --mem-limit, at\n"
+           "                         most 64M; 0: none, not safe for swap)\n"
            "      --backing FILE|NBD-URI\n"
            "                         write cold pages back to FILE (created sparse) or\n"
            "                         to an NBD server (nbd://HOST:PORT/EXPORT,\n"
@@ -455,6 +471,12 @@ static int parse_merged(int argc, char **argv, struct options *ret)
             if (parse_size(optarg, &ret->mem_limit) < 0)
                 return bad("--mem-limit", optarg, "a size, e.g. 512M; 0 for none");
             break;
+        case OPT_RESERVE:
+            if (parse_size(optarg, &ret->reserve) < 0 || ret->reserve > ZS_RESERVE_MAX ||
+                (ret->reserve && ret->reserve < STORE_PAGE_SIZE))
+                return bad("--reserve", optarg, "a size from 4K to 512M, e.g. 16M; 0 for none");
+            ret->reserve_given = true;
+            break;
         case OPT_COMPACT:
             if (parse_int(optarg, 0, 100, &v) < 0)
                 return bad("--compact-threshold", optarg, "a percentage, 0-100");
@@ -596,6 +618,10 @@ static int parse_merged(int argc, char **argv, struct options *ret)
         if (parse_level(ret->recomp_codec, "--recompress-level", recomp_level,
                         recomp_level_idx, &ret->recomp_level) < 0)
             return -EINVAL;
+    }
+    if (!ret->reserve_given) {
+        uint64_t r = DEFAULT_RESERVE_MIN + ret->mem_limit / DEFAULT_RESERVE_LIMIT_SHARE;
+        ret->reserve = r < DEFAULT_RESERVE_MAX ? r : DEFAULT_RESERVE_MAX;
     }
     if (ret->low_wm_pct >= ret->high_wm_pct) {
         char want[64];

@@ -53,6 +53,8 @@ struct options {
     gid_t gid;                       /* (gid_t)-1: none */
     uint64_t mem_limit;              /* 0: none */
     unsigned compact_threshold_pct;
+    uint64_t reserve;                /* bytes held ready (store_config.reserve); 0: none */
+    bool reserve_given;              /* --reserve was given: not the default */
     char *pidfile;                   /* absolute, or NULL */
     bool foreground;
     unsigned threads;
@@ -182,5 +184,15 @@ struct hardening {
  * and *ret says which were granted (uzramctl stat shows them).
  */
 void harden(struct hardening *ret) __attribute__((nonnull));
+
+/*
+ * For the store's refill thread: give up the I/O flusher flag, so that its
+ * allocations may do I/O and, when nothing else helps, call the OOM killer,
+ * rather than retry for ever.  No request waits on that thread.
+ */
+void harden_refill_thread(void);
+
+/* Free memory under which the machine is short (store_config.low_free). */
+uint64_t harden_low_free(void);
 
 #endif /* UZRAMD_H */
