@@ -241,8 +241,9 @@ vm_prepare() {
 # image and run /vmtest/CASE.sh ARGS, with the serial console in LOG.  qemu
 # is killed at DEADLINE seconds.  Returns qemu's status (124 on the
 # deadline).  For a look inside a hang: VM_LOGLEVEL=7 lets the kernel's
-# stack traces through to the console, and VM_SYSRQ=SECONDS has the guest
-# dump every task's stack (sysrq t) after that long.
+# stack traces through to the console, VM_SYSRQ=SECONDS has the guest
+# dump every task's stack (sysrq t) after that long, and VM_MONITOR=SECONDS
+# has it print free memory and uzramd's reserve figures that often.
 vm_boot() {
     local log=$1 deadline=$2 mem=$3 case=$4
     shift 4
@@ -260,7 +261,7 @@ vm_boot() {
         -nographic -no-reboot "${monitor[@]}" -serial stdio \
         -kernel "$VM_KERNEL" -initrd "$VM_INITRD" \
         -drive "file=$VM_IMAGE,format=raw,if=virtio,readonly=on" \
-        -append "console=ttyS0 panic=-1 oops=panic loglevel=${VM_LOGLEVEL:-4} vmtest.case=$case vmtest.args=$args" \
+        -append "console=ttyS0 panic=-1 oops=panic loglevel=${VM_LOGLEVEL:-4} vmtest.case=$case vmtest.args=$args${VM_MONITOR:+ vmtest.monitor=$VM_MONITOR}${VM_UZRAMD_ENV:+ vmtest.env=$VM_UZRAMD_ENV}" \
         </dev/null >"$log" 2>&1 || rc=$?
     [[ -n $mon ]] && rm -f "$mon"
     return "$rc"

@@ -20,14 +20,27 @@ echo /sbin/modprobe >/proc/sys/kernel/modprobe
 # SysRq from the host (VM_SYSRQ): the way to see inside a hung guest.
 echo 1 >/proc/sys/kernel/sysrq
 
-case_name= case_args=
+case_name= case_args= monitor=
 for word in $(cat /proc/cmdline); do
     case $word in
         vmtest.case=*) case_name=${word#vmtest.case=} ;;
         vmtest.args=*) case_args=${word#vmtest.args=} ;;
+        vmtest.monitor=*) monitor=${word#vmtest.monitor=} ;;
+        vmtest.env=*) export UZRAMD_ENV=${word#vmtest.env=} ;;
     esac
 done
 echo "VMTEST: BOOT $(uname -r) mem_kb=$(awk '/MemTotal/ {print $2}' /proc/meminfo) case=$case_name"
+
+# Diagnostics asked for by the host (VM_MONITOR): a line of figures now and then.
+if [[ -n $monitor ]]; then
+    (
+        while sleep "$monitor"; do
+            m=$(awk '/^MemFree|^SwapFree/ {printf "%s%s ", $1, $2}' /proc/meminfo)
+            u=$(uzramctl stat vm0 2>/dev/null | awk '$1 ~ /^(reserve_free|reserve_misses|reserve_waits|reserve_released|failed_writes|mem_used_total)$/ {printf "%s=%s ", $1, $2}')
+            echo "vmtest-monitor: ${SECONDS}s $m $u"
+        done
+    ) &
+fi
 
 rc=0
 if [[ -x /vmtest/$case_name.sh ]]; then

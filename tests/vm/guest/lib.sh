@@ -34,6 +34,15 @@ bytes() {
 fail() { echo "VMTEST: FAIL $*"; exit 1; }
 figure() { echo "VMTEST: FIGURE $1=$2"; }
 
+# pid_of NAME: the pid of a process called NAME (its comm), or nothing.
+pid_of() {
+    local f
+    for f in /proc/[0-9]*/comm; do
+        [[ $(cat "$f" 2>/dev/null) == "$1" ]] && { f=${f#/proc/}; echo "${f%/comm}"; return 0; }
+    done
+    return 1
+}
+
 modload() {
     local m
     for m in "$@"; do
@@ -46,11 +55,18 @@ stat() {
     uzramctl stat "$DEV" | awk -v k="$1" '$1 == k {print $2; found = 1} END {exit !found}'
 }
 
-# start_uzramd ARGS...: uzramd vm0 in the background, ready to serve.
+# start_uzramd ARGS...: uzramd vm0 in the background, ready to serve, its
+# log on the console (where the host reads it).
 start_uzramd() {
     mkdir -p /run/uzram
-    uzramd --name "$DEV" --size "$SWAP_SIZE" --pidfile /run/uzram/$DEV.pid "${UZRAMD_ARGS[@]}" "$@" ||
-        fail "uzramd did not start"
+    env ${UZRAMD_ENV:-} uzramd --foreground --name "$DEV" --size "$SWAP_SIZE" --pidfile /run/uzram/$DEV.pid \
+        "${UZRAMD_ARGS[@]}" "$@" </dev/null >/dev/console 2>&1 &
+    local i
+    for i in $(seq 1 100); do
+        [[ -s /run/uzram/$DEV.pid ]] && break
+        kill -0 $! 2>/dev/null || fail "uzramd did not start"
+        sleep 0.1
+    done
     uzramctl stat "$DEV" >/dev/null || fail "uzramctl stat $DEV does not answer"
     UZRAMD_PID=$(cat /run/uzram/$DEV.pid)
 }

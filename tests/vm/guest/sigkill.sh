@@ -21,7 +21,7 @@ hog 256M 50 64M &
 hog_job=$!
 pid=
 for i in $(seq 1 600); do
-    pid=$(pgrep -x swap-fill) && break
+    pid=$(pid_of swap-fill) && break
     sleep 0.1
 done
 [[ -n $pid ]] || fail "swap-fill did not start"
