@@ -33,10 +33,14 @@ vm_say() { printf 'vm: %s\n' "$*" >&2; }
 
 # vm_kernel FLAVOUR: unpack the kernel package that linux-image-FLAVOUR-amd64
 # depends on into $VM_CACHE/kernel-PKG (once) and set VM_KVER, VM_KERNEL and
-# VM_MODULES.  Fails (1) with a message when the package cannot be had.
+# VM_MODULES.  FLAVOUR generic means linux-image-amd64, Debian's kernel for
+# real machines (it has 9p, virtiofs and overlayfs as modules, which the
+# cloud flavour lacks).  Fails (1) with a message when the package cannot
+# be had.
 vm_kernel() {
-    local flavour=$1 meta pkg dir
-    meta=linux-image-$flavour-amd64
+    local flavour=$1 meta pkg dir suffix=$1-
+    [[ $flavour == generic ]] && suffix=
+    meta=linux-image-${suffix}amd64
     pkg=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     if [[ -z $pkg ]] && ((EUID == 0)); then
         vm_say "apt-cache does not know $meta: running apt-get update"
@@ -45,7 +49,8 @@ vm_kernel() {
     fi
     if [[ -z $pkg ]]; then
         # Offline, with a kernel unpacked earlier: use the newest one.
-        dir=$(ls -d "$VM_CACHE"/kernel-linux-image-*-"$flavour"-amd64 2>/dev/null | sort -V | tail -n 1)
+        dir=$(ls -d "$VM_CACHE"/kernel-linux-image-* 2>/dev/null |
+            grep -E -- "/kernel-linux-image-[0-9.]+-[0-9]+-${suffix}amd64\$" | sort -V | tail -n 1)
         [[ -n $dir ]] || { vm_say "cannot find the package behind $meta"; return 1; }
         pkg=${dir##*/kernel-}
     fi
