@@ -1,0 +1,160 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# Case 4: systemd as PID 1.  Run by vmtest.service (systemd-job.sh) on a
+# guest whose / is the host's under an overlay on the state disk; the host
+# boots the same state disk twice (vm-systemd.sh).
+#
+#   systemd.sh install   first boot: meson install from the build tree,
+#                        /etc/uzram/swap0.conf from the installed example
+#                        (256M, mem-limit 128M), systemctl enable
+#                        uzramd@swap0 uzram-swap@swap0
+#   systemd.sh check     second boot: the boot finishes, without an
+#                        ordering cycle, with both units active and swap
+#                        on the loop device on the FUSE file; swap.target
+#                        was reached only with that swap on; a reload
+#                        applies a changed mem-limit;
+#                        systemctl stop leaves no swap, loop device, FUSE
+#                        mount or uzramd behind; then swap is started again,
+#                        so that the poweroff that follows stops it (the
+#                        host reads that part of the console)
+#
+# /vmtest/env (written by the host) names BUILD, the build tree, and
+# PREFIX and DATADIR, where meson installs.
+. /vmtest/lib.sh
+. /vmtest/env
+
+DEV=swap0
+FILE=/run/uzram/$DEV.img
+CONF=/etc/uzram/$DEV.conf
+UNITS=(uzramd@$DEV.service uzram-swap@$DEV.service)
+# A stop may wait for swapoff, which reads every page back: bounded, so that
+# a hang is a failure with a journal rather than the host's deadline.
+STOP_DEADLINE=300
+
+# What systemd and the units said, for a failure's post-mortem.
+journal() {
+    journalctl -b --no-pager -o short-monotonic -u "${UNITS[0]}" -u "${UNITS[1]}" | tail -n 40
+}
+fail_journal() {
+    journal
+    fail "$@"
+}
+
+# units_state: each unit's ActiveState, on one line.
+units_state() {
+    local u
+    for u in "${UNITS[@]}"; do
+        printf '%s=%s ' "$u" "$(systemctl is-active "$u")"
+    done
+}
+
+# The loop devices whose backing file is the FUSE file.
+loops_on_file() {
+    losetup --noheadings --output NAME --associated "$FILE" 2>/dev/null
+}
+
+# swap_on_check: the units are active and swap is on one loop device on
+# the FUSE file, at priority 100, the size of the device.  Sets LOOP.
+swap_on_check() {
+    local u
+    for u in "${UNITS[@]}"; do
+        [[ $(systemctl is-active "$u") == active ]] || fail_journal "$u is $(systemctl is-active "$u")"
+    done
+    swapon --show
+    LOOP=$(loops_on_file)
+    [[ -n $LOOP && $LOOP != *$'\n'* ]] || fail_journal "want one loop device on $FILE, have '$LOOP'"
+    swapon --show=NAME,PRIO --noheadings --raw | awk -v d="$LOOP" '$1 == d && $2 == 100 {f = 1} END {exit !f}' ||
+        fail_journal "swapon --show has no $LOOP at priority 100"
+    [[ $(findmnt --noheadings --output FSTYPE --mountpoint "$FILE") == fuse* ]] ||
+        fail_journal "$FILE is not a FUSE mount"
+}
+
+phase_install() {
+    local example=$PREFIX/$DATADIR/doc/uzram/examples/swap0.conf u
+    say "meson install -C $BUILD"
+    meson install -C "$BUILD" --no-rebuild >/tmp/install.log 2>&1 ||
+        { tail -n 30 /tmp/install.log; fail "meson install failed"; }
+    grep -E 'uzramd|uzram-swap|\.service|\.socket' /tmp/install.log
+    # libzspool under a prefix other than /usr is found through ld.so.cache
+    # only, as with any library installed by hand.
+    ldconfig || fail "ldconfig"
+    [[ -f $example ]] || fail "meson install put no example at $example"
+    mkdir -p /etc/uzram
+    sed -e 's/^size = .*/size = 256M/' -e 's/^mem-limit = .*/mem-limit = 128M/' "$example" >"$CONF"
+    grep -q '^size = 256M$' "$CONF" && grep -q '^mem-limit = 128M$' "$CONF" ||
+        fail "the example has no 'size =' or 'mem-limit =' line to change"
+    systemctl enable "${UNITS[@]}" || fail "systemctl enable ${UNITS[*]}"
+    for u in "${UNITS[@]}"; do
+        [[ $(systemctl is-enabled "$u") == enabled ]] || fail "$u is $(systemctl is-enabled "$u") after enable"
+    done
+}
+
+phase_check() {
+    local state t_swap t_target want i have u
+    # The boot is done when no job is left (vmtest.service is Type=simple,
+    # so its own start job is not one of them).
+    state=$(timeout 600 systemctl is-system-running --wait)
+    say "after boot: system $state; $(units_state)"
+    case $state in
+        running) ;;
+        degraded)
+            # Someone else's unit may fail on this borrowed root; ours may not.
+            systemctl --failed --no-legend --plain
+            ;;
+        *) fail_journal "the boot did not finish: '$state'" ;;
+    esac
+    # systemd breaks an ordering cycle by dropping a job, and boots on.
+    journalctl -b --no-pager | grep -E 'ordering cycle' &&
+        fail "systemd found an ordering cycle at boot"
+    swap_on_check
+    say "swap on $LOOP, on $FILE"
+    t_swap=$(systemctl show -P ActiveEnterTimestampMonotonic "${UNITS[1]}")
+    t_target=$(systemctl show -P ActiveEnterTimestampMonotonic swap.target)
+
+    # A changed mem-limit, applied by a reload.  ExecReload only signals
+    # the daemon, so wait (bounded) for the figure.
+    [[ $(stat mem_limit) == $((128 * MiB)) ]] || fail_journal "mem_limit at boot: $(stat mem_limit)"
+    sed -i 's/^mem-limit = .*/mem-limit = 96M/' "$CONF"
+    systemctl reload "${UNITS[0]}" || fail_journal "systemctl reload ${UNITS[0]}"
+    want=$((96 * MiB))
+    for i in $(seq 1 300); do
+        have=$(stat mem_limit)
+        [[ $have == "$want" ]] && break
+        sleep 0.1
+    done
+    [[ $have == "$want" ]] || fail_journal "mem_limit after reload: $have, want $want"
+    say "reload: mem_limit $have (checked $i times)"
+    swap_on_check
+
+    # Stop undoes everything.
+    timeout "$STOP_DEADLINE" systemctl stop "${UNITS[1]}" "${UNITS[0]}" ||
+        fail_journal "systemctl stop: exit $?"
+    say "after stop: $(units_state)"
+    for u in "${UNITS[@]}"; do
+        [[ $(systemctl is-active "$u") == inactive ]] || fail_journal "$u is $(systemctl is-active "$u") after stop"
+    done
+    [[ -z $(swapon --show --noheadings) ]] || fail_journal "swap left after stop: $(swapon --show --noheadings)"
+    [[ -z $(losetup --list --noheadings) ]] || fail_journal "loop devices left after stop: $(losetup --list --noheadings)"
+    [[ -z $(findmnt --noheadings --list --output TARGET,FSTYPE | awk '$2 ~ /^fuse($|\.)/') ]] ||
+        fail_journal "FUSE mounts left after stop: $(findmnt --list --types fuse,fuse.uzramd)"
+    pgrep -a -x uzramd && fail_journal "uzramd still runs after stop"
+
+    # Swap again, left on for the poweroff.
+    timeout "$STOP_DEADLINE" systemctl start "${UNITS[1]}" || fail_journal "systemctl start ${UNITS[1]}"
+    swap_on_check
+    say "swap on $LOOP again, left on for the poweroff"
+
+    # swap.target means "swap is on": reached only once ours was.
+    say "active since (monotonic us): ${UNITS[1]} $t_swap, swap.target $t_target"
+    ((t_swap > 0 && t_swap <= t_target)) ||
+        fail "swap.target was reached before ${UNITS[1]} had swap on"
+    check_no_hung_task
+}
+
+case ${1:-} in
+    install) phase_install ;;
+    check) phase_check ;;
+    *) fail "usage: systemd.sh install|check" ;;
+esac
+exit 0
