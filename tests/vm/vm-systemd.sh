@@ -14,15 +14,16 @@
 #
 # Each boot passes as a vm-test.sh case does (vm_judge: the guest says pass,
 # no oops, panic or hung task, within DEADLINE seconds).  The second boot
-# must also power off cleanly with the uzram swap on: the console's part
-# after the verdict must show no unit failing to stop, no swap that could
-# not be turned off and no file system or loop device left busy.
+# must also power off cleanly with the uzram swap on: after the verdict, the
+# guest's journal (read from the state disk) and the console must show no
+# unit failing or timing out, no swapoff failing, no I/O error and nothing
+# left busy.
 #
 #   vm-systemd.sh [--name NAME] BUILD_ROOT MEM_MIB DEADLINE
 #
 # The consoles go to BUILD_ROOT/tests/vm/logs/NAME-install.log and
 # NAME-check.log; the state disk, NAME.state.img, is kept when the case
-# fails (debugfs reads it).  Exit 77 (skip) only where no VM can be started.
+# fails or VM_KEEP_STATE=1 (debugfs reads it).  Exit 77 (skip) only where no VM can be started.
 set -uo pipefail
 . "$(dirname "$0")/vm-lib.sh"
 
@@ -91,26 +92,40 @@ sd_masks() {
 ) || { vm_say "staging the state disk failed"; exit 1; }
 vm_sd_state "$state" "$stage" || exit 1
 
-# shutdown_trouble LOG: what went wrong at the poweroff after the verdict,
-# from systemd's status lines and systemd-shutdown's errors.
+# shutdown_trouble LOG: what went wrong at the poweroff after the verdict.
+# The guest's journal on the state disk has it all (a unit whose stop
+# failed or timed out shows on the console as "Stopped"); the console adds
+# what the kernel said after the journal closed, and systemd-shutdown's
+# errors.  Without debugfs and journalctl here, the console alone.
 shutdown_trouble() {
-    sed -n '/VMTEST: RESULT/,$p' "$1" |
-        grep -E 'FAILED|Failed|[Tt]imed out|A stop job is running|Could not|Unable to|busy'
+    local log=$1 dir=$stage/journal
+    local errors='Failed with result|Failed deactivating|swapoff failed|[Tt]imed out|I/O error|Read-error'
+    rm -rf "$dir" && mkdir -p "$dir" || return 0
+    if debugfs -R "rdump /upper/var/log/journal $dir" "$state" >/dev/null 2>&1 &&
+        [[ -d $dir/journal ]]; then
+        journalctl -D "$dir/journal" -b 0 -o short-monotonic --no-pager 2>/dev/null |
+            sed -n '/VMTEST: RESULT/,$p' | grep -E "$errors"
+    fi
+    sed -n '/VMTEST: RESULT/,$p' "$log" | sed 's/\x1b\[[0-9;]*[mK]//g' | tr '\r' '\n' |
+        grep -E "FAILED|Could not|Unable to|busy|$errors"
 }
 
 # boot PHASE: boot the state disk with the case's PHASE; 0 if it passed.
 boot() {
-    local phase=$1 log=$logs/$name-$1.log rc=0 verdict=0 start=$SECONDS
+    local phase=$1 log=$logs/$name-$1.log rc=0 verdict=0 start=$SECONDS trouble
     vm_say "$name $phase (${mem} MiB, deadline ${deadline}s, $VM_ACCEL, kernel $VM_KVER): console in $log"
     vm_sd_boot "$log" "$deadline" "$mem" "$state" systemd "$phase" || rc=$?
     ((rc == 124 || rc == 137)) && vm_say "qemu killed at the deadline (${deadline}s)"
     grep -E 'vmtest:|VMTEST:' "$log" | grep -v 'VMTEST: PROBE' >&2
     vm_say "the VM ran $((SECONDS - start))s"
     vm_judge "$log" || verdict=$?
-    if ((verdict == 0)) && [[ $phase == check ]] && shutdown_trouble "$log" >/dev/null; then
-        vm_say "the poweroff with uzram swap on went wrong:"
-        shutdown_trouble "$log" >&2
-        verdict=1
+    if ((verdict == 0)) && [[ $phase == check ]]; then
+        trouble=$(shutdown_trouble "$log")
+        if [[ -n $trouble ]]; then
+            vm_say "the poweroff with uzram swap on went wrong:"
+            printf '%s\n' "$trouble" >&2
+            verdict=1
+        fi
     fi
     if ((verdict == 0)) && ((rc != 0)); then
         vm_say "qemu exited $rc: the guest did not power off by itself"
@@ -125,7 +140,7 @@ boot() {
 
 verdict=0
 boot install && boot check || verdict=$?
-if ((verdict == 0)); then
+if ((verdict == 0)) && [[ -z ${VM_KEEP_STATE:-} ]]; then
     rm -f "$state"
 else
     vm_say "the state disk is kept: $state"

@@ -15,9 +15,10 @@
 #                        was reached only with that swap on; a reload
 #                        applies a changed mem-limit;
 #                        systemctl stop leaves no swap, loop device, FUSE
-#                        mount or uzramd behind; then swap is started again,
-#                        so that the poweroff that follows stops it (the
-#                        host reads that part of the console)
+#                        mount or uzramd behind; then swap is started again
+#                        and a holder puts 48M or more on it, for the
+#                        poweroff that follows (the host reads that part of
+#                        the console)
 #
 # /vmtest/env (written by the host) names BUILD, the build tree, and
 # PREFIX and DATADIR, where meson installs.
@@ -91,7 +92,7 @@ phase_install() {
 }
 
 phase_check() {
-    local state t_swap t_target want i have u
+    local state t_swap t_target want i have u cg held
     # The boot is done when no job is left (vmtest.service is Type=simple,
     # so its own start job is not one of them).
     state=$(timeout 600 systemctl is-system-running --wait)
@@ -109,6 +110,12 @@ phase_check() {
         fail "systemd found an ordering cycle at boot"
     swap_on_check
     say "swap on $LOOP, on $FILE"
+    # For the record: how systemd orders what it made of the FUSE mount and
+    # the swap, which the units cannot name (the loop device's number).
+    for u in "$(systemd-escape --path --suffix=mount "$FILE")" \
+        "$(systemd-escape --path --suffix=swap "$LOOP")"; do
+        say "$u: before $(systemctl show -P Before "$u" | tr ' ' '\n' | grep -E '\.target$' | sort | xargs)"
+    done
     t_swap=$(systemctl show -P ActiveEnterTimestampMonotonic "${UNITS[1]}")
     t_target=$(systemctl show -P ActiveEnterTimestampMonotonic swap.target)
 
@@ -140,10 +147,34 @@ phase_check() {
         fail_journal "FUSE mounts left after stop: $(findmnt --list --types fuse,fuse.uzramd)"
     pgrep -a -x uzramd && fail_journal "uzramd still runs after stop"
 
-    # Swap again, left on for the poweroff.
+    # Swap again, left on for the poweroff, with pages on it that stay
+    # there until systemd-shutdown kills what is left: the holder has no
+    # default dependencies, so no stop job.  The swapoff at shutdown then
+    # has pages to read back from uzramd, which must still serve them.
     timeout "$STOP_DEADLINE" systemctl start "${UNITS[1]}" || fail_journal "systemctl start ${UNITS[1]}"
     swap_on_check
-    say "swap on $LOOP again, left on for the poweroff"
+    # No memory limit on it (swapoff must be able to bring its pages
+    # back): memory.reclaim pushes them out.
+    systemd-run --quiet --unit=vmtest-holder --property=DefaultDependencies=no \
+        /usr/bin/python3 -c '
+import os, signal
+held = bytearray(os.urandom(1 << 20)) * 96
+print("holding", len(held) >> 20, "MiB", flush=True)
+signal.pause()' || fail "systemd-run the holder"
+    cg=/sys/fs/cgroup$(systemctl show -P ControlGroup vmtest-holder.service)
+    held=0
+    for i in $(seq 1 300); do
+        journalctl -b -u vmtest-holder.service -o cat | grep -q '^holding' && break
+        sleep 0.2
+    done
+    for i in $(seq 1 100); do
+        echo 96M >"$cg/memory.reclaim" 2>/dev/null
+        held=$(cat "$cg/memory.swap.current" 2>/dev/null) || held=0
+        ((held >= 48 * MiB)) && break
+        sleep 0.2
+    done
+    ((held >= 48 * MiB)) || fail "the holder has $held bytes on swap, want 48M"
+    say "swap on $LOOP again, with $((held / MiB))M of the holder's on it, left on for the poweroff"
 
     # swap.target means "swap is on": reached only once ours was.
     say "active since (monotonic us): ${UNITS[1]} $t_swap, swap.target $t_target"
