@@ -7,18 +7,19 @@
 #
 #   systemd.sh install   first boot: meson install from the build tree,
 #                        /etc/uzram/swap0.conf from the installed example
-#                        (256M, mem-limit 128M), systemctl enable
-#                        uzramd@swap0 uzram-swap@swap0
-#   systemd.sh check     second boot: the boot finishes, without an
-#                        ordering cycle, with both units active and swap
-#                        on the loop device on the FUSE file; swap.target
-#                        was reached only with that swap on; a reload
-#                        applies a changed mem-limit;
-#                        systemctl stop leaves no swap, loop device, FUSE
-#                        mount or uzramd behind; then swap is started again
-#                        and a holder puts 48M or more on it, for the
-#                        poweroff that follows (the host reads that part of
-#                        the console)
+#                        (256M, mem-limit 128M, NBD on /run/uzram/swap0.nbd),
+#                        systemctl enable uzramd@swap0 uzram-swap@swap0
+#                        uzramd@swap0.socket
+#   systemd.sh check     second boot: the boot finishes, without an ordering
+#                        cycle, with both services active, swap on the loop
+#                        device on the FUSE file and NBD served on systemd's
+#                        socket; swap.target was reached only with that swap
+#                        on; a reload applies a changed mem-limit; systemctl
+#                        stop leaves no swap, loop device, FUSE mount or
+#                        uzramd behind; then swap is started again and a
+#                        holder puts 48M or more on it, for the poweroff
+#                        that follows (the host reads how that went from the
+#                        journal and the console)
 #
 # /vmtest/env (written by the host) names BUILD, the build tree, and
 # PREFIX and DATADIR, where meson installs.
@@ -28,7 +29,9 @@
 DEV=swap0
 FILE=/run/uzram/$DEV.img
 CONF=/etc/uzram/$DEV.conf
+NBD=/run/uzram/$DEV.nbd
 UNITS=(uzramd@$DEV.service uzram-swap@$DEV.service)
+SOCKET=uzramd@$DEV.socket
 # A stop may wait for swapoff, which reads every page back: bounded, so that
 # a hang is a failure with a journal rather than the host's deadline.
 STOP_DEADLINE=300
@@ -53,6 +56,24 @@ units_state() {
 # The loop devices whose backing file is the FUSE file.
 loops_on_file() {
     losetup --noheadings --output NAME --associated "$FILE" 2>/dev/null
+}
+
+# socket_check: the NBD socket is systemd's (uzramd@NAME.socket), the
+# daemon serves the device on it, and holds that very socket (the one
+# listening socket bound to the path is open in both PID 1 and uzramd).
+socket_check() {
+    local size inode pid
+    [[ $(systemctl is-active "$SOCKET") == active ]] || fail_journal "$SOCKET is $(systemctl is-active "$SOCKET")"
+    size=$(nbdinfo --size "nbd+unix:///?socket=$NBD") || fail_journal "nbdinfo on $NBD"
+    [[ $size == $((256 * MiB)) ]] || fail_journal "nbdinfo on $NBD: size $size"
+    # /proc/net/unix: flags 00010000 is a listening socket.
+    inode=$(awk -v p="$NBD" '$NF == p && $4 == "00010000" {print $7}' /proc/net/unix)
+    [[ -n $inode && $inode != *$'\n'* ]] || fail_journal "want one socket listening on $NBD, have '$inode'"
+    pid=$(systemctl show -P MainPID "${UNITS[0]}")
+    [[ -n $(find /proc/1/fd -lname "socket:\[$inode\]" 2>/dev/null) ]] ||
+        fail_journal "systemd does not hold the socket on $NBD"
+    [[ -n $(find "/proc/$pid/fd" -lname "socket:\[$inode\]" 2>/dev/null) ]] ||
+        fail_journal "uzramd ($pid) does not serve the socket systemd made on $NBD"
 }
 
 # swap_on_check: the units are active and swap is on one loop device on
@@ -82,11 +103,14 @@ phase_install() {
     ldconfig || fail "ldconfig"
     [[ -f $example ]] || fail "meson install put no example at $example"
     mkdir -p /etc/uzram
-    sed -e 's/^size = .*/size = 256M/' -e 's/^mem-limit = .*/mem-limit = 128M/' "$example" >"$CONF"
-    grep -q '^size = 256M$' "$CONF" && grep -q '^mem-limit = 128M$' "$CONF" ||
-        fail "the example has no 'size =' or 'mem-limit =' line to change"
-    systemctl enable "${UNITS[@]}" || fail "systemctl enable ${UNITS[*]}"
-    for u in "${UNITS[@]}"; do
+    sed -e 's/^size = .*/size = 256M/' -e 's/^mem-limit = .*/mem-limit = 128M/' \
+        -e "s|^#nbd-unix = .*|nbd-unix = $NBD|" "$example" >"$CONF"
+    grep -q '^size = 256M$' "$CONF" && grep -q '^mem-limit = 128M$' "$CONF" &&
+        grep -q "^nbd-unix = $NBD\$" "$CONF" ||
+        fail "the example has no 'size =', 'mem-limit =' or '#nbd-unix =' line to change"
+    # The NBD socket too: systemd makes it, the daemon serves on it.
+    systemctl enable "${UNITS[@]}" "$SOCKET" || fail "systemctl enable ${UNITS[*]} $SOCKET"
+    for u in "${UNITS[@]}" "$SOCKET"; do
         [[ $(systemctl is-enabled "$u") == enabled ]] || fail "$u is $(systemctl is-enabled "$u") after enable"
     done
 }
@@ -110,6 +134,8 @@ phase_check() {
         fail "systemd found an ordering cycle at boot"
     swap_on_check
     say "swap on $LOOP, on $FILE"
+    socket_check
+    say "NBD on $NBD: systemd's socket, served by uzramd"
     # For the record: how systemd orders what it made of the FUSE mount and
     # the swap, which the units cannot name (the loop device's number).
     for u in "$(systemd-escape --path --suffix=mount "$FILE")" \
@@ -153,6 +179,7 @@ phase_check() {
     # has pages to read back from uzramd, which must still serve them.
     timeout "$STOP_DEADLINE" systemctl start "${UNITS[1]}" || fail_journal "systemctl start ${UNITS[1]}"
     swap_on_check
+    socket_check
     # No memory limit on it (swapoff must be able to bring its pages
     # back): memory.reclaim pushes them out.
     systemd-run --quiet --unit=vmtest-holder --property=DefaultDependencies=no \
