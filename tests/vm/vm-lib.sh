@@ -347,7 +347,10 @@ vm_sd_prepare() {
     mkdir -p "$VM_CACHE" || return 1
     command -v qemu-system-x86_64 >/dev/null || { vm_say "qemu-system-x86_64 is not installed"; return 1; }
     command -v depmod >/dev/null || { vm_say "indexing the guest's modules needs depmod"; return 1; }
+    # The guest runs the host's systemd and udev (without udev, no device
+    # units: systemd's view of loop devices and swap is not a real machine's).
     [[ -x /lib/systemd/systemd ]] || { vm_say "the host has no systemd for the guest to run"; return 1; }
+    [[ -x /lib/systemd/systemd-udevd ]] || { vm_say "the host has no udev for the guest to run"; return 1; }
     vm_kernel generic || return 1
     # The package ships no modules.dep: its postinst makes it.
     (
