@@ -33,10 +33,14 @@ vm_say() { printf 'vm: %s\n' "$*" >&2; }
 
 # vm_kernel FLAVOUR: unpack the kernel package that linux-image-FLAVOUR-amd64
 # depends on into $VM_CACHE/kernel-PKG (once) and set VM_KVER, VM_KERNEL and
-# VM_MODULES.  Fails (1) with a message when the package cannot be had.
+# VM_MODULES.  FLAVOUR generic means linux-image-amd64, Debian's kernel for
+# real machines (it has 9p, virtiofs and overlayfs as modules, which the
+# cloud flavour lacks).  Fails (1) with a message when the package cannot
+# be had.
 vm_kernel() {
-    local flavour=$1 meta pkg dir
-    meta=linux-image-$flavour-amd64
+    local flavour=$1 meta pkg dir suffix=$1-
+    [[ $flavour == generic ]] && suffix=
+    meta=linux-image-${suffix}amd64
     pkg=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     if [[ -z $pkg ]] && ((EUID == 0)); then
         vm_say "apt-cache does not know $meta: running apt-get update"
@@ -45,7 +49,8 @@ vm_kernel() {
     fi
     if [[ -z $pkg ]]; then
         # Offline, with a kernel unpacked earlier: use the newest one.
-        dir=$(ls -d "$VM_CACHE"/kernel-linux-image-*-"$flavour"-amd64 2>/dev/null | sort -V | tail -n 1)
+        dir=$(ls -d "$VM_CACHE"/kernel-linux-image-* 2>/dev/null |
+            grep -E -- "/kernel-linux-image-[0-9.]+-[0-9]+-${suffix}amd64\$" | sort -V | tail -n 1)
         [[ -n $dir ]] || { vm_say "cannot find the package behind $meta"; return 1; }
         pkg=${dir##*/kernel-}
     fi
@@ -310,4 +315,114 @@ vm_judge() {
 # vm_figure LOG KEY: the value of the last `VMTEST: FIGURE KEY=value`.
 vm_figure() {
     sed -n "s/.*VMTEST: FIGURE $2=\([^[:space:]]*\).*/\1/p" "$1" | tail -n 1
+}
+
+# ---- A guest that boots into systemd ---------------------------------------
+#
+# The systemd case (vm-systemd.sh) needs a whole Debian system, not the
+# busybox root above.  It takes the host's: the host's / is shared with the
+# guest read-only over 9p, as the lower layer of an overlayfs whose upper
+# layer is a small ext4 disk of the case's own (the state disk).  The
+# initramfs mounts both and switch_roots into the host's /lib/systemd/systemd.
+# So the guest runs the host's systemd, udev, meson and build tree (at the
+# same paths), and everything it writes (meson install into the prefix,
+# systemctl enable, /etc/uzram) lands on the state disk, which survives a
+# "reboot": the host boots qemu again on the same disk.  The cloud kernel
+# has no 9p, so this guest runs Debian's generic kernel; its modules are
+# reached through a symlink in the upper layer to the cached package, over
+# 9p, since the host's /lib/modules has nothing for it.
+
+# The modules the initramfs loads, each after what it depends on:
+# virtio_blk for the state disk, ext4 on it (crc32c for its checksums, a
+# request_module that the initramfs cannot answer), 9p over virtio for the
+# host's /, overlay for the two together.
+VM_SD_INITRD_MODULES=(virtio_pci virtio_blk crc32c_generic ext4 9pnet_virtio 9p overlay)
+
+# vm_sd_prepare BUILD_ROOT: the generic kernel, its modules indexed for
+# modprobe, and the initramfs.  Sets VM_CACHE, VM_KVER, VM_KERNEL,
+# VM_MODULES, VM_INITRD and VM_ACCEL.
+vm_sd_prepare() {
+    local build
+    build=$(cd "$1" && pwd -P) || return 1
+    VM_CACHE=${VM_CACHE:-$build/tests/vm/cache}
+    mkdir -p "$VM_CACHE" || return 1
+    command -v qemu-system-x86_64 >/dev/null || { vm_say "qemu-system-x86_64 is not installed"; return 1; }
+    command -v depmod >/dev/null || { vm_say "indexing the guest's modules needs depmod"; return 1; }
+    # The guest runs the host's systemd and udev (without udev, no device
+    # units: systemd's view of loop devices and swap is not a real machine's).
+    [[ -x /lib/systemd/systemd ]] || { vm_say "the host has no systemd for the guest to run"; return 1; }
+    [[ -x /lib/systemd/systemd-udevd ]] || { vm_say "the host has no udev for the guest to run"; return 1; }
+    vm_kernel generic || return 1
+    # The package ships no modules.dep: its postinst makes it.
+    (
+        flock 9
+        [[ -f $VM_MODULES/modules.dep.bin ]] || depmod -b "${VM_MODULES%/lib/modules/*}" "$VM_KVER"
+    ) 9>"$VM_CACHE/kernel.lock" || { vm_say "depmod for $VM_KVER failed"; return 1; }
+    (
+        flock 9
+        vm_sd_initramfs
+    ) 9>"$VM_CACHE/image.lock" || return 1
+    VM_INITRD=$VM_CACHE/initrd-overlay-$VM_KVER.cpio.gz
+    VM_ACCEL=$(vm_accel)
+}
+
+# vm_sd_initramfs: build (or reuse) the initramfs that mounts the overlay
+# root.  Sets VM_INITRD.
+vm_sd_initramfs() {
+    local dir=$VM_CACHE/initramfs-overlay init=$VM_LIB_DIR/guest/initramfs-overlay ko
+    VM_INITRD=$VM_CACHE/initrd-overlay-$VM_KVER.cpio.gz
+    [[ -f $VM_INITRD && $VM_INITRD -nt $init && $VM_INITRD -nt $VM_LIB_DIR/vm-lib.sh ]] && return 0
+    rm -rf "$dir" && mkdir -p "$dir"/{bin,dev,proc,sys,newroot,lower,disk,lib/modules} || return 1
+    install -m 0755 "$(command -v busybox)" "$dir/bin/busybox" &&
+        install -m 0755 "$init" "$dir/init" || return 1
+    for ko in $(vm_module_order "${VM_SD_INITRD_MODULES[@]}"); do
+        cp "$ko" "$dir/lib/modules/" && basename "$ko" .ko >>"$dir/lib/modules/order" || return 1
+    done
+    (cd "$dir" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$VM_INITRD.tmp" &&
+        mv "$VM_INITRD.tmp" "$VM_INITRD"
+}
+
+# vm_sd_state IMAGE STAGE: make IMAGE, a fresh state disk whose upper layer
+# starts as the directory STAGE (laid out as the guest's /).  The files may
+# belong to any user here: the initramfs gives them to root at the first
+# boot.  Room for meson install, the journal and what the units write.
+vm_sd_state() {
+    local img=$1 stage=$2 top
+    top=$(mktemp -d "${img%/*}/state.XXXXXX") || return 1
+    mkdir -m 0755 "$top/work" && cp -a "$stage" "$top/upper" && chmod 0755 "$top/upper" &&
+        rm -f "$img" &&
+        mkfs.ext4 -q -F -L vmstate -d "$top" "$img" 512M >/dev/null 2>&1 ||
+        { vm_say "making the state disk $img failed"; rm -rf "$top"; return 1; }
+    rm -rf "$top"
+}
+
+# vm_sd_boot LOG DEADLINE MEM_MIB STATE CASE [ARGS...]: boot the generic
+# kernel on the host's / with the state disk STATE as the overlay's upper
+# layer, into systemd; the case (a unit on STATE) reads vmtest.case and
+# vmtest.args from the kernel command line.  As vm_boot otherwise
+# (VM_LOGLEVEL, VM_SYSRQ; 124 on the deadline).  The machine's reboot ends
+# qemu (-no-reboot): a second boot is a second call.
+vm_sd_boot() {
+    local log=$1 deadline=$2 mem=$3 state=$4 case=$5
+    shift 5
+    local args="$*" rc=0 mon=
+    args=${args// /,}
+    local -a accel monitor=(-monitor none)
+    read -r -a accel <<<"$VM_ACCEL"
+    if [[ -n ${VM_SYSRQ:-} ]]; then
+        mon=$VM_CACHE/monitor.$$
+        monitor=(-monitor "unix:$mon,server=on,wait=off")
+        vm_sysrq_later "$mon" "$VM_SYSRQ" &
+    fi
+    # multidevs=remap: the host's / spans several file systems (/proc,
+    # /dev...), whose inode numbers would collide in one 9p export.
+    timeout -k 10 "$deadline" qemu-system-x86_64 "${accel[@]}" -smp 2 -m "$mem" \
+        -nographic -no-reboot "${monitor[@]}" -serial stdio -nic none \
+        -kernel "$VM_KERNEL" -initrd "$VM_INITRD" \
+        -drive "file=$state,format=raw,if=virtio" \
+        -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+        -append "console=ttyS0 panic=-1 oops=panic loglevel=${VM_LOGLEVEL:-4} vmtest.case=$case vmtest.args=$args" \
+        </dev/null >"$log" 2>&1 || rc=$?
+    [[ -n $mon ]] && rm -f "$mon"
+    return "$rc"
 }
