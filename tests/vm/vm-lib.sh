@@ -278,7 +278,7 @@ vm_boot() {
 # space can run any more.
 vm_sysrq_later() {
     sleep "$2"
-    python3 - "$1" <<'PY' 2>/dev/null || true
+    /usr/bin/python3 - "$1" <<'PY' 2>/dev/null || true
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
