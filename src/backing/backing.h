@@ -59,6 +59,30 @@ struct backing *backing_open(const char *spec, uint64_t size, char *err, size_t 
  */
 bool backing_spec_is_uri(const char *spec) __attribute__((nonnull));
 
+/*
+ * Make direct I/O (O_DIRECT) ready for a file or block device, for serving
+ * swap: while backing_set_pressure() says memory is short, transfers then
+ * bypass the page cache, so that a write needs no memory and frees the
+ * caller's at once, and a read needs none either (backing.c, "The page
+ * cache, or not"); they are whole blocks through a bounce buffer of the
+ * calling thread's.  0; -EINVAL where the file system refuses direct I/O
+ * (tmpfs), nothing changing; -ENOTSUP for an NBD server; -ENOMEM.
+ */
+int backing_use_direct(struct backing *b) __attribute__((nonnull));
+
+/*
+ * Whether memory is short now: transfers go the direct way while it is
+ * (after backing_use_direct()).  Cheap; any thread.
+ */
+void backing_set_pressure(struct backing *b, bool short_of_memory) __attribute__((nonnull));
+
+/*
+ * Make the calling thread's bounce buffer now, populated, so that its
+ * transfers need no memory later; 0 (also when none is needed) or
+ * -ENOMEM.  A thread that does not gets it on its first transfer.
+ */
+int backing_thread_prepare(struct backing *b) __attribute__((nonnull));
+
 /* Close and free.  Accepts NULL.  No other call may be running. */
 void backing_close(struct backing *b);
 
@@ -106,6 +130,8 @@ struct backing_stats {
     int last_error;         /* the last error returned (negative errno), or 0 */
     uint64_t reconnects;    /* NBD connections reopened */
     bool connected;         /* false while an NBD server is away */
+    bool direct;            /* backing_use_direct() succeeded */
+    bool pressure;          /* transfers go the direct way now */
 };
 
 void backing_get_stats(struct backing *b, struct backing_stats *ret) __attribute__((nonnull));

@@ -379,6 +379,8 @@ static void req_stat(struct control *ctl, struct resp *r)
     else
         resp_u64(r, "bd_last_error", (uint64_t)(st.bd_last_error ? -st.bd_last_error : 0));
     resp_u64(r, "bd_connected", st.bd_connected);
+    resp_u64(r, "bd_direct", st.bd_direct);
+    resp_u64(r, "bd_pressure", st.bd_pressure);
     STAT(bd_blocks);
     STAT(wb_high);
     STAT(wb_low);

@@ -210,6 +210,22 @@ static int start_backing(struct daemon *d)
     if (!d->backing)
         return startup_failed("--backing %s: %s", d->opt.backing, err[0] ? err : strerror(errno));
     d->bd_connected = true;
+    /*
+     * With a reserve, writing back must not need memory either: direct
+     * I/O, no page cache (uzramd(8), EVICTION).  Where it cannot be had the
+     * device works all the same, but say what that costs.
+     */
+    if (d->opt.reserve) {
+        int r = backing_use_direct(d->backing);
+        if (r == -ENOTSUP)
+            log_warn("--backing %s: an NBD server: libnbd allocates for each request, so "
+                     "under memory pressure writing back and reading pages back may wait "
+                     "for memory", d->opt.backing);
+        else if (r < 0)
+            log_warn("--backing %s: no direct I/O there (%s): pages written back go "
+                     "through the page cache, which under memory pressure may wait for "
+                     "memory", d->opt.backing, strerror(-r));
+    }
     return 0;
 }
 

@@ -108,6 +108,8 @@
  * cfg->low_free, by sysinfo()) on which no request has reached the store
  * for RESERVE_STALL_MS.  An idle device on a machine short of memory
  * passes for one too, and gives its reserve back: it was not using it.
+ * The same signs tell the backing store to go around the page cache
+ * (backing_set_pressure()), which would need memory too.
  * When memory comes back, the refill completes.  (A refill that left the
  * machine a floor of free memory was tried, and measured worse: the
  * reserve then ran dry as soon as the pressure began, and every write
@@ -1006,6 +1008,10 @@ static void *watch_main(void *arg)
             last_io = now;
         bool refill_stuck = now - last_progress >= RESERVE_STALL_MS;
         bool io_stuck = s->low_free && now - last_io >= RESERVE_STALL_MS;
+        /* Writing back and reading back too go without memory now (backing.c). */
+        if (s->backing)
+            backing_set_pressure(s->backing,
+                                 refill_stuck || (s->low_free && machine_free() < s->low_free));
         if (refill_stuck)
             atomic_store(&s->rf_stalled, true);
         if ((refill_stuck || io_stuck) && now - last_release >= RESERVE_STALL_MS) {
@@ -1567,7 +1573,8 @@ static int64_t evict_pass(struct store *s, struct tctx *t)
 static void *evict_main(void *arg)
 {
     struct store *s = arg;
-    struct tctx *t = tctx_get(s);
+    struct tctx *t = tctx_get_(s, true);
+    (void)backing_thread_prepare(s->backing);   /* else on the first write */
 
     mutex_lock(&s->ev.lock);
     while (!s->ev.stop) {
@@ -1841,7 +1848,10 @@ int store_reserve_refill(struct store *s)
 
 int store_thread_prepare(struct store *s)
 {
-    return tctx_get_(s, true) ? 0 : -ENOMEM;
+    if (!tctx_get_(s, true))
+        return -ENOMEM;
+    /* Its bounce buffer too, where the backing store does direct I/O. */
+    return s->backing ? backing_thread_prepare(s->backing) : 0;
 }
 
 int store_read(struct store *s, void *buf, uint64_t len, uint64_t off)
@@ -2227,6 +2237,8 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         backing_get_stats(s->backing, &bs);
         ret->bd_read_errors = bs.read_errors;
         ret->bd_write_errors = bs.write_errors;
+        ret->bd_direct = bs.direct;
+        ret->bd_pressure = bs.pressure;
         ret->bd_last_error = bs.last_error;
         ret->bd_connected = bs.connected;
         ret->bd_blocks = bs.blocks;

@@ -332,6 +332,8 @@ struct store_stats {
     int bd_last_error;          /* negative errno of the last backing error, or 0 */
     bool bd_connected;          /* false while an NBD backing server is away */
     uint64_t bd_blocks;         /* blocks the backing store has */
+    bool bd_direct;             /* it can do direct I/O (no page cache)... */
+    bool bd_pressure;           /* ...and does now: memory is short */
     uint64_t wb_high, wb_low;   /* the watermarks in bytes (0 without a limit) */
     uint32_t wb_high_pct, wb_low_pct;
     uint64_t evictions;         /* eviction passes run */

@@ -2,11 +2,14 @@
 /*
  * The backing store on a regular file: open and its refusals, the block
  * allocator (next-fit, full, wrap), reads and writes of every length, hole
- * punching, argument checks, counters, and threads sharing one store.
+ * punching, direct I/O under memory pressure, argument checks, counters,
+ * and threads sharing one store.
  */
 #include "backingtest.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/mman.h>
 
 #define MiB (1024ull * 1024)
 
@@ -225,6 +228,89 @@ static void test_roundtrip(void)
     CHECK_EQ(unlink(p), 0);
 }
 
+/* How many of the file's first npages pages are in the page cache. */
+static unsigned cached_pages(const char *path, unsigned npages)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    void *m = mmap(NULL, (size_t)npages * 4096, PROT_READ, MAP_SHARED, fd, 0);
+    CHECK(m != MAP_FAILED);
+    unsigned char v[256];
+    CHECK(npages <= sizeof(v));
+    CHECK_EQ(mincore(m, (size_t)npages * 4096, v), 0);
+    unsigned n = 0;
+    for (unsigned i = 0; i < npages; i++)
+        n += v[i] & 1;
+    munmap(m, (size_t)npages * 4096);
+    close(fd);
+    return n;
+}
+
+/*
+ * Direct I/O under memory pressure (backing.c, "The page cache, or not"):
+ * with the pressure on, writes and reads bypass the page cache and keep
+ * the data; with it off they go through it again; and data written one way
+ * reads back the other.  The test's directory is on /tmp: where its file
+ * system refuses O_DIRECT (tmpfs), backing_use_direct() says so and
+ * nothing changes, which is checked instead.
+ */
+static void test_direct(void)
+{
+    const char *p = BT_PATH("direct");
+    struct backing *b = bt_open(p, 1 * MiB);
+    unsigned char in[4096], out[4096];
+    int r = backing_use_direct(b);
+    if (r == -EINVAL) {
+        printf("no direct I/O on this file system: checking the fallback\n");
+        CHECK(!bt_stats(b).direct);
+        backing_set_pressure(b, true);
+        test_pattern(in, 1000, 1, 1);
+        CHECK_EQ(backing_write(b, 1, in, 1000), 0);
+        CHECK_EQ(backing_read(b, 1, out, 1000), 0);
+        CHECK(memcmp(in, out, 1000) == 0);
+        backing_close(b);
+        CHECK_EQ(unlink(p), 0);
+        return;
+    }
+    CHECK_EQ(r, 0);
+    CHECK_EQ(backing_use_direct(b), 0);     /* twice is once */
+    CHECK_EQ(backing_thread_prepare(b), 0);
+    CHECK(bt_stats(b).direct && !bt_stats(b).pressure);
+
+    /* Pressure: 64 blocks of every length written and read, none cached. */
+    backing_set_pressure(b, true);
+    CHECK(bt_stats(b).pressure);
+    for (uint64_t blk = 0; blk < 64; blk++) {
+        size_t len = 1 + blk * 64;
+        test_pattern(in, len, blk, 7);
+        CHECK_EQ(backing_write(b, blk, in, len), 0);
+        memset(out, 0xa5, sizeof(out));
+        CHECK_EQ(backing_read(b, blk, out, len), 0);
+        CHECKF(memcmp(in, out, len) == 0, "block %ju read back wrong", (uintmax_t)blk);
+        for (size_t i = len; i < sizeof(out); i++)
+            CHECKF(out[i] == 0xa5, "a read of %zu bytes wrote byte %zu", len, i);
+    }
+    unsigned cached = cached_pages(p, 64);
+    CHECKF(cached == 0, "%u of 64 pages written and read with the pressure on are cached", cached);
+
+    /* No pressure: the page cache again, and both ways agree. */
+    backing_set_pressure(b, false);
+    test_pattern(in, 4096, 100, 8);
+    CHECK_EQ(backing_write(b, 100, in, 4096), 0);
+    CHECK(cached_pages(p, 128) > 0);
+    backing_set_pressure(b, true);
+    CHECK_EQ(backing_read(b, 100, out, 4096), 0);   /* written cached, read direct */
+    CHECK(memcmp(in, out, 4096) == 0);
+    test_pattern(in, 4096, 101, 9);
+    CHECK_EQ(backing_write(b, 101, in, 4096), 0);
+    backing_set_pressure(b, false);
+    CHECK_EQ(backing_read(b, 101, out, 4096), 0);   /* written direct, read cached */
+    CHECK(memcmp(in, out, 4096) == 0);
+    CHECK_EQU(bt_stats(b).write_errors + bt_stats(b).read_errors, 0);
+    backing_close(b);
+    CHECK_EQ(unlink(p), 0);
+}
+
 static void test_bad_args(void)
 {
     const char *p = BT_PATH("args");
@@ -371,6 +457,7 @@ int main(void)
     RUN_TEST(test_alloc_next_fit);
     RUN_TEST(test_alloc_words);
     RUN_TEST(test_roundtrip);
+    RUN_TEST(test_direct);
     RUN_TEST(test_bad_args);
     RUN_TEST(test_discard_punches);
     RUN_TEST(test_threads);
