@@ -22,6 +22,16 @@
  *     it lies) and go out in one sendmsg() when the thread is about to
  *     block for more input: one system call answers a whole batch, and no
  *     data is copied.
+ *   - The sendmsg() is not the connection thread's but its sender's, a
+ *     thread of the connection's own (when the export has a worker pool,
+ *     as a daemon's does): the batch is handed over, with the buffer its
+ *     read data lies in, and the connection thread goes on reading with
+ *     the other of its two batches.  Under memory pressure a reply may
+ *     wait in the kernel for a socket buffer; requests then still drain,
+ *     and the memory the kernel took for them comes free, which is what
+ *     the reply is waiting for (uzramd(8), SWAP).  Workers hand their
+ *     replies to the sender too, and never wait on a client that does not
+ *     read.
  *   - Large requests (up to NBD_JOB_BUF_SIZE) go to the worker pool
  *     (nbd-server.c) in one of its job buffers and are answered out of
  *     order as they finish, so a 1 MiB read does not hold up the small
@@ -76,13 +86,22 @@
 /* iovecs and header bytes gathered before a send (IOV_MAX is 1024). */
 #define NBD_TX_IOV 128
 #define NBD_TX_HDR 4096
+/* A connection's batches: one with its sender, one being filled. */
+#define NBD_CONN_TXS 2
 /* Our id for base:allocation, the only metadata context. */
 #define NBD_CONTEXT_ALLOCATION 1
 #define NBD_ALLOCATION "base:allocation"
 
-/* Replies waiting to be sent: the sender's, not the connection's. */
+/*
+ * A batch of replies waiting to be sent.  A connection has NBD_CONN_TXS of
+ * its own, each with a buffer for the read data its replies point into;
+ * each job buffer has one for its reply.
+ */
 struct nbd_tx {
     struct nbd_conn *c;
+    struct nbd_tx *next;        /* the sender's queue, or the connection's free batches */
+    struct nbd_job *job;        /* a job's reply: the job goes back once sent */
+    uint8_t *data;              /* a connection's batch: its read data (NBD_DATA_SIZE) */
     int niov;
     size_t hdr_used;
     bool ext_busy;              /* ext is referenced by a pending iovec */
@@ -106,15 +125,20 @@ struct nbd_conn {
     /* Unread input is rx[rx_pos, rx_len).  The connection's thread only. */
     uint8_t *rx;
     size_t rx_pos, rx_len;
-    /* Read data of the batch being gathered in tx. */
-    uint8_t *data;
-    size_t data_used;
-    struct nbd_tx *tx;          /* the connection thread's replies */
+    struct nbd_tx *tx;          /* the batch being gathered (connection's thread) */
+    size_t data_used;           /* of tx->data */
+    struct nbd_tx *txs[NBD_CONN_TXS];
 
     pthread_mutex_t send_lock;  /* one sendv() sequence at a time */
-    pthread_mutex_t lock;       /* guards jobs */
-    pthread_cond_t cond;        /* a job finished */
+    pthread_mutex_t lock;       /* guards jobs and the sender's fields below */
+    pthread_cond_t cond;        /* a job finished, a batch was sent or queued */
     unsigned jobs;
+
+    /* The sender (see the top); all under lock. */
+    pthread_t sender;
+    bool sender_running, sender_stop;
+    struct nbd_tx *queue_head, *queue_tail;
+    struct nbd_tx *free_txs;
 };
 
 /* ---- replies ------------------------------------------------------------- */
@@ -132,7 +156,24 @@ struct nbd_tx *nbd_tx_new(void)
 
 void nbd_tx_free(struct nbd_tx *tx)
 {
+    if (tx)
+        free(tx->data);
     free(tx);
+}
+
+/* A connection's batch: a tx with its read data buffer, both resident. */
+static struct nbd_tx *conn_tx_new(struct nbd_conn *c)
+{
+    struct nbd_tx *tx = nbd_tx_new();
+    if (!tx)
+        return NULL;
+    tx->c = c;
+    tx->data = malloc(NBD_DATA_SIZE);
+    if (!tx->data || mem_populate_buf(tx->data, NBD_DATA_SIZE) < 0) {
+        nbd_tx_free(tx);
+        return NULL;
+    }
+    return tx;
 }
 
 static uint64_t monotonic_ms(void)
@@ -206,16 +247,93 @@ static int tx_flush(struct nbd_tx *tx)
     return r;
 }
 
+/* A batch was sent (or dropped, the stream having failed): give it back.  c->lock held. */
+static void tx_done_locked(struct nbd_conn *c, struct nbd_tx *tx)
+{
+    tx->niov = 0;
+    tx->hdr_used = 0;
+    tx->ext_busy = false;
+    if (tx->job) {
+        struct nbd_job *j = tx->job;
+        tx->job = NULL;
+        nbd_job_put(c->ne, j);
+        c->jobs--;
+    } else {
+        tx->next = c->free_txs;
+        c->free_txs = tx;
+    }
+    pthread_cond_broadcast(&c->cond);
+}
+
+/* Hand a gathered batch to the sender.  c->lock not held. */
+static void tx_submit(struct nbd_conn *c, struct nbd_tx *tx)
+{
+    LOCK_GUARD(&c->lock);
+    tx->next = NULL;
+    if (c->queue_tail)
+        c->queue_tail->next = tx;
+    else
+        c->queue_head = tx;
+    c->queue_tail = tx;
+    pthread_cond_broadcast(&c->cond);
+}
+
 /*
- * Between requests only: send the connection thread's replies and reuse
- * the data buffer.  Not within a reply, whose later chunks may still point
- * into it.  -ECONNRESET if the stream failed.
+ * The sender (see the top): send each batch handed over, in order, under
+ * the send lock, and give it back.  Once the stream has failed, batches
+ * are given back unsent.  Ends when told to and the queue is empty.
+ */
+static void *sender_main(void *arg)
+{
+    struct nbd_conn *c = arg;
+
+    stack_prefault(64u << 10);
+    mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->queue_head && !c->sender_stop)
+            pthread_cond_wait(&c->cond, &c->lock);
+        struct nbd_tx *tx = c->queue_head;
+        if (!tx)
+            break;
+        c->queue_head = tx->next;
+        if (!c->queue_head)
+            c->queue_tail = NULL;
+        mutex_unlock(&c->lock);
+        if (!atomic_load_explicit(&c->broken, memory_order_relaxed)) {
+            LOCK_GUARD(&c->send_lock);
+            (void)sendv_all(c, tx->iov, tx->niov);  /* a failure marks c broken */
+        }
+        mutex_lock(&c->lock);
+        tx_done_locked(c, tx);
+    }
+    mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/*
+ * Between requests only: send the connection thread's replies (hand them
+ * to the sender, and go on with a free batch, waiting for one if both are
+ * with it; or, without a sender, send them here) and start a new batch of
+ * read data.  Not within a reply, whose later chunks may still point into
+ * the batch's data.  -ECONNRESET if the stream failed.
  */
 static int conn_flush(struct nbd_conn *c)
 {
-    int r = tx_flush(c->tx);
+    int r = 0;
 
     c->data_used = 0;
+    if (!c->sender_running) {
+        r = tx_flush(c->tx);
+    } else if (c->tx->niov > 0) {
+        tx_submit(c, c->tx);
+        LOCK_GUARD(&c->lock);
+        while (!c->free_txs)
+            pthread_cond_wait(&c->cond, &c->lock);
+        c->tx = c->free_txs;
+        c->free_txs = c->tx->next;
+    }
+    if (atomic_load_explicit(&c->broken, memory_order_relaxed))
+        r = -EPIPE;
     return r < 0 ? -ECONNRESET : 0;
 }
 
@@ -848,18 +966,22 @@ static void serve(struct nbd_tx *tx, const struct nbd_req *req, uint8_t *buf)
     reply_simple(tx, req->cookie, r < 0 ? nbd_errno(r) : 0, NULL, 0);
 }
 
-void nbd_job_run(struct nbd_job *j, struct nbd_tx *tx)
+void nbd_job_run(struct nbd_job *j)
 {
     struct nbd_conn *c = j->c;
+    struct nbd_tx *tx = j->tx;
 
     tx->c = c;
+    tx->job = j;
     serve(tx, &j->req, j->buf);
+    if (c->sender_running) {
+        /* The sender sends it and gives the job back: a worker never waits on a client. */
+        tx_submit(c, tx);
+        return;
+    }
     (void)tx_flush(tx);
-    nbd_job_put(c->ne, j);
-
     LOCK_GUARD(&c->lock);
-    c->jobs--;
-    pthread_cond_signal(&c->cond);
+    tx_done_locked(c, tx);
 }
 
 /* Wait until fewer than max_jobs jobs of c are queued or running.  The connection's thread only. */
@@ -914,8 +1036,8 @@ static int stream_read(struct nbd_conn *c, const struct nbd_req *req)
     for (uint64_t done = 0; done < req->len && r == 0;) {
         size_t n = req->len - done < NBD_DATA_SIZE ? (size_t)(req->len - done) : NBD_DATA_SIZE;
         bool last = done + n == req->len;
-        int e = store_read(c->store, c->data, n, req->off + done);
-        struct iovec iov[2] = { { hdr, 0 }, { c->data, n } };
+        int e = store_read(c->store, c->tx->data, n, req->off + done);
+        struct iovec iov[2] = { { hdr, 0 }, { c->tx->data, n } };
 
         if (e < 0 && (chunks || done == 0)) {
             /* Nothing of this reply sent yet, or a chunk can say it: report it. */
@@ -1024,7 +1146,7 @@ static int handle_request(struct nbd_conn *c, const struct nbd_req *req)
     if (req->type == NBD_CMD_READ && c->data_used + req->len > NBD_DATA_SIZE &&
         conn_flush(c) < 0)
         return -ECONNRESET;
-    uint8_t *buf = c->data + c->data_used;
+    uint8_t *buf = c->tx->data + c->data_used;
     if (req->type == NBD_CMD_READ)
         c->data_used += req->len;
     serve(c->tx, req, buf);
@@ -1071,15 +1193,22 @@ int nbd_export_serve_io(struct nbd_export *ne, const struct nbd_io *io)
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
     c->rx = malloc(NBD_RX_SIZE);
-    c->data = malloc(NBD_DATA_SIZE);
-    c->tx = nbd_tx_new();
     /* In memory before the first request: serving must not fault them in. */
-    if (!c->rx || !c->data || !c->tx || mem_populate_buf(c->rx, NBD_RX_SIZE) < 0 ||
-        mem_populate_buf(c->data, NBD_DATA_SIZE) < 0)
+    if (!c->rx || mem_populate_buf(c->rx, NBD_RX_SIZE) < 0)
         goto out;
-    c->tx->c = c;
+    for (unsigned i = 0; i < NBD_CONN_TXS; i++) {
+        if (!(c->txs[i] = conn_tx_new(c)))
+            goto out;
+        c->txs[i]->next = c->free_txs;
+        c->free_txs = c->txs[i];
+    }
+    c->tx = c->free_txs;
+    c->free_txs = c->tx->next;
 
     r = handshake(c);
+    /* The sender from the first request on: the handshake's replies point into rx. */
+    if (r == 0 && ne->pool_running && pthread_create(&c->sender, NULL, sender_main, c) == 0)
+        c->sender_running = true;
     if (r == 0)
         r = transmission(c);
     else if (r == -ECONNABORTED)
@@ -1087,12 +1216,19 @@ int nbd_export_serve_io(struct nbd_export *ne, const struct nbd_io *io)
     /* Requests being served still answer (if the stream allows) before we go. */
     (void)conn_flush(c);
     wait_jobs(c, 1);
+    if (c->sender_running) {
+        mutex_lock(&c->lock);
+        c->sender_stop = true;
+        pthread_cond_broadcast(&c->cond);
+        mutex_unlock(&c->lock);
+        pthread_join(c->sender, NULL);
+    }
     if (r == -EPROTO)
         atomic_fetch_add(&ne->n_dropped, 1);
 
 out:
-    nbd_tx_free(c->tx);
-    free(c->data);
+    for (unsigned i = 0; i < NBD_CONN_TXS; i++)
+        nbd_tx_free(c->txs[i]);
     free(c->rx);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);

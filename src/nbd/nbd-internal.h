@@ -46,6 +46,7 @@ struct nbd_job {
     struct nbd_conn *c;
     struct nbd_req req;
     uint8_t *buf;               /* NBD_JOB_BUF_SIZE bytes: the payload, or room for the data */
+    struct nbd_tx *tx;          /* its reply, until sent */
 };
 
 struct nbd_export {
@@ -88,18 +89,17 @@ struct nbd_export {
 
 /* ---- nbd-conn.c ---------------------------------------------------------- */
 
-/*
- * A worker's reply buffer, one per worker thread, made before it serves.
- * NULL when out of memory.
- */
+/* A job's reply batch, made (resident) with the job.  NULL when out of memory. */
 struct nbd_tx *nbd_tx_new(void);
 void nbd_tx_free(struct nbd_tx *tx);
 
 /*
- * Serve a queued job in a worker thread: the store call, the reply (sent
- * with tx), and the job's release.  Cannot fail: errors go to the client.
+ * Serve a queued job in a worker thread: the store call and the reply,
+ * handed to the connection's sender, which gives the job back once the
+ * reply is sent (without a sender: sent here, and given back).  Cannot
+ * fail: errors go to the client.
  */
-void nbd_job_run(struct nbd_job *j, struct nbd_tx *tx) __attribute__((nonnull));
+void nbd_job_run(struct nbd_job *j) __attribute__((nonnull));
 
 /* ---- nbd-server.c -------------------------------------------------------- */
 

@@ -78,10 +78,6 @@ struct nbd_client {
 
 /* ---- the worker pool ----------------------------------------------------- */
 
-struct worker_arg {
-    struct nbd_export *ne;
-    struct nbd_tx *tx;
-};
 
 struct nbd_job *nbd_job_get(struct nbd_export *ne)
 {
@@ -116,11 +112,8 @@ void nbd_pool_push(struct nbd_export *ne, struct nbd_job *j)
 
 static void *worker_main(void *arg)
 {
-    struct worker_arg *wa = arg;
-    struct nbd_export *ne = wa->ne;
-    struct nbd_tx *tx = wa->tx;
+    struct nbd_export *ne = arg;
 
-    free(wa);
     stack_prefault(IO_STACK_BYTES);
     (void)store_thread_prepare(ne->store);   /* else on the first request */
     for (;;) {
@@ -136,9 +129,8 @@ static void *worker_main(void *arg)
         mutex_unlock(&ne->pool_lock);
         if (!j)
             break;
-        nbd_job_run(j, tx);
+        nbd_job_run(j);
     }
-    nbd_tx_free(tx);
     return NULL;
 }
 
@@ -150,6 +142,8 @@ static int jobs_make(struct nbd_export *ne)
         return -ENOMEM;
     for (unsigned i = 0; i < ne->nthreads; i++) {
         struct nbd_job *j = &ne->jobs[i];
+        if (!(j->tx = nbd_tx_new()))
+            return -ENOMEM;
         if (posix_memalign((void **)&j->buf, 4096, NBD_JOB_BUF_SIZE) != 0)
             return -ENOMEM;
         if (mem_populate(j->buf, NBD_JOB_BUF_SIZE) < 0)
@@ -162,8 +156,10 @@ static int jobs_make(struct nbd_export *ne)
 
 static void jobs_free(struct nbd_export *ne)
 {
-    for (unsigned i = 0; ne->jobs && i < ne->nthreads; i++)
+    for (unsigned i = 0; ne->jobs && i < ne->nthreads; i++) {
         free(ne->jobs[i].buf);
+        nbd_tx_free(ne->jobs[i].tx);
+    }
     free(ne->jobs);
     ne->jobs = ne->jobs_free = NULL;
 }
@@ -177,18 +173,9 @@ static int pool_start(struct nbd_export *ne)
     if (!ne->workers)
         return -ENOMEM;
     for (unsigned i = 0; i < ne->nthreads; i++) {
-        struct worker_arg *wa = malloc(sizeof(*wa));
-        struct nbd_tx *tx = nbd_tx_new();
-        int e = ENOMEM;
-        if (wa && tx) {
-            *wa = (struct worker_arg){ .ne = ne, .tx = tx };
-            e = pthread_create(&ne->workers[i], NULL, worker_main, wa);
-        }
-        if (e != 0) {
-            free(wa);
-            nbd_tx_free(tx);
+        int e = pthread_create(&ne->workers[i], NULL, worker_main, ne);
+        if (e != 0)
             return -e;
-        }
         ne->nworkers++;
     }
     ne->pool_running = true;

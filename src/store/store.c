@@ -1002,16 +1002,16 @@ static void *watch_main(void *arg)
         struct zs_reserve_stats rs;
         zs_reserve_get_stats(s->pool, &rs);
         uint64_t now = now_ms(), since = get(&s->rf_busy_since), reqs = requests_begun(s);
+        bool low = s->low_free && machine_free() < s->low_free;
         if (since == 0 || rs.available > last_avail)
             last_progress = now;
-        if (reqs != last_reqs || (s->low_free && machine_free() >= s->low_free))
+        if (reqs != last_reqs || !low)
             last_io = now;
         bool refill_stuck = now - last_progress >= RESERVE_STALL_MS;
-        bool io_stuck = s->low_free && now - last_io >= RESERVE_STALL_MS;
+        bool io_stuck = now - last_io >= RESERVE_STALL_MS;
         /* Writing back and reading back too go without memory now (backing.c). */
         if (s->backing)
-            backing_set_pressure(s->backing,
-                                 refill_stuck || (s->low_free && machine_free() < s->low_free));
+            backing_set_pressure(s->backing, refill_stuck || low);
         if (refill_stuck)
             atomic_store(&s->rf_stalled, true);
         if ((refill_stuck || io_stuck) && now - last_release >= RESERVE_STALL_MS) {
