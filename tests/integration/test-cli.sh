@@ -140,6 +140,14 @@ assert 0 < o["compr_data_size"] < 2 << 20, "compr_data_size %d for 4 MiB of text
 assert o["compr_data_size"] <= o["mem_used_total"] <= o["mem_used_max"], "used/compr/max out of order"
 assert o["mem_limit"] == 0, "mem_limit %d without --mem-limit" % o["mem_limit"]
 assert o["failed_reads"] == o["failed_writes"] == o["invalid_io"] == 0
+# The reserve (uzramd(8), MEMORY LOCKING AND SWAP): the default, 8 MiB
+# without --mem-limit, populated; nothing failed for want of it.
+assert o["reserve"] == 8 << 20, "reserve %d, want the default 8 MiB" % o["reserve"]
+assert o["reserve_free"] > 0 and o["reserve_min"] <= o["reserve_free"] + o["reserve"]
+assert o["reserve_misses"] == 0, "reserve_misses %d on an idle machine" % o["reserve_misses"]
+for k in ("reserve_waits", "reserve_released", "reserve_refills", "reserve_failures",
+          "memory_locked", "io_flusher", "oom_protected"):
+    assert k in o, "missing " + k
 EOF
 # By socket path too.
 [[ $(json_int "$(ctl stat "$DEV_SOCK" --json)" orig_data_size) == $((8 * MiB)) ]] ||
@@ -205,6 +213,9 @@ bad bogus-option --size 64M --bogus-option
 bad threads --size 64M --threads 0
 bad threads --size 64M --threads many
 bad mem-limit --size 64M --mem-limit junk
+bad reserve --size 64M --reserve junk
+bad reserve --size 64M --reserve 513M
+bad reserve --size 64M --reserve 100
 bad name --size 64M --name 'bad/name'
 bad stray --size 64M stray
 # The evict path's options.
