@@ -24,8 +24,18 @@
  * For contrast the same pages go through glibc malloc (malloc + memcpy, free
  * the same half, then malloc_trim), the fragmentation a naive store suffers.
  *
+ * The libzspool experiment runs a second time on a pool in reserve mode
+ * (zs_reserve_set(), --reserve; uzramd runs its pools so): a new zspage takes
+ * all its pages at once from memory populated ahead, and compaction no
+ * longer gives back the unused pages inside the zspages it could only partly
+ * empty, so the pool holds more for the same objects (and the table room
+ * populated ahead adds to its metadata).  The benchmark refills
+ * the reserve itself, before each batch and after a miss (then retries the
+ * allocation once), as uzramd's refill thread would keep up.  The reserve is
+ * resident but outside mem_used: the RSS check adds what it has available.
+ *
  * Each experiment runs in a fork()ed child that takes its own RSS baseline
- * and reports back through a pipe, so neither pollutes the other's figures.
+ * and reports back through a pipe, so none pollutes another's figures.
  * Allocation and free costs are timed around the allocator calls alone:
  * pages are compressed BATCH at a time, then allocated in one timed loop.
  */
@@ -66,6 +76,11 @@
 #define DEFAULT_CORPUS_BYTES (UINT64_C(256) << 20)
 #define CORPUS_SOURCES "/usr/lib/x86_64-linux-gnu /usr/share/doc"
 
+/* uzramd's reserve for a device without --mem-limit. */
+#define DEFAULT_RESERVE (UINT64_C(8) << 20)
+/* A smaller reserve never holds the longest zspage: its class always misses. */
+#define MIN_RESERVE ((uint64_t)ZS_MAX_PAGES_PER_ZSPAGE * PAGE_BYTES)
+
 #define TARGET_FILL 0.985
 #define TARGET_AFTER_COMPACT 0.97
 /* Kernel figures, for comparison (see the comment at the top). */
@@ -86,15 +101,17 @@ struct opts {
     uint64_t size;
     bool size_given;
     uint64_t seed;
+    uint64_t reserve;          /* 0: no reserve-mode experiment */
     bool json;
 };
 
-/* What both experiments share, set up by the parent. */
+/* What the experiments share, set up by the parent. */
 struct job {
     char path[4096];
     int fd;
     uint64_t pages;
     uint64_t seed;
+    uint64_t reserve;          /* the reserve-mode pool's target, bytes */
 };
 
 struct totals {
@@ -117,6 +134,14 @@ struct zs_figures {
     uint64_t verify_errors;
 };
 
+/* A pool in reserve mode: its reserve, resident beside mem_used. */
+struct rsv_figures {
+    uint64_t target;           /* 0: a lazy pool */
+    uint64_t avail_fill, avail_before_compact, avail_after_compact;
+    uint64_t misses, refills;  /* zs_reserve_stats at the end */
+    double refill_seconds;     /* in zs_reserve_refill() while filling */
+};
+
 struct malloc_figures {
     int64_t rss_fill, rss_after_free, rss_after_trim;
     double alloc_ns, write_ns, free_ns;
@@ -127,6 +152,7 @@ struct result {
     struct err err;
     struct totals t;
     struct zs_figures zs;
+    struct rsv_figures rsv;
     struct malloc_figures m;
     char notes[2048];          /* consistency problems, one per line */
 };
@@ -537,29 +563,72 @@ static int malloc_experiment(const struct job *job, struct result *r)
 
 struct zs_run {
     struct zs_pool *pool;
-    uint64_t alloc_ns, write_ns;
+    bool reserve;              /* refill before each batch and after a miss */
+    uint64_t alloc_ns, write_ns, refill_ns;
 };
+
+/* What uzramd's refill thread does; timed apart from the allocations. */
+static int zs_refill(struct zs_run *z, struct err *e)
+{
+    uint64_t t0 = now_ns();
+    int r = zs_reserve_refill(z->pool);
+
+    z->refill_ns += now_ns() - t0;
+    return r < 0 ? set_err(e, r, "zs_reserve_refill") : 0;
+}
+
+/*
+ * In reserve mode a miss (ENOMEM) is what the refill thread is woken for:
+ * refill, and try once more.  A second miss means the refill did not bring
+ * back what one allocation needs.
+ */
+static int zs_alloc(struct zs_run *z, uint32_t size, uint64_t *ret, struct err *e)
+{
+    uint64_t h = zs_malloc(z->pool, size);
+    int r;
+
+    if (!h && errno == ENOMEM && z->reserve) {
+        r = zs_refill(z, e);
+        if (r < 0)
+            return r;
+        h = zs_malloc(z->pool, size);
+        if (!h)
+            return set_err(e, neg_errno(), "zs_malloc(%" PRIu32 ") after a refill", size);
+    }
+    if (!h)
+        return set_err(e, neg_errno(), "zs_malloc(%" PRIu32 ")", size);
+    *ret = h;
+    return 0;
+}
 
 static int zs_store(void *ctx, struct workload *w, uint64_t first, struct err *e)
 {
     struct zs_run *z = ctx;
     const struct batch *b = w->batch;
     struct page_rec *rec = w->recs + first;
-    uint64_t t0 = now_ns(), t1;
+    uint64_t t0, t1, refill_ns;
+    int r;
 
+    if (z->reserve) {
+        r = zs_refill(z, e);
+        if (r < 0)
+            return r;
+    }
+    refill_ns = z->refill_ns;
+    t0 = now_ns();
     for (uint32_t i = 0; i < b->count; i++) {
-        rec[i].ref = zs_malloc(z->pool, b->size[i]);
-        if (!rec[i].ref)
-            return set_err(e, neg_errno(), "zs_malloc(%" PRIu32 ")", b->size[i]);
+        r = zs_alloc(z, b->size[i], &rec[i].ref, e);
+        if (r < 0)
+            return r;
     }
     t1 = now_ns();
     for (uint32_t i = 0; i < b->count; i++) {
-        int r = zs_write(z->pool, rec[i].ref, b->data[i], b->size[i]);
-
+        r = zs_write(z->pool, rec[i].ref, b->data[i], b->size[i]);
         if (r < 0)
             return set_err(e, r, "zs_write(%" PRIu32 " bytes)", b->size[i]);
     }
-    z->alloc_ns += t1 - t0;
+    /* Refills after a miss are the refill thread's time, not zs_malloc()'s. */
+    z->alloc_ns += t1 - t0 - (z->refill_ns - refill_ns);
     z->write_ns += now_ns() - t1;
     return 0;
 }
@@ -602,16 +671,32 @@ static void check_classes(struct zs_pool *pool, const struct zs_pool_stats *st,
              st->pages, st->objects, st->bytes_stored, st->zspages);
 }
 
-/* Check the pool's figures against what the benchmark knows it stored. */
+/* The reserve's populated, unused bytes now; 0 for a lazy pool. */
+static uint64_t reserve_available(struct zs_pool *pool)
+{
+    struct zs_reserve_stats rs;
+
+    zs_reserve_get_stats(pool, &rs);
+    return rs.available;
+}
+
+/*
+ * Check the pool's figures against what the benchmark knows it stored.
+ * reserve is the reserve's available bytes, measured with rss: resident, but
+ * outside mem_used, so the process should hold the sum of the two.
+ */
 static void check_stats(struct zs_pool *pool, const struct zs_pool_stats *st, int64_t rss,
-                        uint64_t objects, uint64_t bytes, const char *when, struct result *r)
+                        uint64_t reserve, uint64_t objects, uint64_t bytes, const char *when,
+                        struct result *r)
 {
     uint64_t held = st->pages * PAGE_BYTES + st->metadata_bytes;
+    int64_t resident = (int64_t)(st->mem_used + reserve);
     /*
-     * RSS may differ from mem_used by the stack and glibc's own state (well
+     * RSS may differ from that by the stack and glibc's own state (well
      * under 1 MiB), and no more than 0.4%: the targets are that close.
      */
-    int64_t slack = st->mem_used / 256 > (1u << 20) ? (int64_t)(st->mem_used / 256) : (1 << 20);
+    int64_t slack = resident / 256 > (1 << 20) ? resident / 256 : (1 << 20);
+    bool off = rss - resident > slack || resident - rss > slack;
 
     if (st->objects != objects || st->bytes_stored != bytes)
         note(r, "%s: pool holds %" PRIu64 " objects of %" PRIu64 " bytes; expected %" PRIu64
@@ -619,7 +704,10 @@ static void check_stats(struct zs_pool *pool, const struct zs_pool_stats *st, in
     if (st->mem_used != held)
         note(r, "%s: mem_used %" PRIu64 " != pages*4096 + metadata_bytes = %" PRIu64,
              when, st->mem_used, held);
-    if (rss - (int64_t)st->mem_used > slack || (int64_t)st->mem_used - rss > slack)
+    if (off && reserve)
+        note(r, "%s: RSS grew by %.1f MiB but mem_used is %.1f MiB and the reserve %.1f MiB",
+             when, (double)rss / MIB, (double)st->mem_used / MIB, (double)reserve / MIB);
+    else if (off)
         note(r, "%s: RSS grew by %.1f MiB but mem_used is %.1f MiB", when,
              (double)rss / MIB, (double)st->mem_used / MIB);
     if (st->bad_handles)
@@ -646,12 +734,13 @@ static uint64_t zs_verify(struct zs_pool *pool, struct workload *w)
 
 static int zs_fill_phase(struct zs_pool *pool, struct workload *w, int64_t base, struct result *r)
 {
-    struct zs_run run = { .pool = pool };
+    struct zs_run run = { .pool = pool, .reserve = r->rsv.target != 0 };
     struct zs_figures *z = &r->zs;
     struct zs_pool_stats st;
     int ret;
 
     ret = fill(w, zs_store, &run, &r->t, &r->err);
+    r->rsv.refill_seconds = (double)run.refill_ns / 1e9;
     if (ret >= 0)
         ret = rss_delta(base, &z->rss_fill, &r->err);
     if (ret < 0)
@@ -659,10 +748,12 @@ static int zs_fill_phase(struct zs_pool *pool, struct workload *w, int64_t base,
     z->alloc_ns = (double)run.alloc_ns / (double)r->t.objects;
     z->write_ns = (double)run.write_ns / (double)r->t.objects;
     zs_get_stats(pool, &st);
+    r->rsv.avail_fill = reserve_available(pool);
     z->mem_used_fill = st.mem_used;
     z->metadata_fill = st.metadata_bytes;
     z->pages_fill = st.pages;
-    check_stats(pool, &st, z->rss_fill, r->t.objects, r->t.compr_bytes, "after fill", r);
+    check_stats(pool, &st, z->rss_fill, r->rsv.avail_fill, r->t.objects, r->t.compr_bytes,
+                "after fill", r);
     return 0;
 }
 
@@ -678,10 +769,11 @@ static int zs_free_phase(struct zs_pool *pool, struct workload *w, int64_t base,
     if (ret < 0)
         return ret;
     zs_get_stats(pool, &st);
+    r->rsv.avail_before_compact = reserve_available(pool);
     z->mem_used_before_compact = st.mem_used;
     z->pages_before_compact = st.pages;
-    check_stats(pool, &st, z->rss_before_compact, r->t.objects - r->t.freed,
-                r->t.live_bytes, "after freeing half", r);
+    check_stats(pool, &st, z->rss_before_compact, r->rsv.avail_before_compact,
+                r->t.objects - r->t.freed, r->t.live_bytes, "after freeing half", r);
     return 0;
 }
 
@@ -704,6 +796,7 @@ static int zs_compact_phase(struct zs_pool *pool, struct workload *w, int64_t ba
 {
     struct zs_figures *z = &r->zs;
     struct zs_pool_stats before, st;
+    struct zs_reserve_stats rs;
     uint64_t t0;
     int ret;
 
@@ -717,13 +810,17 @@ static int zs_compact_phase(struct zs_pool *pool, struct workload *w, int64_t ba
     if (ret < 0)
         return ret;
     zs_get_stats(pool, &st);
+    zs_reserve_get_stats(pool, &rs);
+    r->rsv.avail_after_compact = rs.available;
+    r->rsv.misses = rs.misses;
+    r->rsv.refills = rs.refills;
     z->mem_used_after_compact = st.mem_used;
     z->metadata_after_compact = st.metadata_bytes;
     z->pages_after_compact = st.pages;
     z->stats_pages_compacted = st.pages_compacted;
     z->pages_net = (int64_t)(before.pages - st.pages);
     check_compaction(&before, &st, r);
-    check_stats(pool, &st, z->rss_after_compact, r->t.objects - r->t.freed,
+    check_stats(pool, &st, z->rss_after_compact, rs.available, r->t.objects - r->t.freed,
                 r->t.live_bytes, "after compaction", r);
     z->verify_errors = zs_verify(pool, w);
     if (z->verify_errors)
@@ -742,7 +839,25 @@ static int zs_phases(struct zs_pool *pool, struct workload *w, int64_t base, str
     return ret;
 }
 
-static int zspool_experiment(const struct job *job, struct result *r)
+/* Put the pool in reserve mode with target bytes, and populate it; 0: stay lazy. */
+static int zs_reserve_start(struct zs_pool *pool, uint64_t target, struct result *r)
+{
+    int ret;
+
+    if (!target)
+        return 0;
+    ret = zs_reserve_set(pool, target);
+    if (ret < 0)
+        return set_err(&r->err, ret, "zs_reserve_set(%" PRIu64 ")", target);
+    ret = zs_reserve_refill(pool);
+    if (ret < 0)
+        return set_err(&r->err, ret, "zs_reserve_refill");
+    r->rsv.target = target;
+    return 0;
+}
+
+/* The experiment on one pool: lazy, or in reserve mode with reserve bytes. */
+static int zspool_run(const struct job *job, uint64_t reserve, struct result *r)
 {
     struct zs_pool *pool = NULL;
     struct workload w;
@@ -757,7 +872,7 @@ static int zspool_experiment(const struct job *job, struct result *r)
         ret = set_err(&r->err, ret, "/proc/self/statm");
     else if (!(pool = zs_create(NULL, NULL)))
         ret = set_err(&r->err, neg_errno(), "zs_create");
-    else
+    else if ((ret = zs_reserve_start(pool, reserve, r)) >= 0)
         ret = zs_phases(pool, &w, base, r);
     zs_destroy(pool);
     /* What glibc keeps of the freed descriptors is not the pool's leak. */
@@ -766,6 +881,16 @@ static int zspool_experiment(const struct job *job, struct result *r)
         ret = rss_delta(base, &r->zs.rss_after_destroy, &r->err);
     workload_free(&w);
     return ret;
+}
+
+static int zspool_experiment(const struct job *job, struct result *r)
+{
+    return zspool_run(job, 0, r);
+}
+
+static int zspool_reserve_experiment(const struct job *job, struct result *r)
+{
+    return zspool_run(job, job->reserve, r);
 }
 
 /* ---- running an experiment in a child ---- */
@@ -945,7 +1070,8 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-static void json_notes(const char *notes)
+/* The "consistency_notes" array, without a comma after it. */
+static void json_notes_list(const char *notes)
 {
     const char *nl;
     bool first = true;
@@ -958,17 +1084,21 @@ static void json_notes(const char *notes)
         printf("%s", first ? "" : ",");
         json_string(line);
     }
-    printf("],");
+    printf("]");
 }
 
-static void json_zspool(const struct result *z)
+static void json_notes(const char *notes)
+{
+    json_notes_list(notes);
+    printf(",");
+}
+
+/* A pool's figures, each followed by a comma. */
+static void json_zs_figures(const struct result *z)
 {
     const struct totals *t = &z->t;
     const struct zs_figures *f = &z->zs;
 
-    printf("\"objects\":%" PRIu64 ",\"compr_bytes\":%" PRIu64 ",\"raw_pages\":%" PRIu64
-           ",\"freed_objects\":%" PRIu64 ",\"live_bytes\":%" PRIu64 ",",
-           t->objects, t->compr_bytes, t->raw_pages, t->freed, t->live_bytes);
     printf("\"fill_ratio\":%.4f,\"ratio_before_compact\":%.4f,\"ratio_after_compact\":%.4f,",
            ratio(t->compr_bytes, (int64_t)f->mem_used_fill),
            ratio(t->live_bytes, (int64_t)f->mem_used_before_compact),
@@ -995,6 +1125,38 @@ static void json_zspool(const struct result *z)
            f->verify_errors);
 }
 
+static void json_zspool(const struct result *z)
+{
+    const struct totals *t = &z->t;
+
+    printf("\"objects\":%" PRIu64 ",\"compr_bytes\":%" PRIu64 ",\"raw_pages\":%" PRIu64
+           ",\"freed_objects\":%" PRIu64 ",\"live_bytes\":%" PRIu64 ",",
+           t->objects, t->compr_bytes, t->raw_pages, t->freed, t->live_bytes);
+    json_zs_figures(z);
+}
+
+/* "reserve": the pool in reserve mode, under the lazy pool's names; null if not run. */
+static void json_reserve(const struct result *v)
+{
+    const struct rsv_figures *f = &v->rsv;
+
+    printf("\"reserve\":");
+    if (!f->target) {
+        printf("null,");
+        return;
+    }
+    printf("{");
+    json_zs_figures(v);
+    printf("\"reserve_target\":%" PRIu64 ",\"reserve_available_fill\":%" PRIu64
+           ",\"reserve_available_before_compact\":%" PRIu64
+           ",\"reserve_available_after_compact\":%" PRIu64 ",\"reserve_misses\":%" PRIu64
+           ",\"reserve_refills\":%" PRIu64 ",\"refill_seconds\":%.4f,",
+           f->target, f->avail_fill, f->avail_before_compact, f->avail_after_compact,
+           f->misses, f->refills, f->refill_seconds);
+    json_notes_list(v->notes);
+    printf("},");
+}
+
 static void json_malloc(const struct result *m, const struct totals *t)
 {
     const struct malloc_figures *f = &m->m;
@@ -1010,7 +1172,8 @@ static void json_malloc(const struct result *m, const struct totals *t)
            f->free_ns);
 }
 
-static void print_json(const struct job *job, const struct result *z, const struct result *m)
+static void print_json(const struct job *job, const struct result *z, const struct result *v,
+                       const struct result *m)
 {
     bool fill_ok = ratio(z->t.compr_bytes, (int64_t)z->zs.mem_used_fill) >= TARGET_FILL;
     bool compact_ok = ratio(z->t.live_bytes, (int64_t)z->zs.mem_used_after_compact) >=
@@ -1022,6 +1185,7 @@ static void print_json(const struct job *job, const struct result *z, const stru
            job->pages * PAGE_BYTES, job->pages, job->seed);
     json_zspool(z);
     json_malloc(m, &z->t);
+    json_reserve(v);
     json_notes(z->notes);
     printf("\"targets\":{\"fill_ratio\":%.3f,\"ratio_after_compact\":%.3f},"
            "\"fill_ratio_met\":%s,\"ratio_after_compact_met\":%s,\"targets_met\":%s,",
@@ -1034,14 +1198,48 @@ static void print_json(const struct job *job, const struct result *z, const stru
            KERNEL_ZRAM_BEFORE, KERNEL_ZRAM_AFTER);
 }
 
-static void human_row(const char *what, uint64_t mem_used, int64_t rss, uint64_t bytes)
+/* A row without its end of line; reserve: the reserve column, or < 0 for none. */
+static void human_cells(const char *what, uint64_t mem_used, int64_t rss, uint64_t bytes,
+                        int64_t reserve)
 {
     char mem[32] = "";
 
     if (mem_used)
         snprintf(mem, sizeof mem, "%9.1f MiB", (double)mem_used / MIB);
-    printf("  %-22s %13s %9.1f MiB %9.1f%%\n", what, mem, (double)rss / MIB,
+    printf("  %-22s %13s %9.1f MiB %9.1f%%", what, mem, (double)rss / MIB,
            100.0 * ratio(bytes, mem_used ? (int64_t)mem_used : rss));
+    if (reserve >= 0)
+        printf(" %9.1f MiB", (double)reserve / MIB);
+}
+
+static void human_row(const char *what, uint64_t mem_used, int64_t rss, uint64_t bytes)
+{
+    human_cells(what, mem_used, rss, bytes, -1);
+    putchar('\n');
+}
+
+/* The three phases of a pool: lazy, or with the reserve's column. */
+static void human_phases(const struct result *z)
+{
+    const struct totals *t = &z->t;
+    const struct zs_figures *f = &z->zs;
+    const struct rsv_figures *v = &z->rsv;
+    bool rsv = v->target != 0;
+
+    if (rsv)
+        printf("\nlibzspool, reserve mode       mem_used     RSS delta  used ratio"
+               "      reserve\n");
+    else
+        printf("\nlibzspool                     mem_used     RSS delta  used ratio\n");
+    human_cells("after filling", f->mem_used_fill, f->rss_fill, t->compr_bytes,
+                rsv ? (int64_t)v->avail_fill : -1);
+    putchar('\n');
+    human_cells("after freeing half", f->mem_used_before_compact, f->rss_before_compact,
+                t->live_bytes, rsv ? (int64_t)v->avail_before_compact : -1);
+    putchar('\n');
+    human_cells("after compaction", f->mem_used_after_compact, f->rss_after_compact,
+                t->live_bytes, rsv ? (int64_t)v->avail_after_compact : -1);
+    putchar('\n');
 }
 
 static void human_zspool(const struct result *z)
@@ -1049,12 +1247,7 @@ static void human_zspool(const struct result *z)
     const struct totals *t = &z->t;
     const struct zs_figures *f = &z->zs;
 
-    printf("\nlibzspool                     mem_used     RSS delta  used ratio\n");
-    human_row("after filling", f->mem_used_fill, f->rss_fill, t->compr_bytes);
-    human_row("after freeing half", f->mem_used_before_compact, f->rss_before_compact,
-              t->live_bytes);
-    human_row("after compaction", f->mem_used_after_compact, f->rss_after_compact,
-              t->live_bytes);
+    human_phases(z);
     printf("  metadata               %9.1f MiB after filling, %.1f MiB after compaction\n",
            (double)f->metadata_fill / MIB, (double)f->metadata_after_compact / MIB);
     printf("  pages only, as the kernel counts: %.1f%%, %.1f%%, %.1f%%\n",
@@ -1069,6 +1262,29 @@ static void human_zspool(const struct result *z)
            (double)f->rss_after_destroy / MIB, f->verify_errors);
 }
 
+/* The pool in reserve mode, and what the mode costs against the lazy pool z. */
+static void human_reserve(const struct result *v, const struct result *z)
+{
+    const struct rsv_figures *f = &v->rsv;
+
+    if (!f->target) {
+        printf("\nlibzspool, reserve mode: not run (--reserve 0)\n");
+        return;
+    }
+    human_zspool(v);
+    printf("  reserve                %9.1f MiB target (resident, outside mem_used)\n",
+           (double)f->target / MIB);
+    printf("  misses / refills       %" PRIu64 " / %" PRIu64 " (refilling took %.3f s)\n",
+           f->misses, f->refills, f->refill_seconds);
+    printf("  against lazy mode      mem_used %+.1f MiB after filling, %+.1f MiB after"
+           " compaction;\n                         RSS %+.1f MiB and %+.1f MiB, the reserve"
+           " included\n",
+           ((double)v->zs.mem_used_fill - (double)z->zs.mem_used_fill) / MIB,
+           ((double)v->zs.mem_used_after_compact - (double)z->zs.mem_used_after_compact) / MIB,
+           (double)(v->zs.rss_fill - z->zs.rss_fill) / MIB,
+           (double)(v->zs.rss_after_compact - z->zs.rss_after_compact) / MIB);
+}
+
 static void human_malloc(const struct result *m, const struct totals *t)
 {
     const struct malloc_figures *f = &m->m;
@@ -1081,11 +1297,20 @@ static void human_malloc(const struct result *m, const struct totals *t)
            f->alloc_ns, f->write_ns, f->free_ns);
 }
 
-static void human_footer(const struct result *z)
+static void human_notes(const char *title, const char *notes)
+{
+    const char *nl;
+
+    if (*notes)
+        printf("\n%s:\n", title);
+    for (; (nl = strchr(notes, '\n')); notes = nl + 1)
+        printf("  %.*s\n", (int)(nl - notes), notes);
+}
+
+static void human_footer(const struct result *z, const struct result *v)
 {
     double fill = ratio(z->t.compr_bytes, (int64_t)z->zs.mem_used_fill);
     double after = ratio(z->t.live_bytes, (int64_t)z->zs.mem_used_after_compact);
-    const char *nl, *notes = z->notes;
 
     printf("\nkernel, for comparison\n");
     printf("  zsmalloc compaction commit (2015)       %.2f%% -> %.2f%%\n",
@@ -1098,13 +1323,12 @@ static void human_footer(const struct result *z)
            100 * TARGET_AFTER_COMPACT, after >= TARGET_AFTER_COMPACT ? "met" : "NOT met",
            100 * after);
     printf("targets met: %s\n", targets_met(z) ? "yes" : "no");
-    if (*notes)
-        printf("\nconsistency problems:\n");
-    for (; (nl = strchr(notes, '\n')); notes = nl + 1)
-        printf("  %.*s\n", (int)(nl - notes), notes);
+    human_notes("consistency problems", z->notes);
+    human_notes("consistency problems in reserve mode", v->notes);
 }
 
-static void print_human(const struct job *job, const struct result *z, const struct result *m)
+static void print_human(const struct job *job, const struct result *z, const struct result *v,
+                        const struct result *m)
 {
     const struct totals *t = &z->t;
 
@@ -1119,7 +1343,8 @@ static void print_human(const struct job *job, const struct result *z, const str
            (double)t->live_bytes / MIB);
     human_zspool(z);
     human_malloc(m, t);
-    human_footer(z);
+    human_reserve(v, z);
+    human_footer(z, v);
 }
 
 /* ---- arguments ---- */
@@ -1127,12 +1352,14 @@ static void print_human(const struct job *job, const struct result *z, const str
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: zspool-bench [--corpus FILE] [--size BYTES] [--seed N] [--json]\n"
+            "Usage: zspool-bench [--corpus FILE] [--size BYTES] [--seed N] [--reserve SIZE]\n"
+            "                    [--json]\n"
             "\n"
             "Fill a libzspool pool with the lz4-compressed 4 KiB pages of a corpus, free a\n"
             "random half, compact, and report the pool's used ratio at each step (the\n"
             "experiment of the kernel commit \"zsmalloc: support compaction\"), beside the\n"
-            "same experiment through glibc malloc.\n"
+            "same experiment through glibc malloc, and on a pool in reserve mode (memory\n"
+            "populated ahead, as uzramd runs its pools).\n"
             "\n"
             "  --corpus FILE  pages to store (default: the first 256 MiB of a tar of\n"
             "                 " CORPUS_SOURCES ", cached in\n"
@@ -1140,6 +1367,9 @@ static void usage(FILE *f)
             "  --size BYTES   use only the first BYTES of the corpus; K, M, G suffixes\n"
             "                 (default 256M)\n"
             "  --seed N       seed of the random half freed (default 1)\n"
+            "  --reserve SIZE the reserve of the pool in reserve mode, 64K to 512M with an\n"
+            "                 optional K, M or G (default 8M, uzramd's without\n"
+            "                 --mem-limit); 0 skips that experiment\n"
             "  --json         print one JSON object on stdout\n"
             "  --help         print this help\n"
             "\n"
@@ -1185,6 +1415,11 @@ static int parse_option(int c, const char *arg, struct opts *o)
         if (parse_seed(arg, &o->seed, &end) < 0 || *end)
             return bad_arg("--seed", arg, "want a non-negative integer");
         return 0;
+    case 'r':
+        if (parse_size(arg, &o->reserve) < 0 || o->reserve > ZS_RESERVE_MAX ||
+            (o->reserve && o->reserve < MIN_RESERVE))
+            return bad_arg("--reserve", arg, "want a size from 64K to 512M, or 0 for none");
+        return 0;
     case 'j':
         o->json = true;
         return 0;
@@ -1199,13 +1434,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "corpus", required_argument, NULL, 'c' },
         { "size", required_argument, NULL, 's' },
         { "seed", required_argument, NULL, 'S' },
+        { "reserve", required_argument, NULL, 'r' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int c;
 
-    *o = (struct opts){ .size = DEFAULT_CORPUS_BYTES, .seed = 1 };
+    *o = (struct opts){ .size = DEFAULT_CORPUS_BYTES, .seed = 1, .reserve = DEFAULT_RESERVE };
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         if (c == 'h')
@@ -1230,7 +1466,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 int main(int argc, char **argv)
 {
-    static struct result zres, mres;
+    static struct result zres, rres, mres;
     struct job job = { .fd = -1 };
     struct err e = { 0 };
     struct opts o;
@@ -1244,12 +1480,15 @@ int main(int argc, char **argv)
         return 0;
     }
     job.seed = o.seed;
+    job.reserve = o.reserve;
     r = open_corpus(&o, &job, &e);
-    /* One child after the other: neither's memory or CPU is in the other's figures. */
+    /* One child after another: no experiment's memory or CPU is in another's figures. */
     if (r >= 0)
         r = run_child(malloc_experiment, "the glibc malloc experiment", &job, &mres, &e);
     if (r >= 0)
         r = run_child(zspool_experiment, "the libzspool experiment", &job, &zres, &e);
+    if (r >= 0 && job.reserve)
+        r = run_child(zspool_reserve_experiment, "the reserve-mode experiment", &job, &rres, &e);
     if (job.fd >= 0)
         close(job.fd);
     if (r < 0) {
@@ -1258,10 +1497,13 @@ int main(int argc, char **argv)
     }
     if (zres.t.compr_bytes != mres.t.compr_bytes || zres.t.live_bytes != mres.t.live_bytes)
         note(&zres, "the two experiments stored different bytes: corpus changed?");
+    if (job.reserve && (rres.t.compr_bytes != zres.t.compr_bytes ||
+                        rres.t.live_bytes != zres.t.live_bytes))
+        note(&rres, "stored different bytes from the lazy pool: corpus changed?");
     if (o.json)
-        print_json(&job, &zres, &mres);
+        print_json(&job, &zres, &rres, &mres);
     else
-        print_human(&job, &zres, &mres);
+        print_human(&job, &zres, &rres, &mres);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "zspool-bench: writing the report: %s\n", strerror(errno));
         return 1;
