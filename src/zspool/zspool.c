@@ -1921,7 +1921,8 @@ static int runs_grow_unlocked(struct zs_pool *pool, pthread_mutex_t *lock, struc
     char **old = nv;
     mutex_lock(lock);
     if (r->cap - r->n < want && ncap > r->n) {
-        memcpy(nv, r->v, r->n * sizeof(*nv));
+        if (r->n)
+            memcpy(nv, r->v, r->n * sizeof(*nv));
         old = r->v;
         meta_add(pool, malloc_cost(nv) - malloc_cost(old));
         r->v = nv;
