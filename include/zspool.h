@@ -138,12 +138,14 @@ void zs_unmap(struct zs_pool *pool, uint64_t handle) __attribute__((nonnull(1)))
  * Migrate objects from the emptiest zspages of each class into the fullest
  * ones, and free every zspage so emptied; then pack the few zspages left
  * partly used towards their start and give back the pages inside them that
- * hold no object (this alone may free pages when nothing can move).  Freed
- * pages go back to the OS before this returns.  Objects mapped or being read or written at the time
- * are left where they are.  Safe to call while other threads use the pool;
- * concurrent zs_compact() calls serialise per class.  Returns the net number
- * of 4 KiB pages returned to the OS: pages freed less the pages that moved
- * objects newly occupy (0 if nothing could be freed).
+ * hold no object (this alone may free pages when nothing can move; not in
+ * reserve mode).  Freed pages go back to the OS before this returns (in
+ * reserve mode those of a freed zspage may stay in the reserve instead:
+ * see zs_reserve_set()).  Objects mapped or being read or written at the
+ * time are left where they are.  Safe to call while other threads use the
+ * pool; concurrent zs_compact() calls serialise per class.  Returns the net
+ * number of 4 KiB pages the pool no longer holds: pages freed less the
+ * pages that moved objects newly occupy (0 if nothing could be freed).
  */
 int64_t zs_compact(struct zs_pool *pool) __attribute__((nonnull(1)));
 

@@ -472,9 +472,10 @@ static int parse_merged(int argc, char **argv, struct options *ret)
                 return bad("--mem-limit", optarg, "a size, e.g. 512M; 0 for none");
             break;
         case OPT_RESERVE:
+            /* Under 64 KiB it could not hold one zspage of the longest kind. */
             if (parse_size(optarg, &ret->reserve) < 0 || ret->reserve > ZS_RESERVE_MAX ||
-                (ret->reserve && ret->reserve < STORE_PAGE_SIZE))
-                return bad("--reserve", optarg, "a size from 4K to 512M, e.g. 16M; 0 for none");
+                (ret->reserve && ret->reserve < ZS_MAX_PAGES_PER_ZSPAGE * STORE_PAGE_SIZE))
+                return bad("--reserve", optarg, "a size from 64K to 512M, e.g. 16M; 0 for none");
             ret->reserve_given = true;
             break;
         case OPT_COMPACT:

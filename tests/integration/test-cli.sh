@@ -215,7 +215,7 @@ bad threads --size 64M --threads many
 bad mem-limit --size 64M --mem-limit junk
 bad reserve --size 64M --reserve junk
 bad reserve --size 64M --reserve 513M
-bad reserve --size 64M --reserve 100
+bad reserve --size 64M --reserve 32K
 bad name --size 64M --name 'bad/name'
 bad stray --size 64M stray
 # The evict path's options.
