@@ -21,6 +21,19 @@
  * The rest (per-thread codec contexts and buffers, made before serving)
  * is the store's and the FUSE front end's business.
  *
+ * One allocation is left that uzramd cannot make in advance: the kernel's
+ * socket buffer for each NBD reply, taken inside sendmsg().  As an I/O
+ * flusher, that allocation may not start I/O, and the page allocator
+ * never calls the OOM killer for such an allocation (mm/oom_kill.c): when
+ * free memory sits at the min watermark, the program swapping takes every
+ * page reclaim frees, and the reply, the only thing that would let reclaim
+ * go on, retries for ever.  A realtime task may go a quarter of the way
+ * below the min watermark (gfp_to_alloc_flags() in mm/page_alloc.c), where
+ * no ordinary task reaches.  So each connection's reply sender runs
+ * SCHED_RR at the lowest realtime priority: it only ever sends, a few
+ * microseconds a batch, so it takes no core from anyone.  It needs
+ * CAP_SYS_NICE or RLIMIT_RTPRIO; without them the sender stays as it was.
+ *
  * Unprivileged, none of this may be allowed: mlockall needs CAP_IPC_LOCK
  * or a large enough RLIMIT_MEMLOCK, and with MCL_FUTURE every later mapping
  * counts against that limit in full (even with MCL_ONFAULT), so the store's
@@ -31,6 +44,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,8 +117,12 @@ void harden(struct hardening *ret)
 
 /*
  * A refill that waits for a busy core makes writes wait for it too (the
- * store's essay): the thread runs at a higher priority than the I/O
- * threads, which is only asked, never required (it needs CAP_SYS_NICE).
+ * store's essay).  The thread asks for the lowest realtime priority, as the
+ * reply senders do: in a VM whose RAM the swapping program fills, a refill
+ * thread at nice -10 still lost the core and the reserve's pages to it for
+ * minutes, and every write meanwhile failed for want of reserve.  Where
+ * realtime is refused it falls back to a higher nice than the I/O threads;
+ * both are only asked, never required (they need CAP_SYS_NICE).
  */
 #define REFILL_NICE (-10)
 
@@ -112,6 +131,15 @@ void harden_refill_thread(void)
     /* Refused only where it was never granted: nothing to undo then. */
     (void)prctl(PR_SET_IO_FLUSHER, 0, 0, 0, 0);
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), REFILL_NICE);
+    harden_reply_thread();
+}
+
+void harden_reply_thread(void)
+{
+    const struct sched_param p = { .sched_priority = 1 };
+
+    /* Refused without CAP_SYS_NICE or RLIMIT_RTPRIO: the sender stays as it was. */
+    (void)pthread_setschedparam(pthread_self(), SCHED_RR, &p);
 }
 
 /*

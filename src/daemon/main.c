@@ -392,6 +392,7 @@ static int start_nbd(struct daemon *d)
         .read_only = d->opt.read_only,
         .max_connections = d->opt.max_connections,
         .threads = d->opt.threads,
+        .sender_init = harden_reply_thread,
     };
     int r;
 

@@ -188,9 +188,19 @@ void harden(struct hardening *ret) __attribute__((nonnull));
 /*
  * For the store's refill thread: give up the I/O flusher flag, so that its
  * allocations may do I/O and, when nothing else helps, call the OOM killer,
- * rather than retry for ever.  No request waits on that thread.
+ * rather than retry for ever.  No request waits on that thread.  It also
+ * asks for the lowest realtime priority (harden_reply_thread()), else a
+ * higher nice than the I/O threads.
  */
 void harden_refill_thread(void);
+
+/*
+ * For each NBD connection's reply sender: the lowest realtime priority, so
+ * that the socket buffer its sendmsg() needs may come from below the min
+ * watermark, where the program swapping cannot reach (harden.c).  Only
+ * asked, never required.
+ */
+void harden_reply_thread(void);
 
 /* Free memory under which the machine is short (store_config.low_free). */
 uint64_t harden_low_free(void);

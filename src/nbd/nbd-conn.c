@@ -287,6 +287,8 @@ static void *sender_main(void *arg)
 {
     struct nbd_conn *c = arg;
 
+    if (c->ne->sender_init)
+        c->ne->sender_init();
     stack_prefault(64u << 10);
     mutex_lock(&c->lock);
     for (;;) {

@@ -41,6 +41,12 @@ struct nbd_export_options {
      * request is served by its connection's thread.
      */
     unsigned threads;
+    /*
+     * If not NULL, called first thing in each connection's reply sender
+     * (the thread whose sendmsg() may wait for a socket buffer when memory
+     * is short), e.g. to raise its scheduling class.  It must not fail.
+     */
+    void (*sender_init)(void);
 };
 
 /*

@@ -56,6 +56,7 @@ struct nbd_export {
     bool read_only;
     unsigned max_connections;
     unsigned nthreads;
+    void (*sender_init)(void);  /* nbd_export_options.sender_init */
 
     /* The worker pool: jobs queued by connection threads (nbd-server.c). */
     pthread_mutex_t pool_lock;

@@ -468,6 +468,7 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
     ne->read_only = o->read_only;
     ne->max_connections = maxc;
     ne->nthreads = o->threads;
+    ne->sender_init = o->sender_init;
     ne->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ne->listeners = calloc(NBD_MAX_LISTENERS, sizeof(*ne->listeners));
     if (o->description)
