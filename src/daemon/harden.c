@@ -116,11 +116,11 @@ void harden(struct hardening *ret)
 }
 
 /*
- * A refill that waits for a busy core makes writes wait for it too (the
- * store's essay).  The thread asks for the lowest realtime priority, as the
- * reply senders do: in a VM whose RAM the swapping program fills, a refill
- * thread at nice -10 still lost the core and the reserve's pages to it for
- * minutes, and every write meanwhile failed for want of reserve.  Where
+ * A refill that waits for a busy core makes writes wait for it too
+ * (doc/store.md, "The reserve").  The thread asks for the lowest realtime
+ * priority, as the reply senders do: in a VM whose RAM the swapping
+ * program fills, a refill thread at nice -10 still lost the core and the
+ * reserve's pages to it for minutes, and every write meanwhile failed for want of reserve.  Where
  * realtime is refused it falls back to a higher nice than the I/O threads;
  * both are only asked, never required (they need CAP_SYS_NICE).
  */

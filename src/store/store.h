@@ -62,7 +62,7 @@ struct store_config {
     unsigned prealloc_threads;
 
     /*
-     * The I/O path never waits for memory (see store.c's essay, "The
+     * The I/O path never waits for memory (doc/store.md, "The
      * reserve").  With reserve > 0 (bytes, at most ZS_RESERVE_MAX), the
      * store populates its tables and that much memory for the allocator up
      * front, and a thread of its own keeps the reserve full; a write that
@@ -80,13 +80,13 @@ struct store_config {
     /*
      * Free memory on the machine (bytes) under which it is short: then a
      * store that has seen no request for a while gives its reserve back
-     * to the kernel (see store.c, "The reserve").  uzramd: twice
+     * to the kernel (doc/store.md, "The reserve").  uzramd: twice
      * vm.min_free_kbytes.  0: only a stalled refill counts.
      */
     uint64_t low_free;
 
     /*
-     * Writeback (see store.c's essay).  backing: where cold pages go, or
+     * Writeback (doc/store.md).  backing: where cold pages go, or
      * NULL; the caller opens it, and closes it only after store_free().
      * With a backing store and a mem_limit, a background thread writes the
      * least recently used pages back whenever mem_used_total passes

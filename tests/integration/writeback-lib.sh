@@ -15,7 +15,7 @@
 #
 # The limit's slack.  The store checks the limit before and after each
 # allocation, but threads allocating at the same instant can each open a
-# zspage before any of them checks again (src/store/store.c, "The memory
+# zspage before any of them checks again (doc/store.md, "The memory
 # limit"), so mem_used_total may pass the limit by at most one zspage
 # (16 pages, 64 KiB) per thread in the store at once.  WB_SLACK allows
 # 1 MiB: sixteen such threads, more than uzramd runs by default on this

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Allocation under the limit, and automatic compaction (doc/store.md,
+ * "The memory limit", "Automatic compaction").
+ *
+ * A write checks the limit before it allocates and again after, frees what
+ * it took if either fails, compacts once if objects were freed since the
+ * last compaction, and retries once; with a backing store it then waits
+ * for eviction, at most STORE_EVICT_WAIT_MS.  Same-filled pages take no
+ * memory.  With a reserve, an empty one fails the write with -ENOSPC after
+ * at most one bounded wait for a refill (reserve.c).
+ *
+ * The compaction thread compacts when the waste passes the threshold and
+ * objects were freed since the last compaction, then sleeps a whole
+ * period whatever wakes it.
+ */
+#include <errno.h>
+
+#include "cleanup.h"
+#include "store-internal.h"
+
+/* Waste below this is not worth a compaction pass: 16 pages. */
+#define COMPACT_MIN_WASTE (16u * PAGE)
+#define COMPACT_PERIOD_SEC 1
+
+int64_t compact_now(struct store *s)
+{
+    uint64_t f = counter_get(&s->frees);
+    int64_t r = zs_compact(s->pool);
+    atomic_store_explicit(&s->frees_at_compact, f, memory_order_relaxed);
+    counter_add(&s->compactions, 1);
+    return r;
+}
+
+/* Objects freed since the last compaction began: only then can one help. */
+static bool compact_useful(struct store *s)
+{
+    return counter_get(&s->frees) != counter_get(&s->frees_at_compact);
+}
+
+void compactor_wake(struct store *s)
+{
+    /* Without bg_lock: a lost wakeup costs at most one period. */
+    pthread_cond_signal(&s->compactor.cond);
+}
+
+/* Compact if the waste is worth it (doc/store.md).  True if it ran. */
+static bool compact_if_worth(struct store *s)
+{
+    unsigned pct = atomic_load_explicit(&s->compact_pct, memory_order_relaxed);
+    if (pct == 0 || !compact_useful(s))
+        return false;
+    uint64_t used = mem_used(s);
+    uint64_t data = counter_get(&s->compr_data_size);
+    if (used <= data)
+        return false;
+    uint64_t waste = used - data;
+    /* waste * 100 cannot overflow: used is far below 2^57. */
+    if (waste < COMPACT_MIN_WASTE || waste * 100 <= (uint64_t)pct * used)
+        return false;
+    compact_now(s);
+    return true;
+}
+
+
+/*
+ * The compaction thread.  A discard wakes it early, but after a compaction
+ * it sleeps a whole period whatever happens: an fstrim sends thousands of
+ * discards, and one compaction after them does what one per discard would.
+ */
+void *compactor_main(void *arg)
+{
+    struct store *s = arg;
+    mutex_lock(&s->compactor.lock);
+    while (worker_sleep(&s->compactor, NULL, COMPACT_PERIOD_SEC * 1000)) {
+        mutex_unlock(&s->compactor.lock);
+        bool ran = compact_if_worth(s);
+        mutex_lock(&s->compactor.lock);
+        if (ran)
+            worker_pause(&s->compactor, NULL, COMPACT_PERIOD_SEC * 1000);
+    }
+    mutex_unlock(&s->compactor.lock);
+    return NULL;
+}
+
+void mem_used_max_update(struct store *s, uint64_t used)
+{
+    uint64_t cur = counter_get(&s->mem_used_max);
+    while (used > cur &&
+           !atomic_compare_exchange_weak_explicit(&s->mem_used_max, &cur, used,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+
+
+/*
+ * An object of n bytes within mem_limit (doc/store.md).  Returns 0 and the
+ * handle, -ENOSPC, or -ENOMEM.  With wait, and a backing store, a pool at
+ * its limit makes the caller wait for eviction (STORE_EVICT_WAIT_MS at
+ * most) rather than fail.  May be called with a slot lock held: eviction
+ * passes locked slots by.
+ */
+int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
+{
+    bool compacted = false, waited = false, gave_up = false, refilled = false;
+    struct timespec deadline;
+    for (;;) {
+        uint64_t limit = counter_get(&s->mem_limit);
+        if (limit && mem_used(s) + n > limit)
+            goto over;
+        uint64_t h = zs_malloc(s->pool, n);
+        if (!h && !s->reserved)
+            return -ENOMEM;
+        if (!h) {
+            /* The reserve is empty: a refill under way may save the write (doc/store.md). */
+            if (!refilled && (refilled = reserve_wait(s))) {
+                counter_add(&s->reserve_waits, 1);
+                continue;
+            }
+            counter_add(&s->reserve_misses, 1);
+            return -ENOSPC;
+        }
+        uint64_t used = mem_used(s);
+        if (limit && used > limit) {
+            zs_free(s->pool, h);
+            goto over;
+        }
+        mem_used_max_update(s, used);
+        if (s->backing && limit && used > watermark(limit, &s->high_pct))
+            evict_kick(s);
+        *ret_h = h;
+        return 0;
+    over:
+        if (!compacted && compact_useful(s)) {
+            compacted = true;
+            compact_now(s);
+            continue;
+        }
+        /* After a wait that did not help, one last try: memory may have come back meanwhile. */
+        if (!wait || !s->backing || gave_up)
+            return -ENOSPC;
+        if (!waited) {
+            waited = true;
+            counter_add(&s->write_waits, 1);
+            deadline = deadline_in_ms(STORE_EVICT_WAIT_MS);
+        }
+        gave_up = !evict_wait(s, &deadline);
+    }
+}
+
+/*
+ * Turn a page into an entry: same-filled, or compressed (with t's codec, into
+ * t->cbuf) and stored in a new object, raw if it does not compress below the
+ * huge threshold.  No slot lock needed.  0, -ENOSPC, -ENOMEM, -EIO.
+ */
+int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *ret,
+                      bool wait)
+{
+    uint64_t w;
+    if (page_same(page, &w)) {
+        *ret = (struct entry){ .state = SLOT_SAME, .flags = SF_ACCESSED, .val = w };
+        return 0;
+    }
+    const void *src = page;
+    size_t n = PAGE;
+    uint8_t state = SLOT_HUGE;
+    size_t cap = s->huge_threshold - 1;
+    if (cap > 0) {
+        ssize_t r = codec_compress(t->codec, page, PAGE, t->cbuf, cap);
+        if (r > 0) {
+            src = t->cbuf;
+            n = (size_t)r;
+            state = SLOT_OBJ;
+        } else if (r != -E2BIG) {
+            return -EIO;        /* a codec bug; refuse rather than store garbage */
+        }
+    }
+    uint64_t h;
+    int r = obj_alloc(s, n, &h, wait);
+    if (r < 0)
+        return r;
+    r = zs_write(s->pool, h, src, n);
+    if (r < 0) {
+        zs_free(s->pool, h);
+        return -EIO;
+    }
+    *ret = (struct entry){ .state = state, .flags = SF_ACCESSED, .size = (uint16_t)n, .val = h };
+    return 0;
+}

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The reserve (doc/store.md, "The reserve").
+ *
+ * The refill thread populates the allocator's reserve back to its target
+ * when the allocator says it is low, and every REFILL_PERIOD_MS; it may
+ * wait for memory, and no request waits on it except for the one bounded
+ * wait of reserve_wait().  The watchdog allocates nothing: when a refill
+ * stalls, or the machine is short of memory while no request arrives, it
+ * gives a quarter of the reserve back to the kernel, once per
+ * RESERVE_STALL_MS.
+ */
+#include <errno.h>
+#include <sys/sysinfo.h>
+
+#include "backing.h"
+#include "cleanup.h"
+#include "populate.h"
+#include "store-internal.h"
+
+/* How often the refill thread looks at the reserve when nobody wakes it. */
+#define REFILL_PERIOD_MS 1000
+/*
+ * The longest a write that found the reserve empty waits for a refill
+ * (doc/store.md).  Populating a reserve of a few MiB takes a millisecond
+ * when memory is free; twenty leave room for a busy machine to schedule the
+ * refill thread.
+ */
+#define RESERVE_WAIT_MS 20
+/*
+ * The watchdog's period, and how long a refill may go without growing the
+ * reserve before memory counts as short (doc/store.md): populating a step
+ * of the reserve takes well under a millisecond when memory is free.
+ */
+#define RESERVE_WATCH_MS 20
+#define RESERVE_STALL_MS 100
+
+
+/* ops.reserve_low: from an allocation, with no pool lock held.  Must not block long. */
+void reserve_low(struct zs_pool *pool, void *arg)
+{
+    (void)pool;
+    struct store *s = arg;
+    LOCK_GUARD(&s->refiller.lock);
+    s->refill_wanted = true;
+    pthread_cond_signal(&s->refiller.cond);
+}
+
+/*
+ * ops.handles_grow: the zspage policy's reverse map is indexed by handle
+ * index; populate it before the allocator hands such handles out.
+ */
+int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg)
+{
+    (void)pool;
+    struct store *s = arg;
+    if (!s->rmap)
+        return 0;
+    size_t bytes = (size_t)handles * sizeof(*s->rmap);
+    if (bytes > s->rmap_bytes)
+        bytes = s->rmap_bytes;
+    return mem_populate(s->rmap, bytes);
+}
+
+/* Free memory on the machine, bytes (sysinfo(2): no allocation, no file). */
+static uint64_t machine_free(void)
+{
+    struct sysinfo si;
+    if (sysinfo(&si) != 0)
+        return UINT64_MAX;
+    return (uint64_t)si.freeram * si.mem_unit;
+}
+
+/*
+ * The refill thread: when the allocator says the reserve is low, and every
+ * REFILL_PERIOD_MS in any case, populate it back to its target.  The refill
+ * may wait for memory as long as the kernel takes; no request waits on it.
+ */
+static void *refill_main(void *arg)
+{
+    struct store *s = arg;
+    if (s->reserve_thread_init)
+        s->reserve_thread_init();
+    mutex_lock(&s->refiller.lock);
+    while (worker_sleep(&s->refiller, &s->refill_wanted, REFILL_PERIOD_MS)) {
+        s->refill_wanted = false;
+        mutex_unlock(&s->refiller.lock);
+        atomic_store(&s->refill_busy_since, now_ms());
+        int r = zs_reserve_refill(s->pool);
+        atomic_store(&s->refill_busy_since, 0);
+        if (r < 0)
+            counter_add(&s->reserve_failures, 1);
+        mutex_lock(&s->refiller.lock);
+        if (r == 0) {
+            s->refills_done++;
+            atomic_store(&s->refill_stalled, false);
+            pthread_cond_broadcast(&s->refill_cond);
+        }
+    }
+    mutex_unlock(&s->refiller.lock);
+    return NULL;
+}
+
+/* Requests begun, all kinds: the watchdog's sign that I/O still flows. */
+static uint64_t requests_begun(struct store *s)
+{
+    return counter_get(&s->read_reqs) + counter_get(&s->write_reqs) +
+           counter_get(&s->discard_reqs) + counter_get(&s->flush_reqs);
+}
+
+/*
+ * The reserve's watchdog (doc/store.md, "The reserve"): when a refill under way has not
+ * grown the reserve for RESERVE_STALL_MS, give a quarter of the target back
+ * to the kernel, once per RESERVE_STALL_MS.  It allocates nothing and
+ * touches only what is resident.
+ */
+static void *watch_main(void *arg)
+{
+    struct store *s = arg;
+    uint64_t last_avail = 0, last_progress = 0, last_release = 0;
+    uint64_t last_reqs = 0, last_io = 0;
+
+    stack_prefault(64u << 10);
+    mutex_lock(&s->watchdog.lock);
+    while (worker_sleep(&s->watchdog, NULL, RESERVE_WATCH_MS)) {
+        mutex_unlock(&s->watchdog.lock);
+
+        struct zs_reserve_stats rs;
+        zs_reserve_get_stats(s->pool, &rs);
+        uint64_t now = now_ms(), since = counter_get(&s->refill_busy_since);
+        uint64_t reqs = requests_begun(s);
+        bool low = s->low_free && machine_free() < s->low_free;
+        if (since == 0 || rs.available > last_avail)
+            last_progress = now;
+        if (reqs != last_reqs || !low)
+            last_io = now;
+        bool refill_stuck = now - last_progress >= RESERVE_STALL_MS;
+        bool io_stuck = now - last_io >= RESERVE_STALL_MS;
+        /* Writing back and reading back too go without memory now (backing.c). */
+        if (s->backing)
+            backing_set_pressure(s->backing, refill_stuck || low);
+        if (refill_stuck)
+            atomic_store(&s->refill_stalled, true);
+        if ((refill_stuck || io_stuck) && now - last_release >= RESERVE_STALL_MS) {
+            counter_add(&s->reserve_released, zs_reserve_release(s->pool, rs.target / 4));
+            last_release = now;
+        }
+        last_avail = rs.available;
+        last_reqs = reqs;
+        mutex_lock(&s->watchdog.lock);
+    }
+    mutex_unlock(&s->watchdog.lock);
+    return NULL;
+}
+
+/*
+ * A write found the reserve empty: wake the refill and wait for one to
+ * complete, at most RESERVE_WAIT_MS, unless refills are known to stall
+ * (doc/store.md).  True if one completed: the caller tries again.
+ */
+bool reserve_wait(struct store *s)
+{
+    if (atomic_load(&s->refill_stalled) || !s->refiller.running)
+        return false;
+    struct timespec deadline = deadline_in_ms(RESERVE_WAIT_MS);
+    LOCK_GUARD(&s->refiller.lock);
+    uint64_t done = s->refills_done;
+    s->refill_wanted = true;
+    pthread_cond_signal(&s->refiller.cond);
+    while (s->refills_done == done && !s->refiller.stop) {
+        if (pthread_cond_timedwait(&s->refill_cond, &s->refiller.lock, &deadline) == ETIMEDOUT) {
+            atomic_store(&s->refill_stalled, true);
+            return false;
+        }
+    }
+    return s->refills_done != done;
+}
+
+/*
+ * With a reserve: the tables every request touches, populated now, and the
+ * reserve filled once before the store serves.
+ */
+int reserve_setup(struct store *s, uint64_t bytes)
+{
+    int r = zs_reserve_set(s->pool, bytes);
+    if (r < 0)
+        return r;
+    if (mem_populate(s->slots, s->slots_bytes) < 0 || mem_populate(s->occ, s->occ_bytes) < 0 ||
+        mem_populate(s->occ_summary, s->occ_summary_bytes) < 0 ||
+        mem_populate(s->atime, s->atime_bytes) < 0)
+        return -ENOMEM;
+    s->reserved = true;
+    return zs_reserve_refill(s->pool);
+}
+
+/* The refill thread and the watchdog.  0 or a negative errno. */
+int reserve_start(struct store *s)
+{
+    int r = worker_start(&s->refiller, refill_main, s);
+    return r < 0 ? r : worker_start(&s->watchdog, watch_main, s);
+}

@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The block store's own header: what its files share, and nothing a front
+ * end may see (they include store.h).  The design, with the measurements
+ * behind it and the alternatives rejected, is doc/store.md; each file keeps
+ * the rules its code obeys.
+ *
+ * Locking, in one place:
+ *   - A slot's lock word guards the slot's fields and the object or backing
+ *     block its val names.  No path holds two slot locks at once.
+ *   - The pool's locks are taken inside a slot lock, never the reverse;
+ *     compaction needs no slot lock (handles name objects that move).
+ *   - Each worker's lock guards its running/stop flags and the fields
+ *     marked "under X.lock" below; no slot lock is ever taken under one.
+ *   - Counters are atomic and relaxed (counter.h): exact, never ordered
+ *     against anything else.
+ *
+ * Sections below follow the file that defines each item.
+ */
+#ifndef UZRAM_STORE_INTERNAL_H
+#define UZRAM_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "counter.h"
+#include "store.h"
+#include "zspool.h"
+
+#define PAGE STORE_PAGE_SIZE
+#define PAGE_SHIFT 12
+
+enum slot_state {
+    SLOT_EMPTY = 0,
+    SLOT_SAME,          /* val is the fill word */
+    SLOT_OBJ,           /* val is the handle of a compressed object */
+    SLOT_HUGE,          /* val is the handle of a raw page */
+    SLOT_WB,            /* on the backing store: val is the block and a checksum */
+};
+
+/* SLOT_WB's val: the block in the low 40 bits, a 24-bit checksum above. */
+#define WB_BLOCK_BITS 40
+#define WB_BLOCK(val) ((val) & ((UINT64_C(1) << WB_BLOCK_BITS) - 1))
+#define WB_CHECKSUM(val) ((uint32_t)((val) >> WB_BLOCK_BITS))
+
+/* struct slot's flags, guarded by the slot lock like the rest of it. */
+enum slot_flags {
+    SF_ACCESSED = 1u << 0,  /* read or written since the clock last passed */
+    SF_IDLE     = 1u << 1,  /* marked by store_mark_idle(), untouched since */
+    SF_RECOMP   = 1u << 2,  /* the data is in the second codec's format */
+    SF_WB_REF   = 1u << 3,  /* written back, and read once since */
+};
+
+/* One 4 KiB page of the device (doc/store.md, "The slot table"). */
+struct slot {
+    _Atomic uint32_t lock;  /* 0 free, 1 held, 2 held with waiters (slot.c) */
+    uint16_t size;      /* object bytes (SLOT_OBJ, SLOT_WB); PAGE for raw pages */
+    uint8_t state;      /* slot_state */
+    uint8_t flags;      /* slot_flags */
+    uint64_t val;       /* pool handle, fill word (SLOT_SAME) or block (SLOT_WB) */
+};
+_Static_assert(sizeof(struct slot) == 16, "a slot grew: update doc/store.md");
+
+/* A slot's content, moved around outside the table. */
+struct entry {
+    uint8_t state;
+    uint8_t flags;
+    uint16_t size;
+    uint64_t val;
+};
+
+/* Whether a slot in this state holds an object of the pool (its val a handle). */
+static inline bool state_has_object(unsigned state)
+{
+    return state == SLOT_OBJ || state == SLOT_HUGE;
+}
+
+static inline bool slot_has_object(const struct slot *sl)
+{
+    return state_has_object(sl->state);
+}
+
+static inline bool entry_has_object(const struct entry *e)
+{
+    return state_has_object(e->state);
+}
+
+/* A thread's codec state and buffers (tctx.c); only its thread uses them. */
+struct tctx {
+    struct store *s;
+    struct tctx *next;          /* on the free list; under store.tctx_lock */
+    struct tctx *all_next;      /* every context, for store_free(); under store.tctx_lock */
+    struct codec_ctx *codec;
+    struct codec_ctx *codec2;   /* the recompression codec's, or NULL */
+    unsigned char cbuf[PAGE];   /* compressed bytes */
+    unsigned char page[PAGE];   /* a page being read-modify-written */
+};
+
+/* A background thread of the store, woken through cond, told to stop by stop. */
+struct worker {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+    bool running, stop;         /* under lock */
+};
+
+struct store {
+    /* Set by store_new(), read-only after. */
+    uint64_t size, nslots;
+    uint64_t nwords, nsum;      /* words of occ and of its summary */
+    struct zs_pool *pool;
+    const struct codec_type *codec;
+    int level;
+    unsigned huge_threshold;
+    const struct codec_type *codec2;    /* recompression's, or NULL */
+    int level2;
+    struct backing *backing;    /* or NULL */
+    bool backing_raw;           /* write back decompressed pages */
+    enum store_evict_policy policy;
+    struct timespec t0;         /* access times count seconds from here */
+    bool reserved;              /* cfg->reserve > 0: the I/O path never faults */
+    void (*reserve_thread_init)(void);
+    uint64_t low_free;          /* free memory under which the machine is short */
+
+    /* The tables (slot.c); each an anonymous mapping of *_bytes. */
+    struct slot *slots;         /* fields under each slot's lock */
+    _Atomic uint64_t *occ;      /* bit per slot: holds something */
+    _Atomic uint64_t *occ_summary;  /* bit per occ word: may be non-zero */
+    _Atomic uint32_t *atime;    /* per slot: seconds since t0 of the last access */
+    _Atomic uint64_t *rmap;     /* per handle index: the owning slot (zspage policy) */
+    size_t slots_bytes, occ_bytes, occ_summary_bytes, atime_bytes, rmap_bytes;
+
+    /* Settings, changed at any time (store.c). */
+    _Atomic uint64_t mem_limit;         /* bytes; 0: none */
+    _Atomic unsigned compact_pct;       /* 0: no automatic compaction */
+    _Atomic unsigned high_pct, low_pct; /* eviction watermarks, % of mem_limit */
+
+    /* Thread contexts (tctx.c). */
+    pthread_key_t key;
+    bool key_made;
+    pthread_mutex_t tctx_lock;
+    struct tctx *free_list, *all_list;  /* under tctx_lock */
+
+    /* Compaction (alloc.c). */
+    struct worker compactor;
+    _Atomic uint64_t frees;             /* stored objects freed, ever */
+    _Atomic uint64_t frees_at_compact;  /* frees when the last compaction began */
+
+    /* Eviction (evict.c). */
+    struct worker evictor;              /* its cond wakes it */
+    pthread_cond_t evict_done;          /* a pass ended; with evictor.lock */
+    bool evict_wanted;                  /* a pass is asked for; under evictor.lock */
+    uint64_t evict_passes;              /* under evictor.lock */
+    bool evict_progress;    /* the last pass freed memory or had none to free; under evictor.lock */
+    _Atomic bool evict_kicked;          /* a pass is asked for; spares the lock */
+    uint64_t clock_hand;                /* the clock's position; eviction thread only */
+
+    /* The reserve (reserve.c). */
+    struct worker refiller;
+    bool refill_wanted;                 /* the allocator asked for a refill; under refiller.lock */
+    uint64_t refills_done;              /* refills completed; under refiller.lock */
+    pthread_cond_t refill_cond;         /* a refill completed; with refiller.lock */
+    _Atomic bool refill_stalled;        /* a write waited RESERVE_WAIT_MS for none */
+    _Atomic uint64_t refill_busy_since; /* ms (monotonic) a refill began; 0 when none runs */
+    struct worker watchdog;
+
+    /* Statistics: each counts what its name says, atomically (counter.h). */
+    _Atomic uint64_t pages_stored;      /* slots in memory: same-filled and objects */
+    _Atomic uint64_t compr_data_size;   /* bytes of the objects (raw pages count PAGE) */
+    _Atomic uint64_t same_pages, huge_pages;
+    _Atomic uint64_t huge_pages_since;  /* raw pages stored, ever */
+    _Atomic uint64_t mem_used_max;      /* the pool's high-water mark, bytes */
+    _Atomic uint64_t failed_reads, failed_writes;   /* requests that failed */
+    _Atomic uint64_t invalid_io;        /* requests out of range */
+    _Atomic uint64_t notify_free;       /* whole pages discarded */
+    _Atomic uint64_t read_reqs, write_reqs, discard_reqs, flush_reqs;
+    _Atomic uint64_t read_bytes, write_bytes, discard_bytes;
+    _Atomic uint64_t compactions;       /* compaction passes, automatic or asked */
+    _Atomic uint64_t bd_count;          /* slots written back */
+    _Atomic uint64_t bd_reads, bd_writes;   /* backing blocks read, written */
+    _Atomic uint64_t bd_bad_sums;       /* backing reads whose checksum failed */
+    _Atomic uint64_t evictions;         /* eviction passes */
+    _Atomic uint64_t pages_promoted;    /* written-back pages brought back */
+    _Atomic uint64_t write_waits;       /* writes that waited for eviction */
+    _Atomic uint64_t idle_pages;        /* slots flagged SF_IDLE */
+    _Atomic uint64_t recompressed;      /* slots in the second codec */
+    _Atomic uint64_t reserve_waits;     /* writes that waited for a refill and went on */
+    _Atomic uint64_t reserve_misses;    /* writes failed for an empty reserve */
+    _Atomic uint64_t reserve_released;  /* bytes the watchdog gave back to the kernel */
+    _Atomic uint64_t reserve_failures;  /* refills that could not get the memory */
+};
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+static inline uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ms milliseconds from now on CLOCK_MONOTONIC, the clock of the store's condvars. */
+static inline struct timespec deadline_in_ms(long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += ms % 1000 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* On every allocation (the limit, mem_used_max): two loads, not a stats walk. */
+static inline uint64_t mem_used(struct store *s)
+{
+    return zs_mem_used(s->pool);
+}
+
+/* A watermark in bytes: pct percent of limit (limit below 2^57, no overflow). */
+static inline uint64_t watermark(uint64_t limit, _Atomic unsigned *pct)
+{
+    unsigned p = atomic_load_explicit(pct, memory_order_relaxed);
+    return limit / 100 * p + limit % 100 * p / 100;
+}
+
+/* ---- slot.c: slot locks, the occupancy bitmap, entries ------------------------ */
+
+bool slot_trylock(struct slot *sl);
+void slot_lock(struct slot *sl);
+void slot_unlock(struct slot *sl);
+/* The first slot >= i that holds something (or that is empty), or nslots. */
+uint64_t occ_next_set(struct store *s, uint64_t i);
+uint64_t occ_next_clear(struct store *s, uint64_t i);
+/*
+ * Free the object or backing block an entry held, once it is out of the
+ * table.  discard: tell the backing store too (a discard, not an overwrite).
+ */
+void entry_release(struct store *s, const struct entry *e, bool discard);
+/* Replace slot i's entry with *e and return the old one.  Slot i is locked. */
+struct entry slot_swap(struct store *s, uint64_t i, const struct entry *e);
+/* An access to slot i, locked: it is no longer idle, and the clock spares it. */
+void slot_touch(struct store *s, uint64_t i);
+/* Seconds since the store was made, for access times. */
+uint32_t now_sec(struct store *s);
+/*
+ * Call fn on each slot that holds something, in order, each under its
+ * lock, until fn returns non-zero: that value is returned (else 0).  fn
+ * must not take another slot lock.
+ */
+typedef int slot_fn(struct store *s, uint64_t i, struct slot *sl, void *arg);
+int slot_walk(struct store *s, slot_fn *fn, void *arg);
+
+/* ---- tctx.c: per-thread contexts --------------------------------------------- */
+
+/* Make n contexts ahead, on the free list.  0 or -ENOMEM. */
+int tctx_prealloc(struct store *s, unsigned n);
+/* The calling thread's context; made if none is free and may_make. NULL if none. */
+struct tctx *tctx_of_thread(struct store *s, bool may_make);
+/* A request's context: never made on the spot with a reserve. */
+struct tctx *tctx_get(struct store *s);
+/* The pthread key's destructor: a thread's context goes back to the store. */
+void tctx_release(void *p);
+void tctx_free_all(struct store *s);
+
+/* ---- worker.c: the store's background threads --------------------------------- */
+
+void worker_init(struct worker *w, const pthread_condattr_t *ca);
+/* Start w's thread, running fn(arg), unless it runs.  0 or a negative errno. */
+int worker_start(struct worker *w, void *(*fn)(void *), void *arg);
+/*
+ * Tell w's thread to stop, waking it (and the waiters on waiters_cond, if
+ * not NULL, who must look at w->stop), and join it.
+ */
+void worker_stop(struct worker *w, pthread_cond_t *waiters_cond);
+void worker_destroy(struct worker *w);
+/*
+ * In w's thread, w->lock held: sleep until woken or period_ms pass (not at
+ * all if *wanted, when wanted is not NULL).  False when told to stop.
+ */
+bool worker_sleep(struct worker *w, const bool *wanted, long period_ms);
+/*
+ * In w's thread, w->lock held: sleep period_ms whatever wakes the thread,
+ * unless it is told to stop or *wanted becomes set (wanted may be NULL).
+ */
+void worker_pause(struct worker *w, const bool *wanted, long period_ms);
+
+/* ---- alloc.c: allocation under the limit, compaction -------------------------- */
+
+int64_t compact_now(struct store *s);
+/* Wake the compaction thread early (after objects were freed). */
+void compactor_wake(struct store *s);
+void *compactor_main(void *arg);
+void mem_used_max_update(struct store *s, uint64_t used);
+/*
+ * An object of n bytes within mem_limit.  0 and the handle, -ENOSPC or
+ * -ENOMEM.  With wait and a backing store, a pool at its limit waits for
+ * eviction (STORE_EVICT_WAIT_MS at most).  May hold a slot lock.
+ */
+int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait);
+/*
+ * A page as an entry: same-filled, or compressed with t's codec (into
+ * t->cbuf) and stored in a new object, raw when it does not compress below
+ * the huge threshold.  No slot lock needed.  0, -ENOSPC, -ENOMEM, -EIO.
+ */
+int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *ret, bool wait);
+
+/* ---- reserve.c: the reserve, its refill thread and its watchdog -------------- */
+
+/* zs_ops callbacks. */
+void reserve_low(struct zs_pool *pool, void *arg);
+int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg);
+/* Populate the tables and fill the reserve once.  0 or a negative errno. */
+int reserve_setup(struct store *s, uint64_t bytes);
+int reserve_start(struct store *s);
+/* A write found the reserve empty: true if a refill completed meanwhile. */
+bool reserve_wait(struct store *s);
+
+/* ---- io.c: reads, writes, discards ------------------------------------------- */
+
+/* Whether a page is one 8-byte word repeated; if so, the word. */
+bool page_same(const void *page, uint64_t *ret_word);
+/* Decompress n bytes at src into dst (PAGE bytes) with the codec flags name. */
+int slot_decompress(struct tctx *t, unsigned flags, const void *src, size_t n, void *dst);
+
+/* ---- writeback.c: backing I/O, promotion, idle marking ----------------------- */
+
+/* Slot i's written-back page into dst, slot locked.  0 or -EIO. */
+int wb_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst);
+/* After a read of written-back slot i (locked): maybe bring it back. */
+void wb_maybe_promote(struct store *s, struct tctx *t, uint64_t i, const void *page);
+/*
+ * Write slot i's object (slot locked, holding an object) to a new backing
+ * block and point the slot there.  0, or the backing store's error with
+ * the slot untouched.
+ */
+int slot_writeback_locked(struct store *s, struct tctx *t, uint64_t i);
+/* Whether slot sl (locked) is one that sel selects. */
+bool slot_selected(const struct slot *sl, unsigned sel);
+/* Whether sel is a selection made only of allowed bits. */
+bool sel_valid(unsigned sel, unsigned allowed);
+
+/* ---- evict.c: the eviction thread and its two policies ----------------------- */
+
+/* zs_ops.evict, for the zspage policy. */
+int evict_handle(struct zs_pool *pool, uint64_t h, void *arg);
+void *evictor_main(void *arg);
+/* Wake the eviction thread for a pass.  Cheap to call on every allocation. */
+void evict_kick(struct store *s);
+/*
+ * Ask for a pass and wait until one ends or *deadline passes.  True when a
+ * pass freed memory or found none to free; false when eviction is stuck
+ * or the time is up.
+ */
+bool evict_wait(struct store *s, const struct timespec *deadline);
+
+#endif

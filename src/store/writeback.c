@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Writeback, promotion and idle marking (doc/store.md, "Writeback",
+ * "What goes first", "Idle marking and recompression").
+ *
+ * A slot is written back with its lock held across the backing write, so
+ * its content cannot change between the copy and the swap; a failed
+ * backing write leaves it as it was.  A written-back page is read under
+ * its lock, and checked against the checksum kept in the slot.  It comes
+ * back into memory on its second read, and only into room under the high
+ * watermark.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "backing.h"
+#include "store-internal.h"
+
+/*
+ * A 24-bit checksum of what is written back: a multiply-xorshift over
+ * 8-byte words, about 0.3 ns a byte, so it costs less than the write.  Not
+ * cryptographic: it catches a block that holds something else (zeros from
+ * a server that lost its data, another page), not an adversary.
+ */
+static uint32_t wb_checksum(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    for (; i < len; i++)
+        h = (h ^ p[i]) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 32;
+    return (uint32_t)(h & 0xffffff);
+}
+
+/* Slot i's written-back page into dst, slot locked.  0 or -EIO. */
+int wb_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst)
+{
+    struct slot *sl = &s->slots[i];
+    bool raw = sl->size == PAGE;
+    void *buf = raw ? dst : t->cbuf;
+    if (backing_read(s->backing, WB_BLOCK(sl->val), buf, sl->size) < 0)
+        return -EIO;
+    counter_add(&s->bd_reads, 1);
+    if (wb_checksum(buf, sl->size) != WB_CHECKSUM(sl->val)) {
+        counter_add(&s->bd_bad_sums, 1);
+        return -EIO;
+    }
+    return raw ? 0 : slot_decompress(t, sl->flags, t->cbuf, sl->size, dst);
+}
+
+/*
+ * After a read of written-back slot i (locked) whose page is in page: the
+ * second such read brings the page back into memory if the pool stays
+ * under the high watermark (doc/store.md).  Failing to is not an error.
+ */
+void wb_maybe_promote(struct store *s, struct tctx *t, uint64_t i, const void *page)
+{
+    struct slot *sl = &s->slots[i];
+    if (!(sl->flags & SF_WB_REF)) {
+        sl->flags |= SF_WB_REF;
+        return;
+    }
+    uint64_t limit = counter_get(&s->mem_limit);
+    if (!limit || mem_used(s) + PAGE > watermark(limit, &s->high_pct))
+        return;
+    struct entry e, old;
+    if (entry_make(s, t, page, &e, false) < 0)
+        return;
+    old = slot_swap(s, i, &e);
+    entry_release(s, &old, false);
+    counter_add(&s->pages_promoted, 1);
+}
+
+/*
+ * Write slot i's object (the slot locked by the caller, holding an object)
+ * to a new backing block and make the slot point there.  Returns 0, or the
+ * backing store's error with the slot untouched.
+ */
+int slot_writeback_locked(struct store *s, struct tctx *t, uint64_t i)
+{
+    struct slot *sl = &s->slots[i];
+    const void *buf = t->cbuf;
+    size_t len = sl->size;
+
+    if (zs_read(s->pool, sl->val, t->cbuf) != sl->size)
+        return -EIO;
+    if (s->backing_raw && sl->state == SLOT_OBJ) {
+        if (slot_decompress(t, sl->flags, t->cbuf, sl->size, t->page) < 0)
+            return -EIO;
+        buf = t->page;
+        len = PAGE;
+    }
+    uint64_t blk;
+    int r = backing_alloc(s->backing, &blk);
+    if (r < 0)
+        return r;
+    r = backing_write(s->backing, blk, buf, len);
+    if (r < 0) {
+        /* Discard: on a full file system, give back what the write did take. */
+        backing_free(s->backing, blk, true);
+        return r;
+    }
+    struct entry e = {
+        .state = SLOT_WB,
+        .flags = len == PAGE ? 0 : (uint8_t)(sl->flags & SF_RECOMP),
+        .size = (uint16_t)len,
+        .val = blk | (uint64_t)wb_checksum(buf, len) << WB_BLOCK_BITS,
+    };
+    struct entry old = slot_swap(s, i, &e);
+    entry_release(s, &old, false);
+    counter_add(&s->bd_writes, 1);
+    return 0;
+}
+
+/* Whether slot i (locked) is one that sel selects for writeback or recompression. */
+bool slot_selected(const struct slot *sl, unsigned sel)
+{
+    if (!slot_has_object(sl))
+        return false;
+    if (sel & STORE_SEL_ALL)
+        return true;
+    if ((sel & STORE_SEL_IDLE) && !(sl->flags & SF_IDLE))
+        return false;
+    if ((sel & STORE_SEL_HUGE) && sl->state != SLOT_HUGE)
+        return false;
+    return true;
+}
+
+struct mark_idle {
+    uint32_t now;
+    uint64_t age_sec;
+    int64_t marked;
+};
+
+static int mark_idle_one(struct store *s, uint64_t i, struct slot *sl, void *arg)
+{
+    struct mark_idle *m = arg;
+    if (!slot_has_object(sl))
+        return 0;
+    uint32_t atime = atomic_load_explicit(&s->atime[i], memory_order_relaxed);
+    if (m->age_sec && m->now - atime < m->age_sec)
+        return 0;
+    if (!(sl->flags & SF_IDLE)) {
+        sl->flags |= SF_IDLE;
+        counter_add(&s->idle_pages, 1);
+    }
+    m->marked++;
+    return 0;
+}
+
+int64_t store_mark_idle(struct store *s, uint64_t age_sec)
+{
+    struct mark_idle m = { .now = now_sec(s), .age_sec = age_sec };
+    slot_walk(s, mark_idle_one, &m);
+    return m.marked;
+}
+
+/* The selections store_writeback() and store_recompress() accept. */
+bool sel_valid(unsigned sel, unsigned allowed)
+{
+    if (sel == 0 || (sel & ~allowed))
+        return false;
+    return !(sel & STORE_SEL_ALL) || sel == STORE_SEL_ALL;
+}
+
+struct writeback {
+    struct tctx *t;
+    unsigned sel;
+    uint64_t limit_pages;       /* 0: no limit */
+    int64_t written;
+};
+
+/* 1 to stop at the limit, the backing store's error to stop on it. */
+static int writeback_one(struct store *s, uint64_t i, struct slot *sl, void *arg)
+{
+    struct writeback *w = arg;
+    if (w->limit_pages && (uint64_t)w->written >= w->limit_pages)
+        return 1;
+    if (!slot_selected(sl, w->sel))
+        return 0;
+    int r = slot_writeback_locked(s, w->t, i);
+    if (r < 0)
+        return r;
+    w->written++;
+    return 0;
+}
+
+int64_t store_writeback(struct store *s, unsigned sel, uint64_t limit_pages)
+{
+    if (!s->backing)
+        return -ENOTSUP;
+    if (!sel_valid(sel, STORE_SEL_IDLE | STORE_SEL_HUGE | STORE_SEL_ALL))
+        return -EINVAL;
+    struct writeback w = { .t = tctx_get(s), .sel = sel, .limit_pages = limit_pages };
+    if (!w.t)
+        return -ENOMEM;
+    int err = slot_walk(s, writeback_one, &w);
+    if (w.written > 0)
+        compactor_wake(s);
+    return w.written == 0 && err < 0 ? err : w.written;
+}
