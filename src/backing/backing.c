@@ -504,8 +504,8 @@ static int lib_ready(char *err, size_t errlen)
     return 0;
 }
 
-/* One connection and what its server said it can do; replaced as a whole. */
-struct nbd_conn {
+/* One connection to the backing server and what it said it can do; replaced as a whole. */
+struct nbd_server_link {
     struct nbd_handle *h;
     bool can_trim, can_flush;
     uint32_t min_block;     /* transfers are whole multiples of this */
@@ -517,7 +517,7 @@ struct backing_nbd {
     uint64_t size;              /* the server's size at open: never less after */
 
     pthread_rwlock_t rw;        /* read: I/O on conn; write: swapping conn */
-    struct nbd_conn *conn;      /* NULL while disconnected */
+    struct nbd_server_link *conn;      /* NULL while disconnected */
 
     pthread_mutex_t reconnecting;   /* held (trylock) by the one reconnecting */
     double last_try;                /* monotonic seconds; under reconnecting */
@@ -533,7 +533,7 @@ static double now_monotonic(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void conn_free(struct nbd_conn *c)
+static void conn_free(struct nbd_server_link *c)
 {
     if (!c)
         return;
@@ -546,7 +546,7 @@ static void conn_free(struct nbd_conn *c)
  * with a minimum block size a 4 KiB block is a multiple of.  On failure
  * returns NULL with errno set and the reason in err.
  */
-static struct nbd_conn *conn_open(const char *uri, uint64_t *ret_size, char *err, size_t errlen)
+static struct nbd_server_link *conn_open(const char *uri, uint64_t *ret_size, char *err, size_t errlen)
 {
     struct nbd_handle *h = lib.create();
     if (!h) {
@@ -579,7 +579,7 @@ static struct nbd_conn *conn_open(const char *uri, uint64_t *ret_size, char *err
         return NULL;
     }
 
-    struct nbd_conn *c = calloc(1, sizeof(*c));
+    struct nbd_server_link *c = calloc(1, sizeof(*c));
     if (!c) {
         lib.close(h);
         set_reason(err, errlen, "out of memory");
@@ -623,7 +623,7 @@ static void rw_unlock(pthread_rwlock_t *rw)
  * so it waits for the calls still using it; the caller must not hold the
  * read lock.
  */
-static void nbd_disconnect(struct backing_nbd *n, struct nbd_conn *conn)
+static void nbd_disconnect(struct backing_nbd *n, struct nbd_server_link *conn)
 {
     rw_wrlock(&n->rw);
     bool ours = n->conn == conn;
@@ -664,7 +664,7 @@ static int nbd_reconnect(struct backing_nbd *n)
     n->last_try = now;
 
     uint64_t size = 0;
-    struct nbd_conn *c = conn_open(n->uri, &size, NULL, 0);
+    struct nbd_server_link *c = conn_open(n->uri, &size, NULL, 0);
     if (c && size < n->size) {
         /* Blocks we wrote may lie past its end: not the server we had. */
         conn_free(c);
@@ -691,7 +691,7 @@ enum nbd_op { NBD_OP_READ, NBD_OP_WRITE, NBD_OP_TRIM, NBD_OP_FLUSH };
 static int nbd_do(struct backing_nbd *n, enum nbd_op op, void *buf, size_t len, uint64_t off)
 {
     rw_rdlock(&n->rw);
-    struct nbd_conn *c = n->conn;
+    struct nbd_server_link *c = n->conn;
     if (!c) {
         rw_unlock(&n->rw);
         int r = nbd_reconnect(n);
@@ -798,7 +798,7 @@ static struct backing *nbd_backend_open(const char *uri, uint64_t size, char *er
         errno = -r;
         return NULL;
     }
-    struct nbd_conn *c = conn_open(uri, &have, err, errlen);
+    struct nbd_server_link *c = conn_open(uri, &have, err, errlen);
     if (!c)
         return NULL;
     if ((have < size ? have : size) < BACKING_BLOCK_SIZE) {

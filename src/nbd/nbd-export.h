@@ -37,7 +37,7 @@ struct nbd_export_options {
     bool read_only;           /* NBD_FLAG_READ_ONLY: writes fail with EPERM */
     unsigned max_connections; /* clients at once, 1..1024; 0: 16 */
     /*
-     * Worker threads for large requests (see nbd-server.c); 0: none, every
+     * Worker threads for large requests (see nbd-pool.c); 0: none, every
      * request is served by its connection's thread.
      */
     unsigned threads;

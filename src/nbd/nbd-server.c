@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The NBD server's sockets and threads; the protocol is in nbd-conn.c.
+ * The NBD server's sockets and threads; a connection's protocol is in
+ * nbd-conn.c and the files it names, the worker pool in nbd-pool.c.
  *
  * Threads.
  *   - One accept thread polls every listening socket (Unix and TCP alike)
@@ -76,126 +77,6 @@ struct nbd_client {
     pthread_t thread;
 };
 
-/* ---- the worker pool ----------------------------------------------------- */
-
-
-struct nbd_job *nbd_job_get(struct nbd_export *ne)
-{
-    LOCK_GUARD(&ne->pool_lock);
-    while (!ne->jobs_free && !ne->pool_stop)
-        pthread_cond_wait(&ne->jobs_cond, &ne->pool_lock);
-    struct nbd_job *j = ne->jobs_free;
-    if (j)
-        ne->jobs_free = j->next;
-    return j;
-}
-
-void nbd_job_put(struct nbd_export *ne, struct nbd_job *j)
-{
-    LOCK_GUARD(&ne->pool_lock);
-    j->next = ne->jobs_free;
-    ne->jobs_free = j;
-    pthread_cond_signal(&ne->jobs_cond);
-}
-
-void nbd_pool_push(struct nbd_export *ne, struct nbd_job *j)
-{
-    LOCK_GUARD(&ne->pool_lock);
-    j->next = NULL;
-    if (ne->queue_tail)
-        ne->queue_tail->next = j;
-    else
-        ne->queue_head = j;
-    ne->queue_tail = j;
-    pthread_cond_signal(&ne->pool_cond);
-}
-
-static void *worker_main(void *arg)
-{
-    struct nbd_export *ne = arg;
-
-    stack_prefault(IO_STACK_BYTES);
-    (void)store_thread_prepare(ne->store);   /* else on the first request */
-    for (;;) {
-        mutex_lock(&ne->pool_lock);
-        while (!ne->queue_head && !ne->pool_stop)
-            pthread_cond_wait(&ne->pool_cond, &ne->pool_lock);
-        struct nbd_job *j = ne->queue_head;
-        if (j) {
-            ne->queue_head = j->next;
-            if (!ne->queue_head)
-                ne->queue_tail = NULL;
-        }
-        mutex_unlock(&ne->pool_lock);
-        if (!j)
-            break;
-        nbd_job_run(j);
-    }
-    return NULL;
-}
-
-/* The job buffers, one per worker, made and populated before serving. */
-static int jobs_make(struct nbd_export *ne)
-{
-    ne->jobs = calloc(ne->nthreads, sizeof(*ne->jobs));
-    if (!ne->jobs)
-        return -ENOMEM;
-    for (unsigned i = 0; i < ne->nthreads; i++) {
-        struct nbd_job *j = &ne->jobs[i];
-        if (!(j->tx = nbd_tx_new()))
-            return -ENOMEM;
-        if (posix_memalign((void **)&j->buf, 4096, NBD_JOB_BUF_SIZE) != 0)
-            return -ENOMEM;
-        if (mem_populate(j->buf, NBD_JOB_BUF_SIZE) < 0)
-            return -ENOMEM;
-        j->next = ne->jobs_free;
-        ne->jobs_free = j;
-    }
-    return 0;
-}
-
-static void jobs_free(struct nbd_export *ne)
-{
-    for (unsigned i = 0; ne->jobs && i < ne->nthreads; i++) {
-        free(ne->jobs[i].buf);
-        nbd_tx_free(ne->jobs[i].tx);
-    }
-    free(ne->jobs);
-    ne->jobs = ne->jobs_free = NULL;
-}
-
-static int pool_start(struct nbd_export *ne)
-{
-    int r = jobs_make(ne);
-    if (r < 0)
-        return r;
-    ne->workers = calloc(ne->nthreads, sizeof(*ne->workers));
-    if (!ne->workers)
-        return -ENOMEM;
-    for (unsigned i = 0; i < ne->nthreads; i++) {
-        int e = pthread_create(&ne->workers[i], NULL, worker_main, ne);
-        if (e != 0)
-            return -e;
-        ne->nworkers++;
-    }
-    ne->pool_running = true;
-    return 0;
-}
-
-static void pool_stop(struct nbd_export *ne)
-{
-    mutex_lock(&ne->pool_lock);
-    ne->pool_stop = true;
-    pthread_cond_broadcast(&ne->pool_cond);
-    pthread_cond_broadcast(&ne->jobs_cond);
-    mutex_unlock(&ne->pool_lock);
-    for (unsigned i = 0; i < ne->nworkers; i++)
-        pthread_join(ne->workers[i], NULL);
-    free(ne->workers);
-    ne->workers = NULL;
-    ne->nworkers = 0;
-    jobs_free(ne);
-}
 
 /* ---- clients ------------------------------------------------------------- */
 
@@ -469,6 +350,7 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
     ne->max_connections = maxc;
     ne->nthreads = o->threads;
     ne->sender_init = o->sender_init;
+    ne->job_run = nbd_job_run;
     ne->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ne->listeners = calloc(NBD_MAX_LISTENERS, sizeof(*ne->listeners));
     if (o->description)
@@ -491,7 +373,7 @@ int nbd_export_start(struct nbd_export *ne)
     int r;
 
     if (ne->nthreads > 0) {
-        r = pool_start(ne);
+        r = nbd_pool_start(ne);
         if (r < 0)
             return r;
     }
@@ -546,9 +428,7 @@ void nbd_export_free(struct nbd_export *ne)
     mutex_unlock(&ne->clients_lock);
     reap_clients(ne, true);
 
-    if (ne->workers)
-        pool_stop(ne);
-    jobs_free(ne);      /* a pool that failed to start may have made some */
+    nbd_pool_stop(ne);  /* also the buffers of a pool that failed to start */
     if (ne->stop_fd >= 0)
         close(ne->stop_fd);
     pthread_mutex_destroy(&ne->clients_lock);
@@ -559,3 +439,4 @@ void nbd_export_free(struct nbd_export *ne)
     free(ne->description);
     free(ne);
 }
+
