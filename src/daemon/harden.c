@@ -117,12 +117,12 @@ void harden(struct hardening *ret)
 
 /*
  * A refill that waits for a busy core makes writes wait for it too
- * (doc/store.md, "The reserve").  The thread asks for the lowest realtime
- * priority, as the reply senders do: in a VM whose RAM the swapping
- * program fills, a refill thread at nice -10 still lost the core and the
- * reserve's pages to it for minutes, and every write meanwhile failed for want of reserve.  Where
- * realtime is refused it falls back to a higher nice than the I/O threads;
- * both are only asked, never required (they need CAP_SYS_NICE).
+ * (doc/store.md, "The reserve"): the thread runs at a higher priority than
+ * the I/O threads, which is only asked, never required (it needs
+ * CAP_SYS_NICE).  Not realtime, unlike the reply senders: the refill may
+ * spend long in direct reclaim, and a realtime thread there takes a core
+ * from the threads that answer the swap I/O reclaim waits for (with it,
+ * the VM suite's fuse-pressure case hung in its fifth round).
  */
 #define REFILL_NICE (-10)
 
@@ -131,7 +131,6 @@ void harden_refill_thread(void)
     /* Refused only where it was never granted: nothing to undo then. */
     (void)prctl(PR_SET_IO_FLUSHER, 0, 0, 0, 0);
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), REFILL_NICE);
-    harden_reply_thread();
 }
 
 void harden_reply_thread(void)

@@ -189,8 +189,7 @@ void harden(struct hardening *ret) __attribute__((nonnull));
  * For the store's refill thread: give up the I/O flusher flag, so that its
  * allocations may do I/O and, when nothing else helps, call the OOM killer,
  * rather than retry for ever.  No request waits on that thread.  It also
- * asks for the lowest realtime priority (harden_reply_thread()), else a
- * higher nice than the I/O threads.
+ * asks for a higher priority (nice) than the I/O threads.
  */
 void harden_refill_thread(void);
 
