@@ -1,0 +1,502 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control protocol's verbs (PROTOCOL.md): one handler each, found
+ * through one table that also gives help its list.  Handlers run on the
+ * control thread and answer into a struct resp; each checks its own
+ * arguments and echoes at most CONTROL_ECHO_MAX bytes of what the client
+ * sent.  writeback and recompress start the job thread instead and leave
+ * the client waiting (control.c, "Long requests").
+ */
+#include "control-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "store.h"
+#include "util.h"
+
+static void resp_verb_names(struct resp *r, const char *key);
+
+static void req_hello(struct control *ctl, struct client *c, int argc, char **argv,
+                      struct resp *r)
+{
+    bool ours = false;
+
+    (void)c;
+    if (argc < 2) {
+        resp_error(r, EINVAL, "usage: hello VERSION...");
+        return;
+    }
+    /* The client lists the versions it speaks; we answer with the highest
+     * we share.  There is one so far. */
+    for (int i = 1; i < argc; i++) {
+        uint64_t v;
+        if (parse_u64(argv[i], &v) < 0) {
+            resp_error(r, EINVAL, "bad protocol version '%.*s'", CONTROL_ECHO_MAX, argv[i]);
+            return;
+        }
+        if (v == CONTROL_PROTOCOL)
+            ours = true;
+    }
+    if (!ours) {
+        resp_error(r, EPROTONOSUPPORT, "this server speaks protocol %d", CONTROL_PROTOCOL);
+        return;
+    }
+    resp_ok(r);
+    resp_u64(r, "protocol", CONTROL_PROTOCOL);
+    resp_str(r, "server", "uzramd");
+    resp_str(r, "version", UZRAM_VERSION);
+    resp_str(r, "name", ctl->name);
+}
+
+static void req_info(struct control *ctl, struct client *c, int argc, char **argv,
+                     struct resp *r)
+{
+    (void)c;
+    (void)argc;
+    (void)argv;
+    resp_ok(r);
+    resp_str(r, "name", ctl->name);
+    resp_str(r, "algorithm", ctl->algorithm);
+    resp_printf(r, " level=%d", ctl->level);
+    resp_u64(r, "disksize", store_size(ctl->store));
+    resp_u64(r, "pid", (uint64_t)getpid());
+    if (ctl->fuse_file)
+        resp_str(r, "fuse", ctl->fuse_file);
+    if (ctl->nbd)
+        resp_str(r, "nbd", ctl->nbd);
+    resp_str(r, "backing", ctl->backing ? ctl->backing : "");
+}
+
+static void req_stat(struct control *ctl, struct client *c, int argc, char **argv,
+                     struct resp *r)
+{
+    struct store_stats st;
+
+    (void)c;
+    (void)argc;
+    (void)argv;
+    store_get_stats(ctl->store, &st);
+    resp_ok(r);
+    resp_str(r, "algorithm", ctl->algorithm);
+#define STAT(f) resp_u64(r, #f, st.f)
+    STAT(disksize);
+    STAT(orig_data_size);
+    STAT(compr_data_size);
+    STAT(mem_used_total);
+    STAT(mem_limit);
+    STAT(mem_used_max);
+    STAT(same_pages);
+    STAT(pages_compacted);
+    STAT(huge_pages);
+    STAT(huge_pages_since);
+    STAT(failed_reads);
+    STAT(failed_writes);
+    STAT(invalid_io);
+    STAT(notify_free);
+    STAT(read_reqs);
+    STAT(write_reqs);
+    STAT(discard_reqs);
+    STAT(flush_reqs);
+    STAT(read_bytes);
+    STAT(write_bytes);
+    STAT(discard_bytes);
+    STAT(compactions);
+    STAT(compact_threshold_pct);
+    resp_str(r, "backing", ctl->backing ? ctl->backing : "");
+    STAT(bd_count);
+    STAT(bd_reads);
+    STAT(bd_writes);
+    STAT(bd_read_errors);
+    STAT(bd_write_errors);
+    /* An errno name says more than a number, and is stable across systems. */
+    const char *e = st.bd_last_error ? strerrorname_np(-st.bd_last_error) : NULL;
+    if (e)
+        resp_str(r, "bd_last_error", e);
+    else
+        resp_u64(r, "bd_last_error", (uint64_t)(st.bd_last_error ? -st.bd_last_error : 0));
+    resp_u64(r, "bd_connected", st.bd_connected);
+    resp_u64(r, "bd_direct", st.bd_direct);
+    resp_u64(r, "bd_pressure", st.bd_pressure);
+    STAT(bd_blocks);
+    STAT(wb_high);
+    STAT(wb_low);
+    resp_u64(r, "high_watermark", st.wb_high_pct);
+    resp_u64(r, "low_watermark", st.wb_low_pct);
+    STAT(evictions);
+    STAT(pages_evicted);
+    STAT(pages_promoted);
+    STAT(write_waits);
+    STAT(idle_pages);
+    STAT(recompressed);
+    STAT(bd_bad_sums);
+    STAT(reserve);
+    STAT(reserve_free);
+    STAT(reserve_min);
+    STAT(reserve_misses);
+    STAT(reserve_waits);
+    STAT(reserve_released);
+    STAT(reserve_refills);
+    STAT(reserve_failures);
+#undef STAT
+    resp_u64(r, "memory_locked", ctl->memory_locked);
+    resp_u64(r, "io_flusher", ctl->io_flusher);
+    resp_u64(r, "oom_protected", ctl->oom_protected);
+}
+
+static void req_compact(struct control *ctl, struct client *c, int argc, char **argv,
+                        struct resp *r)
+{
+    int64_t n = store_compact(ctl->store);
+
+    (void)c;
+    (void)argc;
+    (void)argv;
+
+    if (n < 0) {
+        resp_error(r, (int)-n, "compaction failed");
+        return;
+    }
+    resp_ok(r);
+    resp_u64(r, "pages_freed", (uint64_t)n);
+}
+
+/*
+ * The watermarks, from "set high-watermark=H low-watermark=L" or one of
+ * them: checked together, the one not given keeping its current value, so
+ * that moving both past each other takes one request.
+ */
+static void set_watermarks(struct control *ctl, const char *high, const char *low,
+                           struct resp *r)
+{
+    struct store_stats st;
+    uint64_t h, l;
+    int e;
+
+    store_get_stats(ctl->store, &st);
+    h = st.wb_high_pct;
+    l = st.wb_low_pct;
+    if (high && (parse_u64(high, &h) < 0 || h < 1 || h > 100)) {
+        resp_error(r, EINVAL, "bad percentage '%.*s' for high-watermark (1 to 100)",
+                   CONTROL_ECHO_MAX, high);
+        return;
+    }
+    if (low && (parse_u64(low, &l) < 0 || l < 1 || l > 100)) {
+        resp_error(r, EINVAL, "bad percentage '%.*s' for low-watermark (1 to 100)",
+                   CONTROL_ECHO_MAX, low);
+        return;
+    }
+    if (l >= h) {
+        resp_error(r, EINVAL, "low-watermark %" PRIu64 " must be below high-watermark %" PRIu64,
+                   l, h);
+        return;
+    }
+    e = store_set_watermarks(ctl->store, (unsigned)h, (unsigned)l);
+    if (e < 0)
+        resp_error(r, -e, "watermarks %" PRIu64 "/%" PRIu64 " refused", h, l);
+}
+
+/* Any setting but the watermarks; an error answered into r, else r left empty. */
+static void set_one(struct control *ctl, const char *key, const char *val, struct resp *r)
+{
+    uint64_t v;
+    int e;
+
+    if (strcmp(key, "mem-limit") == 0) {
+        if (parse_size(val, &v) < 0) {
+            resp_error(r, EINVAL, "bad size '%.*s'", CONTROL_ECHO_MAX, val);
+            return;
+        }
+        e = store_set_mem_limit(ctl->store, v);
+        if (e < 0)
+            resp_error(r, -e, "mem-limit %" PRIu64 " refused", v);
+    } else if (strcmp(key, "compact-threshold") == 0) {
+        if (parse_u64(val, &v) < 0 || v > 100) {
+            resp_error(r, EINVAL, "bad percentage '%.*s' (0 to 100)", CONTROL_ECHO_MAX, val);
+            return;
+        }
+        e = store_set_compact_threshold(ctl->store, (unsigned)v);
+        if (e < 0)
+            resp_error(r, -e, "compact-threshold %" PRIu64 " refused", v);
+    } else if (strcmp(key, "mem-used-max") == 0) {
+        /* As zram's sysfs file: only a reset can be written. */
+        if (strcmp(val, "0") != 0)
+            resp_error(r, EINVAL, "mem-used-max can only be reset, with 0");
+        else
+            store_reset_mem_used_max(ctl->store);
+    } else {
+        resp_error(r, EINVAL, "unknown setting '%.*s' (" CONTROL_SETTINGS ")",
+                   CONTROL_ECHO_MAX, key);
+    }
+}
+
+/*
+ * One setting per request, so that an error names what it refused and
+ * nothing is half applied; the two watermarks are the exception, being
+ * one setting in two halves (see set_watermarks()).
+ */
+static void req_set(struct control *ctl, struct client *c, int argc, char **argv,
+                    struct resp *r)
+{
+    const char *high = NULL, *low = NULL;
+    struct store_stats st;
+    char *key = NULL, *val = NULL;
+
+    (void)c;
+    if (argc < 2 || argc > 3) {
+        resp_error(r, EINVAL, "usage: set KEY=VALUE");
+        return;
+    }
+    for (int i = 1; i < argc; i++) {
+        key = argv[i];
+        val = strchr(key, '=');
+        if (!val) {
+            resp_error(r, EINVAL, "usage: set KEY=VALUE");
+            return;
+        }
+        *val++ = '\0';
+        for (char *p = key; *p; p++)
+            if (*p == '_')
+                *p = '-';
+        if (pct_decode(val) < 0) {
+            resp_error(r, EINVAL, "bad escape in value of %.*s", CONTROL_ECHO_MAX, key);
+            return;
+        }
+        if (strcmp(key, "high-watermark") == 0 && !high)
+            high = val;
+        else if (strcmp(key, "low-watermark") == 0 && !low)
+            low = val;
+        else if (argc > 2) {
+            resp_error(r, EINVAL, "only high-watermark and low-watermark can be set together");
+            return;
+        }
+    }
+
+    if (high || low)
+        set_watermarks(ctl, high, low, r);
+    else
+        set_one(ctl, key, val, r);
+    if (r->len > 0)
+        return;
+
+    store_get_stats(ctl->store, &st);
+    resp_ok(r);
+    resp_u64(r, "mem_limit", st.mem_limit);
+    resp_u64(r, "compact_threshold_pct", st.compact_threshold_pct);
+    resp_u64(r, "mem_used_max", st.mem_used_max);
+    resp_u64(r, "high_watermark", st.wb_high_pct);
+    resp_u64(r, "low_watermark", st.wb_low_pct);
+}
+
+/* idle all | idle SECONDS: mark the slots untouched for that long. */
+static void req_idle(struct control *ctl, struct client *c, int argc, char **argv,
+                     struct resp *r)
+{
+    uint64_t age = 0;
+
+    (void)c;
+    if (argc != 2 || (strcmp(argv[1], "all") != 0 && parse_u64(argv[1], &age) < 0)) {
+        resp_error(r, EINVAL, "usage: idle all|SECONDS");
+        return;
+    }
+    int64_t n = store_mark_idle(ctl->store, age);
+    if (n < 0) {
+        resp_error(r, (int)-n, "idle marking failed");
+        return;
+    }
+    resp_ok(r);
+    resp_u64(r, "marked", (uint64_t)n);
+}
+
+/* The slots a writeback or recompress takes, as zram's type names them. */
+static int parse_select(const char *s, bool all_ok, unsigned *ret)
+{
+    if (strcmp(s, "idle") == 0)
+        *ret = STORE_SEL_IDLE;
+    else if (strcmp(s, "huge") == 0)
+        *ret = STORE_SEL_HUGE;
+    else if (strcmp(s, "huge_idle") == 0)
+        *ret = STORE_SEL_HUGE | STORE_SEL_IDLE;
+    else if (all_ok && strcmp(s, "all") == 0)
+        *ret = STORE_SEL_ALL;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+static void *job_thread(void *arg)
+{
+    struct job *j = arg;
+    uint64_t one = 1;
+
+    if (j->kind == JOB_WRITEBACK)
+        j->result = store_writeback(j->store, j->sel, j->arg);
+    else
+        j->result = store_recompress(j->store, j->sel, (unsigned)j->arg);
+    /* An eventfd's counter cannot overflow from one write: it never fails. */
+    (void)!write(j->done_fd, &one, sizeof(one));
+    return NULL;
+}
+
+/*
+ * writeback idle|huge|huge_idle|all [limit=BYTES]
+ * recompress idle|huge|huge_idle [threshold=BYTES]
+ * Checked here, run on the job thread; c waits for the answer.
+ */
+static void req_job(struct control *ctl, struct client *c, enum job_kind kind, int argc,
+                    char **argv, struct resp *r)
+{
+    const char *verb = argv[0];
+    const char *opt = kind == JOB_WRITEBACK ? "limit" : "threshold";
+    size_t optlen = strlen(opt);
+    uint64_t arg = 0;
+    unsigned sel;
+
+    if (argc < 2 || argc > 3 || parse_select(argv[1], kind == JOB_WRITEBACK, &sel) < 0) {
+        if (kind == JOB_WRITEBACK)
+            resp_error(r, EINVAL, "usage: writeback idle|huge|huge_idle|all [limit=BYTES]");
+        else
+            resp_error(r, EINVAL, "usage: recompress idle|huge|huge_idle [threshold=BYTES]");
+        return;
+    }
+    if (argc == 3) {
+        char *val = argv[2] + optlen + 1;
+        if (strncmp(argv[2], opt, optlen) != 0 || argv[2][optlen] != '=') {
+            resp_error(r, EINVAL, "%s: unknown argument '%.*s' (want %s=BYTES)", verb,
+                       CONTROL_ECHO_MAX, argv[2], opt);
+            return;
+        }
+        if (pct_decode(val) < 0 || parse_size(val, &arg) < 0) {
+            resp_error(r, EINVAL, "%s: bad size '%.*s'", opt, CONTROL_ECHO_MAX, val);
+            return;
+        }
+        if (kind == JOB_WRITEBACK) {
+            /* 0 pages would mean no limit: the opposite of what limit=0 says. */
+            if (arg == 0) {
+                resp_error(r, EINVAL, "limit: 0 writes nothing (leave it out for no limit)");
+                return;
+            }
+            /* Whole pages go back: a limit inside one still allows that one. */
+            arg = arg / STORE_PAGE_SIZE + (arg % STORE_PAGE_SIZE != 0);
+        } else if (arg > STORE_PAGE_SIZE) {
+            resp_error(r, EINVAL, "threshold: %" PRIu64 " is above a page (%u)", arg,
+                       STORE_PAGE_SIZE);
+            return;
+        }
+    }
+    if (ctl->job.running) {
+        resp_error(r, EBUSY, "a %s is running; try again when it is done",
+                   ctl->job.kind == JOB_WRITEBACK ? "writeback" : "recompression");
+        return;
+    }
+    ctl->job.kind = kind;
+    ctl->job.sel = sel;
+    ctl->job.arg = arg;
+    ctl->job.result = 0;
+    ctl->job.client = c;
+    int e = pthread_create(&ctl->job.thread, NULL, job_thread, &ctl->job);
+    if (e != 0) {
+        ctl->job.client = NULL;
+        resp_error(r, e, "cannot start a thread for %s", verb);
+        return;
+    }
+    ctl->job.running = true;
+    c->waiting = true;
+}
+
+static void req_writeback(struct control *ctl, struct client *c, int argc, char **argv,
+                          struct resp *r)
+{
+    req_job(ctl, c, JOB_WRITEBACK, argc, argv, r);
+}
+
+static void req_recompress(struct control *ctl, struct client *c, int argc, char **argv,
+                           struct resp *r)
+{
+    req_job(ctl, c, JOB_RECOMPRESS, argc, argv, r);
+}
+
+/* The answer to the job that has just ended. */
+void job_reply(const struct job *j, struct resp *r)
+{
+    int64_t n = j->result;
+
+    if (n >= 0) {
+        resp_ok(r);
+        resp_u64(r, j->kind == JOB_WRITEBACK ? "written" : "recompressed", (uint64_t)n);
+    } else if (n == -ENOTSUP) {
+        resp_error(r, ENOTSUP, j->kind == JOB_WRITEBACK ? "no backing store"
+                                                        : "no recompression algorithm");
+    } else if (j->kind == JOB_WRITEBACK) {
+        resp_error(r, (int)-n, "writeback failed before any page was written");
+    } else {
+        resp_error(r, (int)-n, "recompression failed");
+    }
+}
+
+static void req_help(struct control *ctl, struct client *c, int argc, char **argv,
+                     struct resp *r)
+{
+    (void)ctl;
+    (void)c;
+    (void)argc;
+    (void)argv;
+    resp_ok(r);
+    resp_u64(r, "protocol", CONTROL_PROTOCOL);
+    resp_verb_names(r, "verbs");
+    resp_str(r, "settings", CONTROL_SETTINGS);
+}
+
+/*
+ * Every verb, in the order help lists them.  Adding one is its handler and
+ * its line here (and its section of PROTOCOL.md).
+ */
+static const struct verb {
+    const char *name;
+    bool no_args;           /* anything after the verb is refused here */
+    verb_fn *fn;
+} verbs[] = {
+    { "hello", false, req_hello },
+    { "info", true, req_info },
+    { "stat", true, req_stat },
+    { "compact", true, req_compact },
+    { "set", false, req_set },
+    { "idle", false, req_idle },
+    { "writeback", false, req_writeback },
+    { "recompress", false, req_recompress },
+    { "help", true, req_help },
+};
+
+/* key=the names of every verb, comma-separated. */
+static void resp_verb_names(struct resp *r, const char *key)
+{
+    resp_printf(r, " %s=", key);
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        resp_printf(r, "%s%s", i ? "," : "", verbs[i].name);
+}
+
+void control_handle(struct control *ctl, struct client *c, char *line, size_t len,
+                    struct resp *r)
+{
+    char *argv[CONTROL_MAX_WORDS];
+    int argc;
+
+    if (request_split(line, len, argv, &argc, r) < 0)
+        return;
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        const struct verb *v = &verbs[i];
+        if (strcmp(argv[0], v->name) != 0)
+            continue;
+        if (v->no_args && argc != 1)
+            resp_error(r, EINVAL, "%s takes no arguments", v->name);
+        else
+            v->fn(ctl, c, argc, argv, r);
+        return;
+    }
+    resp_error(r, EINVAL, "unknown request '%.*s'", CONTROL_ECHO_MAX, argv[0]);
+}
