@@ -159,8 +159,10 @@ hog() {
 
 # What uzramd says about the protections it asked for, and what the kernel
 # says it holds locked.
+# check_hardening KIND: what uzramd was granted to serve swap safely; over
+# NBD, a connection's reply sender runs SCHED_RR (uzramd(8), SWAP).
 check_hardening() {
-    local flusher mlocked vmlck locked
+    local kind=$1 flusher mlocked vmlck locked rr
     flusher=$(stat io_flusher) || fail "uzramctl stat has no io_flusher"
     mlocked=$(stat memory_locked) || fail "uzramctl stat has no memory_locked"
     # VmLck: the size of the locked mappings; Locked: what of them is in RAM.
@@ -170,6 +172,14 @@ check_hardening() {
     [[ $flusher == 1 ]] || fail "uzramd is not an I/O flusher"
     [[ $mlocked == 1 ]] || fail "uzramd's memory is not locked"
     ((vmlck > 0 && locked > 0)) || fail "uzramd holds no locked memory (VmLck $vmlck kB, Locked $locked kB)"
+    [[ $kind == nbd-* ]] || return 0
+    # Field 41 of a thread's stat is its policy (2: SCHED_RR); the fields
+    # are counted after the ")" that ends the name.
+    rr=$(for t in /proc/"$UZRAMD_PID"/task/*/stat; do
+        sed 's/.*) //' "$t" | awk '$39 == 2'
+    done | wc -l)
+    say "threads at SCHED_RR: $rr"
+    ((rr > 0)) || fail "no uzramd thread runs SCHED_RR: the NBD reply sender is not realtime"
 }
 
 # The kernel log so far has no hung-task report (the host checks the

@@ -12,7 +12,7 @@
 
 kind=${1:?kind} size=${2:?size} limit=${3:?limit}
 swap_setup "$kind"
-[[ $kind == zram ]] || check_hardening
+[[ $kind == zram ]] || check_hardening "$kind"
 
 hog "$size" 2 "$limit"
 ((HOG_RC == 0)) || fail "swap-fill exited $HOG_RC"

@@ -17,7 +17,7 @@
 kind=${1:?kind} pct=${2:?pct} expect=${3:?expect} rounds=${4:-1}
 size=$(awk -v p="$pct" '/^MemTotal:/ {printf "%dM", $2 * p / 100 / 1024}' /proc/meminfo)
 swap_setup "$kind"
-[[ $kind == zram ]] || check_hardening
+[[ $kind == zram ]] || check_hardening "$kind"
 free -m
 
 first=
