@@ -107,7 +107,7 @@ int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
     bool compacted = false, waited = false, gave_up = false, refilled = false;
     struct timespec deadline;
     for (;;) {
-        uint64_t limit = counter_get(&s->mem_limit);
+        uint64_t limit = mem_limit(s);
         if (limit && mem_used(s) + n > limit)
             goto over;
         uint64_t h = zs_malloc(s->pool, n);

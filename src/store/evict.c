@@ -142,7 +142,7 @@ int evict_handle(struct zs_pool *pool, uint64_t h, void *arg)
  */
 static int64_t evict_pass(struct store *s, struct tctx *t)
 {
-    uint64_t limit = counter_get(&s->mem_limit);
+    uint64_t limit = mem_limit(s);
     if (!limit)
         return 0;
     uint64_t low = watermark(limit, &s->low_pct);
@@ -194,7 +194,7 @@ void *evictor_main(void *arg)
         mutex_unlock(&s->evictor.lock);
 
         atomic_store(&s->evict_kicked, false);
-        uint64_t limit = counter_get(&s->mem_limit);
+        uint64_t limit = mem_limit(s);
         bool over = limit && mem_used(s) > watermark(limit, &s->high_pct);
         int64_t freed = 0;
         if ((want || over) && t)

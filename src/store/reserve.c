@@ -127,7 +127,8 @@ static void *watch_main(void *arg)
 
         struct zs_reserve_stats rs;
         zs_reserve_get_stats(s->pool, &rs);
-        uint64_t now = now_ms(), since = counter_get(&s->refill_busy_since);
+        uint64_t now = now_ms();
+        uint64_t since = atomic_load_explicit(&s->refill_busy_since, memory_order_relaxed);
         uint64_t reqs = requests_begun(s);
         bool low = s->low_free && machine_free() < s->low_free;
         if (since == 0 || rs.available > last_avail)

@@ -221,6 +221,12 @@ static inline uint64_t mem_used(struct store *s)
     return zs_mem_used(s->pool);
 }
 
+/* The memory limit in bytes, 0 for none: a setting, read relaxed. */
+static inline uint64_t mem_limit(struct store *s)
+{
+    return atomic_load_explicit(&s->mem_limit, memory_order_relaxed);
+}
+
 /* A watermark in bytes: pct percent of limit (limit below 2^57, no overflow). */
 static inline uint64_t watermark(uint64_t limit, _Atomic unsigned *pct)
 {

@@ -278,7 +278,7 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         .orig_data_size = counter_get(&s->pages_stored) << PAGE_SHIFT,
         .compr_data_size = counter_get(&s->compr_data_size),
         .mem_used_total = zst.mem_used,
-        .mem_limit = counter_get(&s->mem_limit),
+        .mem_limit = mem_limit(s),
         .mem_used_max = counter_get(&s->mem_used_max),
         .same_pages = counter_get(&s->same_pages),
         .pages_compacted = zst.pages_compacted,

@@ -69,7 +69,7 @@ void wb_maybe_promote(struct store *s, struct tctx *t, uint64_t i, const void *p
         sl->flags |= SF_WB_REF;
         return;
     }
-    uint64_t limit = counter_get(&s->mem_limit);
+    uint64_t limit = mem_limit(s);
     if (!limit || mem_used(s) + PAGE > watermark(limit, &s->high_pct))
         return;
     struct entry e, old;
