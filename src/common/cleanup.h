@@ -8,7 +8,9 @@
 #ifndef UZRAM_CLEANUP_H
 #define UZRAM_CLEANUP_H
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -46,8 +48,8 @@ static inline void cleanup_closep(int *fd)
     })
 
 /*
- * A failed lock or unlock means a corrupted or misused mutex: a bug, not a
- * condition to recover from.
+ * A failed lock or unlock means a corrupted or misused mutex or rwlock: a
+ * bug, not a condition to recover from.
  */
 static inline void mutex_lock(pthread_mutex_t *m)
 {
@@ -58,6 +60,33 @@ static inline void mutex_lock(pthread_mutex_t *m)
 static inline void mutex_unlock(pthread_mutex_t *m)
 {
     if (pthread_mutex_unlock(m) != 0)
+        abort();
+}
+
+/* true with m held, false when someone else holds it. */
+static inline bool mutex_trylock(pthread_mutex_t *m)
+{
+    int r = pthread_mutex_trylock(m);
+    if (r != 0 && r != EBUSY)
+        abort();
+    return r == 0;
+}
+
+static inline void rwlock_rdlock(pthread_rwlock_t *rw)
+{
+    if (pthread_rwlock_rdlock(rw) != 0)
+        abort();
+}
+
+static inline void rwlock_wrlock(pthread_rwlock_t *rw)
+{
+    if (pthread_rwlock_wrlock(rw) != 0)
+        abort();
+}
+
+static inline void rwlock_unlock(pthread_rwlock_t *rw)
+{
+    if (pthread_rwlock_unlock(rw) != 0)
         abort();
 }
 

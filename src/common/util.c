@@ -3,11 +3,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
+
+#include "cleanup.h"
 
 int parse_u64(const char *s, uint64_t *ret)
 {
@@ -127,4 +131,31 @@ int uzram_control_path(const char *name, char *buf, size_t len)
         return r;
     n = snprintf(buf, len, "%s/%s.sock", dir, name);
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+ssize_t read_small_file(const char *path, int flags, char *buf, size_t len)
+{
+    if (len == 0)
+        return -EINVAL;
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, len - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    return n;
+}
+
+uint64_t machine_free(void)
+{
+    struct sysinfo si;
+    if (sysinfo(&si) != 0)
+        return UINT64_MAX;
+    return (uint64_t)si.freeram * si.mem_unit;
+}
+
+bool machine_short(uint64_t low_free)
+{
+    return low_free && machine_free() < low_free;
 }

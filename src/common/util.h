@@ -7,8 +7,10 @@
 #ifndef UZRAM_UTIL_H
 #define UZRAM_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * Parse an unsigned decimal integer (no sign, no spaces, nothing after it)
@@ -23,6 +25,24 @@ int parse_u64(const char *s, uint64_t *ret) __attribute__((nonnull));
  * 64 bits.
  */
 int parse_size(const char *s, uint64_t *ret) __attribute__((nonnull));
+
+/*
+ * The start of a small text file (a pidfile, a /proc or /sys knob) into buf
+ * as a string: at most len - 1 bytes, opened with O_RDONLY | O_CLOEXEC and
+ * the extra open flags given (O_NOFOLLOW, say).  The bytes read, or a
+ * negative errno; 0 for an empty file.
+ */
+ssize_t read_small_file(const char *path, int flags, char *buf, size_t len)
+    __attribute__((nonnull));
+
+/*
+ * Free memory on the machine in bytes, from sysinfo(2): no allocation and
+ * no file, so it may be asked when memory is short.  UINT64_MAX if the
+ * kernel will not say.
+ */
+uint64_t machine_free(void);
+/* The machine is short of memory: machine_free() under low_free (0: never). */
+bool machine_short(uint64_t low_free);
 
 /*
  * Format bytes as zramctl does for humans ("1G", "146.7M", "512B") into
