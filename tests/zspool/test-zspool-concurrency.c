@@ -426,24 +426,15 @@ static void join_or_fail(pthread_t t, const char *name, double deadline)
     }
 }
 
-int main(int argc, char **argv)
+/* The shared objects, one version each, published before any thread runs. */
+static void setup_shared(void)
 {
-    seed = test_seed(argc, argv, 0xc0c0a);
-    double seconds = (double)test_env_u64("UZRAM_CONC_SECONDS", DEFAULT_SECONDS);
-    test_fail_hook = print_progress;
-    test_watchdog((unsigned)test_env_u64("UZRAM_TEST_WATCHDOG", 280));
-    printf("seed %#" PRIx64 ", %d workers, %.0f s\n", seed, NWORKERS, seconds);
-
-    static const struct zs_ops ops = { .evict = evict };
-    u64map_init(&owners, NWORKERS * NSLOTS + NSHARED);
-    pool = zs_create(&ops, NULL);
-    CHECKF(pool, "zs_create: %m");
-
+    static unsigned char buf[ZS_MAX_ALLOC_SIZE];
     struct test_rng rng;
+
     rng_seed(&rng, seed);
     for (int i = 0; i < NSHARED; i++) {
         struct shared *sh = &shared[i];
-        static unsigned char buf[ZS_MAX_ALLOC_SIZE];
         sh->kind = SHARED;
         pthread_rwlock_init(&sh->lock, NULL);
         sh->size = (uint32_t)rng_range(&rng, 500, ZS_MAX_ALLOC_SIZE);
@@ -454,6 +445,10 @@ int main(int argc, char **argv)
         CHECK_EQ(zs_write(pool, sh->h, buf, sh->size), 0);
         publish(sh->h, sh);
     }
+}
+
+static void setup_workers(void)
+{
     for (int i = 0; i < NWORKERS; i++) {
         struct worker *w = &workers[i];
         w->id = i;
@@ -464,20 +459,31 @@ int main(int argc, char **argv)
             pthread_mutex_init(&w->slots[j].lock, NULL);
         }
     }
+}
 
+static bool all_workers_done(void)
+{
+    for (int i = 0; i < NWORKERS; i++)
+        if (__atomic_load_n(&workers[i].ops, __ATOMIC_RELAXED) < MAX_OPS_PER_WORKER)
+            return false;
+    return true;
+}
+
+/*
+ * Start the reclaimer and the workers, let them run for the time given
+ * (unless every worker finishes its ops first), stop and join them.
+ * Returns the seconds they ran.
+ */
+static double run_threads(double seconds)
+{
     double t0 = test_now();
     pthread_t reclaimer;
     CHECK_EQ(pthread_create(&reclaimer, NULL, reclaimer_main, NULL), 0);
     for (int i = 0; i < NWORKERS; i++)
         CHECK_EQ(pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]), 0);
 
-    /* Run for the time given, unless every worker finishes its ops first. */
     while (test_now() - t0 < seconds) {
-        bool all_done = true;
-        for (int i = 0; i < NWORKERS; i++)
-            if (__atomic_load_n(&workers[i].ops, __ATOMIC_RELAXED) < MAX_OPS_PER_WORKER)
-                all_done = false;
-        if (all_done)
+        if (all_workers_done())
             break;
         struct timespec ts = { 0, 20 * 1000 * 1000 };
         nanosleep(&ts, NULL);
@@ -487,32 +493,46 @@ int main(int argc, char **argv)
     for (int i = 0; i < NWORKERS; i++)
         join_or_fail(workers[i].thread, "a worker", deadline);
     join_or_fail(reclaimer, "the reclaimer", deadline);
-    double elapsed = test_now() - t0;
+    return test_now() - t0;
+}
 
-    /* Quiet now: every object is where its owner thinks, bytes intact. */
-    test_fail_hook = NULL;
-    uint64_t live = 0, evicted_now = 0, total_ops = 0;
+/* What the final check found, for the summary line. */
+struct final_counts {
+    uint64_t live, evicted_now, total_ops;
+};
+
+/* One worker's slots: live objects read back, evicted copies intact. */
+static void verify_worker(struct worker *w, struct final_counts *fc)
+{
+    for (int j = 0; j < NSLOTS; j++) {
+        struct slot *s = &w->slots[j];
+        if (s->state == LIVE) {
+            verify_slot(w, s, "final check");
+            fc->live++;
+        } else if (s->state == EVICTED) {
+            check_bytes(s->side, s->h, s->size, s->version, w->want,
+                        "final check of evicted copy");
+            /* Stale, unless its slot was reused until the generation wrapped. */
+            if (!lookup(s->h))
+                CHECK_EQ(zs_size(pool, s->h), -ESTALE);
+            fc->evicted_now++;
+        }
+    }
+}
+
+/* Quiet now: every object is where its owner thinks, bytes intact. */
+static struct final_counts verify_all(void)
+{
+    struct final_counts fc = { 0, 0, 0 };
+
     for (int i = 0; i < NWORKERS; i++) {
         struct worker *w = &workers[i];
-        total_ops += w->ops;
+        fc.total_ops += w->ops;
         printf("worker %d: %" PRIu64 " ops: %" PRIu64 " alloc, %" PRIu64 " free, %"
                PRIu64 " read, %" PRIu64 " write, %" PRIu64 " map, %" PRIu64
                " shared, %" PRIu64 " swap-in\n", i, w->ops, w->n_alloc, w->n_free,
                w->n_read, w->n_write, w->n_map, w->n_shared, w->n_swapin);
-        for (int j = 0; j < NSLOTS; j++) {
-            struct slot *s = &w->slots[j];
-            if (s->state == LIVE) {
-                verify_slot(w, s, "final check");
-                live++;
-            } else if (s->state == EVICTED) {
-                check_bytes(s->side, s->h, s->size, s->version, w->want,
-                            "final check of evicted copy");
-                /* Stale, unless its slot was reused until the generation wrapped. */
-                if (!lookup(s->h))
-                    CHECK_EQ(zs_size(pool, s->h), -ESTALE);
-                evicted_now++;
-            }
-        }
+        verify_worker(w, &fc);
     }
     for (int i = 0; i < NSHARED; i++) {
         static unsigned char buf[ZS_MAX_ALLOC_SIZE], want[ZS_MAX_ALLOC_SIZE];
@@ -520,15 +540,21 @@ int main(int argc, char **argv)
         check_bytes(buf, shared[i].h, shared[i].size, shared[i].version, want,
                     "final check of shared object");
     }
+    return fc;
+}
+
+/* The pool's own figures agree with what the threads counted. */
+static void check_pool_stats(double elapsed, const struct final_counts *fc)
+{
     struct zs_pool_stats st = zt_check_consistent(pool);
     printf("%.1f s, %" PRIu64 " worker ops; reclaimer: %" PRIu64 " compactions (%"
            PRIu64 " pages), %" PRIu64 " shrinks (%" PRIu64 " pages, %" PRIu64
            " -EBUSY), %" PRIu64 " objects evicted, %" PRIu64 " evict calls left "
-           "alone; now %" PRIu64 " live, %" PRIu64 " evicted\n", elapsed, total_ops,
+           "alone; now %" PRIu64 " live, %" PRIu64 " evicted\n", elapsed, fc->total_ops,
            n_compact, pages_compacted, n_shrink, pages_evicted, n_busy, n_evicted,
-           n_evict_missed, live, evicted_now);
+           n_evict_missed, fc->live, fc->evicted_now);
     zt_print_stats("pool", &st);
-    CHECK_EQU(st.objects, live + NSHARED);
+    CHECK_EQU(st.objects, fc->live + NSHARED);
     /*
      * The pool counts an object as evicted when it is gone after its
      * callback, which includes objects their owner freed while the callback
@@ -545,8 +571,11 @@ int main(int argc, char **argv)
     CHECKF(n_evicted > 0, "no object was evicted in %" PRIu64 " shrinks", n_shrink);
     if (pages_compacted == 0)
         printf("note: no compaction freed pages in this run\n");
+}
 
-    /* Free everything: the pool empties completely. */
+/* Free everything: the pool empties completely. */
+static void free_all(void)
+{
     for (int i = 0; i < NWORKERS; i++)
         for (int j = 0; j < NSLOTS; j++) {
             struct slot *s = &workers[i].slots[j];
@@ -559,10 +588,33 @@ int main(int argc, char **argv)
         zs_free(pool, shared[i].h);
         pthread_rwlock_destroy(&shared[i].lock);
     }
-    st = zt_check_consistent(pool);
+    struct zs_pool_stats st = zt_check_consistent(pool);
     CHECK_EQU(st.objects, 0);
     CHECK_EQU(st.pages, 0);
     CHECK_EQU(st.zspages, 0);
+}
+
+int main(int argc, char **argv)
+{
+    seed = test_seed(argc, argv, 0xc0c0a);
+    double seconds = (double)test_env_u64("UZRAM_CONC_SECONDS", DEFAULT_SECONDS);
+    test_fail_hook = print_progress;
+    test_watchdog((unsigned)test_env_u64("UZRAM_TEST_WATCHDOG", 280));
+    printf("seed %#" PRIx64 ", %d workers, %.0f s\n", seed, NWORKERS, seconds);
+
+    static const struct zs_ops ops = { .evict = evict };
+    u64map_init(&owners, NWORKERS * NSLOTS + NSHARED);
+    pool = zs_create(&ops, NULL);
+    CHECKF(pool, "zs_create: %m");
+
+    setup_shared();
+    setup_workers();
+    double elapsed = run_threads(seconds);
+
+    test_fail_hook = NULL;
+    struct final_counts fc = verify_all();
+    check_pool_stats(elapsed, &fc);
+    free_all();
     zs_destroy(pool);
     u64map_free(&owners);
     return 0;

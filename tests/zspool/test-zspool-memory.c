@@ -82,60 +82,73 @@ static uint64_t step(const char *what)
     return rss;
 }
 
-int main(void)
+/* The objects: the pool's handle, size and whether it survives the free. */
+struct objects {
+    size_t n;
+    uint64_t *h;
+    uint16_t *size;
+    bool *keep;
+};
+
+/* Bookkeeping first and resident, so it is in the baseline. */
+static void objects_init(struct objects *o, size_t n, struct test_rng *rng)
 {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    /* Shadow memory and quarantines make RSS say nothing about the pool. */
-    printf("SKIP: RSS is not the pool's alone under a sanitizer\n");
-    return TEST_SKIP;
-#endif
-    size_t n = test_env_u64("UZRAM_MEMORY_OBJECTS", DEFAULT_OBJECTS);
-    test_watchdog((unsigned)test_env_u64("UZRAM_TEST_WATCHDOG", 280));
-    struct test_rng rng;
-    rng_seed(&rng, 0x3e3);
-    static unsigned char buf[ZS_MAX_ALLOC_SIZE], got[ZS_MAX_ALLOC_SIZE];
-
-    /* Bookkeeping first and resident, so it is in the baseline. */
-    uint64_t *h = calloc(n, sizeof(*h));
-    uint16_t *size = calloc(n, sizeof(*size));
-    bool *keep = calloc(n, sizeof(*keep));
-    CHECK(h && size && keep);
-    memset(h, 0, n * sizeof(*h));
-    memset(size, 0, n * sizeof(*size));
-    memset(keep, 0, n * sizeof(*keep));
+    o->n = n;
+    o->h = calloc(n, sizeof(*o->h));
+    o->size = calloc(n, sizeof(*o->size));
+    o->keep = calloc(n, sizeof(*o->keep));
+    CHECK(o->h && o->size && o->keep);
+    memset(o->h, 0, n * sizeof(*o->h));
+    memset(o->size, 0, n * sizeof(*o->size));
+    memset(o->keep, 0, n * sizeof(*o->keep));
     for (size_t i = 0; i < n; i++) {
-        size[i] = (uint16_t)random_size(&rng);
-        keep[i] = rng_one_in(&rng, 10);
+        o->size[i] = (uint16_t)random_size(rng);
+        o->keep[i] = rng_one_in(rng, 10);
     }
+}
 
-    pool = zs_create(NULL, NULL);
-    CHECKF(pool, "zs_create: %m");
-    rss_base = trimmed_rss();
-    double t0 = test_now();
-    step("empty pool");
+/* Allocate and write every object; returns the bytes they hold. */
+static uint64_t fill_pool(struct objects *o)
+{
+    static unsigned char buf[ZS_MAX_ALLOC_SIZE];
+    uint64_t bytes = 0;
 
-    uint64_t bytes = 0, freed_bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        h[i] = zs_malloc(pool, size[i]);
-        CHECKF(h[i], "zs_malloc(%u) #%zu: %m", size[i], i);
-        fill_bytes(buf, size[i], i);
-        CHECK_EQ(zs_write(pool, h[i], buf, size[i]), 0);
-        bytes += size[i];
+    for (size_t i = 0; i < o->n; i++) {
+        o->h[i] = zs_malloc(pool, o->size[i]);
+        CHECKF(o->h[i], "zs_malloc(%u) #%zu: %m", o->size[i], i);
+        fill_bytes(buf, o->size[i], i);
+        CHECK_EQ(zs_write(pool, o->h[i], buf, o->size[i]), 0);
+        bytes += o->size[i];
     }
-    printf("%zu objects, %.1f MiB\n", n, (double)bytes / MIB);
-    uint64_t rss_full = step("filled");
+    printf("%zu objects, %.1f MiB\n", o->n, (double)bytes / MIB);
+    return bytes;
+}
 
+/* Free the objects not kept; returns the bytes they held, sets *ret_kept. */
+static uint64_t free_unkept(const struct objects *o, size_t *ret_kept)
+{
+    uint64_t freed_bytes = 0;
     size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (keep[i]) {
+
+    for (size_t i = 0; i < o->n; i++) {
+        if (o->keep[i]) {
             kept++;
             continue;
         }
-        zs_free(pool, h[i]);
-        freed_bytes += size[i];
+        zs_free(pool, o->h[i]);
+        freed_bytes += o->size[i];
     }
-    step("90% freed");
+    *ret_kept = kept;
+    return freed_bytes;
+}
 
+/*
+ * Compact: the pages it reports are the pages gone, RSS falls by most of
+ * what the freed objects held, and what is left is about as dense as before.
+ */
+static void compact_and_check(uint64_t rss_full, uint64_t bytes, uint64_t freed_bytes,
+                              size_t kept, double t0)
+{
     struct zs_pool_stats before = zt_stats(pool);
     int64_t r = zs_compact(pool);
     uint64_t rss_compact = step("compacted");
@@ -156,17 +169,27 @@ int main(void)
     CHECKF((double)after.pages * ZT_PAGE <= (double)kept_bytes * 1.25 + 8 * MIB,
            "%zu objects of %.1f MiB take %.1f MiB of pages after compaction", kept,
            (double)kept_bytes / MIB, (double)after.pages * ZT_PAGE / MIB);
+}
 
-    for (size_t i = 0; i < n; i++) {
-        if (!keep[i])
+/* The kept objects survived compaction intact; then they go too. */
+static void verify_and_free_kept(const struct objects *o)
+{
+    static unsigned char buf[ZS_MAX_ALLOC_SIZE], got[ZS_MAX_ALLOC_SIZE];
+
+    for (size_t i = 0; i < o->n; i++) {
+        if (!o->keep[i])
             continue;
-        fill_bytes(buf, size[i], i);
-        CHECK_EQ(zs_read(pool, h[i], got), size[i]);
-        CHECKF(memcmp(got, buf, size[i]) == 0, "object %zu (size %u) damaged by "
-               "compaction", i, size[i]);
-        zs_free(pool, h[i]);
+        fill_bytes(buf, o->size[i], i);
+        CHECK_EQ(zs_read(pool, o->h[i], got), o->size[i]);
+        CHECKF(memcmp(got, buf, o->size[i]) == 0, "object %zu (size %u) damaged by "
+               "compaction", i, o->size[i]);
+        zs_free(pool, o->h[i]);
     }
-    step("all freed");
+}
+
+/* An empty pool holds no pages, and destroying it gives back the rest. */
+static void destroy_and_check(void)
+{
     struct zs_pool_stats s = zt_stats(pool);
     CHECK_EQU(s.pages, 0);
     zs_destroy(pool);
@@ -175,8 +198,39 @@ int main(void)
     CHECKF(rss_end <= rss_base + (4u << 20), "RSS is %.1f MiB above where it was before "
            "the pool was filled, after zs_destroy()",
            ((double)rss_end - (double)rss_base) / MIB);
-    free(h);
-    free(size);
-    free(keep);
+}
+
+int main(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* Shadow memory and quarantines make RSS say nothing about the pool. */
+    printf("SKIP: RSS is not the pool's alone under a sanitizer\n");
+    return TEST_SKIP;
+#endif
+    size_t n = test_env_u64("UZRAM_MEMORY_OBJECTS", DEFAULT_OBJECTS);
+    test_watchdog((unsigned)test_env_u64("UZRAM_TEST_WATCHDOG", 280));
+    struct test_rng rng;
+    rng_seed(&rng, 0x3e3);
+    struct objects o;
+    objects_init(&o, n, &rng);
+
+    pool = zs_create(NULL, NULL);
+    CHECKF(pool, "zs_create: %m");
+    rss_base = trimmed_rss();
+    double t0 = test_now();
+    step("empty pool");
+
+    uint64_t bytes = fill_pool(&o);
+    uint64_t rss_full = step("filled");
+    size_t kept;
+    uint64_t freed_bytes = free_unkept(&o, &kept);
+    step("90% freed");
+    compact_and_check(rss_full, bytes, freed_bytes, kept, t0);
+    verify_and_free_kept(&o);
+    step("all freed");
+    destroy_and_check();
+    free(o.h);
+    free(o.size);
+    free(o.keep);
     return 0;
 }

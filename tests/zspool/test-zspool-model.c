@@ -408,6 +408,117 @@ static void op_shrink(void)
     m.n_shrink++;
 }
 
+/* Now and then, reclaim or refill instead of an object operation: true if so. */
+static bool step_reclaim(void)
+{
+    if (rng_one_in(&m.rng, 5000)) {
+        op_compact();
+        return true;
+    }
+    if (rng_one_in(&m.rng, 5000)) {
+        op_shrink();
+        return true;
+    }
+    if (m.reserve && rng_one_in(&m.rng, 100)) {
+        op_refill();
+        return true;
+    }
+    return false;
+}
+
+/* One operation on an object, weighted towards allocation while growing. */
+static void step_object(bool grow)
+{
+    uint64_t r = rng_below(&m.rng, 1000);
+    unsigned alloc_w = grow ? 350 : 170, free_w = grow ? 170 : 350;
+    if (m.nlive == 0 || (r < alloc_w && m.nlive < MAX_LIVE)) {
+        op_alloc();
+        return;
+    }
+    size_t i = rng_below(&m.rng, m.nlive);
+    r -= r < alloc_w ? 0 : alloc_w;     /* now 0..1000-alloc_w */
+    if (r < free_w)
+        op_free(i);
+    else if ((r -= free_w) < 150)
+        op_write(i);
+    else if ((r -= 150) < 150)
+        op_read(i);
+    else if ((r -= 150) < 110)
+        op_map(i);
+    else if ((r -= 110) < 20)
+        op_stale();
+    else
+        op_swapin();
+}
+
+/* Every live object compared, and a progress line. */
+static void full_check(double t0)
+{
+    m.what = "full check";
+    check_all();
+    struct zs_pool_stats s = zt_stats(m.pool);
+    printf("%7" PRIu64 " ops, %.1f s: %zu live, %zu evicted, %" PRIu64
+           " pages, %" PRIu64 " bytes stored\n", m.op + 1, test_now() - t0,
+           m.nlive, m.nevicted, s.pages, s.bytes_stored);
+    fflush(stdout);
+}
+
+static void run_ops(double t0)
+{
+    for (m.op = 0; m.op < m.nops; m.op++) {
+        bool grow = (m.op / PHASE_OPS) % 2 == 0;
+        if (step_reclaim())
+            continue;
+        step_object(grow);
+        check_counts();
+        if ((m.op + 1) % FULL_CHECK_OPS == 0)
+            full_check(t0);
+    }
+    m.what = "final check";
+    check_all();
+}
+
+/* The summary, and proof that a full-length run exercised every path. */
+static void report(double t0)
+{
+    printf("done in %.1f s: %" PRIu64 " allocs, %" PRIu64 " frees, %" PRIu64 " writes, %"
+           PRIu64 " reads, %" PRIu64 " maps, %" PRIu64 " stale, %" PRIu64 " swap-ins, %"
+           PRIu64 " compactions (%" PRIu64 " pages), %" PRIu64 " shrinks (%" PRIu64
+           " failed by the callback, %" PRIu64 " pages); at most %zu live\n",
+           test_now() - t0, m.n_alloc, m.n_free, m.n_write, m.n_read, m.n_map,
+           m.n_stale, m.n_swapin, m.n_compact, m.pages_compacted, m.n_shrink,
+           m.n_shrink_failed, m.pages_evicted, m.max_live);
+    if (m.reserve)
+        printf("reserve: %" PRIu64 " refills, %" PRIu64 " allocations missed\n", m.n_refill,
+               m.n_miss);
+    /* A run that never exercised a path proves nothing about it. */
+    if (m.nops >= DEFAULT_OPS) {
+        CHECKF(m.n_compact > 0 && m.pages_compacted > 0, "no compaction freed pages");
+        CHECKF(m.n_shrink > 0 && m.pages_evicted > 0, "no shrink freed pages");
+        CHECKF(m.n_swapin > 0 && m.n_stale > 0, "no swap-in or stale-handle operation");
+        if (m.reserve)
+            CHECKF(m.n_miss > 0 && m.n_miss < m.n_alloc / 4, "%" PRIu64 " misses in %"
+                   PRIu64 " allocations: the reserve was never or always dry", m.n_miss,
+                   m.n_alloc);
+    }
+}
+
+/* Empty the pool: everything resident goes. */
+static void teardown(void)
+{
+    while (m.nlive)
+        op_free(m.nlive - 1);
+    struct zs_pool_stats s = zt_check_consistent(m.pool);
+    CHECK_EQU(s.objects, 0);
+    CHECK_EQU(s.pages, 0);
+    CHECK_EQU(s.zspages, 0);
+    zs_destroy(m.pool);
+    m.pool = NULL;
+    for (size_t i = 0; i < m.nevicted; i++)
+        free(m.evicted[i].data);
+    u64map_free(&m.index);
+}
+
 int main(int argc, char **argv)
 {
     m.seed = test_seed(argc, argv, DEFAULT_SEED);
@@ -431,86 +542,8 @@ int main(int argc, char **argv)
     u64map_init(&m.index, MAX_LIVE);
     double t0 = test_now();
 
-    for (m.op = 0; m.op < m.nops; m.op++) {
-        bool grow = (m.op / PHASE_OPS) % 2 == 0;
-        if (rng_one_in(&m.rng, 5000)) {
-            op_compact();
-            continue;
-        }
-        if (rng_one_in(&m.rng, 5000)) {
-            op_shrink();
-            continue;
-        }
-        if (m.reserve && rng_one_in(&m.rng, 100)) {
-            op_refill();
-            continue;
-        }
-        uint64_t r = rng_below(&m.rng, 1000);
-        unsigned alloc_w = grow ? 350 : 170, free_w = grow ? 170 : 350;
-        if (m.nlive == 0 || (r < alloc_w && m.nlive < MAX_LIVE)) {
-            op_alloc();
-        } else {
-            size_t i = rng_below(&m.rng, m.nlive);
-            r -= r < alloc_w ? 0 : alloc_w;     /* now 0..1000-alloc_w */
-            if (r < free_w)
-                op_free(i);
-            else if ((r -= free_w) < 150)
-                op_write(i);
-            else if ((r -= 150) < 150)
-                op_read(i);
-            else if ((r -= 150) < 110)
-                op_map(i);
-            else if ((r -= 110) < 20)
-                op_stale();
-            else
-                op_swapin();
-        }
-        check_counts();
-        if ((m.op + 1) % FULL_CHECK_OPS == 0) {
-            m.what = "full check";
-            check_all();
-            struct zs_pool_stats s = zt_stats(m.pool);
-            printf("%7" PRIu64 " ops, %.1f s: %zu live, %zu evicted, %" PRIu64
-                   " pages, %" PRIu64 " bytes stored\n", m.op + 1, test_now() - t0,
-                   m.nlive, m.nevicted, s.pages, s.bytes_stored);
-            fflush(stdout);
-        }
-    }
-    m.what = "final check";
-    check_all();
-
-    printf("done in %.1f s: %" PRIu64 " allocs, %" PRIu64 " frees, %" PRIu64 " writes, %"
-           PRIu64 " reads, %" PRIu64 " maps, %" PRIu64 " stale, %" PRIu64 " swap-ins, %"
-           PRIu64 " compactions (%" PRIu64 " pages), %" PRIu64 " shrinks (%" PRIu64
-           " failed by the callback, %" PRIu64 " pages); at most %zu live\n",
-           test_now() - t0, m.n_alloc, m.n_free, m.n_write, m.n_read, m.n_map,
-           m.n_stale, m.n_swapin, m.n_compact, m.pages_compacted, m.n_shrink,
-           m.n_shrink_failed, m.pages_evicted, m.max_live);
-    if (m.reserve)
-        printf("reserve: %" PRIu64 " refills, %" PRIu64 " allocations missed\n", m.n_refill,
-               m.n_miss);
-    /* A run that never exercised a path proves nothing about it. */
-    if (m.nops >= DEFAULT_OPS) {
-        CHECKF(m.n_compact > 0 && m.pages_compacted > 0, "no compaction freed pages");
-        CHECKF(m.n_shrink > 0 && m.pages_evicted > 0, "no shrink freed pages");
-        CHECKF(m.n_swapin > 0 && m.n_stale > 0, "no swap-in or stale-handle operation");
-        if (m.reserve)
-            CHECKF(m.n_miss > 0 && m.n_miss < m.n_alloc / 4, "%" PRIu64 " misses in %"
-                   PRIu64 " allocations: the reserve was never or always dry", m.n_miss,
-                   m.n_alloc);
-    }
-
-    /* Empty the pool: everything resident goes. */
-    while (m.nlive)
-        op_free(m.nlive - 1);
-    struct zs_pool_stats s = zt_check_consistent(m.pool);
-    CHECK_EQU(s.objects, 0);
-    CHECK_EQU(s.pages, 0);
-    CHECK_EQU(s.zspages, 0);
-    zs_destroy(m.pool);
-    m.pool = NULL;
-    for (size_t i = 0; i < m.nevicted; i++)
-        free(m.evicted[i].data);
-    u64map_free(&m.index);
+    run_ops(t0);
+    report(t0);
+    teardown();
     return 0;
 }

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A pool's life: zs_create() and zs_destroy().
+ *
+ * zs_create() makes all a pool needs up front (its locks, its classes, the
+ * address space of its three tables) and touches no table yet.
+ * zs_destroy() accepts NULL and a pool zs_create() could only partly make,
+ * and gives back every region, table and list; no other call on the pool
+ * may run or follow.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "zspool-internal.h"
+
+ZS_EXPORT struct zs_pool *zs_create(const struct zs_ops *ops, void *arg)
+{
+    geometry_ensure();
+
+    struct zs_pool *pool;
+    int r = posix_memalign((void **)&pool, 64, sizeof(*pool));
+    if (r != 0) {
+        errno = r;
+        return NULL;
+    }
+    memset(pool, 0, sizeof(*pool));
+    if (ops)
+        pool->ops = *ops;
+    pool->arg = arg;
+    pthread_mutex_init(&pool->id_lock, NULL);
+    pthread_mutex_init(&pool->shrink_lock, NULL);
+    pthread_mutex_init(&pool->frontier.lock, NULL);
+    pthread_mutex_init(&pool->rsv.refill_lock, NULL);
+    atomic_init(&pool->rsv.low, UINT64_MAX);
+    for (uint32_t k = 0; k <= ZS_MAX_PAGES_PER_ZSPAGE; k++)
+        pthread_mutex_init(&pool->arenas[k].lock, NULL);
+    for (uint32_t i = 0; i < NUM_SIZES; i++) {
+        struct size_class *c = &pool->classes[i];
+        const struct class_geometry *g = &geometry[geometry[i].merged_into];
+        pthread_mutex_init(&c->lock, NULL);
+        c->size = g->size;
+        c->pages = g->pages;
+        c->objs = g->objs;
+        /* 8-aligned, for the descriptor's pointer. */
+        c->desc_bytes = (uint32_t)((sizeof(struct zspage) + g->objs * sizeof(uint32_t) + 7) & ~7u);
+        for (unsigned j = 0; j < ZS_FULLNESS_GROUPS; j++)
+            ihead_init(&c->groups[j]);
+        ihead_init(&c->lru);
+    }
+    atomic_init(&pool->metadata, (uint64_t)malloc_cost(pool));
+    if (vtable_init(&pool->handles, (size_t)MAX_HANDLES * sizeof(uint64_t)) < 0 ||
+        vtable_init(&pool->ids, (size_t)MAX_ZSPAGE_IDS * sizeof(struct zspage *)) < 0 ||
+        vtable_init(&pool->descs, DESC_TABLE_BYTES) < 0) {
+        zs_destroy(pool);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return pool;
+}
+
+ZS_EXPORT void zs_destroy(struct zs_pool *pool)
+{
+    if (!pool)
+        return;
+    for (size_t i = 0; i < pool->frontier.regions.n; i++)
+        munmap(pool->frontier.regions.v[i], REGION_BYTES);
+    free(pool->frontier.regions.v);
+    pthread_mutex_destroy(&pool->frontier.lock);
+    pthread_mutex_destroy(&pool->rsv.refill_lock);
+    for (uint32_t k = 0; k <= ZS_MAX_PAGES_PER_ZSPAGE; k++) {
+        struct arena *a = &pool->arenas[k];
+        free(a->warm.v);
+        free(a->cold.v);
+        pthread_mutex_destroy(&a->lock);
+    }
+    for (uint32_t i = 0; i < NUM_SIZES; i++)
+        pthread_mutex_destroy(&pool->classes[i].lock);
+    vtable_fini(&pool->handles);
+    vtable_fini(&pool->ids);
+    vtable_fini(&pool->descs);
+    pthread_mutex_destroy(&pool->id_lock);
+    pthread_mutex_destroy(&pool->shrink_lock);
+    free(pool);
+}

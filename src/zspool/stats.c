@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Statistics: zs_mem_used(), zs_get_stats(), zs_get_class_stats().
+ *
+ * The pool's counters are atomic and relaxed: each is exact, but several
+ * are not read at one instant.  A class's figures are read under its lock,
+ * so they agree with each other.  mem_used is the resident zspage pages
+ * plus the metadata; the reserve's unused memory is outside it
+ * (zs_reserve_get_stats(), reserve.c).
+ */
+#include <errno.h>
+
+#include "cleanup.h"
+#include "zspool-internal.h"
+
+ZS_EXPORT uint64_t zs_mem_used(struct zs_pool *pool)
+{
+    return load(&pool->pages) * PAGE_SIZE + load(&pool->metadata);
+}
+
+ZS_EXPORT void zs_get_stats(struct zs_pool *pool, struct zs_pool_stats *ret)
+{
+    struct zs_pool_stats s = {0};
+
+    for (uint32_t i = 0; i < NUM_SIZES; i++) {
+        if (geometry[i].merged_into != i)
+            continue;
+        s.objects += load(&pool->classes[i].objects);
+        s.bytes_stored += load(&pool->classes[i].bytes);
+    }
+    s.pages = load(&pool->pages);
+    s.metadata_bytes = load(&pool->metadata);
+    s.mem_used = s.pages * PAGE_SIZE + s.metadata_bytes;
+    s.zspages = load(&pool->zspages);
+    s.pages_compacted = load(&pool->pages_compacted);
+    s.pages_evicted = load(&pool->pages_evicted);
+    s.objects_evicted = load(&pool->objects_evicted);
+    s.bad_handles = load(&pool->bad_handles);
+    *ret = s;
+}
+
+ZS_EXPORT int zs_get_class_stats(struct zs_pool *pool, unsigned idx, struct zs_class_stats *ret)
+{
+    if (idx >= NUM_SIZES)
+        return -EINVAL;
+    const struct class_geometry *g = &geometry[idx];
+    struct zs_class_stats s = {
+        .size = g->size,
+        .pages_per_zspage = g->pages,
+        .objs_per_zspage = g->objs,
+        .merged_into = g->merged_into,
+    };
+    if (g->merged_into == idx) {
+        struct size_class *c = &pool->classes[idx];
+        LOCK_GUARD(&c->lock);
+        s.zspages = c->zspages;
+        s.pages = load(&c->pages_held);
+        s.objects = load(&c->objects);
+        s.bytes_stored = load(&c->bytes);
+        s.pages_compacted = c->compacted;
+        for (unsigned j = 0; j < ZS_FULLNESS_GROUPS; j++)
+            s.fullness[j] = c->ngroup[j];
+    }
+    *ret = s;
+    return 0;
+}
