@@ -48,7 +48,8 @@ const char *codec_name(const struct codec_type *type) __attribute__((nonnull));
  * The levels the codec accepts, [*ret_min, *ret_max], and the level it is
  * meant to be used at.  Any ret_ pointer may be NULL.  For lz4 the level is
  * an acceleration: higher is faster and compresses less.  For lz4hc and
- * zstd, higher is slower and compresses more.  See codec.c for details.
+ * zstd, higher is slower and compresses more.  doc/codec.md, "What a level
+ * means", has the details and the figures.
  */
 void codec_level_range(const struct codec_type *type,
                        int *ret_min, int *ret_max, int *ret_default)
@@ -103,8 +104,9 @@ ssize_t codec_compress(struct codec_ctx *ctx, const void *src, size_t src_len,
  *            truncated, or decoding to another length);
  *   -EINVAL  dst_len exceeds CODEC_MAX_LEN.
  * Corrupt input never makes this crash or write past dst + dst_len, but on
- * failure dst holds garbage.  Neither codec checksums its blocks (see codec.c):
- * some corruptions decode "successfully" to the wrong bytes.
+ * failure dst holds garbage.  Neither codec checksums its blocks (doc/codec.md,
+ * "Why these zstd frame flags"): some corruptions decode "successfully" to
+ * the wrong bytes.
  */
 ssize_t codec_decompress(struct codec_ctx *ctx, const void *src, size_t src_len,
                          void *dst, size_t dst_len)

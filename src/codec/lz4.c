@@ -42,8 +42,9 @@ static void lz4_levels(int *ret_min, int *ret_max, int *ret_default)
  * silently use the default.  Its top levels, LZ4HC_CLEVEL_OPT_MIN (10) to
  * LZ4HC_CLEVEL_MAX (12), run an optimal parser that mallocs a 64 KiB table
  * on every call in lz4 as distributions build it (LZ4HC_HEAPMODE), which
- * would break the promise that compression never allocates; on 4 KiB pages
- * of shared libraries they save 0.1% over level 9 at a third of its speed.
+ * would break the promise that compression never allocates
+ * (tests/codec/test-codec-noalloc.c), for a gain too small to pay for it
+ * (doc/codec.md, "What a level means", has the figures).
  */
 static void lz4hc_levels(int *ret_min, int *ret_max, int *ret_default)
 {

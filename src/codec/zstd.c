@@ -2,7 +2,8 @@
 /*
  * The zstd backend.  A context holds a ZSTD_CCtx whose parameters are set
  * once (level, and no content size, checksum or dictionary id in the frame
- * header: see codec.c) and a ZSTD_DCtx.  Only zstd's stable API is used.
+ * header: doc/codec.md, "Why these zstd frame flags") and a ZSTD_DCtx.
+ * Only zstd's stable API is used.
  *
  * zstd allocates a compression context's tables lazily, on the first
  * compression, sized for that input (its window and tables shrink to fit a
