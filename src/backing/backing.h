@@ -63,8 +63,8 @@ bool backing_spec_is_uri(const char *spec) __attribute__((nonnull));
  * Make direct I/O (O_DIRECT) ready for a file or block device, for serving
  * swap: while backing_set_pressure() says memory is short, transfers then
  * bypass the page cache, so that a write needs no memory and frees the
- * caller's at once, and a read needs none either (backing.c, "The page
- * cache, or not"); they are whole blocks through a bounce buffer of the
+ * caller's at once, and a read needs none either (doc/backing.md, "The
+ * page cache, or not"); they are whole blocks through a bounce buffer of the
  * calling thread's.  0; -EINVAL where the file system refuses direct I/O
  * (tmpfs), nothing changing; -ENOTSUP for an NBD server; -ENOMEM.
  */

@@ -247,7 +247,8 @@ static unsigned cached_pages(const char *path, unsigned npages)
 }
 
 /*
- * Direct I/O under memory pressure (backing.c, "The page cache, or not"):
+ * Direct I/O under memory pressure (doc/backing.md, "The page cache, or
+ * not"):
  * with the pressure on, writes and reads bypass the page cache and keep
  * the data; with it off they go through it again; and data written one way
  * reads back the other.  The test's directory is on /tmp: where its file

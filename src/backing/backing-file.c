@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file or block device backend: pread/pwrite at block offsets through
+ * the page cache, or, while memory is short after backing_use_direct(),
+ * whole blocks through a bounce block of the calling thread's on a second
+ * descriptor opened with O_DIRECT (doc/backing.md, "The page cache, or
+ * not").  Transfers continue after a short count and retry EINTR; a
+ * transfer of nothing is -EIO.  Discards are best effort.  An open never
+ * shortens a file, never creates one under /dev/, and removes a file it
+ * created when a later step fails.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backing-internal.h"
+#include "cleanup.h"
+#include "populate.h"
+
+struct backing_file {
+    struct backing b;
+    int fd;
+    int dfd;                    /* the same file with O_DIRECT; -1 until backing_use_direct() */
+    bool blockdev;
+    _Atomic bool pressure;      /* memory is short: use dfd */
+};
+
+/* The calling thread's bounce block for O_DIRECT, freed when it exits. */
+static pthread_key_t bounce_key;
+static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+static __thread unsigned char *tls_bounce;
+
+static void bounce_init(void)
+{
+    /* Cannot fail short of a process out of keys; then blocks just leak. */
+    (void)pthread_key_create(&bounce_key, free);
+}
+
+/* This thread's block-aligned bounce block, resident; NULL if out of memory. */
+static unsigned char *bounce_block(void)
+{
+    if (tls_bounce)
+        return tls_bounce;
+    pthread_once(&bounce_once, bounce_init);
+    void *p;
+    if (posix_memalign(&p, BACKING_BLOCK_SIZE, BACKING_BLOCK_SIZE) != 0)
+        return NULL;
+    if (mem_populate(p, BACKING_BLOCK_SIZE) < 0) {
+        free(p);
+        return NULL;
+    }
+    tls_bounce = p;
+    (void)pthread_setspecific(bounce_key, p);
+    return tls_bounce;
+}
+
+/*
+ * Move all of len bytes between buf and the file at off, in one direction.
+ * A short transfer is continued rather than failed: on a file system that
+ * runs out of room midway, the next pwrite returns the ENOSPC that explains
+ * it, which tells the store more than EIO would.  A transfer of nothing is
+ * -EIO: for a read, the end of the file inside the store's range (the file
+ * was cut short behind our back).  buf is only read when is_write.
+ */
+static int file_transfer(int fd, bool is_write, void *buf, size_t len, uint64_t off)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = is_write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Whether this transfer goes the direct way (see "The page cache, or not"). */
+static bool file_direct_now(struct backing_file *f)
+{
+    return f->dfd >= 0 && atomic_load_explicit(&f->pressure, memory_order_relaxed);
+}
+
+static int file_pread(struct backing *b, void *buf, size_t len, uint64_t off)
+{
+    struct backing_file *f = (struct backing_file *)b;
+    if (file_direct_now(f)) {
+        unsigned char *blk = bounce_block();
+        if (!blk)
+            return -ENOMEM;
+        int r = file_transfer(f->dfd, false, blk, BACKING_BLOCK_SIZE, off);
+        if (r == 0)
+            memcpy(buf, blk, len);
+        return r;
+    }
+    return file_transfer(f->fd, false, buf, len, off);
+}
+
+static int file_pwrite(struct backing *b, const void *buf, size_t len, uint64_t off)
+{
+    struct backing_file *f = (struct backing_file *)b;
+    const char *p = buf;
+    int fd = f->fd;
+    if (file_direct_now(f)) {
+        unsigned char *blk = bounce_block();
+        if (!blk)
+            return -ENOMEM;
+        /* The block is ours alone: pad it with zeros. */
+        memcpy(blk, buf, len);
+        memset(blk + len, 0, BACKING_BLOCK_SIZE - len);
+        p = (const char *)blk;
+        len = BACKING_BLOCK_SIZE;
+        fd = f->dfd;
+    }
+    return file_transfer(fd, true, (void *)p, len, off);
+}
+
+/* Best effort: a file system without hole punching simply keeps the data. */
+static void file_discard(struct backing *b, uint64_t off, uint64_t len)
+{
+    struct backing_file *f = (struct backing_file *)b;
+    if (f->blockdev) {
+        uint64_t range[2] = { off, len };
+        (void)ioctl(f->fd, BLKDISCARD, range);
+    } else {
+        (void)fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        (off_t)off, (off_t)len);
+    }
+}
+
+static int file_flush(struct backing *b)
+{
+    struct backing_file *f = (struct backing_file *)b;
+    return fdatasync(f->fd) < 0 ? -errno : 0;
+}
+
+static void file_close(struct backing *b)
+{
+    struct backing_file *f = (struct backing_file *)b;
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->dfd >= 0)
+        close(f->dfd);
+}
+
+/* backing_use_direct(): the second descriptor, and a bounce block for this thread. */
+static int file_use_direct(struct backing *b)
+{
+    struct backing_file *f = (struct backing_file *)b;
+    if (f->dfd >= 0)
+        return 0;
+    /* The file we have open, not whatever its path names now. */
+    char self[64];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", f->fd);
+    _cleanup_close_ int dfd = open(self, O_RDWR | O_DIRECT | O_CLOEXEC | O_NOCTTY);
+    if (dfd < 0)
+        return -errno;  /* tmpfs, among others: EINVAL */
+    unsigned char *blk = bounce_block();
+    if (!blk)
+        return -ENOMEM;
+    /* A file system may take the flag and refuse the transfers: try one. */
+    int r = file_transfer(dfd, false, blk, BACKING_BLOCK_SIZE, 0);
+    if (r < 0)
+        return r;
+    f->dfd = TAKE_FD(dfd);
+    return 0;
+}
+
+static void file_set_pressure(struct backing *b, bool short_of_memory)
+{
+    atomic_store_explicit(&((struct backing_file *)b)->pressure, short_of_memory,
+                          memory_order_relaxed);
+}
+
+/* Only the direct way needs a bounce block. */
+static int file_thread_prepare(struct backing *b)
+{
+    if (((struct backing_file *)b)->dfd < 0)
+        return 0;
+    return bounce_block() ? 0 : -ENOMEM;
+}
+
+static void file_stats(struct backing *b, struct backing_stats *ret)
+{
+    struct backing_file *f = (struct backing_file *)b;
+    ret->direct = f->dfd >= 0;
+    ret->pressure = atomic_load(&f->pressure);
+}
+
+static const struct backing_ops file_ops = {
+    .type = "file",
+    .pread = file_pread,
+    .pwrite = file_pwrite,
+    .discard = file_discard,
+    .flush = file_flush,
+    .close = file_close,
+    .use_direct = file_use_direct,
+    .set_pressure = file_set_pressure,
+    .thread_prepare = file_thread_prepare,
+    .stats = file_stats,
+};
+
+/*
+ * Open path, or create it when it is missing (sparse, mode 0600), except
+ * under /dev/.  The type is checked before opening: opening a FIFO or a tty
+ * has side effects.  Returns the descriptor, *ret_created saying whether
+ * this call made the file; or a negative errno, with errno and err set.
+ */
+static int file_open_path(const char *path, bool *ret_created, char *err, size_t errlen)
+{
+    struct stat st;
+    int fd = -1;
+    *ret_created = false;
+    if (stat(path, &st) == 0) {
+        if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+            return open_fail(err, errlen, EINVAL, "not a regular file or a block device");
+        fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+    } else if (errno == ENOENT && strncmp(path, "/dev/", 5) == 0) {
+        /*
+         * A missing device (a typo, a disk not there yet) must not become
+         * a file on /dev's tmpfs, in the very memory the tier is to spare.
+         */
+        return open_fail(err, errlen, ENOENT,
+                         "no such device (files are not created under /dev)");
+    } else if (errno == ENOENT) {
+        fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_CREAT | O_EXCL, 0600);
+        *ret_created = fd >= 0;
+    }
+    if (fd < 0) {
+        int e = errno;
+        return open_fail(err, errlen, e, "cannot open it: %s", strerror(e));
+    }
+    return fd;
+}
+
+/*
+ * The size of the open file fd, checked again on the descriptor (the path
+ * may have changed since it was looked at): a block device's size, or a
+ * regular file's, extended to size bytes when shorter (never shortened:
+ * it may be larger on purpose).  *ret_have and *ret_blockdev, or a
+ * negative errno with errno and err set; fewer than one usable block is
+ * -EINVAL.
+ */
+static int file_measure(int fd, uint64_t size, uint64_t *ret_have, bool *ret_blockdev,
+                        char *err, size_t errlen)
+{
+    struct stat st;
+    uint64_t have = 0;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        return open_fail(err, errlen, e, "cannot stat it: %s", strerror(e));
+    }
+    if (S_ISBLK(st.st_mode)) {
+        if (ioctl(fd, BLKGETSIZE64, &have) < 0) {
+            int e = errno;
+            return open_fail(err, errlen, e, "cannot get the block device's size: %s",
+                             strerror(e));
+        }
+    } else if (S_ISREG(st.st_mode)) {
+        have = (uint64_t)st.st_size;
+        if (have < size) {
+            if (ftruncate(fd, (off_t)size) < 0) {
+                int e = errno;
+                return open_fail(err, errlen, e, "cannot extend it to %" PRIu64 " bytes: %s",
+                                 size, strerror(e));
+            }
+            have = size;
+        }
+    } else {
+        return open_fail(err, errlen, EINVAL, "not a regular file or a block device");
+    }
+    if (usable_blocks(have, size) == 0)
+        return open_fail(err, errlen, EINVAL, "smaller than one %u-byte block",
+                         BACKING_BLOCK_SIZE);
+    *ret_have = have;
+    *ret_blockdev = S_ISBLK(st.st_mode);
+    return 0;
+}
+
+/*
+ * Open or create the file and work out how many blocks of it the store may
+ * use (backing-internal.h).  A file this call created is removed again if a later step fails,
+ * so a failed start leaves nothing behind.
+ */
+struct backing *backing_file_open(const char *path, uint64_t size, char *err, size_t errlen)
+{
+    bool created, blockdev = false;
+    uint64_t have = 0;
+    struct backing_file *f;
+    _cleanup_close_ int fd = file_open_path(path, &created, err, errlen);
+    if (fd < 0)
+        return NULL;
+
+    if (file_measure(fd, size, &have, &blockdev, err, errlen) < 0)
+        goto fail;
+    f = calloc(1, sizeof(*f));
+    if (!f) {
+        open_fail(err, errlen, errno, "out of memory");
+        goto fail;
+    }
+    f->b.ops = &file_ops;
+    f->b.blocks = usable_blocks(have, size);
+    f->fd = TAKE_FD(fd);
+    f->dfd = -1;
+    f->blockdev = blockdev;
+    return &f->b;
+
+fail:
+    if (created) {
+        int e = errno;
+        (void)unlink(path);
+        errno = e;
+    }
+    return NULL;
+}
