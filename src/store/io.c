@@ -26,21 +26,6 @@ static int check_range(struct store *s, uint64_t len, uint64_t off)
     return 0;
 }
 
-bool page_same(const void *page, uint64_t *ret_word)
-{
-    const unsigned char *p = page;
-    uint64_t w;
-    memcpy(&w, p, 8);
-    for (size_t i = 8; i < PAGE; i += 8) {
-        uint64_t v;
-        memcpy(&v, p + i, 8);
-        if (v != w)
-            return false;
-    }
-    *ret_word = w;
-    return true;
-}
-
 static void page_fill(void *page, uint64_t w)
 {
     if (w == 0) {
@@ -50,15 +35,6 @@ static void page_fill(void *page, uint64_t w)
     unsigned char *p = page;
     for (size_t i = 0; i < PAGE; i += 8)
         memcpy(p + i, &w, 8);
-}
-
-/* Decompress a slot's n bytes at src into dst (PAGE bytes) with the codec its flags name. */
-int slot_decompress(struct tctx *t, unsigned flags, const void *src, size_t n, void *dst)
-{
-    struct codec_ctx *c = flags & SF_RECOMP ? t->codec2 : t->codec;
-    if (!c)
-        return -EIO;
-    return codec_decompress(c, src, n, dst, PAGE) == PAGE ? 0 : -EIO;
 }
 
 /*

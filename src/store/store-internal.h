@@ -15,7 +15,9 @@
  *   - Counters are atomic and relaxed (counter.h): exact, never ordered
  *     against anything else.
  *
- * Sections below follow the file that defines each item.
+ * Sections below follow the file that defines each item, bottom layer
+ * first: a file calls only into the sections above its own (doc/store.md,
+ * "Where each part lives").
  */
 #ifndef UZRAM_STORE_INTERNAL_H
 #define UZRAM_STORE_INTERNAL_H
@@ -26,6 +28,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "clock.h"
 #include "counter.h"
 #include "store.h"
 #include "zspool.h"
@@ -163,57 +166,25 @@ struct store {
     bool refill_wanted;                 /* the allocator asked for a refill; under refiller.lock */
     uint64_t refills_done;              /* refills completed; under refiller.lock */
     pthread_cond_t refill_cond;         /* a refill completed; with refiller.lock */
-    _Atomic bool refill_stalled;        /* a write waited RESERVE_WAIT_MS for none */
+    /* No refill completed within a write's wait, or grew the reserve in RESERVE_STALL_MS. */
+    _Atomic bool refill_stalled;
     _Atomic uint64_t refill_busy_since; /* ms (monotonic) a refill began; 0 when none runs */
     struct worker watchdog;
 
-    /* Statistics: each counts what its name says, atomically (counter.h). */
+    /*
+     * Statistics, atomic (counter.h): the COUNTER entries of STORE_STATS
+     * (store.h, where each is described), and pages_stored, from which
+     * orig_data_size is worked out.
+     */
     _Atomic uint64_t pages_stored;      /* slots in memory: same-filled and objects */
-    _Atomic uint64_t compr_data_size;   /* bytes of the objects (raw pages count PAGE) */
-    _Atomic uint64_t same_pages, huge_pages;
-    _Atomic uint64_t huge_pages_since;  /* raw pages stored, ever */
-    _Atomic uint64_t mem_used_max;      /* the pool's high-water mark, bytes */
-    _Atomic uint64_t failed_reads, failed_writes;   /* requests that failed */
-    _Atomic uint64_t invalid_io;        /* requests out of range */
-    _Atomic uint64_t notify_free;       /* whole pages discarded */
-    _Atomic uint64_t read_reqs, write_reqs, discard_reqs, flush_reqs;
-    _Atomic uint64_t read_bytes, write_bytes, discard_bytes;
-    _Atomic uint64_t compactions;       /* compaction passes, automatic or asked */
-    _Atomic uint64_t bd_count;          /* slots written back */
-    _Atomic uint64_t bd_reads, bd_writes;   /* backing blocks read, written */
-    _Atomic uint64_t bd_bad_sums;       /* backing reads whose checksum failed */
-    _Atomic uint64_t evictions;         /* eviction passes */
-    _Atomic uint64_t pages_promoted;    /* written-back pages brought back */
-    _Atomic uint64_t write_waits;       /* writes that waited for eviction */
-    _Atomic uint64_t idle_pages;        /* slots flagged SF_IDLE */
-    _Atomic uint64_t recompressed;      /* slots in the second codec */
-    _Atomic uint64_t reserve_waits;     /* writes that waited for a refill and went on */
-    _Atomic uint64_t reserve_misses;    /* writes failed for an empty reserve */
-    _Atomic uint64_t reserve_released;  /* bytes the watchdog gave back to the kernel */
-    _Atomic uint64_t reserve_failures;  /* refills that could not get the memory */
+#define STORE_COUNTER_COUNTER(name) _Atomic uint64_t name;
+#define STORE_COUNTER_DERIVED(name)
+#define STORE_COUNTER(type, name, source) STORE_COUNTER_##source(name)
+    STORE_STATS(STORE_COUNTER)
+#undef STORE_COUNTER
+#undef STORE_COUNTER_DERIVED
+#undef STORE_COUNTER_COUNTER
 };
-
-/* Milliseconds on CLOCK_MONOTONIC. */
-static inline uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* ms milliseconds from now on CLOCK_MONOTONIC, the clock of the store's condvars. */
-static inline struct timespec deadline_in_ms(long ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += ms % 1000 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 /* On every allocation (the limit, mem_used_max): two loads, not a stats walk. */
 static inline uint64_t mem_used(struct store *s)
@@ -295,25 +266,21 @@ bool worker_sleep(struct worker *w, const bool *wanted, long period_ms);
  */
 void worker_pause(struct worker *w, const bool *wanted, long period_ms);
 
-/* ---- alloc.c: allocation under the limit, compaction -------------------------- */
+/* ---- page.c: same-filled pages, decompression ---------------------------------- */
+
+/* Whether a page is one 8-byte word repeated; if so, the word. */
+bool page_same(const void *page, uint64_t *ret_word);
+/* Decompress n bytes at src into dst (PAGE bytes) with the codec flags name. */
+int slot_decompress(struct tctx *t, unsigned flags, const void *src, size_t n, void *dst);
+
+/* ---- compact.c: automatic compaction ------------------------------------------- */
 
 int64_t compact_now(struct store *s);
+/* Whether objects were freed since the last compaction began: only then can one help. */
+bool compact_useful(struct store *s);
 /* Wake the compaction thread early (after objects were freed). */
 void compactor_wake(struct store *s);
 void *compactor_main(void *arg);
-void mem_used_max_update(struct store *s, uint64_t used);
-/*
- * An object of n bytes within mem_limit.  0 and the handle, -ENOSPC or
- * -ENOMEM.  With wait and a backing store, a pool at its limit waits for
- * eviction (STORE_EVICT_WAIT_MS at most).  May hold a slot lock.
- */
-int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait);
-/*
- * A page as an entry: same-filled, or compressed with t's codec (into
- * t->cbuf) and stored in a new object, raw when it does not compress below
- * the huge threshold.  No slot lock needed.  0, -ENOSPC, -ENOMEM, -EIO.
- */
-int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *ret, bool wait);
 
 /* ---- reserve.c: the reserve, its refill thread and its watchdog -------------- */
 
@@ -326,19 +293,10 @@ int reserve_start(struct store *s);
 /* A write found the reserve empty: true if a refill completed meanwhile. */
 bool reserve_wait(struct store *s);
 
-/* ---- io.c: reads, writes, discards ------------------------------------------- */
+/* ---- writeback.c: writing slots back, idle marking ------------------------------ */
 
-/* Whether a page is one 8-byte word repeated; if so, the word. */
-bool page_same(const void *page, uint64_t *ret_word);
-/* Decompress n bytes at src into dst (PAGE bytes) with the codec flags name. */
-int slot_decompress(struct tctx *t, unsigned flags, const void *src, size_t n, void *dst);
-
-/* ---- writeback.c: backing I/O, promotion, idle marking ----------------------- */
-
-/* Slot i's written-back page into dst, slot locked.  0 or -EIO. */
-int wb_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst);
-/* After a read of written-back slot i (locked): maybe bring it back. */
-void wb_maybe_promote(struct store *s, struct tctx *t, uint64_t i, const void *page);
+/* The 24-bit checksum kept in a written-back slot, of what was written. */
+uint32_t wb_checksum(const void *buf, size_t len);
 /*
  * Write slot i's object (slot locked, holding an object) to a new backing
  * block and point the slot there.  0, or the backing store's error with
@@ -363,5 +321,28 @@ void evict_kick(struct store *s);
  * or the time is up.
  */
 bool evict_wait(struct store *s, const struct timespec *deadline);
+
+/* ---- alloc.c: allocation under the limit ---------------------------------------- */
+
+void mem_used_max_update(struct store *s, uint64_t used);
+/*
+ * An object of n bytes within mem_limit.  0 and the handle, -ENOSPC or
+ * -ENOMEM.  With wait and a backing store, a pool at its limit waits for
+ * eviction (STORE_EVICT_WAIT_MS at most).  May hold a slot lock.
+ */
+int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait);
+/*
+ * A page as an entry: same-filled, or compressed with t's codec (into
+ * t->cbuf) and stored in a new object, raw when it does not compress below
+ * the huge threshold.  No slot lock needed.  0, -ENOSPC, -ENOMEM, -EIO.
+ */
+int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *ret, bool wait);
+
+/* ---- promote.c: reading written-back pages, promotion ---------------------------- */
+
+/* Slot i's written-back page into dst, slot locked.  0 or -EIO. */
+int wb_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst);
+/* After a read of written-back slot i (locked): maybe bring it back. */
+void wb_maybe_promote(struct store *s, struct tctx *t, uint64_t i, const void *page);
 
 #endif

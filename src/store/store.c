@@ -273,54 +273,30 @@ void store_get_stats(struct store *s, struct store_stats *ret)
     struct zs_pool_stats zst;
     zs_get_stats(s->pool, &zst);
     mem_used_max_update(s, zst.mem_used);
-    *ret = (struct store_stats){
-        .disksize = s->size,
-        .orig_data_size = counter_get(&s->pages_stored) << PAGE_SHIFT,
-        .compr_data_size = counter_get(&s->compr_data_size),
-        .mem_used_total = zst.mem_used,
-        .mem_limit = mem_limit(s),
-        .mem_used_max = counter_get(&s->mem_used_max),
-        .same_pages = counter_get(&s->same_pages),
-        .pages_compacted = zst.pages_compacted,
-        .huge_pages = counter_get(&s->huge_pages),
-        .huge_pages_since = counter_get(&s->huge_pages_since),
-        .failed_reads = counter_get(&s->failed_reads),
-        .failed_writes = counter_get(&s->failed_writes),
-        .invalid_io = counter_get(&s->invalid_io),
-        .notify_free = counter_get(&s->notify_free),
-        .read_reqs = counter_get(&s->read_reqs),
-        .write_reqs = counter_get(&s->write_reqs),
-        .discard_reqs = counter_get(&s->discard_reqs),
-        .flush_reqs = counter_get(&s->flush_reqs),
-        .read_bytes = counter_get(&s->read_bytes),
-        .write_bytes = counter_get(&s->write_bytes),
-        .discard_bytes = counter_get(&s->discard_bytes),
-        .compactions = counter_get(&s->compactions),
-        .compact_threshold_pct = atomic_load_explicit(&s->compact_pct, memory_order_relaxed),
-        .has_backing = s->backing != NULL,
-        .bd_count = counter_get(&s->bd_count),
-        .bd_reads = counter_get(&s->bd_reads),
-        .bd_writes = counter_get(&s->bd_writes),
-        .wb_high_pct = atomic_load(&s->high_pct),
-        .wb_low_pct = atomic_load(&s->low_pct),
-        .evictions = counter_get(&s->evictions),
-        .pages_evicted = zst.pages_evicted,
-        .pages_promoted = counter_get(&s->pages_promoted),
-        .write_waits = counter_get(&s->write_waits),
-        .idle_pages = counter_get(&s->idle_pages),
-        .recompressed = counter_get(&s->recompressed),
-        .bd_bad_sums = counter_get(&s->bd_bad_sums),
-        .reserve_failures = counter_get(&s->reserve_failures),
-    };
+    *ret = (struct store_stats){ 0 };
+#define STORE_COPY_COUNTER(name) ret->name = counter_get(&s->name);
+#define STORE_COPY_DERIVED(name)
+#define STORE_COPY(type, name, source) STORE_COPY_##source(name)
+    STORE_STATS(STORE_COPY)
+#undef STORE_COPY
+#undef STORE_COPY_DERIVED
+#undef STORE_COPY_COUNTER
+    ret->disksize = s->size;
+    ret->orig_data_size = counter_get(&s->pages_stored) << PAGE_SHIFT;
+    ret->mem_used_total = zst.mem_used;
+    ret->mem_limit = mem_limit(s);
+    ret->pages_compacted = zst.pages_compacted;
+    ret->compact_threshold_pct = atomic_load_explicit(&s->compact_pct, memory_order_relaxed);
+    ret->has_backing = s->backing != NULL;
+    ret->high_watermark = atomic_load(&s->high_pct);
+    ret->low_watermark = atomic_load(&s->low_pct);
+    ret->pages_evicted = zst.pages_evicted;
     if (s->reserved) {
         struct zs_reserve_stats rs;
         zs_reserve_get_stats(s->pool, &rs);
         ret->reserve = rs.target;
         ret->reserve_free = rs.available;
         ret->reserve_min = rs.low_water;
-        ret->reserve_misses = counter_get(&s->reserve_misses);
-        ret->reserve_waits = counter_get(&s->reserve_waits);
-        ret->reserve_released = counter_get(&s->reserve_released);
         ret->reserve_refills = rs.refills;
     }
     if (ret->mem_limit) {

@@ -37,9 +37,9 @@ struct backing;
  * (3841 B): an object that large lives alone in a page whatever it holds,
  * so compressing it saves nothing and costs a decompression on every read.
  * zram draws the line at the same place, its allocator's huge class size.
- * A lower line, 3/4 of a page (3072 B), stored 47,264 of the 262,144 pages
- * of a 1 GiB corpus of system files raw where this one stores 6,247, and
- * held 565 MiB against 532 MiB (tools/bench/uzramd-compare).
+ * A lower line stores many more pages raw and holds more memory
+ * (doc/store.md, "Pages stored raw", has the figures;
+ * tools/bench/uzramd-compare reports huge_pages and mem_used_total).
  */
 /* Largest device: 2^52 bytes keeps slot counts and offsets well inside 64 bits. */
 #define STORE_MAX_SIZE (UINT64_C(1) << 52)
@@ -299,60 +299,87 @@ int store_set_watermarks(struct store *s, unsigned high_pct, unsigned low_pct)
 void store_reset_mem_used_max(struct store *s) __attribute__((nonnull));
 
 /*
- * Figures with the names and meanings of the kernel zram's mm_stat and
- * io_stat (Documentation/admin-guide/blockdev/zram.rst), plus request
- * counts.  All in bytes unless the name says pages.
+ * Every statistic of the store, declared once, in the order the control
+ * verb `stat` prints them: X(type, name, source).  The names and meanings
+ * are the kernel zram's mm_stat, io_stat and bd_stat
+ * (Documentation/admin-guide/blockdev/zram.rst) where zram has them; sizes
+ * are in bytes unless the name says pages.
+ *
+ *   type    u64, u32 or bool; err is a negative errno (0: none), which the
+ *           control socket prints by its name
+ *   source  COUNTER: an atomic counter in struct store of the same name,
+ *           which the code bumps with counter_add() and store_get_stats()
+ *           copies; DERIVED: store_get_stats() works it out
+ *
+ * This one list makes the fields of struct store_stats, the store's
+ * counters, their copy and the keys of `stat`: adding a counter is one line
+ * here and a counter_add() where the event happens.
  */
+#define STORE_STATS(X)                                                                         \
+    X(u64, disksize, DERIVED)               /* the device's size */                             \
+    X(u64, orig_data_size, DERIVED)         /* uncompressed bytes stored, same-filled too */    \
+    X(u64, compr_data_size, COUNTER)        /* compressed bytes stored (raw pages count 4096) */ \
+    X(u64, mem_used_total, DERIVED)         /* memory the allocator holds: pages and metadata */ \
+    X(u64, mem_limit, DERIVED)              /* 0: none */                                       \
+    X(u64, mem_used_max, COUNTER)           /* the highest mem_used_total seen */               \
+    X(u64, same_pages, COUNTER)             /* slots holding a same-filled page */              \
+    X(u64, pages_compacted, DERIVED)        /* pages freed by compaction since creation */      \
+    X(u64, huge_pages, COUNTER)             /* slots holding a raw (incompressible) page */     \
+    X(u64, huge_pages_since, COUNTER)       /* raw pages stored since creation */               \
+    X(u64, failed_reads, COUNTER)           /* requests that failed */                          \
+    X(u64, failed_writes, COUNTER)                                                              \
+    X(u64, invalid_io, COUNTER)             /* requests out of range */                         \
+    X(u64, notify_free, COUNTER)            /* slots emptied by discard */                      \
+    X(u64, read_reqs, COUNTER)                                                                  \
+    X(u64, write_reqs, COUNTER)                                                                 \
+    X(u64, discard_reqs, COUNTER)                                                               \
+    X(u64, flush_reqs, COUNTER)                                                                 \
+    X(u64, read_bytes, COUNTER)                                                                 \
+    X(u64, write_bytes, COUNTER)                                                                \
+    X(u64, discard_bytes, COUNTER)                                                              \
+    X(u64, compactions, COUNTER)            /* compactions run, by hand or automatically */     \
+    X(u64, limit_rejects, COUNTER)          /* allocations refused at mem_limit (-ENOSPC) */    \
+    X(u32, compact_threshold_pct, DERIVED)  /* automatic compaction's threshold; 0: off */      \
+    X(u64, bd_count, COUNTER)               /* slots whose page is on the backing store now */  \
+    X(u64, bd_reads, COUNTER)               /* pages read from the backing store */             \
+    X(u64, bd_writes, COUNTER)              /* pages written to the backing store */            \
+    X(u64, bd_read_errors, DERIVED)                                                             \
+    X(u64, bd_write_errors, DERIVED)                                                            \
+    X(err, bd_last_error, DERIVED)          /* the last backing error, or 0 */                  \
+    X(bool, bd_connected, DERIVED)          /* false while an NBD backing server is away */     \
+    X(bool, bd_direct, DERIVED)             /* the backing store can do direct I/O... */        \
+    X(bool, bd_pressure, DERIVED)           /* ...and does now: memory is short */              \
+    X(u64, bd_blocks, DERIVED)              /* blocks the backing store has */                  \
+    X(u64, wb_high, DERIVED)                /* the watermarks in bytes (0 without a limit) */   \
+    X(u64, wb_low, DERIVED)                                                                     \
+    X(u32, high_watermark, DERIVED)         /* the same in percent of mem_limit */              \
+    X(u32, low_watermark, DERIVED)                                                              \
+    X(u64, evictions, COUNTER)              /* eviction passes run */                           \
+    X(u64, pages_evicted, DERIVED)          /* pool pages freed whole by zs_shrink() */         \
+    X(u64, pages_promoted, COUNTER)         /* written-back pages brought back to memory */     \
+    X(u64, write_waits, COUNTER)            /* writes that waited for eviction */               \
+    X(u64, idle_pages, COUNTER)             /* slots marked idle now */                         \
+    X(u64, recompressed, COUNTER)           /* slots holding an object of the second codec */   \
+    X(u64, bd_bad_sums, COUNTER)            /* backing reads whose checksum failed (-EIO) */    \
+    X(u64, reserve, DERIVED)                /* the reserve's target, bytes (0: no reserve) */   \
+    X(u64, reserve_free, DERIVED)           /* populated and unused now */                      \
+    X(u64, reserve_min, DERIVED)            /* the least reserve_free has been */               \
+    X(u64, reserve_misses, COUNTER)         /* writes failed for an empty reserve (-ENOSPC) */  \
+    X(u64, reserve_waits, COUNTER)          /* writes that waited for a refill and went on */   \
+    X(u64, reserve_released, COUNTER)       /* bytes given back to the kernel, memory short */  \
+    X(u64, reserve_refills, DERIVED)        /* refills that populated memory */                 \
+    X(u64, reserve_failures, COUNTER)       /* refills that could not get the memory */
+
+#define STORE_STAT_TYPE_u64 uint64_t
+#define STORE_STAT_TYPE_u32 uint32_t
+#define STORE_STAT_TYPE_bool bool
+#define STORE_STAT_TYPE_err int
+
 struct store_stats {
-    uint64_t disksize;
-    uint64_t orig_data_size;    /* uncompressed bytes stored, same-filled pages included */
-    uint64_t compr_data_size;   /* compressed bytes stored (raw pages count 4096) */
-    uint64_t mem_used_total;    /* memory the allocator holds: pages and metadata */
-    uint64_t mem_limit;         /* 0: none */
-    uint64_t mem_used_max;      /* the highest mem_used_total seen */
-    uint64_t same_pages;        /* slots holding a same-filled page */
-    uint64_t pages_compacted;   /* pages freed by compaction since creation */
-    uint64_t huge_pages;        /* slots holding a raw (incompressible) page */
-    uint64_t huge_pages_since;  /* raw pages stored since creation */
-    uint64_t failed_reads;
-    uint64_t failed_writes;
-    uint64_t invalid_io;        /* requests out of range */
-    uint64_t notify_free;       /* slots emptied by discard */
-    uint64_t read_reqs, write_reqs, discard_reqs, flush_reqs;
-    uint64_t read_bytes, write_bytes, discard_bytes;
-    uint64_t compactions;       /* compactions run, by hand or automatically */
-    uint32_t compact_threshold_pct;
-
-    /* Writeback, with zram's bd_stat names: counts of 4 KiB pages. */
-    bool has_backing;
-    uint64_t bd_count;          /* slots whose page is on the backing store now */
-    uint64_t bd_reads;          /* pages read from the backing store */
-    uint64_t bd_writes;         /* pages written to the backing store */
-    uint64_t bd_read_errors, bd_write_errors;
-    int bd_last_error;          /* negative errno of the last backing error, or 0 */
-    bool bd_connected;          /* false while an NBD backing server is away */
-    uint64_t bd_blocks;         /* blocks the backing store has */
-    bool bd_direct;             /* it can do direct I/O (no page cache)... */
-    bool bd_pressure;           /* ...and does now: memory is short */
-    uint64_t wb_high, wb_low;   /* the watermarks in bytes (0 without a limit) */
-    uint32_t wb_high_pct, wb_low_pct;
-    uint64_t evictions;         /* eviction passes run */
-    uint64_t pages_evicted;     /* pool pages freed whole by zs_shrink() (policy zspage) */
-    uint64_t pages_promoted;    /* written-back pages brought back to memory */
-    uint64_t write_waits;       /* writes that waited for eviction */
-    uint64_t idle_pages;        /* slots marked idle now */
-    uint64_t recompressed;      /* slots holding an object of the second codec */
-    uint64_t bd_bad_sums;       /* backing reads whose checksum did not match (-EIO) */
-
-    /* The reserve (all 0 without one): bytes, and counts. */
-    uint64_t reserve;           /* the target the refill keeps populated */
-    uint64_t reserve_free;      /* populated and unused now */
-    uint64_t reserve_min;       /* the least reserve_free has been */
-    uint64_t reserve_misses;    /* writes failed for an empty reserve (-ENOSPC) */
-    uint64_t reserve_waits;     /* writes that found it empty, waited for a refill, went on */
-    uint64_t reserve_released;  /* bytes of it given back to the kernel while memory was short */
-    uint64_t reserve_refills;   /* refills that populated memory */
-    uint64_t reserve_failures;  /* refills that could not get the memory */
+#define STORE_STAT_FIELD(type, name, source) STORE_STAT_TYPE_##type name;
+    STORE_STATS(STORE_STAT_FIELD)
+#undef STORE_STAT_FIELD
+    bool has_backing;                       /* not printed: `backing` says more */
 };
 
 /*

@@ -1,14 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Writeback, promotion and idle marking (doc/store.md, "Writeback",
- * "What goes first", "Idle marking and recompression").
+ * Writeback and idle marking (doc/store.md, "Writeback", "What goes
+ * first", "Idle marking and recompression").
  *
  * A slot is written back with its lock held across the backing write, so
  * its content cannot change between the copy and the swap; a failed
- * backing write leaves it as it was.  A written-back page is read under
- * its lock, and checked against the checksum kept in the slot.  It comes
- * back into memory on its second read, and only into room under the high
- * watermark.
+ * backing write leaves it as it was.  Nothing here allocates from the pool:
+ * eviction calls it to make room.
  */
 #include <errno.h>
 #include <string.h>
@@ -18,11 +16,12 @@
 
 /*
  * A 24-bit checksum of what is written back: a multiply-xorshift over
- * 8-byte words, about 0.3 ns a byte, so it costs less than the write.  Not
- * cryptographic: it catches a block that holds something else (zeros from
- * a server that lost its data, another page), not an adversary.
+ * 8-byte words, cheap enough to cost less than the write it guards
+ * (doc/store.md, "Writeback", has the figure).  Not cryptographic: it
+ * catches a block that holds something else (zeros from a server that
+ * lost its data, another page), not an adversary.
  */
-static uint32_t wb_checksum(const void *buf, size_t len)
+uint32_t wb_checksum(const void *buf, size_t len)
 {
     const unsigned char *p = buf;
     uint64_t h = 0x9e3779b97f4a7c15ull ^ len;
@@ -39,45 +38,6 @@ static uint32_t wb_checksum(const void *buf, size_t len)
     h *= 0x94d049bb133111ebull;
     h ^= h >> 32;
     return (uint32_t)(h & 0xffffff);
-}
-
-/* Slot i's written-back page into dst, slot locked.  0 or -EIO. */
-int wb_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst)
-{
-    struct slot *sl = &s->slots[i];
-    bool raw = sl->size == PAGE;
-    void *buf = raw ? dst : t->cbuf;
-    if (backing_read(s->backing, WB_BLOCK(sl->val), buf, sl->size) < 0)
-        return -EIO;
-    counter_add(&s->bd_reads, 1);
-    if (wb_checksum(buf, sl->size) != WB_CHECKSUM(sl->val)) {
-        counter_add(&s->bd_bad_sums, 1);
-        return -EIO;
-    }
-    return raw ? 0 : slot_decompress(t, sl->flags, t->cbuf, sl->size, dst);
-}
-
-/*
- * After a read of written-back slot i (locked) whose page is in page: the
- * second such read brings the page back into memory if the pool stays
- * under the high watermark (doc/store.md).  Failing to is not an error.
- */
-void wb_maybe_promote(struct store *s, struct tctx *t, uint64_t i, const void *page)
-{
-    struct slot *sl = &s->slots[i];
-    if (!(sl->flags & SF_WB_REF)) {
-        sl->flags |= SF_WB_REF;
-        return;
-    }
-    uint64_t limit = mem_limit(s);
-    if (!limit || mem_used(s) + PAGE > watermark(limit, &s->high_pct))
-        return;
-    struct entry e, old;
-    if (entry_make(s, t, page, &e, false) < 0)
-        return;
-    old = slot_swap(s, i, &e);
-    entry_release(s, &old, false);
-    counter_add(&s->pages_promoted, 1);
 }
 
 /*

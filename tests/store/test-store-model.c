@@ -351,6 +351,120 @@ static struct store *model_store(const char *codec, int policy, struct backing *
     return s;
 }
 
+/* A write of random data; on -ENOSPC the model takes the part that was done. */
+static void step_write(uint64_t off, uint64_t len)
+{
+    m.what = "write";
+    fill_data(m.buf, len);
+    uint64_t done = off + len;
+    if (!op_done(store_write(m.s, m.buf, len, off)))
+        done = failed_split(off, len, m.buf, true);
+    if (done > off) {
+        memcpy(m.ref + off, m.buf, done - off);
+        for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
+            m.used[i] = true;
+    }
+    verify_range(off, len);
+}
+
+/* A discard or a write-zeroes that may leave holes. */
+static void step_zero(uint64_t off, uint64_t len, bool discard)
+{
+    m.what = discard ? "discard" : "write_zeroes";
+    int r = discard ? store_discard(m.s, len, off) : store_write_zeroes(m.s, len, off, 0);
+    uint64_t done = off + len;
+    if (!op_done(r))
+        done = failed_split(off, len, NULL, false);
+    if (done > off)
+        model_zero(off, done - off);
+    verify_range(off, len);
+}
+
+/* Zeros as data: every slot touched holds something after. */
+static void step_zero_no_hole(uint64_t off, uint64_t len)
+{
+    m.what = "write_zeroes no_hole";
+    uint64_t done = off + len;
+    if (!op_done(store_write_zeroes(m.s, len, off, STORE_ZERO_NO_HOLE)))
+        done = failed_split(off, len, NULL, true);
+    if (done > off) {
+        memset(m.ref + off, 0, done - off);
+        for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
+            m.used[i] = true;
+    }
+    verify_range(off, len);
+}
+
+/* One random operation, k in [0, 100) choosing which; backed: writeback on. */
+static void run_step(unsigned k, uint64_t off, uint64_t len, bool backed)
+{
+    if (k < 45) {
+        step_write(off, len);
+    } else if (k < 65) {
+        m.what = "read";
+        verify_range(off, len);
+    } else if (k < 80) {
+        step_zero(off, len, k < 77);
+    } else if (k < 83) {
+        step_zero_no_hole(off, len);
+    } else if (k < 95 || (k < 98 && !backed)) {
+        m.what = "seek";
+        seek_check();
+    } else if (k < 98) {
+        writeback_op((unsigned)rng_below(&m.rng, 100));
+    } else {
+        m.what = "compact";
+        CHECK(store_compact(m.s) >= 0);
+    }
+}
+
+/* The run's figures, and proof that it exercised what it is for. */
+static void report_run(const char *codec, uint64_t nops, bool backed)
+{
+    struct store_stats st = st_stats(m.s);
+    printf("%s%s: %ju ops, orig %ju compr %ju mem %ju same %ju huge %ju compacted %ju compactions %ju\n",
+           codec, m.mode, (uintmax_t)nops, (uintmax_t)st.orig_data_size,
+           (uintmax_t)st.compr_data_size, (uintmax_t)st.mem_used_total,
+           (uintmax_t)st.same_pages, (uintmax_t)st.huge_pages,
+           (uintmax_t)st.pages_compacted, (uintmax_t)st.compactions);
+    if (m.reserve) {
+        printf("  reserve %ju: %ju operations failed (%ju part-done), %ju misses, %ju "
+               "refills, low water %ju\n", (uintmax_t)st.reserve, (uintmax_t)m.failed,
+               (uintmax_t)m.partial, (uintmax_t)st.reserve_misses,
+               (uintmax_t)st.reserve_refills, (uintmax_t)st.reserve_min);
+        /* It ran dry and recovered, or the run proved nothing about it. */
+        CHECK(m.failed > 0 && st.reserve_misses >= m.failed && st.reserve_refills > 0);
+    }
+    if (backed) {
+        printf("  bd_count %ju bd_reads %ju bd_writes %ju evictions %ju promoted %ju waits %ju recompressed %ju mem_used_max %ju\n",
+               (uintmax_t)st.bd_count, (uintmax_t)st.bd_reads, (uintmax_t)st.bd_writes,
+               (uintmax_t)st.evictions, (uintmax_t)st.pages_promoted,
+               (uintmax_t)st.write_waits, (uintmax_t)st.recompressed,
+               (uintmax_t)st.mem_used_max);
+        /* The model must have exercised what it is for. */
+        CHECK(st.bd_writes > 0 && st.bd_reads > 0 && st.evictions > 0);
+        CHECK_EQU(st.bd_read_errors + st.bd_write_errors, 0);
+    }
+}
+
+/* Empty the store: nothing left on the backing store, then free both. */
+static void drain_and_free(struct backing *b)
+{
+    st_check_drained(m.s);
+    struct store_stats st = st_stats(m.s);
+    CHECK_EQU(st.bd_count, 0);
+    CHECK_EQU(st.idle_pages, 0);
+    CHECK_EQU(st.recompressed, 0);
+    if (b) {
+        struct backing_stats bs;
+        backing_get_stats(b, &bs);
+        CHECK_EQU(bs.blocks_used, 0);
+    }
+    store_free(m.s);
+    backing_close(b);
+    m.s = NULL;
+}
+
 /*
  * One run: policy -1 plain, 0 writeback by the clock, 1 by zs_shrink(),
  * -2 with a small reserve refilled by hand.
@@ -378,93 +492,13 @@ static void run(const char *codec, uint64_t nops, int policy)
             CHECK_EQ(store_reserve_refill(m.s), 0);
             continue;
         }
-        if (k < 45) {
-            m.what = "write";
-            fill_data(m.buf, len);
-            uint64_t done = off + len;
-            if (!op_done(store_write(m.s, m.buf, len, off)))
-                done = failed_split(off, len, m.buf, true);
-            if (done > off) {
-                memcpy(m.ref + off, m.buf, done - off);
-                for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
-                    m.used[i] = true;
-            }
-            verify_range(off, len);
-        } else if (k < 65) {
-            m.what = "read";
-            verify_range(off, len);
-        } else if (k < 80) {
-            bool discard = k < 77;
-            m.what = discard ? "discard" : "write_zeroes";
-            int r = discard ? store_discard(m.s, len, off) : store_write_zeroes(m.s, len, off, 0);
-            uint64_t done = off + len;
-            if (!op_done(r))
-                done = failed_split(off, len, NULL, false);
-            if (done > off)
-                model_zero(off, done - off);
-            verify_range(off, len);
-        } else if (k < 83) {
-            /* Zeros as data: every slot touched holds something after. */
-            m.what = "write_zeroes no_hole";
-            uint64_t done = off + len;
-            if (!op_done(store_write_zeroes(m.s, len, off, STORE_ZERO_NO_HOLE)))
-                done = failed_split(off, len, NULL, true);
-            if (done > off) {
-                memset(m.ref + off, 0, done - off);
-                for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
-                    m.used[i] = true;
-            }
-            verify_range(off, len);
-        } else if (k < 95 || (k < 98 && !b)) {
-            m.what = "seek";
-            seek_check();
-        } else if (k < 98) {
-            writeback_op((unsigned)rng_below(&m.rng, 100));
-        } else {
-            m.what = "compact";
-            CHECK(store_compact(m.s) >= 0);
-        }
+        run_step(k, off, len, b != NULL);
         if (m.op % FULL_CHECK_OPS == FULL_CHECK_OPS - 1)
             verify_all();
     }
     verify_all();
-    struct store_stats st = st_stats(m.s);
-    printf("%s%s: %ju ops, orig %ju compr %ju mem %ju same %ju huge %ju compacted %ju compactions %ju\n",
-           codec, m.mode, (uintmax_t)nops, (uintmax_t)st.orig_data_size,
-           (uintmax_t)st.compr_data_size, (uintmax_t)st.mem_used_total,
-           (uintmax_t)st.same_pages, (uintmax_t)st.huge_pages,
-           (uintmax_t)st.pages_compacted, (uintmax_t)st.compactions);
-    if (m.reserve) {
-        printf("  reserve %ju: %ju operations failed (%ju part-done), %ju misses, %ju "
-               "refills, low water %ju\n", (uintmax_t)st.reserve, (uintmax_t)m.failed,
-               (uintmax_t)m.partial, (uintmax_t)st.reserve_misses,
-               (uintmax_t)st.reserve_refills, (uintmax_t)st.reserve_min);
-        /* It ran dry and recovered, or the run proved nothing about it. */
-        CHECK(m.failed > 0 && st.reserve_misses >= m.failed && st.reserve_refills > 0);
-    }
-    if (b) {
-        printf("  bd_count %ju bd_reads %ju bd_writes %ju evictions %ju promoted %ju waits %ju recompressed %ju mem_used_max %ju\n",
-               (uintmax_t)st.bd_count, (uintmax_t)st.bd_reads, (uintmax_t)st.bd_writes,
-               (uintmax_t)st.evictions, (uintmax_t)st.pages_promoted,
-               (uintmax_t)st.write_waits, (uintmax_t)st.recompressed,
-               (uintmax_t)st.mem_used_max);
-        /* The model must have exercised what it is for. */
-        CHECK(st.bd_writes > 0 && st.bd_reads > 0 && st.evictions > 0);
-        CHECK_EQU(st.bd_read_errors + st.bd_write_errors, 0);
-    }
-    st_check_drained(m.s);
-    st = st_stats(m.s);
-    CHECK_EQU(st.bd_count, 0);
-    CHECK_EQU(st.idle_pages, 0);
-    CHECK_EQU(st.recompressed, 0);
-    if (b) {
-        struct backing_stats bs;
-        backing_get_stats(b, &bs);
-        CHECK_EQU(bs.blocks_used, 0);
-    }
-    store_free(m.s);
-    backing_close(b);
-    m.s = NULL;
+    report_run(codec, nops, b != NULL);
+    drain_and_free(b);
 }
 
 int main(int argc, char **argv)

@@ -266,8 +266,8 @@ static void test_write_waits(void)
     CHECK_EQ(store_set_watermarks(w.s, 40, 0), -EINVAL);
     CHECK_EQ(store_set_watermarks(w.s, 40, 20), 0);
     st = st_stats(w.s);
-    CHECK_EQU(st.wb_high_pct, 40);
-    CHECK_EQU(st.wb_low_pct, 20);
+    CHECK_EQU(st.high_watermark, 40);
+    CHECK_EQU(st.low_watermark, 20);
     CHECK_EQU(st.wb_high, (1u << 20) / 100 * 40 + (1u << 20) % 100 * 40 / 100);
     wb_free(&w);
 }
