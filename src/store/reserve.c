@@ -6,31 +6,31 @@
  * when the allocator says it is low, and every REFILL_PERIOD_MS; it may
  * wait for memory, and no request waits on it except for the one bounded
  * wait of reserve_wait().  The watchdog allocates nothing: when a refill
- * stalls, or the machine is short of memory while no request arrives, it
- * gives a quarter of the reserve back to the kernel, once per
- * RESERVE_STALL_MS.
+ * stalls it marks it so, and when the machine is short of memory while no
+ * request arrives it gives a quarter of the reserve back to the kernel,
+ * once per RESERVE_STALL_MS.
  */
 #include <errno.h>
-#include <sys/sysinfo.h>
 
 #include "backing.h"
 #include "cleanup.h"
 #include "populate.h"
 #include "store-internal.h"
+#include "util.h"
 
 /* How often the refill thread looks at the reserve when nobody wakes it. */
 #define REFILL_PERIOD_MS 1000
 /*
  * The longest a write that found the reserve empty waits for a refill
- * (doc/store.md).  Populating a reserve of a few MiB takes a millisecond
- * when memory is free; twenty leave room for a busy machine to schedule the
- * refill thread.
+ * (doc/store.md, "The reserve", with what a refill costs): many times what
+ * a refill takes when memory is free, to leave room for a busy machine to
+ * schedule the refill thread.
  */
 #define RESERVE_WAIT_MS 20
 /*
  * The watchdog's period, and how long a refill may go without growing the
- * reserve before memory counts as short (doc/store.md): populating a step
- * of the reserve takes well under a millisecond when memory is free.
+ * reserve before memory counts as short (doc/store.md, "The reserve"): far
+ * longer than a step of the reserve takes to populate when memory is free.
  */
 #define RESERVE_WATCH_MS 20
 #define RESERVE_STALL_MS 100
@@ -62,15 +62,6 @@ int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg)
     return mem_populate(s->rmap, bytes);
 }
 
-/* Free memory on the machine, bytes (sysinfo(2): no allocation, no file). */
-static uint64_t machine_free(void)
-{
-    struct sysinfo si;
-    if (sysinfo(&si) != 0)
-        return UINT64_MAX;
-    return (uint64_t)si.freeram * si.mem_unit;
-}
-
 /*
  * The refill thread: when the allocator says the reserve is low, and every
  * REFILL_PERIOD_MS in any case, populate it back to its target.  The refill
@@ -85,7 +76,7 @@ static void *refill_main(void *arg)
     while (worker_sleep(&s->refiller, &s->refill_wanted, REFILL_PERIOD_MS)) {
         s->refill_wanted = false;
         mutex_unlock(&s->refiller.lock);
-        atomic_store(&s->refill_busy_since, now_ms());
+        atomic_store(&s->refill_busy_since, monotonic_ms());
         int r = zs_reserve_refill(s->pool);
         atomic_store(&s->refill_busy_since, 0);
         if (r < 0)
@@ -109,9 +100,12 @@ static uint64_t requests_begun(struct store *s)
 }
 
 /*
- * The reserve's watchdog (doc/store.md, "The reserve"): when a refill under way has not
- * grown the reserve for RESERVE_STALL_MS, give a quarter of the target back
- * to the kernel, once per RESERVE_STALL_MS.  It allocates nothing and
+ * The reserve's watchdog (doc/store.md, "The reserve"): a refill under way
+ * that has not grown the reserve for RESERVE_STALL_MS is marked stalled;
+ * with the machine short of memory and no request for RESERVE_STALL_MS, a
+ * quarter of the target goes back to the kernel, once per
+ * RESERVE_STALL_MS.  A stalled refill alone gives nothing back: the pages
+ * would go to the program that is swapping.  It allocates nothing and
  * touches only what is resident.
  */
 static void *watch_main(void *arg)
@@ -127,22 +121,23 @@ static void *watch_main(void *arg)
 
         struct zs_reserve_stats rs;
         zs_reserve_get_stats(s->pool, &rs);
-        uint64_t now = now_ms();
+        uint64_t now = monotonic_ms();
         uint64_t since = atomic_load_explicit(&s->refill_busy_since, memory_order_relaxed);
         uint64_t reqs = requests_begun(s);
-        bool low = s->low_free && machine_free() < s->low_free;
+        bool low = machine_short(s->low_free);
         if (since == 0 || rs.available > last_avail)
             last_progress = now;
         if (reqs != last_reqs || !low)
             last_io = now;
         bool refill_stuck = now - last_progress >= RESERVE_STALL_MS;
         bool io_stuck = now - last_io >= RESERVE_STALL_MS;
-        /* Writing back and reading back too go without memory now (backing.c). */
+        /* Writing back and reading back go without memory now too
+         * (doc/backing.md, "The page cache, or not"). */
         if (s->backing)
             backing_set_pressure(s->backing, refill_stuck || low);
         if (refill_stuck)
             atomic_store(&s->refill_stalled, true);
-        if ((refill_stuck || io_stuck) && now - last_release >= RESERVE_STALL_MS) {
+        if (io_stuck && now - last_release >= RESERVE_STALL_MS) {
             counter_add(&s->reserve_released, zs_reserve_release(s->pool, rs.target / 4));
             last_release = now;
         }
@@ -156,14 +151,18 @@ static void *watch_main(void *arg)
 
 /*
  * A write found the reserve empty: wake the refill and wait for one to
- * complete, at most RESERVE_WAIT_MS, unless refills are known to stall
- * (doc/store.md).  True if one completed: the caller tries again.
+ * complete, unless refills are known to stall (doc/store.md).  The wait is
+ * RESERVE_WAIT_MS, or RESERVE_STALL_MS while the machine has free memory
+ * (then the refill waits for a core, not for reclaim, and the watchdog
+ * says so if it does stall).  True if one completed: the caller tries
+ * again.
  */
 bool reserve_wait(struct store *s)
 {
     if (atomic_load(&s->refill_stalled) || !s->refiller.running)
         return false;
-    struct timespec deadline = deadline_in_ms(RESERVE_WAIT_MS);
+    bool plenty = s->low_free && !machine_short(s->low_free);
+    struct timespec deadline = deadline_in_ms(plenty ? RESERVE_STALL_MS : RESERVE_WAIT_MS);
     LOCK_GUARD(&s->refiller.lock);
     uint64_t done = s->refills_done;
     s->refill_wanted = true;
