@@ -1,61 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The FUSE front end: the store as one regular file.
- *
- * Shape.  The file system has a single inode, its root, and the root is a
- * regular file: FUSE is mounted on top of a regular file (the kernel takes
- * the root's type from the mountpoint), so the path the user named is the
- * device itself and there is no directory to look up or list.  losetup
- * then makes a block device of it, as with qemu-storage-daemon's FUSE
- * export or nbdfuse.  The file has the store's size and can neither grow
- * nor shrink; it behaves as a block device would:
- *   - reads past the end return nothing, reads across it are short;
- *   - writes at or past the end fail with ENOSPC, writes across it are
- *     short (the part inside is written);
- *   - O_TRUNC is ignored (FUSE_CAP_ATOMIC_O_TRUNC makes the kernel pass it
- *     to open instead of sending a truncate), and a truncate to any other
- *     size fails with EINVAL;
- *   - mode, owner and times can be changed (in memory, for this mount), so
- *     that root can hand the device to a user with chown.
- *
- * Why direct_io.  Without it every page read or written would also sit in
- * the kernel's page cache, uncompressed, on top of the compressed copy the
- * store keeps: the opposite of what a compressed RAM disk is for.  With
- * FOPEN_DIRECT_IO the kernel passes each request through; `losetup
- * --direct-io=on` does the same on the loop device's side, so data is held
- * once, compressed.
- *
- * Request sizes.  The kernel splits I/O into requests of at most max_write
- * (writes) or max_pages (reads) bytes.  libfuse 3.14 sizes its receive
- * buffers for 256 pages and asks the kernel for max_pages to match, so
- * asking for 1 MiB gets 1 MiB on a kernel with the default
- * fs.fuse.max_pages_limit.  Large requests matter because each one costs
- * two context switches and a copy through /dev/fuse.  A loop device with
- * direct I/O submits asynchronous requests; FUSE_CAP_ASYNC_DIO lets the
- * kernel keep several in flight (up to max_background, raised from the
- * kernel's default of 12), so the worker threads run them in parallel.
- *
- * Threads.  A fixed set of workers, started before the mount serves, each
- * reading requests from /dev/fuse into a buffer of its own and handing
- * them to libfuse (fuse_session_process_buf()), which calls the handlers
- * below in that worker.  libfuse's own multithreaded loop would do the
- * same, but it starts workers as load comes and allocates their buffers on
- * their first request: a daemon serving swap must have every thread, stack
- * and buffer in memory before the kernel needs it, because the kernel
- * needs it when memory is short (harden.c).  Each worker therefore touches
- * its stack, its receive buffer and its read-reply buffer, and takes its
- * codec context from the store, before it reads its first request.  Each
- * handler runs entirely in its worker: no lock here is shared between
- * requests except the one that guards the file's mode, owner and times.
- *
- * Stopping.  A busy mount cannot be taken away cleanly: a loop device or a
- * swap area on it would see I/O errors or hang.  So stopping detaches the
- * mount lazily and keeps serving; when the last user lets go the kernel
- * destroys the super block, aborts the connection, the workers' reads
- * return ENODEV and the loop ends.  fuse_session_exit() is not called to
- * stop: it would make each worker quit after its current request, leaving
- * the remaining users with nobody to serve them.  Aborting through fusectl
- * is the explicit, destructive way out.
+ * The FUSE front end: the store as one regular file that behaves as a block
+ * device would (doc/fuse.md, "Shape"): fixed size, short reads and writes
+ * across the end, ENOSPC past it, O_TRUNC ignored.  Every open is direct_io,
+ * so no page is held twice ("Why direct_io").  A fixed set of workers, each
+ * with its stack, buffers and codec context resident before its first
+ * request, runs each handler start to end; the only lock shared between
+ * requests guards the file's mode, owner and times ("Threads").  Stopping
+ * detaches the mount lazily and serves on until the last user lets go
+ * ("Stopping").
  */
 #define FUSE_USE_VERSION 314
 
@@ -138,8 +91,8 @@ struct fuse_export {
 /* ---- per-thread state ---------------------------------------------------- */
 
 /*
- * A worker's read buffer, kept for the thread's life (see "Threads").  The
- * key's destructor frees it when a thread exits.
+ * A worker's read buffer, kept for the thread's life (doc/fuse.md,
+ * "Threads").  The key's destructor frees it when a thread exits.
  */
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
@@ -253,7 +206,7 @@ static void fx_setattr(fuse_req_t req, fuse_ino_t ino UNUSED, struct stat *attr,
 
 static void fx_open(fuse_req_t req, fuse_ino_t ino UNUSED, struct fuse_file_info *fi)
 {
-    /* O_TRUNC is ignored, as a block device ignores it (see the top). */
+    /* O_TRUNC is ignored, as a block device ignores it (doc/fuse.md, "Shape"). */
     fi->direct_io = 1;
     fi->keep_cache = 0;
     fuse_reply_open(req, fi);
@@ -574,9 +527,9 @@ fail:
 }
 
 /*
- * One worker (see "Threads"): read a request, let libfuse dispatch it,
- * until the connection goes away (ENODEV: unmounted and released, or
- * aborted) or the session is told to exit.
+ * One worker (doc/fuse.md, "Threads"): read a request, let libfuse
+ * dispatch it, until the connection goes away (ENODEV: unmounted and
+ * released, or aborted) or the session is told to exit.
  */
 static void *worker_main(void *arg)
 {

@@ -2,7 +2,7 @@
 /*
  * The handshake: newstyle fixed negotiation (doc/proto.md in the NBD
  * project), options up to NBD_OPT_GO or NBD_OPT_EXPORT_NAME.  Every option
- * is bounded (nbd-conn.c, "Bounds"): its length by NBD_MAX_OPTION_LEN, the
+ * is bounded (doc/nbd.md, "Bounds"): its length by NBD_MAX_OPTION_LEN, the
  * options before transmission by NBD_MAX_OPTIONS; a client past either is
  * dropped.  Unknown options get NBD_REP_ERR_UNSUP and negotiation goes on.
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A connection's input: read in large gulps into rx, and every complete
- * request in it served before reading again (nbd-conn.c, "The request
+ * request in it served before reading again (doc/nbd.md, "The request
  * path").  Replies gathered so far are sent before any read that may
  * block, so that a client waiting for them is never deadlocked with us.
  * The connection's thread only.

@@ -95,7 +95,7 @@ struct nbd_conn {
     pthread_cond_t cond;        /* a job finished, a batch was sent or queued */
     unsigned jobs;
 
-    /* The sender (see the top); all under lock. */
+    /* The sender (doc/nbd.md, "The request path"); all under lock. */
     pthread_t sender;
     bool sender_running, sender_stop;
     struct nbd_tx *queue_head, *queue_tail;

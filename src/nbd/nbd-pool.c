@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The worker pool and the export's resident buffers (nbd-conn.c, "The
- * request path").
+ * The worker pool and the export's resident buffers (doc/nbd.md,
+ * "Threads", "The request path").
  *
  * Workers take large requests from one queue shared by all connections,
  * under pool_lock, and run each through ne->job_run (nbd-transmit.c's

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Replies (nbd-conn.c, "The request path"): gathered as iovecs in a batch
+ * Replies (doc/nbd.md, "The request path"): gathered as iovecs in a batch
  * (struct nbd_tx), headers in the batch's own area and data where it lies,
  * and sent in one sendmsg() when the connection's thread is about to
  * block.  Each sendmsg() is a whole number of replies or chunks, under the
@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "populate.h"
 #include "nbd-proto.h"
 
@@ -36,13 +37,6 @@ struct nbd_tx *conn_tx_new(struct nbd_conn *c)
     return tx;
 }
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /*
  * One sendv() call, counted in the export's sends under way (for
  * nbd_export_stats.send_stall_ms).
@@ -51,9 +45,9 @@ static ssize_t sendv_counted(struct nbd_conn *c, const struct iovec *iov, int n)
 {
     struct nbd_export *ne = c->ne;
     if (atomic_fetch_add(&ne->sends_active, 1) == 0)
-        atomic_store(&ne->send_done_ms, monotonic_ms());
+        atomic_store(&ne->send_done_ms, monotonic_coarse_ms());
     ssize_t w = c->io->sendv(c->io->ctx, iov, n);
-    atomic_store(&ne->send_done_ms, monotonic_ms());
+    atomic_store(&ne->send_done_ms, monotonic_coarse_ms());
     atomic_fetch_sub(&ne->sends_active, 1);
     return w;
 }
@@ -139,7 +133,7 @@ void tx_submit(struct nbd_conn *c, struct nbd_tx *tx)
 }
 
 /*
- * The sender (see the top): send each batch handed over, in order, under
+ * The sender (doc/nbd.md, "The request path"): send each batch handed over, in order, under
  * the send lock, and give it back.  Once the stream has failed, batches
  * are given back unsent.  Ends when told to and the queue is empty.
  */

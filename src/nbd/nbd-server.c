@@ -1,39 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The NBD server's sockets and threads; a connection's protocol is in
- * nbd-conn.c and the files it names, the worker pool in nbd-pool.c.
- *
- * Threads.
- *   - One accept thread polls every listening socket (Unix and TCP alike)
- *     and an eventfd that tells it to quit.  It starts a thread per client
- *     and joins the threads of clients that have gone.
- *   - One thread per client reads its requests and serves the small ones
- *     itself (see nbd-conn.c for why), replying in batches.  A client is
- *     one connection: qemu, nbd-client and fio each open one per queue,
- *     and the kernel spreads connections over cores better than any
- *     scheduler of ours could.  --max-connections bounds their number; one
- *     past it is closed at once (the protocol has no "busy" to say before
- *     the handshake).
- *   - A pool of worker threads serves large requests (more than 128 KiB,
- *     up to NBD_JOB_BUF_SIZE) from all connections, so that they run in
- *     parallel with each other and with the small requests behind them,
- *     and are answered out of order.  The pool's queue lock is shared by
- *     all connections, but only large requests take it, and they are few
- *     per second.  Each worker brings one job buffer; a connection with a
- *     large request waits for a free one.
- * Every thread that serves calls store_thread_prepare() first, so that
- * serving allocates no codec context later, and touches its stack and its
- * buffers before the first request (populate.h): a daemon serving swap
- * must not wait for memory.
- *
- * Ownership.  The export owns the listeners, the client list and the pool.
- * A client's record belongs to the list; its thread closes the socket when
- * done (under the list's lock, so that nbd_export_free() never shuts down
- * a descriptor number that has been reused) and wakes the accept thread,
- * which joins it.  Stopping shuts every client's socket down, which ends
- * its thread's next recv() or sendmsg(); requests being served finish
- * first, and jobs in the pool are waited for by their connection, so the
- * pool is empty once the client threads are joined.
+ * The NBD server's sockets and threads (doc/nbd.md, "Threads", "Ownership
+ * and stopping"): one accept thread, one thread per client, which calls
+ * store_thread_prepare() and touches its stack before serving, and the
+ * worker pool (nbd-pool.c).  One client past --max-connections is closed
+ * at once.  A client's thread closes its socket under clients_lock, so
+ * that nbd_export_free() never shuts down a reused descriptor, and wakes
+ * the accept thread to join it.
  */
 #include "nbd-internal.h"
 
@@ -52,6 +25,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "populate.h"
 #include "socket.h"
 #include "store.h"
@@ -393,9 +367,7 @@ void nbd_export_get_stats(struct nbd_export *ne, struct nbd_export_stats *ret)
         .active = atomic_load(&ne->active),
     };
     if (atomic_load(&ne->sends_active) > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-        uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        uint64_t now = monotonic_coarse_ms();
         uint64_t done = atomic_load(&ne->send_done_ms);
         ret->send_stall_ms = now > done ? now - done : 0;
     }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The transmission phase: each request checked (nbd-conn.c, "Bounds"),
+ * The transmission phase: each request checked (doc/nbd.md, "Bounds"),
  * then served inline (payload up to NBD_INLINE_MAX), by the worker pool
  * in a job buffer (up to NBD_JOB_BUF_SIZE), or here in pieces (larger
  * still).  Errors from the store become the NBD error numbers; a request

@@ -106,88 +106,158 @@ static int pwrite_all(struct nbd_handle *h, const unsigned char *buf, uint64_t l
     return 0;
 }
 
+/* One operation's arguments, parsed as far as every operation needs. */
+struct op_args {
+    struct nbd_handle *h;
+    const char *text;           /* the operation as given, for messages */
+    char *const *f;             /* its fields; f[0] is the name */
+    uint64_t off, len;
+    unsigned char *buf;         /* len bytes for a transfer, else 1 */
+};
+
+/* A handler's result when it has said what went wrong itself: the error
+ * libnbd holds, if any, is not the reason and is not printed. */
+#define OP_REPORTED (-2)
+
+static int op_write(const struct op_args *a)
+{
+    memset(a->buf, (int)parse_num(a->f[3], a->text), a->len);
+    return pwrite_all(a->h, a->buf, a->len, a->off);
+}
+
+static int op_rand(const struct op_args *a)
+{
+    nbdt_fill(a->buf, a->len, a->off, parse_num(a->f[3], a->text));
+    return pwrite_all(a->h, a->buf, a->len, a->off);
+}
+
+static int op_read(const struct op_args *a)
+{
+    unsigned char c = (unsigned char)parse_num(a->f[3], a->text);
+    int rc = pread_all(a->h, a->buf, a->len, a->off);
+    int64_t bad = rc == 0 ? nbdt_not_byte(a->buf, a->len, c) : -1;
+    if (bad >= 0) {
+        fprintf(stderr, "nbd-io: %s: byte at %" PRIu64 " is 0x%02x, not 0x%02x\n",
+                a->text, a->off + (uint64_t)bad, a->buf[bad], c);
+        return OP_REPORTED;
+    }
+    return rc;
+}
+
+static int op_check(const struct op_args *a)
+{
+    uint64_t seed = parse_num(a->f[3], a->text);
+    int rc = pread_all(a->h, a->buf, a->len, a->off);
+    int64_t bad = rc == 0 ? nbdt_mismatch(a->buf, a->len, a->off, seed) : -1;
+    if (bad >= 0) {
+        fprintf(stderr, "nbd-io: %s: byte at %" PRIu64 " is 0x%02x, not 0x%02x\n",
+                a->text, a->off + (uint64_t)bad, a->buf[bad],
+                nbdt_byte(seed, a->off + (uint64_t)bad));
+        return OP_REPORTED;
+    }
+    return rc;
+}
+
+static int op_zero(const struct op_args *a)
+{
+    return nbd_zero(a->h, a->len, a->off, 0);
+}
+
+static int op_zero_nohole(const struct op_args *a)
+{
+    return nbd_zero(a->h, a->len, a->off, LIBNBD_CMD_FLAG_NO_HOLE);
+}
+
+static int op_trim(const struct op_args *a)
+{
+    return nbd_trim(a->h, a->len, a->off, 0);
+}
+
+static int op_flush(const struct op_args *a)
+{
+    return nbd_flush(a->h, 0);
+}
+
+/* size:BYTES: BYTES was parsed as the offset field. */
+static int op_size(const struct op_args *a)
+{
+    int64_t size = nbd_get_size(a->h);
+    if (size < 0 || (uint64_t)size != a->off) {
+        fprintf(stderr, "nbd-io: %s: the export's size is %" PRId64 "\n", a->text, size);
+        return -1;
+    }
+    return 0;
+}
+
+static int op_fail_write(const struct op_args *a)
+{
+    int want = parse_errno(a->f[3]);
+    nbdt_fill(a->buf, a->len, a->off, 1);
+    int rc = nbd_pwrite(a->h, a->buf, a->len, a->off, 0);
+    int e = nbd_get_errno();
+    if (rc == 0 || e != want) {
+        fprintf(stderr, "nbd-io: %s: want %s, got %s\n", a->text, strerrorname_np(want),
+                rc == 0 ? "success" : strerrorname_np(e) ?: "?");
+        return -1;
+    }
+    return 0;
+}
+
+/* The operations, as the usage at the top of the file lists them. */
+static const struct nbd_io_op {
+    const char *name;
+    int fields;                 /* the name included */
+    bool transfer;              /* needs a buffer of len bytes */
+    int (*run)(const struct op_args *a);
+} nbd_io_ops[] = {
+    { "write", 4, true, op_write },
+    { "rand", 4, true, op_rand },
+    { "read", 4, true, op_read },
+    { "check", 4, true, op_check },
+    { "zero", 3, false, op_zero },
+    { "zero-nohole", 3, false, op_zero_nohole },
+    { "trim", 3, false, op_trim },
+    { "flush", 1, false, op_flush },
+    { "size", 2, false, op_size },
+    { "fail-write", 4, true, op_fail_write },
+};
+
+static const struct nbd_io_op *find_op(const char *name)
+{
+    for (size_t i = 0; i < sizeof(nbd_io_ops) / sizeof(nbd_io_ops[0]); i++)
+        if (!strcmp(name, nbd_io_ops[i].name))
+            return &nbd_io_ops[i];
+    return NULL;
+}
+
 static int run_op(struct nbd_handle *h, const char *text)
 {
     char *copy = strdup(text), *f[4];
     CHECK(copy);
     int n = split(copy, f);
-    const char *name = f[0];
+    /* In this order: a bad offset is the one reported, not a bad length. */
     uint64_t off = n > 1 ? parse_num(f[1], text) : 0;
     uint64_t len = n > 2 ? parse_num(f[2], text) : 0;
-    int rc = 0;
+    struct op_args a = { .h = h, .text = text, .f = f, .off = off, .len = len };
+    const struct nbd_io_op *op = find_op(f[0]);
 
     /* Only transfers need a buffer; trims and zeroes may cover the device. */
-    bool transfer = !strcmp(name, "write") || !strcmp(name, "rand") || !strcmp(name, "read") ||
-                    !strcmp(name, "check") || !strcmp(name, "fail-write");
-    if (transfer && len > 64ull << 20) {
+    bool transfer = op && op->transfer;
+    if (transfer && a.len > 64ull << 20) {
         fprintf(stderr, "nbd-io: %s: at most 64M per transfer\n", text);
         exit(2);
     }
-    unsigned char *buf = xmalloc(transfer ? len : 0);
-
-    if (!strcmp(name, "write") && n == 4) {
-        memset(buf, (int)parse_num(f[3], text), len);
-        rc = pwrite_all(h, buf, len, off);
-    } else if (!strcmp(name, "rand") && n == 4) {
-        nbdt_fill(buf, len, off, parse_num(f[3], text));
-        rc = pwrite_all(h, buf, len, off);
-    } else if (!strcmp(name, "read") && n == 4) {
-        unsigned char c = (unsigned char)parse_num(f[3], text);
-        rc = pread_all(h, buf, len, off);
-        int64_t bad = rc == 0 ? nbdt_not_byte(buf, len, c) : -1;
-        if (bad >= 0) {
-            fprintf(stderr, "nbd-io: %s: byte at %" PRIu64 " is 0x%02x, not 0x%02x\n",
-                    text, off + (uint64_t)bad, buf[bad], c);
-            free(buf);
-            free(copy);
-            return -1;
-        }
-    } else if (!strcmp(name, "check") && n == 4) {
-        uint64_t seed = parse_num(f[3], text);
-        rc = pread_all(h, buf, len, off);
-        int64_t bad = rc == 0 ? nbdt_mismatch(buf, len, off, seed) : -1;
-        if (bad >= 0) {
-            fprintf(stderr, "nbd-io: %s: byte at %" PRIu64 " is 0x%02x, not 0x%02x\n",
-                    text, off + (uint64_t)bad, buf[bad], nbdt_byte(seed, off + (uint64_t)bad));
-            free(buf);
-            free(copy);
-            return -1;
-        }
-    } else if (!strcmp(name, "zero") && n == 3) {
-        rc = nbd_zero(h, len, off, 0);
-    } else if (!strcmp(name, "zero-nohole") && n == 3) {
-        rc = nbd_zero(h, len, off, LIBNBD_CMD_FLAG_NO_HOLE);
-    } else if (!strcmp(name, "trim") && n == 3) {
-        rc = nbd_trim(h, len, off, 0);
-    } else if (!strcmp(name, "flush") && n == 1) {
-        rc = nbd_flush(h, 0);
-    } else if (!strcmp(name, "size") && n == 2) {
-        int64_t size = nbd_get_size(h);
-        if (size < 0 || (uint64_t)size != off) {
-            fprintf(stderr, "nbd-io: %s: the export's size is %" PRId64 "\n", text, size);
-            rc = -1;
-        }
-    } else if (!strcmp(name, "fail-write") && n == 4) {
-        int want = parse_errno(f[3]);
-        nbdt_fill(buf, len, off, 1);
-        rc = nbd_pwrite(h, buf, len, off, 0);
-        int e = nbd_get_errno();
-        if (rc == 0 || e != want) {
-            fprintf(stderr, "nbd-io: %s: want %s, got %s\n", text, strerrorname_np(want),
-                    rc == 0 ? "success" : strerrorname_np(e) ?: "?");
-            rc = -1;
-        } else {
-            rc = 0;
-        }
-    } else {
+    a.buf = xmalloc(transfer ? a.len : 0);
+    if (!op || op->fields != n) {
         fprintf(stderr, "nbd-io: unknown operation '%s'\n", text);
         exit(2);
     }
+    int rc = op->run(&a);
     if (rc == -1 && nbd_get_error())
         fprintf(stderr, "nbd-io: %s: %s\n", text, nbd_get_error());
-    free(buf);
+    free(a.buf);
     free(copy);
-    return rc;
+    return rc == OP_REPORTED ? -1 : rc;
 }
 
 int main(int argc, char **argv)
