@@ -2,9 +2,10 @@
 /*
  * What the files of the control socket server share: control.c (the
  * socket, the clients and the poll loop), control-verbs.c (the verbs and
- * the job thread), control-resp.c (the wire format).  Everything but the
+ * the job thread), control-resp.c (responses and the request tokenizer,
+ * on the rules of proto.h, which uzramctl shares).  Everything but the
  * job thread runs on the control thread, which owns every field here; the
- * job thread touches only struct job's result and done_fd (control.c,
+ * job thread touches only struct job's result and done_fd (doc/control.md,
  * "Long requests").
  */
 #ifndef UZRAM_CONTROL_INTERNAL_H
@@ -17,15 +18,8 @@
 #include <sys/types.h>
 
 #include "control.h"
+#include "proto.h"
 
-
-#define CONTROL_PROTOCOL 1
-/* Enough for any request of protocol 1 many times over; small enough to
- * keep per-client memory trivial. */
-#define CONTROL_LINE_MAX 4096
-/* A response holds at most two paths, percent-encoded (3 bytes per byte in
- * the worst case); real paths are short, so 8 KiB is plenty. */
-#define CONTROL_RESP_MAX 8192
 /* uzramctl talks to one daemon at a time; 64 leaves room for scripts and
  * monitoring without letting a runaway client take every descriptor. */
 #define CONTROL_MAX_CLIENTS 64
@@ -35,8 +29,6 @@
 #define CONTROL_ACCEPT_PAUSE_MS 1000
 /* What set takes, as help and its errors list it. */
 #define CONTROL_SETTINGS "mem-limit,compact-threshold,mem-used-max,high-watermark,low-watermark"
-/* Words in one request: a verb and its arguments. */
-#define CONTROL_MAX_WORDS 16
 /* How much of a client's bad input an error message echoes. */
 #define CONTROL_ECHO_MAX 64
 
@@ -48,16 +40,17 @@ struct client {
     size_t in_len;
     size_t out_len, out_off;
     uint64_t deadline_ms;
-    char in[CONTROL_LINE_MAX];
-    char out[CONTROL_RESP_MAX];
+    char in[PROTO_LINE_MAX];
+    char out[PROTO_RESP_MAX];
 };
 
 enum job_kind { JOB_WRITEBACK, JOB_RECOMPRESS };
 
 /*
- * The one long request that may run (see "Long requests").  The control
- * thread fills it and starts the thread; the job thread writes only
- * result, then done_fd; the control thread reads result after joining it.
+ * The one long request that may run (doc/control.md, "Long requests").
+ * The control thread fills it and starts the thread; the job thread writes
+ * only result, then done_fd; the control thread reads result after joining
+ * it.
  */
 struct job {
     bool running;
@@ -105,11 +98,9 @@ void resp_str(struct resp *r, const char *key, const char *v);
 /* Replace whatever was built with "error ERRNAME message" (one printable line). */
 void resp_error(struct resp *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Decode %XX escapes in place.  -EINVAL for a malformed escape or a NUL. */
-int pct_decode(char *s);
 /*
  * Split a request line (without its "\n", NUL-terminated in place, len
- * bytes of anything a client sent) into at most CONTROL_MAX_WORDS words.
+ * bytes of anything a client sent) into at most PROTO_MAX_WORDS words.
  * 0, or a negative errno with the error answered into r.
  */
 int request_split(char *line, size_t len, char **argv, int *ret_argc, struct resp *r);

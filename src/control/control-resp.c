@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The control protocol's wire format (PROTOCOL.md): request lines split
- * into words, percent-decoding of values, and responses built in a
- * client's fixed output buffer.  A response that does not fit is marked
- * overflowed, never cut silently; an error message is made one printable
- * line whatever the client's words it quotes hold.
+ * The server's side of the wire format (PROTOCOL.md; the rules both ends
+ * share are in proto.c): request lines checked and split into words, and
+ * responses built in a client's fixed output buffer.  A response that does
+ * not fit is marked overflowed, never cut silently; an error message is
+ * made one printable line whatever the client's words it quotes hold.
  */
 #include "control-internal.h"
 
@@ -54,16 +54,10 @@ void resp_u64(struct resp *r, const char *key, uint64_t v)
 /* key=value with value percent-encoded: see PROTOCOL.md, "Values". */
 void resp_str(struct resp *r, const char *key, const char *v)
 {
-    static const char hex[] = "0123456789ABCDEF";
-
     resp_printf(r, " %s=", key);
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        if (*p > ' ' && *p < 0x7f && *p != '%') {
-            resp_append(r, (const char *)p, 1);
-        } else {
-            char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
-            resp_append(r, e, 3);
-        }
+        char e[3];
+        resp_append(r, e, proto_encode_byte(*p, e));
     }
 }
 
@@ -75,11 +69,7 @@ void resp_str(struct resp *r, const char *key, const char *v)
  */
 void resp_error(struct resp *r, int err, const char *fmt, ...)
 {
-    /*
-     * Linux's ENOTSUP and EOPNOTSUPP are one number, which glibc names
-     * EOPNOTSUPP, a socket operation's error; ENOTSUP is what we mean.
-     */
-    const char *name = err == ENOTSUP ? "ENOTSUP" : strerrorname_np(err);
+    const char *name = proto_errno_name(err);
     va_list ap;
     int n;
 
@@ -100,45 +90,11 @@ void resp_error(struct resp *r, int err, const char *fmt, ...)
     }
 }
 
-/* Decode %XX escapes in place.  -EINVAL for a malformed escape or a NUL. */
-int pct_decode(char *s)
-{
-    char *w = s;
-
-    for (const char *p = s; *p; p++) {
-        if (*p != '%') {
-            *w++ = *p;
-            continue;
-        }
-        unsigned v = 0;
-        for (int i = 1; i <= 2; i++) {
-            char c = p[i];
-            unsigned d;
-            if (c >= '0' && c <= '9')
-                d = (unsigned)(c - '0');
-            else if (c >= 'a' && c <= 'f')
-                d = (unsigned)(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F')
-                d = (unsigned)(c - 'A' + 10);
-            else
-                return -EINVAL;
-            v = v * 16 + d;
-        }
-        if (v == 0)
-            return -EINVAL;
-        *w++ = (char)v;
-        p += 2;
-    }
-    *w = '\0';
-    return 0;
-}
-
 int request_split(char *line, size_t len, char **argv, int *ret_argc, struct resp *r)
 {
-    int argc = 0;
+    int argc;
 
-    if (len > 0 && line[len - 1] == '\r')
-        line[--len] = '\0';
+    len = proto_trim_cr(line, len);
     for (size_t i = 0; i < len; i++) {
         unsigned char b = (unsigned char)line[i];
         if (b < ' ' || b >= 0x7f) {
@@ -146,19 +102,10 @@ int request_split(char *line, size_t len, char **argv, int *ret_argc, struct res
             return -EINVAL;
         }
     }
-    for (char *p = line; *p;) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        if (argc == CONTROL_MAX_WORDS) {
-            resp_error(r, E2BIG, "more than %d words", CONTROL_MAX_WORDS);
-            return -E2BIG;
-        }
-        argv[argc++] = p;
-        p += strcspn(p, " ");
-        if (*p)
-            *p++ = '\0';
+    argc = proto_split(line, argv, PROTO_MAX_WORDS);
+    if (argc == -E2BIG) {
+        resp_error(r, E2BIG, "more than %d words", PROTO_MAX_WORDS);
+        return -E2BIG;
     }
     if (argc == 0) {
         resp_error(r, EINVAL, "empty request");

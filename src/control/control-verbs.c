@@ -5,10 +5,11 @@
  * control thread and answer into a struct resp; each checks its own
  * arguments and echoes at most CONTROL_ECHO_MAX bytes of what the client
  * sent.  writeback and recompress start the job thread instead and leave
- * the client waiting (control.c, "Long requests").
+ * the client waiting (doc/control.md, "Long requests").
  */
 #include "control-internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -40,15 +41,15 @@ static void req_hello(struct control *ctl, struct client *c, int argc, char **ar
             resp_error(r, EINVAL, "bad protocol version '%.*s'", CONTROL_ECHO_MAX, argv[i]);
             return;
         }
-        if (v == CONTROL_PROTOCOL)
+        if (v == PROTO_VERSION)
             ours = true;
     }
     if (!ours) {
-        resp_error(r, EPROTONOSUPPORT, "this server speaks protocol %d", CONTROL_PROTOCOL);
+        resp_error(r, EPROTONOSUPPORT, "this server speaks protocol %d", PROTO_VERSION);
         return;
     }
     resp_ok(r);
-    resp_u64(r, "protocol", CONTROL_PROTOCOL);
+    resp_u64(r, "protocol", PROTO_VERSION);
     resp_str(r, "server", "uzramd");
     resp_str(r, "version", UZRAM_VERSION);
     resp_str(r, "name", ctl->name);
@@ -73,6 +74,26 @@ static void req_info(struct control *ctl, struct client *c, int argc, char **arg
     resp_str(r, "backing", ctl->backing ? ctl->backing : "");
 }
 
+/* How `stat` prints each type of STORE_STATS (store.h). */
+#define STAT_u64(r, key, v) resp_u64(r, key, v)
+#define STAT_u32(r, key, v) resp_u64(r, key, v)
+#define STAT_bool(r, key, v) resp_u64(r, key, v)
+#define STAT_err(r, key, v) resp_errno(r, key, v)
+
+/*
+ * An errno by its name, which says more than a number and is the same
+ * across systems; 0 for none, and the number if it has no name.
+ */
+static void resp_errno(struct resp *r, const char *key, int neg)
+{
+    const char *e = neg ? strerrorname_np(-neg) : NULL;
+
+    if (e)
+        resp_str(r, key, e);
+    else
+        resp_u64(r, key, (uint64_t)(neg ? -neg : 0));
+}
+
 static void req_stat(struct control *ctl, struct client *c, int argc, char **argv,
                      struct resp *r)
 {
@@ -84,65 +105,9 @@ static void req_stat(struct control *ctl, struct client *c, int argc, char **arg
     store_get_stats(ctl->store, &st);
     resp_ok(r);
     resp_str(r, "algorithm", ctl->algorithm);
-#define STAT(f) resp_u64(r, #f, st.f)
-    STAT(disksize);
-    STAT(orig_data_size);
-    STAT(compr_data_size);
-    STAT(mem_used_total);
-    STAT(mem_limit);
-    STAT(mem_used_max);
-    STAT(same_pages);
-    STAT(pages_compacted);
-    STAT(huge_pages);
-    STAT(huge_pages_since);
-    STAT(failed_reads);
-    STAT(failed_writes);
-    STAT(invalid_io);
-    STAT(notify_free);
-    STAT(read_reqs);
-    STAT(write_reqs);
-    STAT(discard_reqs);
-    STAT(flush_reqs);
-    STAT(read_bytes);
-    STAT(write_bytes);
-    STAT(discard_bytes);
-    STAT(compactions);
-    STAT(compact_threshold_pct);
     resp_str(r, "backing", ctl->backing ? ctl->backing : "");
-    STAT(bd_count);
-    STAT(bd_reads);
-    STAT(bd_writes);
-    STAT(bd_read_errors);
-    STAT(bd_write_errors);
-    /* An errno name says more than a number, and is stable across systems. */
-    const char *e = st.bd_last_error ? strerrorname_np(-st.bd_last_error) : NULL;
-    if (e)
-        resp_str(r, "bd_last_error", e);
-    else
-        resp_u64(r, "bd_last_error", (uint64_t)(st.bd_last_error ? -st.bd_last_error : 0));
-    resp_u64(r, "bd_connected", st.bd_connected);
-    resp_u64(r, "bd_direct", st.bd_direct);
-    resp_u64(r, "bd_pressure", st.bd_pressure);
-    STAT(bd_blocks);
-    STAT(wb_high);
-    STAT(wb_low);
-    resp_u64(r, "high_watermark", st.wb_high_pct);
-    resp_u64(r, "low_watermark", st.wb_low_pct);
-    STAT(evictions);
-    STAT(pages_evicted);
-    STAT(pages_promoted);
-    STAT(write_waits);
-    STAT(idle_pages);
-    STAT(recompressed);
-    STAT(bd_bad_sums);
-    STAT(reserve);
-    STAT(reserve_free);
-    STAT(reserve_min);
-    STAT(reserve_misses);
-    STAT(reserve_waits);
-    STAT(reserve_released);
-    STAT(reserve_refills);
-    STAT(reserve_failures);
+#define STAT(type, name, source) STAT_##type(r, #name, st.name);
+    STORE_STATS(STAT)
 #undef STAT
     resp_u64(r, "memory_locked", ctl->memory_locked);
     resp_u64(r, "io_flusher", ctl->io_flusher);
@@ -179,8 +144,8 @@ static void set_watermarks(struct control *ctl, const char *high, const char *lo
     int e;
 
     store_get_stats(ctl->store, &st);
-    h = st.wb_high_pct;
-    l = st.wb_low_pct;
+    h = st.high_watermark;
+    l = st.low_watermark;
     if (high && (parse_u64(high, &h) < 0 || h < 1 || h > 100)) {
         resp_error(r, EINVAL, "bad percentage '%.*s' for high-watermark (1 to 100)",
                    CONTROL_ECHO_MAX, high);
@@ -263,7 +228,7 @@ static void req_set(struct control *ctl, struct client *c, int argc, char **argv
         for (char *p = key; *p; p++)
             if (*p == '_')
                 *p = '-';
-        if (pct_decode(val) < 0) {
+        if (proto_decode(val) < 0) {
             resp_error(r, EINVAL, "bad escape in value of %.*s", CONTROL_ECHO_MAX, key);
             return;
         }
@@ -289,8 +254,8 @@ static void req_set(struct control *ctl, struct client *c, int argc, char **argv
     resp_u64(r, "mem_limit", st.mem_limit);
     resp_u64(r, "compact_threshold_pct", st.compact_threshold_pct);
     resp_u64(r, "mem_used_max", st.mem_used_max);
-    resp_u64(r, "high_watermark", st.wb_high_pct);
-    resp_u64(r, "low_watermark", st.wb_low_pct);
+    resp_u64(r, "high_watermark", st.high_watermark);
+    resp_u64(r, "low_watermark", st.low_watermark);
 }
 
 /* idle all | idle SECONDS: mark the slots untouched for that long. */
@@ -313,19 +278,16 @@ static void req_idle(struct control *ctl, struct client *c, int argc, char **arg
     resp_u64(r, "marked", (uint64_t)n);
 }
 
-/* The slots a writeback or recompress takes, as zram's type names them. */
-static int parse_select(const char *s, bool all_ok, unsigned *ret)
+/* The store's flags for the slots verb's word name selects (proto.h). */
+static int parse_select(enum proto_verb verb, const char *name, unsigned *ret)
 {
-    if (strcmp(s, "idle") == 0)
-        *ret = STORE_SEL_IDLE;
-    else if (strcmp(s, "huge") == 0)
-        *ret = STORE_SEL_HUGE;
-    else if (strcmp(s, "huge_idle") == 0)
-        *ret = STORE_SEL_HUGE | STORE_SEL_IDLE;
-    else if (all_ok && strcmp(s, "all") == 0)
-        *ret = STORE_SEL_ALL;
-    else
+    unsigned sel;
+
+    if (proto_select_parse(verb, name, &sel) < 0)
         return -EINVAL;
+    *ret = (sel & PROTO_SEL_IDLE ? STORE_SEL_IDLE : 0) |
+           (sel & PROTO_SEL_HUGE ? STORE_SEL_HUGE : 0) |
+           (sel & PROTO_SEL_ALL ? STORE_SEL_ALL : 0);
     return 0;
 }
 
@@ -351,17 +313,17 @@ static void *job_thread(void *arg)
 static void req_job(struct control *ctl, struct client *c, enum job_kind kind, int argc,
                     char **argv, struct resp *r)
 {
-    const char *verb = argv[0];
+    enum proto_verb pverb = kind == JOB_WRITEBACK ? PROTO_WRITEBACK : PROTO_RECOMPRESS;
+    const char *verb = proto_verb_name(pverb);
     const char *opt = kind == JOB_WRITEBACK ? "limit" : "threshold";
     size_t optlen = strlen(opt);
     uint64_t arg = 0;
     unsigned sel;
 
-    if (argc < 2 || argc > 3 || parse_select(argv[1], kind == JOB_WRITEBACK, &sel) < 0) {
-        if (kind == JOB_WRITEBACK)
-            resp_error(r, EINVAL, "usage: writeback idle|huge|huge_idle|all [limit=BYTES]");
-        else
-            resp_error(r, EINVAL, "usage: recompress idle|huge|huge_idle [threshold=BYTES]");
+    if (argc < 2 || argc > 3 || parse_select(pverb, argv[1], &sel) < 0) {
+        char names[64];
+        resp_error(r, EINVAL, "usage: %s %s [%s=BYTES]", verb,
+                   proto_select_names(pverb, "|", "|", names, sizeof(names)), opt);
         return;
     }
     if (argc == 3) {
@@ -371,7 +333,7 @@ static void req_job(struct control *ctl, struct client *c, enum job_kind kind, i
                        CONTROL_ECHO_MAX, argv[2], opt);
             return;
         }
-        if (pct_decode(val) < 0 || parse_size(val, &arg) < 0) {
+        if (proto_decode(val) < 0 || parse_size(val, &arg) < 0) {
             resp_error(r, EINVAL, "%s: bad size '%.*s'", opt, CONTROL_ECHO_MAX, val);
             return;
         }
@@ -447,53 +409,55 @@ static void req_help(struct control *ctl, struct client *c, int argc, char **arg
     (void)argc;
     (void)argv;
     resp_ok(r);
-    resp_u64(r, "protocol", CONTROL_PROTOCOL);
+    resp_u64(r, "protocol", PROTO_VERSION);
     resp_verb_names(r, "verbs");
     resp_str(r, "settings", CONTROL_SETTINGS);
 }
 
 /*
- * Every verb, in the order help lists them.  Adding one is its handler and
- * its line here (and its section of PROTOCOL.md).
+ * Every verb's handler, by its name in proto.h (whose order help keeps).
+ * Adding one is its name there, its handler and its line here (and its
+ * section of PROTOCOL.md).
  */
 static const struct verb {
-    const char *name;
     bool no_args;           /* anything after the verb is refused here */
     verb_fn *fn;
-} verbs[] = {
-    { "hello", false, req_hello },
-    { "info", true, req_info },
-    { "stat", true, req_stat },
-    { "compact", true, req_compact },
-    { "set", false, req_set },
-    { "idle", false, req_idle },
-    { "writeback", false, req_writeback },
-    { "recompress", false, req_recompress },
-    { "help", true, req_help },
+} verbs[PROTO_VERB_MAX] = {
+    [PROTO_HELLO] = { false, req_hello },
+    [PROTO_INFO] = { true, req_info },
+    [PROTO_STAT] = { true, req_stat },
+    [PROTO_COMPACT] = { true, req_compact },
+    [PROTO_SET] = { false, req_set },
+    [PROTO_IDLE] = { false, req_idle },
+    [PROTO_WRITEBACK] = { false, req_writeback },
+    [PROTO_RECOMPRESS] = { false, req_recompress },
+    [PROTO_HELP] = { true, req_help },
 };
 
 /* key=the names of every verb, comma-separated. */
 static void resp_verb_names(struct resp *r, const char *key)
 {
     resp_printf(r, " %s=", key);
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-        resp_printf(r, "%s%s", i ? "," : "", verbs[i].name);
+    for (int i = 0; i < PROTO_VERB_MAX; i++)
+        resp_printf(r, "%s%s", i ? "," : "", proto_verb_name(i));
 }
 
 void control_handle(struct control *ctl, struct client *c, char *line, size_t len,
                     struct resp *r)
 {
-    char *argv[CONTROL_MAX_WORDS];
+    char *argv[PROTO_MAX_WORDS];
     int argc;
 
     if (request_split(line, len, argv, &argc, r) < 0)
         return;
-    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+    for (int i = 0; i < PROTO_VERB_MAX; i++) {
         const struct verb *v = &verbs[i];
-        if (strcmp(argv[0], v->name) != 0)
+        if (strcmp(argv[0], proto_verb_name(i)) != 0)
             continue;
+        /* A name in proto.h without its handler here is a bug. */
+        assert(v->fn);
         if (v->no_args && argc != 1)
-            resp_error(r, EINVAL, "%s takes no arguments", v->name);
+            resp_error(r, EINVAL, "%s takes no arguments", argv[0]);
         else
             v->fn(ctl, c, argc, argv, r);
         return;

@@ -1,64 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The control socket server.
- *
- * The protocol (PROTOCOL.md has the full text).  A client sends request
- * lines and gets exactly one response line for each, in order.  A request is
- * words separated by spaces and ended by "\n" ("\r\n" is accepted), at most
- * CONTROL_LINE_MAX bytes with its newline, printable ASCII only.  A response
- * is either
- *     ok[ key=value]...
- *     error ERRNAME free text
- * where ERRNAME is an errno name (EINVAL, ENOSPC...), so that a client can
- * map it back to strerror() without a table of our own.  Values that could
- * hold a space, '%' or a byte outside printable ASCII (paths) are
- * percent-encoded; numbers are plain decimal integers (control-resp.c).
- * The verbs are the table in control-verbs.c.  "hello 1" is optional (a
- * client that skips it speaks version 1); it lets a later server speak an older
- * protocol to an older client and lets a client refuse a server it does not
- * understand.
- *
- * The thread.  One thread runs a poll() loop over the listening socket, an
- * eventfd that control_free() writes to, and every client.  Nothing here
- * blocks: clients are non-blocking, each has its own input and output
- * buffer, and a client that sends half a line, or stops reading its
- * answers, only ever holds up itself.  Requests are cheap except compact,
- * which runs store_compact() inline; it takes milliseconds to tens of
- * milliseconds, and the others wait that long, which is fine for a control
- * plane (the data path never goes through here).
- *
- * Long requests.  writeback and recompress walk the whole device and may
- * write gigabytes to a backing store: minutes, not milliseconds, and
- * `uzramctl stat` must still answer meanwhile.  They run on a job thread,
- * one job at a time (a second request meanwhile gets EBUSY: two passes
- * over the same slots would only race each other for them).  The client
- * that asked waits, its connection parked: it is neither read from nor
- * timed out, and its answer is built when the job thread, which touches
- * nothing but the store and its own result, says through an eventfd that
- * it is done.  A client that hangs up meanwhile only loses its answer; the
- * job runs to its end, since the store has no way to stop one halfway, and
- * control_free() waits for it.  A thread per job rather than one kept
- * waiting: jobs are rare, and a thread that exists only while it works
- * needs no protocol to be stopped.
- *
- * Limits, since every resource a client controls is bounded: at most
- * CONTROL_MAX_CLIENTS connections (one more is told "error EUSERS" and
- * closed, so that it is not left hanging in the backlog); a request line of
- * CONTROL_LINE_MAX bytes (a longer one gets "error E2BIG" and the
- * connection is closed, since there is no telling where the next request
- * would start); a client that makes no progress for CONTROL_IDLE_MS, reading
- * or writing, is dropped.  A client pipelining requests is served one
- * response at a time: the next line is not read from its buffer until the
- * previous answer has gone out, so its buffers never grow.
- *
- * The socket file.  bind() creates it with the process's umask, but nobody
- * can connect before listen(), so chmod() and chown() between the two leave
- * no window in which the socket is reachable with the wrong mode (fchmod()
- * on a socket does not reach the file).  A socket file left by a daemon that
- * died is recognised by connect() failing with ECONNREFUSED and replaced; a
- * live one is left alone.  control_free() unlinks the file only if it is
- * still the one we bound (same inode), not one another daemon has put there
- * since.
+ * The control socket server: the socket file, the clients and the poll
+ * loop (doc/control.md; the protocol is PROTOCOL.md).  One thread serves
+ * every client and never blocks: clients are non-blocking, each with its
+ * own buffers, and one that stalls holds up only itself ("The thread").
+ * Every client is bounded: CONTROL_MAX_CLIENTS of them, PROTO_LINE_MAX a
+ * line, CONTROL_IDLE_MS without progress, one answer pending ("Limits").
+ * A client whose request runs on the job thread is parked, neither read
+ * nor timed out, until the job's eventfd fires ("Long requests").  The
+ * socket's mode is set between bind() and listen(), and the file is
+ * unlinked only while it is still ours ("The socket file").
  */
 #include "control-internal.h"
 
@@ -79,16 +30,10 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "socket.h"
 #include "store.h"
 #include "util.h"
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- clients ------------------------------------------------------------ */
 
@@ -117,7 +62,7 @@ static int client_flush(struct client *c)
             return -errno;
         }
         c->out_off += (size_t)n;
-        c->deadline_ms = now_ms() + CONTROL_IDLE_MS;
+        c->deadline_ms = monotonic_ms() + CONTROL_IDLE_MS;
     }
     c->out_off = c->out_len = 0;
     return 0;
@@ -131,7 +76,7 @@ static void client_respond(struct control *ctl, struct client *c, char *line, si
     if (c->waiting)
         return;
     if (r.overflow)
-        resp_error(&r, EOVERFLOW, "response longer than %d bytes", CONTROL_RESP_MAX);
+        resp_error(&r, EOVERFLOW, "response longer than %d bytes", PROTO_RESP_MAX);
     c->out[r.len++] = '\n';
     c->out_len = r.len;
     c->out_off = 0;
@@ -150,14 +95,14 @@ static int client_process(struct control *ctl, struct client *c)
         if (!nl) {
             if (c->in_len == sizeof(c->in)) {
                 struct resp r = { .buf = c->out, .cap = sizeof(c->out) - 1 };
-                resp_error(&r, E2BIG, "request longer than %d bytes", CONTROL_LINE_MAX);
+                resp_error(&r, E2BIG, "request longer than %d bytes", PROTO_LINE_MAX);
                 c->out[r.len++] = '\n';
                 c->out_len = r.len;
                 c->closing = true;
             } else if (c->eof) {
                 /* A last request without its newline still gets its answer. */
                 if (c->in_len > 0) {
-                    char line[CONTROL_LINE_MAX + 1];
+                    char line[PROTO_LINE_MAX + 1];
                     memcpy(line, c->in, c->in_len);
                     line[c->in_len] = '\0';
                     client_respond(ctl, c, line, c->in_len);
@@ -205,7 +150,7 @@ static void job_finish(struct control *ctl)
     c->out_len = r.len;
     c->out_off = 0;
     c->waiting = false;
-    c->deadline_ms = now_ms() + CONTROL_IDLE_MS;
+    c->deadline_ms = monotonic_ms() + CONTROL_IDLE_MS;
     for (unsigned i = 0; i < CONTROL_MAX_CLIENTS; i++) {
         if (ctl->clients[i] != c)
             continue;
@@ -230,7 +175,7 @@ static int client_read(struct client *c)
             return 0;
         }
         c->in_len += (size_t)n;
-        c->deadline_ms = now_ms() + CONTROL_IDLE_MS;
+        c->deadline_ms = monotonic_ms() + CONTROL_IDLE_MS;
         return 0;
     }
 }
@@ -262,7 +207,7 @@ static uint64_t control_accept(struct control *ctl)
             case ENFILE:
             case ENOBUFS:
             case ENOMEM:
-                return now_ms() + CONTROL_ACCEPT_PAUSE_MS;
+                return monotonic_ms() + CONTROL_ACCEPT_PAUSE_MS;
             default:
                 return 0;
             }
@@ -282,7 +227,7 @@ static uint64_t control_accept(struct control *ctl)
         c->fd = fd;
         c->eof = c->closing = c->waiting = false;
         c->in_len = c->out_len = c->out_off = 0;
-        c->deadline_ms = now_ms() + CONTROL_IDLE_MS;
+        c->deadline_ms = monotonic_ms() + CONTROL_IDLE_MS;
         ctl->clients[i] = c;
     }
     return 0;
@@ -329,7 +274,7 @@ static void *control_thread(void *arg)
     uint64_t accept_paused_until = 0;
 
     for (;;) {
-        uint64_t now = now_ms(), next = now + CONTROL_IDLE_MS;
+        uint64_t now = monotonic_ms(), next = now + CONTROL_IDLE_MS;
         nfds_t n = NFIXED;
 
         pfd[0] = (struct pollfd){ .fd = ctl->wake_fd, .events = POLLIN };
@@ -343,14 +288,14 @@ static void *control_thread(void *arg)
             struct client *c = ctl->clients[i];
             if (!c)
                 continue;
-            short ev = c->out_len > c->out_off ? POLLOUT
+            short events = c->out_len > c->out_off ? POLLOUT
                      : c->eof || c->closing   ? 0
                                                : POLLIN;
             /* A waiting client that shut its side down has nothing more to
              * say, and its POLLHUP would only spin the loop until the job ends. */
             int fd = c->waiting && c->eof ? -1 : c->fd;
             idx[n - NFIXED] = i;
-            pfd[n++] = (struct pollfd){ .fd = fd, .events = ev };
+            pfd[n++] = (struct pollfd){ .fd = fd, .events = events };
             if (!c->waiting && c->deadline_ms < next)
                 next = c->deadline_ms;
         }
@@ -361,7 +306,7 @@ static void *control_thread(void *arg)
         if (pfd[0].revents)
             break;
 
-        now = now_ms();
+        now = monotonic_ms();
         for (nfds_t k = NFIXED; k < n; k++) {
             unsigned i = idx[k - NFIXED];
             if (client_event(ctl, ctl->clients[i], &pfd[k], now) < 0)

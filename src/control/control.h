@@ -3,7 +3,7 @@
  * The control socket: a Unix stream socket on which uzramctl (or anyone
  * with socat) asks a running daemon for its statistics, compacts it and
  * changes its settings.  The protocol is line-based and versioned; it is
- * described in control.c and in PROTOCOL.md beside it.
+ * PROTOCOL.md beside this file, and the design doc/control.md.
  *
  * The server turns each request into store calls; it knows nothing of the
  * front ends beyond the strings the daemon gives it in control_info.

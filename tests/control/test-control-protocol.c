@@ -386,12 +386,10 @@ static void test_eof(void)
     close(fd);
 }
 
-static void test_socket_file(void)
+/* The daemon's own socket: mode 0600, and not taken over while it is live. */
+static void socket_check_live(const struct control_info *info)
 {
-    struct store_config cfg = { .size = CT_SIZE };
-    struct control_info info = { .name = "t1", .algorithm = "lz4" };
     struct stat st;
-    char path[256];
 
     CHECK_EQ(lstat(t.path, &st), 0);
     CHECK(S_ISSOCK(st.st_mode));
@@ -399,17 +397,20 @@ static void test_socket_file(void)
 
     /* A live socket is not taken over, whatever the caller's umask. */
     errno = 0;
-    CHECK(control_new(t.path, t.store, &info, (gid_t)-1) == NULL);
+    CHECK(control_new(t.path, t.store, info, (gid_t)-1) == NULL);
     CHECK_EQ(errno, EADDRINUSE);
     CHECK_EQ(lstat(t.path, &st), 0);
     int fd = ct_connect(&t);
     close(fd);
+}
 
-    /* With a group: 0660 and that group; missing parents are made 0755. */
-    snprintf(path, sizeof(path), "%s/sub/dir/g.sock", t.dir);
-    struct store *s = store_new(&cfg);
-    CHECK(s);
-    struct control *c = control_new(path, s, &info, getgid());
+/* With a group: 0660 and that group; missing parents are made 0755. */
+static void socket_check_group(const char *path, struct store *s,
+                               const struct control_info *info)
+{
+    struct stat st;
+
+    struct control *c = control_new(path, s, info, getgid());
     CHECKF(c, "control_new %s: %s", path, strerror(errno));
     CHECK_EQ(lstat(path, &st), 0);
     CHECKF((st.st_mode & 07777) == 0660, "mode %o", st.st_mode & 07777);
@@ -423,43 +424,72 @@ static void test_socket_file(void)
      * freeing it unlinks the socket. */
     control_free(c);
     CHECK(lstat(path, &st) < 0 && errno == ENOENT);
+}
 
-    /* A stale socket, as a dead daemon leaves it, is replaced. */
+/* Bind a Unix socket at path and close it, as a dead daemon leaves it. */
+static void socket_make_stale(const char *path, bool listening)
+{
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
     CHECK(strlen(path) < sizeof(sa.sun_path));
     memcpy(sa.sun_path, path, strlen(path) + 1);
     int sfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK_EQ(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    CHECK_EQ(listen(sfd, 1), 0);
+    if (listening)
+        CHECK_EQ(listen(sfd, 1), 0);
     close(sfd);
+}
+
+/* A stale socket, as a dead daemon leaves it, is replaced. */
+static void socket_check_stale(const char *path, struct store *s,
+                               const struct control_info *info)
+{
+    struct stat st;
+    char r[LINE], v[256];
+
+    socket_make_stale(path, true);
     CHECK_EQ(lstat(path, &st), 0);
     CHECK_EQ(ct_try_connect(path), -ECONNREFUSED);
-    c = control_new(path, s, &info, (gid_t)-1);
+    struct control *c = control_new(path, s, info, (gid_t)-1);
     CHECKF(c, "control_new over a stale socket: %s", strerror(errno));
     CHECK_EQ(control_start(c), 0);
     CHECK_EQ(control_start(c), -EALREADY);
-    char r[LINE];
-    fd = ct_try_connect(path);
+    int fd = ct_try_connect(path);
     CHECK(fd >= 0);
     ct_ask(fd, "hello 1", r, sizeof(r));
     CHECK_RESP(r, "ok protocol=1 server=uzramd ");
-    CHECK(ct_value(r, "name", sub, sizeof(sub)) && strcmp(sub, "t1") == 0);
+    CHECK(ct_value(r, "name", v, sizeof(v)) && strcmp(v, "t1") == 0);
     /* control_free() with a client still connected and mid-line. */
     ct_send(fd, "sta", 3);
     control_free(c);
     CHECK(ct_at_eof(fd));
     close(fd);
     CHECK(lstat(path, &st) < 0 && errno == ENOENT);
+}
 
-    /* Something that is not a socket is never removed. */
+/* control_new() at path fails with EADDRINUSE and leaves it a file of type. */
+static void socket_check_refused(const char *path, struct store *s,
+                                 const struct control_info *info, mode_t type)
+{
+    struct stat st;
+
+    errno = 0;
+    CHECK(control_new(path, s, info, (gid_t)-1) == NULL);
+    CHECK_EQ(errno, EADDRINUSE);
+    CHECK_EQ(lstat(path, &st), 0);
+    CHECK((st.st_mode & S_IFMT) == type);
+}
+
+/* Something that is not a socket is never removed. */
+static void socket_check_not_socket(const char *path, struct store *s,
+                                    const struct control_info *info)
+{
+    struct stat st;
+
     int ffd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
     CHECK(ffd >= 0);
     close(ffd);
-    errno = 0;
-    CHECK(control_new(path, s, &info, (gid_t)-1) == NULL);
-    CHECK_EQ(errno, EADDRINUSE);
-    CHECK_EQ(lstat(path, &st), 0);
-    CHECK(S_ISREG(st.st_mode));
+    socket_check_refused(path, s, info, S_IFREG);
     CHECK_EQ(unlink(path), 0);
 
     /*
@@ -468,39 +498,47 @@ static void test_socket_file(void)
      * names is removed.
      */
     CHECK_EQ(mkdir(path, 0700), 0);
-    errno = 0;
-    CHECK(control_new(path, s, &info, (gid_t)-1) == NULL);
-    CHECK_EQ(errno, EADDRINUSE);
-    CHECK_EQ(lstat(path, &st), 0);
-    CHECK(S_ISDIR(st.st_mode));
+    socket_check_refused(path, s, info, S_IFDIR);
     CHECK_EQ(rmdir(path), 0);
     char target[256];
     snprintf(target, sizeof(target), "%s/target.sock", t.dir);
-    CHECK(strlen(target) < sizeof(sa.sun_path));
-    memcpy(sa.sun_path, target, strlen(target) + 1);
-    sfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK_EQ(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    close(sfd);
+    socket_make_stale(target, false);
     CHECK_EQ(symlink(target, path), 0);
-    errno = 0;
-    CHECK(control_new(path, s, &info, (gid_t)-1) == NULL);
-    CHECK_EQ(errno, EADDRINUSE);
-    CHECK_EQ(lstat(path, &st), 0);
-    CHECK(S_ISLNK(st.st_mode));
+    socket_check_refused(path, s, info, S_IFLNK);
     CHECK_EQ(lstat(target, &st), 0);
     CHECK(S_ISSOCK(st.st_mode));
     CHECK_EQ(unlink(path), 0);
     CHECK_EQ(unlink(target), 0);
+}
 
-    /* Paths that cannot be a Unix socket's. */
+/* Paths that cannot be a Unix socket's. */
+static void socket_check_long_path(struct store *s, const struct control_info *info)
+{
     char longp[200];
+
     memset(longp, 'a', sizeof(longp) - 1);
     longp[0] = '/';
     longp[sizeof(longp) - 1] = '\0';
     errno = 0;
-    CHECK(control_new(longp, s, &info, (gid_t)-1) == NULL);
+    CHECK(control_new(longp, s, info, (gid_t)-1) == NULL);
     CHECK_EQ(errno, ENAMETOOLONG);
     control_free(NULL);
+}
+
+static void test_socket_file(void)
+{
+    struct store_config cfg = { .size = CT_SIZE };
+    struct control_info info = { .name = "t1", .algorithm = "lz4" };
+    char path[256], sub[256];
+
+    socket_check_live(&info);
+    snprintf(path, sizeof(path), "%s/sub/dir/g.sock", t.dir);
+    struct store *s = store_new(&cfg);
+    CHECK(s);
+    socket_check_group(path, s, &info);
+    socket_check_stale(path, s, &info);
+    socket_check_not_socket(path, s, &info);
+    socket_check_long_path(s, &info);
 
     store_free(s);
     snprintf(sub, sizeof(sub), "%s/sub/dir", t.dir);
@@ -534,8 +572,8 @@ static void check_evict_stats_equal(const char *r)
     EQ(bd_bad_sums);
 #undef EQ
     CHECK_EQU(ct_u64(r, "bd_connected"), st.bd_connected);
-    CHECK_EQU(ct_u64(r, "high_watermark"), st.wb_high_pct);
-    CHECK_EQU(ct_u64(r, "low_watermark"), st.wb_low_pct);
+    CHECK_EQU(ct_u64(r, "high_watermark"), st.high_watermark);
+    CHECK_EQU(ct_u64(r, "low_watermark"), st.low_watermark);
     /* No backing store: no error, and an empty spec. */
     CHECK_EQU(ct_u64(r, "bd_last_error"), 0);
     CHECK(ct_value(r, "backing", v, sizeof(v)) && v[0] == '\0');

@@ -217,7 +217,7 @@ json_strict() {
         fail "$1: not valid JSON: $(cat -v <<<"$out")"
 }
 
-for bad in 'ok a=%zz' 'ok =1' 'ok noequals' 'okay' "ok $(printf 'k%s=1 ' {1..70})"; do
+for bad in 'ok a=%zz' 'ok =1' 'ok noequals' 'okay' "ok $(printf 'k%s=1 ' {1..130})"; do  # more pairs than uzramctl keeps (UZ_MAX_PAIRS)
     start_fake line "$bad"
     run_fail 1 "^uzramctl: $T/fake/f.sock: stat: the daemon's answer makes no sense" stat "$T/fake/f.sock"
     run_fail 1 "compact: the daemon's answer makes no sense" compact "$T/fake/f.sock"

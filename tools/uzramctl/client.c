@@ -1,4 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * uzramctl's end of the control socket (client.h).  The wire format's
+ * rules (line limits, words, percent-decoding, errno names) are proto.c's,
+ * shared with the daemon; here are the socket, the deadline and the reply's
+ * parse into key=value pairs.
+ */
 #include "client.h"
 
 #include <errno.h>
@@ -11,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto.h"
 #include "util.h"
 
 int uz_connect(const char *path, unsigned timeout_s)
@@ -35,50 +42,6 @@ int uz_connect(const char *path, unsigned timeout_s)
         return -e;
     }
     return fd;
-}
-
-static int errno_from_name(const char *name)
-{
-    /* Linux's ENOTSUP is EOPNOTSUPP, the name glibc gives it. */
-    if (strcmp(name, "ENOTSUP") == 0)
-        return ENOTSUP;
-    /* Linux's errno values end well below 200. */
-    for (int e = 1; e < 200; e++) {
-        const char *n = strerrorname_np(e);
-        if (n && strcmp(n, name) == 0)
-            return e;
-    }
-    return EIO;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int decode(char *s)
-{
-    char *w = s;
-
-    for (char *p = s; *p; p++) {
-        if (*p != '%') {
-            *w++ = *p;
-            continue;
-        }
-        int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
-        if (lo < 0 || (hi | lo) == 0)
-            return -EPROTO;
-        *w++ = (char)(hi * 16 + lo);
-        p += 2;
-    }
-    *w = '\0';
-    return 0;
 }
 
 /*
@@ -133,23 +96,25 @@ static int parse_reply(struct uz_reply *r)
                 *q = '?';
         utf8_sanitize(p);
         r->msg = p;
-        r->err = errno_from_name(r->errname);
+        r->err = proto_errno_from_name(r->errname);
         return 0;
     }
     if (strncmp(p, "ok", 2) != 0 || (p[2] && p[2] != ' '))
         return -EPROTO;
     r->ok = true;
-    p += 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        char *eq = strchr(tok, '=');
-        if (!eq || eq == tok || r->npairs == UZ_MAX_PAIRS)
+    char *words[UZ_MAX_PAIRS];
+    int n = proto_split(p + 2, words, UZ_MAX_PAIRS);
+    if (n < 0)
+        return -EPROTO;
+    for (int i = 0; i < n; i++) {
+        char *eq = strchr(words[i], '=');
+        if (!eq || eq == words[i])
             return -EPROTO;
         *eq = '\0';
-        if (decode(eq + 1) < 0)
+        if (proto_decode(eq + 1) < 0)
             return -EPROTO;
         utf8_sanitize(eq + 1);
-        r->pairs[r->npairs].key = tok;
+        r->pairs[r->npairs].key = words[i];
         r->pairs[r->npairs].val = eq + 1;
         r->npairs++;
     }
@@ -158,7 +123,7 @@ static int parse_reply(struct uz_reply *r)
 
 int uz_request(int fd, const char *req, struct uz_reply *ret)
 {
-    char out[4096];
+    char out[PROTO_LINE_MAX];
     size_t len = 0, n;
     int k = snprintf(out, sizeof(out), "%s\n", req);
 
@@ -210,10 +175,7 @@ int uz_request(int fd, const char *req, struct uz_reply *ret)
         char *nl = memchr(ret->line + len, '\n', (size_t)s);
         len += (size_t)s;
         if (nl) {
-            n = (size_t)(nl - ret->line);
-            if (n > 0 && ret->line[n - 1] == '\r')
-                n--;
-            ret->line[n] = '\0';
+            n = proto_trim_cr(ret->line, (size_t)(nl - ret->line));
             break;
         }
         if (len == sizeof(ret->line) - 1)
@@ -238,29 +200,5 @@ int uz_get_u64(const struct uz_reply *r, const char *key, uint64_t *ret)
 
     if (!v || parse_u64(v, ret) < 0)
         return -EPROTO;
-    return 0;
-}
-
-int uz_encode(const char *src, char *dst, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t w = 0;
-
-    for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
-        bool plain = *p > ' ' && *p < 0x7f && *p != '%';
-        size_t need = plain ? 1 : 3;
-        if (w + need >= len)
-            return -ENAMETOOLONG;
-        if (plain) {
-            dst[w++] = (char)*p;
-        } else {
-            dst[w++] = '%';
-            dst[w++] = hex[*p >> 4];
-            dst[w++] = hex[*p & 15];
-        }
-    }
-    if (w >= len)
-        return -ENAMETOOLONG;
-    dst[w] = '\0';
     return 0;
 }

@@ -2,8 +2,8 @@
 /*
  * uzramctl's side of the control protocol (src/control/PROTOCOL.md): open a
  * daemon's socket with a deadline, send one request line, read and parse its
- * one response line.  Nothing here prints; uzramctl.c decides what the user
- * sees.
+ * one response line.  Nothing here prints; device.c and the commands decide
+ * what the user sees.
  */
 #ifndef UZRAMCTL_CLIENT_H
 #define UZRAMCTL_CLIENT_H
@@ -12,11 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The protocol this uzramctl speaks. */
-#define UZ_PROTOCOL 1
-/* The server's response lines are at most this long, newline included. */
-#define UZ_RESP_MAX 8192
-#define UZ_MAX_PAIRS 64
+#include "proto.h"
+
+/*
+ * Pairs kept from one reply; a reply with more is -EPROTO.  stat's is the
+ * longest, with about 60 (STORE_STATS in src/store/store.h and a few of the
+ * daemon's): twice that leaves room for a newer daemon's figures.
+ */
+#define UZ_MAX_PAIRS 128
 
 struct uz_reply {
     bool ok;
@@ -28,7 +31,7 @@ struct uz_reply {
         const char *key;
         const char *val;   /* percent-decoded; bad UTF-8 made '?' */
     } pairs[UZ_MAX_PAIRS];
-    char line[UZ_RESP_MAX + 1];
+    char line[PROTO_RESP_MAX + 1];
 };
 
 /*
@@ -53,12 +56,5 @@ const char *uz_get(const struct uz_reply *r, const char *key) __attribute__((non
 
 /* The value of key as an unsigned integer: 0, or -EPROTO if missing or not one. */
 int uz_get_u64(const struct uz_reply *r, const char *key, uint64_t *ret) __attribute__((nonnull));
-
-/*
- * Percent-encode src into dst (of len bytes) as the protocol wants values:
- * space, '%' and bytes outside printable ASCII as %XX.  -ENAMETOOLONG if it
- * does not fit.
- */
-int uz_encode(const char *src, char *dst, size_t len) __attribute__((nonnull));
 
 #endif

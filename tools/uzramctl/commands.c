@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uzramctl's commands on one device: stat, compact, set, idle, writeback
+ * and recompress.  Each checks its arguments' form before asking the
+ * daemon (a bad one is a usage error, exit 2), sends its requests through
+ * device.c and prints what came back; the daemon judges the values.  The
+ * request words are proto.h's, so that both ends spell them alike.
+ */
+#include "uzramctl.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+/* The statistics as a JSON object: the figures as integers, the rest as strings. */
+static void stat_print_json(const struct device *d, const struct uz_reply *r)
+{
+    printf("{\n   ");
+    json_string("name");
+    printf(": ");
+    json_string(d->name);
+    for (size_t i = 0; i < r->npairs; i++) {
+        uint64_t v;
+        /* "name" is ours, above: a key appears once in a JSON object. */
+        if (strcmp(r->pairs[i].key, "name") == 0)
+            continue;
+        printf(",\n   ");
+        json_string(r->pairs[i].key);
+        printf(": ");
+        /* Printed from the value parsed, so "007" becomes 7, valid JSON. */
+        if (parse_u64(r->pairs[i].val, &v) == 0)
+            printf("%" PRIu64, v);
+        else
+            json_string(r->pairs[i].val);
+    }
+    printf("\n}\n");
+}
+
+/* The statistics as "KEY VALUE" lines, the values in one column. */
+static void stat_print_text(const struct device *d, const struct uz_reply *r)
+{
+    int w = 4;
+
+    for (size_t i = 0; i < r->npairs; i++)
+        if ((int)strlen(r->pairs[i].key) > w)
+            w = (int)strlen(r->pairs[i].key);
+    printf("%-*s %s\n", w, "name", d->name);
+    for (size_t i = 0; i < r->npairs; i++)
+        if (strcmp(r->pairs[i].key, "name") != 0)
+            printf("%-*s %s\n", w, r->pairs[i].key, r->pairs[i].val);
+}
+
+int cmd_stat(const struct cmdline *cl)
+{
+    const char *verb = proto_verb_name(PROTO_STAT);
+    struct device d;
+    struct uz_reply *r = malloc(sizeof(*r));
+    int status = EXIT_FAILURE;
+
+    device_resolve(&d, cl->args[0]);
+    if (!r) {
+        warn("%s", strerror(ENOMEM));
+        return EXIT_FAILURE;
+    }
+    if (device_open(&d, TIMEOUT_QUERY, false) < 0 || device_call(&d, verb, verb, r) < 0)
+        goto out;
+    if (cl->list->json)
+        stat_print_json(&d, r);
+    else
+        stat_print_text(&d, r);
+    status = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+out:
+    device_close(&d);
+    free(r);
+    return status;
+}
+
+/* Check KEY=VALUE's form; the daemon judges the key and the value. */
+static void check_setting(const char *s)
+{
+    const char *eq = strchr(s, '=');
+
+    if (!eq)
+        die_usage("expected KEY=VALUE, got '%s'", s);
+    if (eq == s)
+        die_usage("no setting name in '%s'", s);
+    for (const char *p = s; p < eq; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+            die_usage("bad setting name in '%s'", s);
+    if (!eq[1])
+        die_usage("no value in '%s'", s);
+}
+
+static bool is_watermark(const char *s)
+{
+    static const char *const keys[] = { "high-watermark=", "high_watermark=",
+                                        "low-watermark=", "low_watermark=" };
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strncmp(s, keys[i], strlen(keys[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Append " KEY=VALUE", the value encoded, to the request in req. */
+static int add_setting(char *req, size_t size, size_t *len, const char *setting)
+{
+    const char *eq = strchr(setting, '=');
+    char val[2048];
+    int n;
+
+    if (proto_encode(eq + 1, val, sizeof(val)) < 0)
+        return -ENAMETOOLONG;
+    n = snprintf(req + *len, size - *len, " %.*s=%s", (int)(eq - setting), setting, val);
+    if (n < 0 || (size_t)n >= size - *len)
+        return -ENAMETOOLONG;
+    *len += (size_t)n;
+    return 0;
+}
+
+int cmd_set(const struct cmdline *cl)
+{
+    const char *verb = proto_verb_name(PROTO_SET);
+    int argc = cl->nargs - 1;
+    char **argv = cl->args + 1;
+    struct device d;
+    struct uz_reply *r;
+    int status = EXIT_FAILURE;
+
+    device_resolve(&d, cl->args[0]);
+    for (int i = 0; i < argc; i++)
+        check_setting(argv[i]);
+    r = malloc(sizeof(*r));
+    if (!r) {
+        warn("%s", strerror(ENOMEM));
+        return EXIT_FAILURE;
+    }
+    if (device_open(&d, TIMEOUT_QUERY, false) < 0)
+        goto out;
+    /*
+     * One request per setting, in order: an error names the one refused,
+     * and those before it are in force.  The two watermarks go together, in
+     * one request where the first of them stands, so that they can move past
+     * each other (90/80 to 50/40) without an order to get right.
+     */
+    bool wm_sent = false;
+    for (int i = 0; i < argc; i++) {
+        char req[PROTO_LINE_MAX], what[128];
+        size_t len = (size_t)snprintf(req, sizeof(req), "%s", verb);
+        bool wm = is_watermark(argv[i]);
+
+        if (wm && wm_sent)
+            continue;
+        snprintf(what, sizeof(what), "%s %.*s", verb, (int)(strchr(argv[i], '=') - argv[i]),
+                 argv[i]);
+        for (int j = i; j < argc; j++) {
+            if (j > i && (!wm || !is_watermark(argv[j])))
+                continue;
+            if (add_setting(req, sizeof(req), &len, argv[j]) < 0) {
+                warn("%s: %s: value too long", d.arg, what);
+                goto out;
+            }
+            if (!wm)
+                break;
+        }
+        if (wm) {
+            wm_sent = true;
+            snprintf(what, sizeof(what), "%s watermarks", verb);
+        }
+        if (device_call(&d, req, what, r) < 0)
+            goto out;
+    }
+    status = EXIT_SUCCESS;
+out:
+    device_close(&d);
+    free(r);
+    return status;
+}
+
+/*
+ * Send req to the device at arg, and print "NAME: PREFIXN pages WHAT" from
+ * the key of its answer (with the size when bytes is true).
+ */
+static int run_simple(const char *arg, const char *req, const char *verb, unsigned timeout,
+                      const char *key, const char *prefix, const char *what, bool bytes)
+{
+    struct device d;
+    struct uz_reply *r = malloc(sizeof(*r));
+    int status = EXIT_FAILURE;
+    uint64_t n;
+
+    device_resolve(&d, arg);
+    if (!r) {
+        warn("%s", strerror(ENOMEM));
+        return EXIT_FAILURE;
+    }
+    if (device_open(&d, timeout, false) < 0 || device_call(&d, req, verb, r) < 0)
+        goto out;
+    if (uz_get_u64(r, key, &n) < 0) {
+        device_error(&d, verb, EPROTO);
+        goto out;
+    }
+    printf("%s: %s%" PRIu64 " page%s %s", d.name, prefix, n, n == 1 ? "" : "s", what);
+    if (bytes) {
+        char human[32];
+        format_size(n > UINT64_MAX / 4096 ? UINT64_MAX : n * 4096, human, sizeof(human));
+        printf(" (%s)", human);
+    }
+    printf("\n");
+    status = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+out:
+    device_close(&d);
+    free(r);
+    return status;
+}
+
+int cmd_compact(const struct cmdline *cl)
+{
+    const char *verb = proto_verb_name(PROTO_COMPACT);
+
+    return run_simple(cl->args[0], verb, verb, TIMEOUT_COMPACT, "pages_freed", "compacted, ",
+                      "freed", true);
+}
+
+int cmd_idle(const struct cmdline *cl)
+{
+    const char *verb = proto_verb_name(PROTO_IDLE), *age = cl->args[1];
+    uint64_t v;
+    char req[64];
+
+    if (strcmp(age, "all") != 0 && parse_u64(age, &v) < 0)
+        die_usage("%s: expected all or a number of seconds, got '%s'", verb, age);
+    snprintf(req, sizeof(req), "%s %s", verb, strcmp(age, "all") == 0 ? "all" : age);
+    return run_simple(cl->args[0], req, verb, TIMEOUT_COMPACT, "marked", "", "marked idle",
+                      false);
+}
+
+/* A selection that verb does not take is a usage error (proto.c has the list). */
+static void check_select(enum proto_verb verb, const char *mode)
+{
+    char names[64];
+    unsigned sel;
+
+    if (proto_select_parse(verb, mode, &sel) < 0)
+        die_usage("%s: expected %s, got '%s'", proto_verb_name(verb),
+                  proto_select_names(verb, ", ", " or ", names, sizeof(names)), mode);
+}
+
+int cmd_writeback(const struct cmdline *cl)
+{
+    const char *verb = proto_verb_name(PROTO_WRITEBACK), *mode = cl->args[1];
+    char req[128];
+    uint64_t v = 0;
+
+    check_select(PROTO_WRITEBACK, mode);
+    if (cl->limit && (parse_size(cl->limit, &v) < 0 || v == 0))
+        die_usage("--limit: bad size '%s' (want a size above 0, e.g. 256M)", cl->limit);
+    if (cl->limit)
+        snprintf(req, sizeof(req), "%s %s limit=%" PRIu64, verb, mode, v);
+    else
+        snprintf(req, sizeof(req), "%s %s", verb, mode);
+    return run_simple(cl->args[0], req, verb, TIMEOUT_LONG, "written", "", "written back", true);
+}
+
+int cmd_recompress(const struct cmdline *cl)
+{
+    const char *verb = proto_verb_name(PROTO_RECOMPRESS), *mode = cl->args[1];
+    char req[128];
+    uint64_t v = 0;
+
+    check_select(PROTO_RECOMPRESS, mode);
+    if (cl->threshold && (parse_size(cl->threshold, &v) < 0 || v > 4096))
+        die_usage("--threshold: bad size '%s' (want 0 to 4096 bytes)", cl->threshold);
+    if (cl->threshold)
+        snprintf(req, sizeof(req), "%s %s threshold=%" PRIu64, verb, mode, v);
+    else
+        snprintf(req, sizeof(req), "%s %s", verb, mode);
+    return run_simple(cl->args[0], req, verb, TIMEOUT_LONG, "recompressed", "", "recompressed",
+                      false);
+}

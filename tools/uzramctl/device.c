@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Devices: from a DEVICE argument to a daemon that has agreed to speak our
+ * protocol.  A DEVICE is a name (its socket is then RUN_DIR/NAME.sock) or
+ * the socket's path (anything with a '/').  Every exchange starts with
+ * "hello 1", so that a daemon of another protocol version is refused with a
+ * clear message rather than misread; every socket carries a send and
+ * receive timeout, so that a hung daemon cannot hang its caller.  Errors are
+ * reported here, once, in words a user can act on.
+ */
+#include "uzramctl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *run_dir_opt;   /* --dir */
+
+void device_set_run_dir(const char *dir)
+{
+    run_dir_opt = dir;
+}
+
+int device_run_dir(char *buf, size_t len)
+{
+    if (run_dir_opt) {
+        int n = snprintf(buf, len, "%s", run_dir_opt);
+        return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+    }
+    return uzram_run_dir(buf, len);
+}
+
+void device_resolve(struct device *d, const char *arg)
+{
+    int r;
+
+    d->arg = arg;
+    d->fd = -1;
+    snprintf(d->name, sizeof(d->name), "%s", arg);
+    if (strchr(arg, '/')) {
+        if (strlen(arg) >= sizeof(d->path))
+            die_usage("socket path too long: '%s'", arg);
+        strcpy(d->path, arg);
+        /* Until the daemon tells its name: the file name less ".sock". */
+        const char *base = strrchr(arg, '/') + 1;
+        size_t n = strlen(base);
+        if (n > 5 && strcmp(base + n - 5, ".sock") == 0)
+            n -= 5;
+        snprintf(d->name, sizeof(d->name), "%.*s", (int)n, base);
+        return;
+    }
+    r = uzram_check_name(arg);
+    if (r < 0)
+        die_usage("bad device name '%s'", arg);
+    if (run_dir_opt) {
+        int n = snprintf(d->path, sizeof(d->path), "%s/%s.sock", run_dir_opt, arg);
+        r = n < 0 || (size_t)n >= sizeof(d->path) ? -ENAMETOOLONG : 0;
+    } else {
+        r = uzram_control_path(arg, d->path, sizeof(d->path));
+    }
+    if (r < 0)
+        die_usage("device name '%s': %s", arg, strerror(-r));
+}
+
+void device_error(const struct device *d, const char *what, int err)
+{
+    switch (err) {
+    case ENOENT:
+    case ECONNREFUSED:
+        warn("%s: no such device (no daemon at %s)", d->arg, d->path);
+        break;
+    case ETIMEDOUT:
+        warn("%s: %s: the daemon did not answer within %u s", d->arg, what, d->timeout);
+        break;
+    case ECONNRESET:
+    case EPIPE:
+        warn("%s: %s: the daemon closed the connection", d->arg, what);
+        break;
+    case EPROTO:
+        warn("%s: %s: the daemon's answer makes no sense to this uzramctl", d->arg, what);
+        break;
+    default:
+        warn("%s: %s: %s", d->arg, what, strerror(err));
+    }
+}
+
+int device_call(struct device *d, const char *req, const char *what, struct uz_reply *r)
+{
+    int e = uz_request(d->fd, req, r);
+
+    if (e < 0) {
+        device_error(d, what, -e);
+        return -1;
+    }
+    if (!r->ok) {
+        if (*r->msg)
+            warn("%s: %s: %s (%s)", d->arg, what, strerror(r->err), r->msg);
+        else
+            warn("%s: %s: %s", d->arg, what, strerror(r->err));
+        return -1;
+    }
+    return 0;
+}
+
+int device_open(struct device *d, unsigned timeout, bool quiet_missing)
+{
+    struct uz_reply *r = malloc(sizeof(*r));
+    uint64_t proto;
+    int fd;
+
+    if (!r) {
+        warn("%s: %s", d->arg, strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    d->timeout = timeout;
+    fd = uz_connect(d->path, timeout);
+    if (fd < 0) {
+        if (!(quiet_missing && device_missing(fd)))
+            device_error(d, "connect", -fd);
+        free(r);
+        return fd;
+    }
+    d->fd = fd;
+    const char *verb = proto_verb_name(PROTO_HELLO);
+    char hello[32];
+    snprintf(hello, sizeof(hello), "%s %d", verb, PROTO_VERSION);
+    int e = uz_request(fd, hello, r);
+    if (e < 0) {
+        device_error(d, verb, -e);
+    } else if (!r->ok) {
+        if (r->err == EPROTONOSUPPORT)
+            warn("%s: the daemon does not speak protocol %d (%s)", d->arg, PROTO_VERSION, r->msg);
+        else
+            warn("%s: %s: %s (%s)", d->arg, verb, strerror(r->err), r->msg);
+        e = -EPROTO;
+    } else if (uz_get_u64(r, "protocol", &proto) < 0 || proto != PROTO_VERSION) {
+        warn("%s: the daemon answered with another protocol than %d", d->arg, PROTO_VERSION);
+        e = -EPROTO;
+    } else {
+        const char *name = uz_get(r, "name");
+        if (name && *name)
+            snprintf(d->name, sizeof(d->name), "%s", name);
+    }
+    free(r);
+    if (e < 0) {
+        close(fd);
+        d->fd = -1;
+    }
+    return e;
+}
+
+bool device_missing(int e)
+{
+    return e == -ENOENT || e == -ECONNREFUSED || e == -ENOTSOCK;
+}
+
+void device_close(struct device *d)
+{
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+}
