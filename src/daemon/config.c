@@ -7,8 +7,9 @@
  * and a line is turned into that option ("size = 1G" becomes "--size=1G")
  * for options.c to parse ahead of the command line, which therefore wins.
  * So a value is checked in exactly one place whether it came from the file
- * or from the command line, and a new option becomes a key by adding one
- * line to the table below.  What this file checks is only what belongs to
+ * or from the command line.  Which options are keys, and of what kind, is
+ * said by each option's entry in option_table (options-table.c), the one
+ * list of uzramd's options.  What this file checks is only what belongs to
  * the file: the syntax, that the key is one of those below, booleans, and
  * that paths are absolute (a relative path in a file would depend on the
  * directory the daemon happened to be started from).
@@ -26,41 +27,6 @@
 
 #include "backing.h"
 #include "cleanup.h"
-
-enum key_kind {
-    KEY_VALUE,          /* "--key=value" */
-    KEY_PATH,           /* the same, and the value must be absolute */
-    KEY_BOOL,           /* "--key" when true, nothing when false */
-    KEY_SPEC,           /* an absolute path, or an NBD URI (backing_spec_is_uri) */
-};
-
-static const struct {
-    const char *key;
-    enum key_kind kind;
-} keys[] = {
-    { "name",              KEY_VALUE },
-    { "size",              KEY_VALUE },
-    { "algorithm",         KEY_VALUE },
-    { "level",             KEY_VALUE },
-    { "mem-limit",         KEY_VALUE },
-    { "compact-threshold", KEY_VALUE },
-    { "reserve",           KEY_VALUE },
-    { "fuse",              KEY_PATH },
-    { "nbd-unix",          KEY_PATH },
-    { "nbd-tcp",           KEY_VALUE },
-    { "read-only",         KEY_BOOL },
-    { "max-connections",   KEY_VALUE },
-    { "threads",           KEY_VALUE },
-    { "group",             KEY_VALUE },
-    { "control",           KEY_PATH },
-    { "backing",           KEY_SPEC },
-    { "backing-format",    KEY_VALUE },
-    { "high-watermark",    KEY_VALUE },
-    { "low-watermark",     KEY_VALUE },
-    { "evict-policy",      KEY_VALUE },
-    { "recompress-algorithm", KEY_VALUE },
-    { "recompress-level",  KEY_VALUE },
-};
 
 /* Files are written by hand: a few dozen lines.  Anything past this is not one. */
 #define CONFIG_MAX_ARGS 256
@@ -126,11 +92,8 @@ static int parse_line(const char *path, unsigned line, char *text, struct config
     *eq = '\0';
     const char *key = trim(s), *value = trim(eq + 1);
 
-    size_t i;
-    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        if (strcmp(key, keys[i].key) == 0)
-            break;
-    if (i == sizeof(keys) / sizeof(keys[0])) {
+    const struct option_def *def = option_key_find(key);
+    if (!def) {
         log_err("%s:%u: unknown key '%s' (see uzram.conf(5))", path, line, key);
         return -EINVAL;
     }
@@ -139,8 +102,8 @@ static int parse_line(const char *path, unsigned line, char *text, struct config
         return -EINVAL;
     }
 
-    switch (keys[i].kind) {
-    case KEY_BOOL:
+    switch (def->key) {
+    case OPTION_KEY_BOOL:
         r = parse_bool(value);
         if (r < 0) {
             log_err("%s:%u: %s: bad value '%s' (want yes or no)", path, line, key, value);
@@ -150,20 +113,20 @@ static int parse_line(const char *path, unsigned line, char *text, struct config
             return 0;
         r = asprintf(&arg, "--%s", key);
         break;
-    case KEY_SPEC:
+    case OPTION_KEY_SPEC:
         if (backing_spec_is_uri(value)) {
             r = asprintf(&arg, "--%s=%s", key, value);
             break;
         }
         /* fall through */
-    case KEY_PATH:
+    case OPTION_KEY_PATH:
         if (value[0] != '/') {
             log_err("%s:%u: %s: bad value '%s' (want an absolute path%s)", path, line, key,
-                    value, keys[i].kind == KEY_SPEC ? " or an NBD URI" : "");
+                    value, def->key == OPTION_KEY_SPEC ? " or an NBD URI" : "");
             return -EINVAL;
         }
         /* fall through */
-    case KEY_VALUE:
+    case OPTION_KEY_VALUE:
     default:
         r = asprintf(&arg, "--%s=%s", key, value);
         break;

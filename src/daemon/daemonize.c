@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "util.h"
 
 #define READY_OK 0
 #define READY_FAILED 1
@@ -159,13 +160,8 @@ int pidfile_check(const char *path, pid_t *ret_pid)
 {
     char buf[32];
 
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
+    if (read_small_file(path, O_NOFOLLOW, buf, sizeof(buf)) <= 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
     long pid = strtol(buf, NULL, 10);
     if (pid <= 0 || pid == getpid())
         return 0;

@@ -14,6 +14,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
+
+#include "clock.h"
 
 /* Exit statuses, as the man page lists them. */
 #define EXIT_STARTUP 1   /* startup or serving failed */
@@ -71,7 +74,10 @@ struct options {
     unsigned evict_policy;           /* enum store_evict_policy */
     const struct codec_type *recomp_codec;   /* NULL: no recompression */
     int recomp_level;                /* 0: the codec's default */
-    /* The last option given that means nothing without --backing, or NULL. */
+    /*
+     * The name (option_table's, without "--") of the last option given
+     * that means nothing without --backing, or NULL.
+     */
     const char *backing_only;
     char *config_file;               /* absolute, or NULL */
     struct config_args config;       /* the file's settings; name may point into them */
@@ -88,6 +94,80 @@ struct options {
  */
 int options_parse(int argc, char **argv, struct options *ret) __attribute__((nonnull));
 void options_free(struct options *o) __attribute__((nonnull));
+
+/* ---- options-table.c ----------------------------------------------------- */
+
+/* uzramd's options, in the order --help lists them. */
+enum option_id {
+    OPT_CONFIG, OPT_NAME, OPT_SIZE, OPT_ALGORITHM, OPT_LEVEL, OPT_FUSE, OPT_NBD_UNIX,
+    OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_CONTROL, OPT_GROUP, OPT_MEM_LIMIT,
+    OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORMAT, OPT_HIGH_WM, OPT_LOW_WM,
+    OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL, OPT_PIDFILE, OPT_FOREGROUND,
+    OPT_THREADS, OPT_HELP, OPT_VERSION,
+    OPTION_MAX
+};
+
+/* What an option is in the configuration file (uzram.conf(5)). */
+enum option_key {
+    OPTION_KEY_NONE,            /* not a key: the command line only */
+    OPTION_KEY_VALUE,           /* "key = value" stands for "--key=value" */
+    OPTION_KEY_PATH,            /* the same, and the value must be an absolute path */
+    OPTION_KEY_SPEC,            /* an absolute path, or an NBD URI (backing_spec_is_uri) */
+    OPTION_KEY_BOOL,            /* yes or no: "--key" when yes, nothing when no */
+};
+
+/* The codec when --algorithm is not given. */
+#define OPTION_DEFAULT_CODEC "lz4"
+
+/* The option means nothing without --backing (see options.backing_only). */
+#define OPTION_BACKING_ONLY (1u << 0)
+
+/*
+ * One option: everything the command line, the configuration file and
+ * --help know about it.
+ */
+struct option_def {
+    const char *name;           /* the long option, and the file's key */
+    char short_name;            /* 0: none */
+    const char *metavar;        /* the value as --help names it; NULL: takes none */
+    enum option_key key;
+    unsigned flags;             /* OPTION_* */
+    /*
+     * Check arg and store it in *o.  Returns 0; 1 when the option has
+     * answered (--help, --version: exit 0); or -EINVAL, for options.c to
+     * report arg as a bad value that should have been `want`.  NULL: the
+     * value is only recorded, and options.c checks it once every option
+     * is in (the codec, the levels, the control socket).
+     */
+    int (*set)(const struct option_def *def, struct options *o, const char *arg)
+        __attribute__((nonnull(1, 2)));
+    size_t field;               /* set's target: an offset in struct options */
+    long min, max;              /* set_uint's range */
+    const char *want;           /* what a bad value should have been */
+    /* --help's text: '\n' starts an indented line, {codecs} lists the codecs. */
+    const char *help;
+};
+
+extern const struct option_def option_table[OPTION_MAX];
+
+/* The entry whose configuration-file key is key, or NULL if it is none. */
+const struct option_def *option_key_find(const char *key) __attribute__((nonnull));
+
+/* Set every field of *o that has a fixed default; the rest is left alone. */
+void option_defaults(struct options *o) __attribute__((nonnull));
+/* The reserve when --reserve is not given: it grows with --mem-limit. */
+uint64_t option_default_reserve(uint64_t mem_limit);
+
+/* A decimal in [min, max]: 0, or -EINVAL (*ret untouched). */
+int option_parse_int(const char *s, long min, long max, long *ret) __attribute__((nonnull));
+/*
+ * path made absolute against the directory that was current at the first
+ * call (see options_parse()); NULL if out of memory.
+ */
+char *option_absolute(const char *path) __attribute__((nonnull));
+
+/* --help, on stdout. */
+void option_usage(void);
 
 /* ---- notify.c ----------------------------------------------------------- */
 
@@ -194,6 +274,12 @@ void harden(struct hardening *ret) __attribute__((nonnull));
 void harden_refill_thread(void);
 
 /*
+ * The same, and the lowest realtime priority on top (harden_reply_thread()):
+ * for a device served over NBD only (harden.c says why not with FUSE).
+ */
+void harden_refill_thread_rt(void);
+
+/*
  * For each NBD connection's reply sender: the lowest realtime priority, so
  * that the socket buffer its sendmsg() needs may come from below the min
  * watermark, where the program swapping cannot reach (harden.c).  Only
@@ -203,5 +289,131 @@ void harden_reply_thread(void);
 
 /* Free memory under which the machine is short (store_config.low_free). */
 uint64_t harden_low_free(void);
+
+/* ---- The daemon's state: main.c and the files of its phases --------------- */
+
+/*
+ * main() starts the daemon (startup.c), serves (serve.c, which looks at
+ * the device's health through watch.c and re-reads the settings through
+ * reload.c) and stops it (teardown.c).  Calls go one way, down this list:
+ * main.c, startup.c, serve.c, reload.c, teardown.c, watch.c, signals.c; a
+ * file never calls one above it.
+ */
+
+struct store;
+struct control;
+struct fuse_export;
+struct nbd_export;
+struct backing;
+
+/*
+ * How often the STATUS= line's figures are renewed and the backing store
+ * and the reserve are looked at: often enough for `systemctl status` to be
+ * current, rarely enough to cost nothing.
+ */
+#define STATUS_INTERVAL_MS 5000
+/* How often the memory rescue looks (watch_memory()). */
+#define MEMORY_CHECK_MS 1000
+
+/*
+ * Everything the daemon holds, on main()'s stack.  Only the main thread
+ * reads or writes it: the store and the front ends run threads of their
+ * own, behind their own interfaces.
+ */
+struct daemon {
+    int argc;                   /* the command line, parsed again by a reload */
+    char **argv;
+    struct options opt;
+    int level;                  /* the codec level in effect */
+    int sigfd;
+    struct store *store;
+    struct control *control;
+    struct fuse_export *fuse;   /* NULL without --fuse */
+    struct nbd_export *nbd;     /* NULL without --nbd-unix or --nbd-tcp */
+    char *nbd_address;          /* what uzramctl shows: "unix:PATH,tcp:HOST:PORT" */
+    bool pidfile_written;
+    struct listen_socket *passed;   /* socket activation: the manager's sockets */
+    int npassed;                /* how many; those the NBD export took have fd -1 */
+    bool passed_unix;           /* one of them is the --nbd-unix path */
+    bool passed_tcp;            /* one of them is the --nbd-tcp address */
+    struct backing *backing;    /* NULL without --backing */
+    struct hardening hardening; /* what harden() was granted */
+    /* What the last look at the backing store's counts saw (watch_backing()). */
+    uint64_t bd_read_errors, bd_write_errors;
+    bool bd_connected;
+    /* What the last look at the reserve saw (watch_reserve()). */
+    uint64_t reserve_misses, reserve_released;
+    /* /proc/sysrq-trigger, opened at start (root only); -1: no OOM rescue. */
+    int sysrq_fd;
+    /* A PSI trigger on /proc/pressure/memory (full stalls), or -1. */
+    int psi_fd;
+    uint64_t psi_full_usec;     /* when it last fired */
+    uint64_t oom_asked_usec;    /* when watch_memory() last asked */
+    /* watch_memory()'s second sign: the machine's low mark, and the stretch. */
+    uint64_t low_free;          /* harden_low_free(), for the store too */
+    uint64_t starve_misses;     /* reserve_misses at the last look */
+    uint64_t starve_since_usec; /* when writes began to fail (0: no stretch) */
+    uint64_t starve_last_usec;  /* the last look that saw one fail */
+};
+
+/* ---- startup.c ------------------------------------------------------------ */
+
+/*
+ * Take the sockets the service manager passed (listen.c) and match them
+ * with --nbd-unix and --nbd-tcp.  Before any fork: they are for this pid.
+ * 0, or -EINVAL after logging why (exit EXIT_USAGE); d->passed may hold
+ * sockets either way, for teardown() to close.
+ */
+int startup_sockets(struct daemon *d) __attribute__((nonnull));
+
+/*
+ * Build the device: signals, hardening, the backing store, the store, the
+ * control socket, the front ends, the pidfile.  0 once every front end
+ * serves; -1 after reporting the failure (logged, and sent to the waiting
+ * parent).  Whatever was built is left in *d for teardown().
+ */
+int startup(struct daemon *d) __attribute__((nonnull));
+
+/* ---- signals.c ------------------------------------------------------------ */
+
+/*
+ * Block SIGTERM, SIGINT and SIGHUP and open d->sigfd to take them; ignore
+ * SIGPIPE.  Before any thread exists (threads inherit the mask).  -errno.
+ */
+int signals_open(struct daemon *d) __attribute__((nonnull));
+/* The next pending signal, 0 if none. */
+int signals_take(struct daemon *d) __attribute__((nonnull));
+
+/* ---- serve.c -------------------------------------------------------------- */
+
+/* Serve until a stop signal, or until a front end ends by itself. */
+void serve(struct daemon *d) __attribute__((nonnull));
+
+/* ---- reload.c ------------------------------------------------------------- */
+
+/* SIGHUP: re-read the configuration and apply what can change now. */
+void reload(struct daemon *d) __attribute__((nonnull));
+
+/* ---- watch.c -------------------------------------------------------------- */
+
+/* Open what watch_memory() needs (root, with a reserve); without it, no rescue. */
+void watch_memory_open(struct daemon *d) __attribute__((nonnull));
+/* Renew the STATUS= line (a no-op without a service manager). */
+void watch_status(struct daemon *d) __attribute__((nonnull));
+/* Once a period: log what changed in the backing store's health. */
+void watch_backing(struct daemon *d) __attribute__((nonnull));
+/* Once a period: log how short of reserve memory was. */
+void watch_reserve(struct daemon *d) __attribute__((nonnull));
+/* Every MEMORY_CHECK_MS: the last resort against a machine out of memory. */
+void watch_memory(struct daemon *d) __attribute__((nonnull));
+
+/* ---- teardown.c ----------------------------------------------------------- */
+
+/*
+ * Undo whatever startup() built, in reverse: the front ends first (NBD,
+ * then FUSE, waiting for its users), the store last.  After a failed or
+ * partial startup too.
+ */
+void teardown(struct daemon *d) __attribute__((nonnull));
 
 #endif /* UZRAMD_H */

@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Starting: the pieces and their order.  Each piece is a library that
+ * neither logs nor knows about the others:
+ *   signals -> harden -> backing store -> store -> control socket
+ *   -> front ends (FUSE, NBD) -> pidfile
+ * Front ends come last so that the device is only reachable once
+ * everything behind it exists; teardown.c undoes them in reverse.
+ *
+ * The rules this file's code obeys: every failure is reported once,
+ * through startup_failed(), which logs it and sends the same line to the
+ * background parent to print (daemonize.c); a function that fails leaves
+ * what it built in *d for teardown() and returns -1, and nothing here
+ * frees.  A front end's start returns only once it serves.
+ *
+ * NBD.  The listeners exist and listen before the parent is told the
+ * daemon is ready, so a client can connect on the script's next line.
+ * Under a service manager the NBD front end may take its listening
+ * sockets from it (socket activation, see listen.c): a passed Unix socket
+ * whose path is the --nbd-unix path, or a TCP one on the --nbd-tcp
+ * address, is used instead of binding that address; any other passed
+ * socket is served as well.
+ *
+ * The evict path.  With --backing, the backing store is opened once the
+ * size is known and before the store, which writes cold pages to it.
+ */
+#include "uzramd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backing.h"
+#include "codec.h"
+#include "control.h"
+#include "fuse-export.h"
+#include "nbd-export.h"
+#include "store.h"
+
+/*
+ * Report a startup failure: logged, and sent to the waiting parent as the
+ * one line it prints.  Returns -1 for the caller to pass up.
+ */
+__attribute__((format(printf, 1, 2)))
+static int startup_failed(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_err("%s", msg);
+    daemonize_failed(msg);
+    return -1;
+}
+
+/* Open --backing, for at most the device's size. */
+static int start_backing(struct daemon *d)
+{
+    char err[256] = "";
+
+    if (!d->opt.backing)
+        return 0;
+    d->backing = backing_open(d->opt.backing, d->opt.size, err, sizeof(err));
+    if (!d->backing)
+        return startup_failed("--backing %s: %s", d->opt.backing, err[0] ? err : strerror(errno));
+    d->bd_connected = true;
+    /*
+     * With a reserve, writing back must not need memory either: direct
+     * I/O, no page cache (uzramd(8), EVICTION).  Where it cannot be had the
+     * device works all the same, but say what that costs.
+     */
+    if (d->opt.reserve) {
+        int r = backing_use_direct(d->backing);
+        if (r == -ENOTSUP)
+            log_warn("--backing %s: an NBD server: libnbd allocates for each request, so "
+                     "under memory pressure writing back and reading pages back may wait "
+                     "for memory", d->opt.backing);
+        else if (r < 0)
+            log_warn("--backing %s: no direct I/O there (%s): pages written back go "
+                     "through the page cache, which under memory pressure may wait for "
+                     "memory", d->opt.backing, strerror(-r));
+    }
+    return 0;
+}
+
+static int start_store(struct daemon *d)
+{
+    struct store_config cfg = {
+        .size = d->opt.size,
+        .codec = d->opt.codec,
+        .level = d->opt.level,
+        .mem_limit = d->opt.mem_limit,
+        .compact_threshold_pct = d->opt.compact_threshold_pct,
+        /* One codec context per FUSE worker, made before serving. */
+        .prealloc_threads = d->opt.threads,
+        .backing = d->backing,
+        .backing_raw = d->opt.backing_raw,
+        .high_wm_pct = d->opt.high_wm_pct,
+        .low_wm_pct = d->opt.low_wm_pct,
+        .evict_policy = (enum store_evict_policy)d->opt.evict_policy,
+        .recomp_codec = d->opt.recomp_codec,
+        .recomp_level = d->opt.recomp_level,
+        .reserve = d->opt.reserve,
+        .reserve_thread_init = d->opt.fuse_file ? harden_refill_thread
+                                                : harden_refill_thread_rt,
+        .low_free = d->low_free,
+    };
+
+    codec_level_range(d->opt.codec, NULL, NULL, &d->level);
+    if (d->opt.level != 0)
+        d->level = d->opt.level;
+    d->store = store_new(&cfg);
+    if (!d->store)
+        return startup_failed("cannot create the store: %s", strerror(errno));
+    return 0;
+}
+
+/*
+ * Match the passed sockets with the addresses asked for: a Unix socket by
+ * its path, a TCP one by its port and numeric address (a host name is not
+ * resolved: give the address the socket unit listens on).
+ */
+static void match_passed(struct daemon *d)
+{
+    const struct options *o = &d->opt;
+
+    for (int i = 0; i < d->npassed; i++) {
+        const struct listen_socket *ls = &d->passed[i];
+        if (ls->family == AF_UNIX && o->nbd_unix && strcmp(ls->path, o->nbd_unix) == 0)
+            d->passed_unix = true;
+        if (ls->family != AF_UNIX && o->nbd_tcp_host && ls->port == o->nbd_tcp_port &&
+            strcmp(ls->host, o->nbd_tcp_host) == 0)
+            d->passed_tcp = true;
+    }
+}
+
+int startup_sockets(struct daemon *d)
+{
+    int r = listen_fds_take(&d->passed);
+
+    if (r > 0) {
+        d->npassed = r;
+        if (!d->opt.foreground) {
+            log_err("socket activation (LISTEN_FDS) needs --foreground");
+            r = -EINVAL;
+        }
+    }
+    if (r < 0)
+        return r;
+    match_passed(d);
+    return 0;
+}
+
+static bool want_nbd(const struct daemon *d)
+{
+    return d->opt.nbd_unix || d->opt.nbd_tcp_host || d->npassed > 0;
+}
+
+/* The NBD addresses as one string, or NULL without NBD. */
+static char *nbd_address(const struct daemon *d)
+{
+    const struct options *o = &d->opt;
+    const char *sep = "";
+    char *s = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    if (!want_nbd(d))
+        return NULL;
+    f = open_memstream(&s, &len);
+    if (!f)
+        return NULL;
+    if (o->nbd_unix && !d->passed_unix) {
+        fprintf(f, "unix:%s", o->nbd_unix);
+        sep = ",";
+    }
+    if (o->nbd_tcp_host && !d->passed_tcp) {
+        bool v6 = strchr(o->nbd_tcp_host, ':');
+        fprintf(f, "%stcp:%s%s%s:%u", sep, v6 ? "[" : "", o->nbd_tcp_host, v6 ? "]" : "",
+                o->nbd_tcp_port);
+        sep = ",";
+    }
+    for (int i = 0; i < d->npassed; i++) {
+        fprintf(f, "%s%s", sep, d->passed[i].address);
+        sep = ",";
+    }
+    if (fclose(f) != 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int start_control(struct daemon *d)
+{
+    d->nbd_address = nbd_address(d);
+    const struct control_info info = {
+        .name = d->opt.name,
+        .algorithm = codec_name(d->opt.codec),
+        .level = d->level,
+        .fuse_file = d->opt.fuse_file,
+        .nbd = d->nbd_address,
+        .backing = d->backing ? backing_spec(d->backing) : NULL,
+        .memory_locked = d->hardening.memory_locked,
+        .io_flusher = d->hardening.io_flusher,
+        .oom_protected = d->hardening.oom_protected,
+    };
+
+    d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid);
+    if (!d->control) {
+        if (errno == EADDRINUSE)
+            return startup_failed("%s: a daemon is already listening there "
+                                  "(choose another --name or --control)", d->opt.control_path);
+        return startup_failed("%s: cannot listen: %s", d->opt.control_path, strerror(errno));
+    }
+    int r = control_start(d->control);
+    if (r < 0)
+        return startup_failed("cannot start the control server: %s", strerror(-r));
+    return 0;
+}
+
+/* Each front end: set up, start, and return only once it serves. */
+static int start_fuse(struct daemon *d)
+{
+    const struct fuse_export_options o = {
+        .name = d->opt.name,
+        .threads = d->opt.threads,
+        /*
+         * As root, let other users open the file too, as they could a
+         * block device: the file's mode (0600, root's) still decides.
+         */
+        .allow_other = geteuid() == 0,
+    };
+    struct fuse_export_conn conn;
+    int r;
+
+    d->fuse = fuse_export_new(d->store, d->opt.fuse_file, &o);
+    if (!d->fuse) {
+        if (errno == EINVAL)
+            return startup_failed("%s: not a regular file", d->opt.fuse_file);
+        if (errno == EBUSY)
+            return startup_failed("%s: already served by FUSE (another uzramd?)",
+                                  d->opt.fuse_file);
+        if (errno == ENOTCONN)
+            return startup_failed("%s: a dead FUSE mount is there (fusermount3 -u %s)",
+                                  d->opt.fuse_file, d->opt.fuse_file);
+        return startup_failed("%s: cannot mount: %s", d->opt.fuse_file, strerror(errno));
+    }
+    r = fuse_export_start(d->fuse);
+    if (r < 0)
+        return startup_failed("%s: FUSE did not start: %s", d->opt.fuse_file, strerror(-r));
+
+    fuse_export_get_conn(d->fuse, &conn);
+    log_info("FUSE %u.%u on %s: max_write %u, max_background %u, async direct I/O %s",
+             conn.proto_major, conn.proto_minor, d->opt.fuse_file, conn.max_write,
+             conn.max_background, conn.async_dio ? "on" : "off");
+    return 0;
+}
+
+static int start_nbd(struct daemon *d)
+{
+    const struct nbd_export_options o = {
+        .description = d->opt.name,
+        .read_only = d->opt.read_only,
+        .max_connections = d->opt.max_connections,
+        .threads = d->opt.threads,
+        .sender_init = harden_reply_thread,
+    };
+    int r;
+
+    d->nbd = nbd_export_new(d->store, &o);
+    if (!d->nbd)
+        return startup_failed("cannot create the NBD server: %s", strerror(errno));
+    for (int i = 0; i < d->npassed; i++) {
+        r = nbd_export_listen_fd(d->nbd, d->passed[i].fd);
+        if (r < 0)
+            return startup_failed("socket activation: %s: %s", d->passed[i].address,
+                                  strerror(-r));
+        d->passed[i].fd = -1;
+    }
+    if (d->opt.nbd_unix && !d->passed_unix) {
+        r = nbd_export_listen_unix(d->nbd, d->opt.nbd_unix, d->opt.gid);
+        if (r == -EADDRINUSE)
+            return startup_failed("%s: in use (a live NBD server, or not a socket)",
+                                  d->opt.nbd_unix);
+        if (r < 0)
+            return startup_failed("%s: cannot listen: %s", d->opt.nbd_unix, strerror(-r));
+    }
+    if (d->opt.nbd_tcp_host && !d->passed_tcp) {
+        r = nbd_export_listen_tcp(d->nbd, d->opt.nbd_tcp_host, d->opt.nbd_tcp_port);
+        if (r == -ENOENT)
+            return startup_failed("--nbd-tcp: unknown host '%s'", d->opt.nbd_tcp_host);
+        if (r < 0)
+            return startup_failed("--nbd-tcp %s port %u: cannot listen: %s",
+                                  d->opt.nbd_tcp_host, d->opt.nbd_tcp_port, strerror(-r));
+    }
+    r = nbd_export_start(d->nbd);
+    if (r < 0)
+        return startup_failed("cannot start the NBD server: %s", strerror(-r));
+    log_info("NBD on %s%s%s, at most %u clients", d->nbd_address ? d->nbd_address : "?",
+             d->npassed ? " (sockets from the service manager)" : "",
+             d->opt.read_only ? ", read-only" : "", d->opt.max_connections);
+    return 0;
+}
+
+static int start_frontends(struct daemon *d)
+{
+    if (d->opt.fuse_file && start_fuse(d) < 0)
+        return -1;
+    if (want_nbd(d) && start_nbd(d) < 0)
+        return -1;
+    return 0;
+}
+
+int startup(struct daemon *d)
+{
+    pid_t other;
+    int r;
+
+    r = signals_open(d);
+    if (r < 0)
+        return startup_failed("cannot set up signals: %s", strerror(-r));
+    if (d->opt.pidfile && pidfile_check(d->opt.pidfile, &other) < 0)
+        return startup_failed("%s: process %ld is running (another uzramd?)",
+                              d->opt.pidfile, (long)other);
+    harden(&d->hardening);
+    d->low_free = harden_low_free();
+    watch_memory_open(d);
+    if (start_backing(d) < 0 || start_store(d) < 0 || start_control(d) < 0 ||
+        start_frontends(d) < 0)
+        return -1;
+    if (d->opt.pidfile) {
+        r = pidfile_write(d->opt.pidfile);
+        if (r < 0)
+            return startup_failed("%s: cannot write the pidfile: %s", d->opt.pidfile,
+                                  strerror(-r));
+        d->pidfile_written = true;
+    }
+    return 0;
+}

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stopping: undo what startup.c built, in reverse, whether it finished or
+ * not (a field still NULL or -1 was never built).
+ *
+ * The front ends go first, so that no request arrives at a store being
+ * freed, and NBD before FUSE: its clients are disconnected (requests being
+ * served are answered first).  Then the FUSE file is detached, and the
+ * daemon waits for its users to let go (a loop device must be detached
+ * first, a swap area swapped off); a second SIGTERM or SIGINT aborts the
+ * connection, which those users see as I/O errors.  The backing store is
+ * closed after the store, which writes to it until it is freed.
+ */
+#include "uzramd.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backing.h"
+#include "control.h"
+#include "fuse-export.h"
+#include "nbd-export.h"
+#include "store.h"
+
+/* How long a stop waits before saying that the FUSE file is still in use. */
+#define STOP_NOTICE_MS 2000
+
+static void stop_nbd(struct daemon *d)
+{
+    struct nbd_export_stats st;
+
+    nbd_export_get_stats(d->nbd, &st);
+    nbd_export_free(d->nbd);
+    d->nbd = NULL;
+    log_info("NBD stopped: %llu connections, %llu refused (--max-connections), "
+             "%llu dropped for breaking the protocol", (unsigned long long)st.connections,
+             (unsigned long long)st.refused, (unsigned long long)st.dropped);
+}
+
+/*
+ * Detach the FUSE mount and wait for its users to let go; a second stop
+ * signal aborts the connection instead.
+ */
+static void stop_fuse(struct daemon *d)
+{
+    bool noticed = false, aborted = false;
+    int r;
+
+    r = fuse_export_stop(d->fuse);
+    if (r < 0)
+        log_warn("%s: cannot unmount: %s", d->opt.fuse_file, strerror(-r));
+    for (;;) {
+        struct pollfd fds[2] = {
+            { .fd = fuse_export_done_fd(d->fuse), .events = POLLIN },
+            { .fd = d->sigfd, .events = POLLIN },
+        };
+        int n = poll(fds, 2, noticed ? -1 : STOP_NOTICE_MS);
+        if (n < 0 && errno != EINTR) {
+            log_err("poll: %s", strerror(errno));
+            break;
+        }
+        if (fds[0].revents)
+            break;
+        if (n == 0 && !noticed) {
+            log_warn("%s is still in use (a loop device, swap?): serving it until it is "
+                     "released; send SIGTERM again to abort it", d->opt.fuse_file);
+            noticed = true;
+            continue;
+        }
+        int sig = fds[1].revents ? signals_take(d) : 0;
+        if ((sig == SIGTERM || sig == SIGINT) && !aborted) {
+            r = fuse_export_abort(d->fuse);
+            if (r < 0) {
+                log_err("%s: cannot abort the FUSE connection: %s", d->opt.fuse_file,
+                        strerror(-r));
+            } else {
+                log_warn("%s: FUSE connection aborted; its users get I/O errors",
+                         d->opt.fuse_file);
+                aborted = true;
+            }
+        }
+    }
+    fuse_export_free(d->fuse);
+    d->fuse = NULL;
+}
+
+void teardown(struct daemon *d)
+{
+    if (d->nbd)
+        stop_nbd(d);
+    if (d->fuse)
+        stop_fuse(d);
+    control_free(d->control);
+    store_free(d->store);
+    /* After the store, which writes to it until it is freed. */
+    backing_close(d->backing);
+    if (d->pidfile_written)
+        pidfile_remove(d->opt.pidfile);
+    if (d->sigfd >= 0)
+        close(d->sigfd);
+    if (d->sysrq_fd >= 0)
+        close(d->sysrq_fd);
+    if (d->psi_fd >= 0)
+        close(d->psi_fd);
+    for (int i = 0; i < d->npassed; i++)
+        if (d->passed[i].fd >= 0)
+            close(d->passed[i].fd);
+    free(d->passed);
+    free(d->nbd_address);
+}
