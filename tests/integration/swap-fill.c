@@ -143,7 +143,15 @@ static void usage(FILE *out)
           out);
 }
 
-int main(int argc, char **argv)
+struct fill_args {
+    uint64_t size, seed, passes;
+};
+
+/*
+ * Parse the command line into *a.  Returns -1 to go on, or the exit status
+ * to return at once (0 after --help, 2 for bad arguments).
+ */
+static int parse_args(int argc, char **argv, struct fill_args *a)
 {
     static const struct option opts[] = {
         { "size", required_argument, NULL, 's' },
@@ -152,25 +160,24 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         {},
     };
-    uint64_t size = 512ull << 20, seed = 1, passes = 1;
     int c;
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 's':
-            if (parse_size(optarg, &size) < 0 || size == 0 || size % PATTERN_PAGE) {
+            if (parse_size(optarg, &a->size) < 0 || a->size == 0 || a->size % PATTERN_PAGE) {
                 fprintf(stderr, "swap-fill: --size: not a multiple of 4096: %s\n", optarg);
                 return 2;
             }
             break;
         case 'S':
-            if (parse_u64(optarg, &seed) < 0) {
+            if (parse_u64(optarg, &a->seed) < 0) {
                 fprintf(stderr, "swap-fill: --seed: not a number: %s\n", optarg);
                 return 2;
             }
             break;
         case 'P':
-            if (parse_u64(optarg, &passes) < 0 || passes == 0 || passes > 1000) {
+            if (parse_u64(optarg, &a->passes) < 0 || a->passes == 0 || a->passes > 1000) {
                 fprintf(stderr, "swap-fill: --passes: not a number from 1 to 1000: %s\n", optarg);
                 return 2;
             }
@@ -187,50 +194,75 @@ int main(int argc, char **argv)
         fprintf(stderr, "swap-fill: unexpected argument: %s\n", argv[optind]);
         return 2;
     }
+    return -1;
+}
 
-    uint64_t pages = size / PATTERN_PAGE;
-    uint8_t *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+/* What the passes found, summed over them. */
+struct fill_result {
+    double fill, verify;        /* seconds */
+    uint64_t swap_max;          /* highest VmSwap seen, KiB */
+    uint64_t bad, bad_pages, reported;
+};
+
+static void note_swap(struct fill_result *r)
+{
+    uint64_t s = vmswap_kb();
+    if (s > r->swap_max)
+        r->swap_max = s;
+}
+
+/* One pass: fill every page with seed ps's pattern, then check every word. */
+static void run_pass(uint8_t *mem, uint64_t pages, uint64_t ps, struct fill_result *r)
+{
+    double t0 = now();
+    for (uint64_t p = 0; p < pages; p++)
+        fill_page((uint64_t *)(mem + p * PATTERN_PAGE), ps, p);
+    double t1 = now();
+    note_swap(r);
+    for (uint64_t p = 0; p < pages; p++) {
+        uint64_t b = check_page((const uint64_t *)(mem + p * PATTERN_PAGE), ps, p,
+                                &r->reported);
+        r->bad += b;
+        r->bad_pages += b != 0;
+        /* Sample halfway too: pages come and go while verifying. */
+        if (p == pages / 2)
+            note_swap(r);
+    }
+    r->fill += t1 - t0;
+    r->verify += now() - t1;
+}
+
+int main(int argc, char **argv)
+{
+    struct fill_args a = { .size = 512ull << 20, .seed = 1, .passes = 1 };
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+
+    uint64_t pages = a.size / PATTERN_PAGE;
+    uint8_t *mem = mmap(NULL, a.size, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED) {
-        fprintf(stderr, "swap-fill: mmap %" PRIu64 " bytes: %s\n", size, strerror(errno));
+        fprintf(stderr, "swap-fill: mmap %" PRIu64 " bytes: %s\n", a.size, strerror(errno));
         return 1;
     }
     /* Not fatal: without THP there is nothing to refuse. */
-    (void)madvise(mem, size, MADV_NOHUGEPAGE);
+    (void)madvise(mem, a.size, MADV_NOHUGEPAGE);
 
-    double fill = 0, verify = 0, start = now();
-    uint64_t swap_max = 0, bad = 0, reported = 0, bad_pages = 0;
-    for (uint64_t pass = 0; pass < passes; pass++) {
-        uint64_t ps = seed + pass;
-        double t0 = now();
-        for (uint64_t p = 0; p < pages; p++)
-            fill_page((uint64_t *)(mem + p * PATTERN_PAGE), ps, p);
-        double t1 = now();
-        uint64_t s = vmswap_kb();
-        if (s > swap_max)
-            swap_max = s;
-        for (uint64_t p = 0; p < pages; p++) {
-            uint64_t b = check_page((const uint64_t *)(mem + p * PATTERN_PAGE), ps, p,
-                                    &reported);
-            bad += b;
-            bad_pages += b != 0;
-            /* Sample halfway too: pages come and go while verifying. */
-            if (p == pages / 2 && (s = vmswap_kb()) > swap_max)
-                swap_max = s;
-        }
-        fill += t1 - t0;
-        verify += now() - t1;
-    }
+    struct fill_result r = { 0 };
+    double start = now();
+    for (uint64_t pass = 0; pass < a.passes; pass++)
+        run_pass(mem, pages, a.seed + pass, &r);
     double t2 = now();
 
     printf("swap-fill: size=%" PRIu64 " seed=%" PRIu64 " passes=%" PRIu64
            " fill=%.3f verify=%.3f total=%.3f vmswap_max_kb=%" PRIu64 "\n",
-           size, seed, passes, fill, verify, t2 - start, swap_max);
+           a.size, a.seed, a.passes, r.fill, r.verify, t2 - start, r.swap_max);
     fflush(stdout);
-    munmap(mem, size);
-    if (bad) {
+    munmap(mem, a.size);
+    if (r.bad) {
         fprintf(stderr, "swap-fill: %" PRIu64 " words wrong in %" PRIu64 " of %" PRIu64
-                " pages over %" PRIu64 " passes\n", bad, bad_pages, pages, passes);
+                " pages over %" PRIu64 " passes\n", r.bad, r.bad_pages, pages, a.passes);
         return 1;
     }
     return 0;

@@ -3,18 +3,18 @@
 #
 # Concurrency through the whole path: fio with verify=crc32c on a loop
 # device over uzramd's FUSE file (libaio, direct I/O), while `uzramctl
-# compact` runs in a loop; the scenario is fio-compact.sh, regions of
-# 256 MiB, discards by blkdiscard.
+# compact` runs in a loop; the scenario is tests/lib/fio-compact.sh,
+# regions of 256 MiB, discards by blkdiscard.
 
-# shellcheck source=tests/integration/lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/lib/uzramd.sh
+. "$(dirname "$0")/../lib/uzramd.sh"
 
 require_root
 require_fuse
 require_cmd losetup fio blkdiscard python3
 require_binaries
 
-make_tmpdir
+make_tmpdir uzit
 start_daemon 1G
 attach_loop "$DEV_FILE"
 
@@ -31,6 +31,6 @@ discard_mib() {
 
 after_fio() { :; }
 
-# shellcheck source=tests/integration/fio-compact.sh
-. "$(dirname "$0")/fio-compact.sh"
+# shellcheck source=tests/lib/fio-compact.sh
+. "$(dirname "$0")/../lib/fio-compact.sh"
 log "PASS"

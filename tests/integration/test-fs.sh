@@ -10,8 +10,8 @@
 # The daemon runs with --foreground as a child of this shell, so that its
 # exit status can be waited for; the other tests use the forking mode.
 
-# shellcheck source=tests/integration/lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/lib/uzramd.sh
+. "$(dirname "$0")/../lib/uzramd.sh"
 
 require_root
 require_fuse
@@ -21,7 +21,7 @@ require_binaries
 src=${UZRAM_TEST_TREE:-/usr/share/doc}
 [[ -d $src ]] || skip "no $src to copy"
 
-make_tmpdir
+make_tmpdir uzit
 start_daemon_fg 1G
 
 size=$(stat -c %s "$DEV_FILE")

@@ -8,15 +8,15 @@
 # the device's size, and nothing written past its end.  The I/O goes to
 # the file itself (no loop device), with and without O_DIRECT.
 
-# shellcheck source=tests/integration/lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/lib/uzramd.sh
+. "$(dirname "$0")/../lib/uzramd.sh"
 
 require_root
 require_fuse
 require_cmd python3
 require_binaries
 
-make_tmpdir
+make_tmpdir uzit
 
 for alg in "lz4" "lz4hc --level 9" "zstd --level 3"; do
     # shellcheck disable=SC2086

@@ -13,15 +13,15 @@
 # codec.  The writes go to the FUSE file itself with O_DIRECT (no loop
 # device), so dd sees the daemon's error code unchanged.
 
-# shellcheck source=tests/integration/lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/lib/uzramd.sh
+. "$(dirname "$0")/../lib/uzramd.sh"
 
 require_root
 require_fuse
 require_cmd dd sha256sum python3
 require_binaries
 
-make_tmpdir
+make_tmpdir uzit
 start_daemon 1G --mem-limit 32M
 
 limit=$(stat_field mem_limit)
@@ -47,10 +47,12 @@ read_back() { # OFFSET-MiB COUNT-MiB
 
 json=$(stat_json)
 failed_writes=$(json_int "$json" failed_writes)
+limit_rejects=$(json_int "$json" limit_rejects)
 used=$(json_int "$json" mem_used_total)
 used_max=$(json_int "$json" mem_used_max)
 log "failed_writes $failed_writes, mem_used_total $used, mem_used_max $used_max"
 ((failed_writes > 0)) || fail "failed_writes is 0 after a write failed with ENOSPC"
+((limit_rejects > 0)) || fail "limit_rejects is 0 after a write failed at the limit"
 ((used <= 32 * MiB)) || fail "mem_used_total $used is over the 32 MiB limit"
 ((used_max <= 32 * MiB)) || fail "mem_used_max $used_max is over the 32 MiB limit"
 ((used >= 8 * MiB)) || fail "mem_used_total $used is under the 8 MiB of random data stored"

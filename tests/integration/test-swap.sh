@@ -17,8 +17,8 @@
 #
 #   test-swap.sh UZRAMD UZRAMCTL SWAP-FILL
 
-# shellcheck source=tests/integration/lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/lib/uzramd.sh
+. "$(dirname "$0")/../lib/uzramd.sh"
 
 SWAP_FILL=${1:?usage: $0 UZRAMD UZRAMCTL SWAP-FILL}
 
@@ -28,7 +28,7 @@ require_cmd losetup mkswap swapon swapoff python3
 require_binaries
 require_memcg
 
-make_tmpdir
+make_tmpdir uzit
 start_daemon 1G
 attach_loop "$DEV_FILE"
 
@@ -47,7 +47,7 @@ log "orig_data_size $before -> $after, mem_used_max $used_max"
 # compresses about 2:1).
 ((after > 256 * MiB || used_max > 128 * MiB)) ||
     fail "orig_data_size $after, mem_used_max $used_max: the swap did not go to uzramd"
-((failed == 0)) || fail "the store counted $failed failed reads/writes"
+((failed == 0)) || fail "the store counted $failed failed reads/writes (reserve_misses $(json_int "$json" reserve_misses), limit_rejects $(json_int "$json" limit_rejects))"
 
 swapoff "$LOOPDEV" || fail "swapoff $LOOPDEV failed"
 log "PASS"

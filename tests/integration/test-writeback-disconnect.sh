@@ -22,8 +22,8 @@
 #
 #   test-writeback-disconnect.sh UZRAMD UZRAMCTL WB-PAGES
 
-# shellcheck source=tests/integration/writeback-lib.sh
-. "$(dirname "$0")/writeback-lib.sh"
+# shellcheck source=tests/lib/writeback.sh
+. "$(dirname "$0")/../lib/writeback.sh"
 
 WB_PAGES=${1:?usage: $0 UZRAMD UZRAMCTL WB-PAGES}
 
@@ -32,7 +32,7 @@ require_binaries
 require_writeback
 require_nbdkit file
 
-make_tmpdir
+make_tmpdir uzit
 LIMIT=$((16 * MiB))
 HALF=$((64 * MiB))
 head -c $((2 * HALF)) /dev/urandom >"$TMPD/data"

@@ -7,7 +7,7 @@
 # some must wait for it), and
 #   - mem_used_total, sampled every 0.2 s from outside and as the store's
 #     own mem_used_max, stays within the limit (plus the slack that
-#     writeback-lib.sh explains) during the copy and during the read back;
+#     tests/lib/writeback.sh explains) during the copy and during the read back;
 #   - the backing file was created sparse at the device's size, and the
 #     store counts pages written back (bd_writes, bd_count > 0) and no
 #     failed write;
@@ -19,14 +19,14 @@
 # The data is checked through NBD (nbdcopy), so no root, FUSE or mount is
 # needed: the backing file is in the test's directory on the root disk.
 
-# shellcheck source=tests/integration/writeback-lib.sh
-. "$(dirname "$0")/writeback-lib.sh"
+# shellcheck source=tests/lib/writeback.sh
+. "$(dirname "$0")/../lib/writeback.sh"
 
 require_cmd nbdcopy nbdinfo sha256sum python3 tar
 require_binaries
 require_writeback
 
-make_tmpdir
+make_tmpdir uzit
 corpus 1024
 want=$(sha256sum <"$CORPUS" | cut -d' ' -f1)
 LIMIT=$((64 * MiB))

@@ -19,8 +19,8 @@
 #
 #   test-writeback-full.sh UZRAMD UZRAMCTL WB-PAGES
 
-# shellcheck source=tests/integration/writeback-lib.sh
-. "$(dirname "$0")/writeback-lib.sh"
+# shellcheck source=tests/lib/writeback.sh
+. "$(dirname "$0")/../lib/writeback.sh"
 
 WB_PAGES=${1:?usage: $0 UZRAMD UZRAMCTL WB-PAGES}
 
@@ -29,7 +29,7 @@ require_cmd nbdinfo python3 mount umount
 require_binaries
 require_writeback
 
-make_tmpdir
+make_tmpdir uzit
 mkdir "$TMPD/tier"
 mount -t tmpfs -o size=32M,mode=0700 uzram-wb-test "$TMPD/tier" || fail "cannot mount a tmpfs on $TMPD/tier"
 cleanup_push "umount '$TMPD/tier'"

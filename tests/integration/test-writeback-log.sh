@@ -24,8 +24,8 @@
 #
 #   test-writeback-log.sh UZRAMD UZRAMCTL WB-PAGES
 
-# shellcheck source=tests/integration/writeback-lib.sh
-. "$(dirname "$0")/writeback-lib.sh"
+# shellcheck source=tests/lib/writeback.sh
+. "$(dirname "$0")/../lib/writeback.sh"
 
 WB_PAGES=${1:?usage: $0 UZRAMD UZRAMCTL WB-PAGES}
 
@@ -34,7 +34,7 @@ require_binaries
 require_writeback
 require_nbdkit memory error
 
-make_tmpdir
+make_tmpdir uzit
 HALF=$((32 * MiB))
 head -c $((2 * HALF)) /dev/urandom >"$TMPD/data"
 BK_SOCK=$TMPD/bk.sock

@@ -23,15 +23,15 @@
 #
 # No root, FUSE or mount: NBD clients on both sides.
 
-# shellcheck source=tests/integration/writeback-lib.sh
-. "$(dirname "$0")/writeback-lib.sh"
+# shellcheck source=tests/lib/writeback.sh
+. "$(dirname "$0")/../lib/writeback.sh"
 
 require_cmd nbdcopy nbdinfo sha256sum python3 tar
 require_binaries
 require_writeback
 require_nbdkit memory
 
-make_tmpdir
+make_tmpdir uzit
 corpus 256
 want=$(sha256sum <"$CORPUS" | cut -d' ' -f1)
 LIMIT=$((32 * MiB))

@@ -13,7 +13,7 @@
 #
 # Passes when swap-fill finds every word intact, the store wrote pages
 # back (bd_writes > 0) and failed no request, and mem_used_total (sampled,
-# and mem_used_max) stayed within the limit plus the slack writeback-lib.sh
+# and mem_used_max) stayed within the limit plus the slack tests/lib/writeback.sh
 # explains.
 #
 # Cleanup order as in test-swap.sh: swapoff (which reads every page still
@@ -22,8 +22,8 @@
 #
 #   test-writeback-swap.sh UZRAMD UZRAMCTL SWAP-FILL
 
-# shellcheck source=tests/integration/writeback-lib.sh
-. "$(dirname "$0")/writeback-lib.sh"
+# shellcheck source=tests/lib/writeback.sh
+. "$(dirname "$0")/../lib/writeback.sh"
 
 SWAP_FILL=${1:?usage: $0 UZRAMD UZRAMCTL SWAP-FILL}
 
@@ -34,7 +34,7 @@ require_binaries
 require_writeback
 require_memcg
 
-make_tmpdir
+make_tmpdir uzit
 LIMIT=$((96 * MiB))
 start_daemon 1G --mem-limit 96M --backing "$TMPD/backing.img"
 attach_loop "$DEV_FILE"

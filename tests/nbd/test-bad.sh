@@ -15,15 +15,15 @@
 #                   off by a disconnect, broken magic and garbage, a 4 GiB
 #                   option, a client that hangs up at once
 
-# shellcheck source=tests/nbd/lib-nbd.sh
-. "$(dirname "$0")/lib-nbd.sh"
+# shellcheck source=tests/lib/nbd.sh
+. "$(dirname "$0")/../lib/nbd.sh"
 
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO NBD-BAD NBD-RAW}
 NBD_BAD=${2:?usage: $0 UZRAMD UZRAMCTL NBD-IO NBD-BAD NBD-RAW}
 NBD_RAW=${3:?usage: $0 UZRAMD UZRAMCTL NBD-IO NBD-BAD NBD-RAW}
 
-make_nbd_tmpdir
+make_tmpdir uznbd
 start_nbd_daemon 128M
 
 # Data at 100 MiB that no test touches: it must survive them all.

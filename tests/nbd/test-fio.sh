@@ -3,18 +3,18 @@
 #
 # fio through its nbd engine (libnbd, each job its own connection, queue
 # depth 16 on each) with verify=crc32c, while `uzramctl compact` runs in a
-# loop on the control socket: the scenario of tests/integration/
-# fio-compact.sh, regions of 128 MiB, discards by NBD trims (nbd-io).
+# loop on the control socket: the scenario of tests/lib/fio-compact.sh,
+# regions of 128 MiB, discards by NBD trims (nbd-io).
 
-# shellcheck source=tests/nbd/lib-nbd.sh
-. "$(dirname "$0")/lib-nbd.sh"
+# shellcheck source=tests/lib/nbd.sh
+. "$(dirname "$0")/../lib/nbd.sh"
 
 require_cmd fio python3
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
 fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
 
-make_nbd_tmpdir
+make_tmpdir uznbd
 start_nbd_daemon 512M
 
 FIO_TARGET=(ioengine=nbd "uri=$NBD_URI")
@@ -27,7 +27,7 @@ discard_mib() {
 
 after_fio() { require_alive "fio $1"; }
 
-# shellcheck source=tests/integration/fio-compact.sh
-. "$(dirname "$0")/../integration/fio-compact.sh"
+# shellcheck source=tests/lib/fio-compact.sh
+. "$(dirname "$0")/../lib/fio-compact.sh"
 stop_nbd_daemon
 log "PASS"

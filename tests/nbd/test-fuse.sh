@@ -7,8 +7,8 @@
 # sees what the file wrote.  Needs root and /dev/fuse (the FUSE mount);
 # the other NBD tests do not.
 
-# shellcheck source=tests/nbd/lib-nbd.sh
-. "$(dirname "$0")/lib-nbd.sh"
+# shellcheck source=tests/lib/nbd.sh
+. "$(dirname "$0")/../lib/nbd.sh"
 
 require_root
 require_fuse
@@ -16,7 +16,7 @@ require_cmd nbdinfo python3 dd cmp
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
 
-make_nbd_tmpdir
+make_tmpdir uznbd
 NBD_SOCK=$TMPD/nbd.sock
 NBD_URI=$(nbd_unix_uri "$NBD_SOCK")
 start_daemon 64M --nbd-unix "$NBD_SOCK"

@@ -19,15 +19,15 @@
 #                        not disturbed, and after 4 close, 4 new ones are
 #                        served
 
-# shellcheck source=tests/nbd/lib-nbd.sh
-. "$(dirname "$0")/lib-nbd.sh"
+# shellcheck source=tests/lib/nbd.sh
+. "$(dirname "$0")/../lib/nbd.sh"
 
 require_cmd python3
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO NBD-BAD}
 NBD_BAD=${2:?usage: $0 UZRAMD UZRAMCTL NBD-IO NBD-BAD}
 
-make_nbd_tmpdir
+make_tmpdir uznbd
 
 # ---- --read-only ----------------------------------------------------------------
 start_nbd_daemon 64M --read-only

@@ -1,35 +1,26 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# nbdcopy of 256 MiB of real files (a tar of documentation and libraries:
-# text and binaries that compress the way real data does) into a 512 MiB
-# device and back out, over the Unix socket and over TCP on loopback, both
-# served by one daemon at once:
+# nbdcopy of 256 MiB of real files (the corpus of tools/bench/corpus.sh, a
+# tar of /usr/lib and /usr/share: code and text that compress the way real
+# data does) into a 512 MiB device and back out, over the Unix socket and
+# over TCP on loopback, both served by one daemon at once:
 #   in over Unix, out over Unix (to a file) and out over TCP (to a pipe):
 #     both equal to the corpus, and the device's other 256 MiB zeros;
 #   trimmed, then in over TCP and out over Unix: equal again.
 # nbdcopy uses several connections and many requests in flight on each, so
 # this also checks that replies out of order reach the right request.
-#
-# The corpus is /var/tmp/uzram-corpus-256M.tar when it is there (the
-# benchmark makes it), else built in the test's directory.
 
-# shellcheck source=tests/nbd/lib-nbd.sh
-. "$(dirname "$0")/lib-nbd.sh"
+# shellcheck source=tests/lib/nbd.sh
+. "$(dirname "$0")/../lib/nbd.sh"
 
 require_cmd nbdcopy nbdinfo sha256sum python3 tar
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
 
-make_nbd_tmpdir
+make_tmpdir uznbd
+corpus 256
 CORPUS_SIZE=$((256 * MiB))
-CORPUS=/var/tmp/uzram-corpus-256M.tar
-if [[ ! -f $CORPUS || $(stat -c %s "$CORPUS") != "$CORPUS_SIZE" ]]; then
-    CORPUS=$TMPD/corpus.tar
-    log "building a 256 MiB corpus from /usr/share/doc and /usr/lib"
-    tar -cf - /usr/share/doc /usr/lib 2>/dev/null | head -c "$CORPUS_SIZE" >"$CORPUS" || true
-    truncate -s "$CORPUS_SIZE" "$CORPUS"
-fi
 want=$(sha256sum <"$CORPUS" | cut -d' ' -f1)
 zeros=$(head -c "$CORPUS_SIZE" /dev/zero | sha256sum | cut -d' ' -f1)
 # The whole 512 MiB device after the copy in: the corpus, then zeros.

@@ -15,14 +15,14 @@
 # a run of one type in several extents), so an extent that is wrong
 # anywhere fails the test.
 
-# shellcheck source=tests/nbd/lib-nbd.sh
-. "$(dirname "$0")/lib-nbd.sh"
+# shellcheck source=tests/lib/nbd.sh
+. "$(dirname "$0")/../lib/nbd.sh"
 
 require_cmd nbdinfo python3
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
 
-make_nbd_tmpdir
+make_tmpdir uznbd
 SIZE=$((64 * MiB))
 start_nbd_daemon 64M
 

@@ -9,14 +9,14 @@
 #             convert -O raw of a file in and of the device out, and
 #             compare of the device against the file.
 
-# shellcheck source=tests/nbd/lib-nbd.sh
-. "$(dirname "$0")/lib-nbd.sh"
+# shellcheck source=tests/lib/nbd.sh
+. "$(dirname "$0")/../lib/nbd.sh"
 
 require_cmd qemu-io qemu-img python3 sha256sum
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
 
-make_nbd_tmpdir
+make_tmpdir uznbd
 start_nbd_daemon 64M
 
 # qio CMD...: qemu-io with one -c per argument; fails the test if qemu-io

@@ -11,12 +11,12 @@
 #   - a value is checked by the same code whichever way it came: the same
 #     "want" text from the file and from the command line.
 
-# shellcheck source=tests/systemd/lib-sd.sh
-. "$(dirname "$0")/lib-sd.sh"
+# shellcheck source=tests/lib/systemd.sh
+. "$(dirname "$0")/../lib/systemd.sh"
 
 require_cmd python3
 require_binaries
-make_sd_tmpdir
+make_tmpdir uzsd
 
 conf=$TMPD/dev.conf
 cat >"$conf" <<CONF
@@ -44,11 +44,11 @@ start_bg() {
 }
 
 start_bg --config "$conf"
-[[ $(stat_json name) == fromfile ]] || fail "name: $(stat_json name), want fromfile"
-[[ $(stat_json disksize) == $((64 << 20)) ]] || fail "disksize: $(stat_json disksize)"
-[[ $(stat_json algorithm) == zstd ]] || fail "algorithm: $(stat_json algorithm)"
-[[ $(stat_json mem_limit) == $((48 << 20)) ]] || fail "mem_limit: $(stat_json mem_limit)"
-[[ $(stat_json compact_threshold_pct) == 20 ]] || fail "compact_threshold_pct: $(stat_json compact_threshold_pct)"
+[[ $(stat_value name) == fromfile ]] || fail "name: $(stat_value name), want fromfile"
+[[ $(stat_value disksize) == $((64 << 20)) ]] || fail "disksize: $(stat_value disksize)"
+[[ $(stat_value algorithm) == zstd ]] || fail "algorithm: $(stat_value algorithm)"
+[[ $(stat_value mem_limit) == $((48 << 20)) ]] || fail "mem_limit: $(stat_value mem_limit)"
+[[ $(stat_value compact_threshold_pct) == 20 ]] || fail "compact_threshold_pct: $(stat_value compact_threshold_pct)"
 [[ -S $TMPD/nbd.sock ]] || fail "nbd-unix: no socket at $TMPD/nbd.sock"
 if command -v nbdinfo >/dev/null; then
     rc=0
@@ -60,10 +60,10 @@ cleanup_pop
 
 # The command line wins, whether it comes before or after --config.
 start_bg --size 128M --config "$conf" --mem-limit 0 --name fromcli
-[[ $(stat_json name) == fromcli ]] || fail "--name did not override: $(stat_json name)"
-[[ $(stat_json disksize) == $((128 << 20)) ]] || fail "--size did not override: $(stat_json disksize)"
-[[ $(stat_json mem_limit) == 0 ]] || fail "--mem-limit 0 did not override: $(stat_json mem_limit)"
-[[ $(stat_json algorithm) == zstd ]] || fail "algorithm from the file lost: $(stat_json algorithm)"
+[[ $(stat_value name) == fromcli ]] || fail "--name did not override: $(stat_value name)"
+[[ $(stat_value disksize) == $((128 << 20)) ]] || fail "--size did not override: $(stat_value disksize)"
+[[ $(stat_value mem_limit) == 0 ]] || fail "--mem-limit 0 did not override: $(stat_value mem_limit)"
+[[ $(stat_value algorithm) == zstd ]] || fail "algorithm from the file lost: $(stat_value algorithm)"
 stop_daemon
 cleanup_pop
 

@@ -10,12 +10,12 @@
 #   STOPPING=1              after SIGTERM
 # and the same READY=1 through an abstract socket ('@name').
 
-# shellcheck source=tests/systemd/lib-sd.sh
-. "$(dirname "$0")/lib-sd.sh"
+# shellcheck source=tests/lib/systemd.sh
+. "$(dirname "$0")/../lib/systemd.sh"
 
 require_cmd python3
 require_binaries
-make_sd_tmpdir
+make_tmpdir uzsd
 
 printf 'size = 64M\nalgorithm = lz4\nmem-limit = 32M\n' >"$TMPD/dev.conf"
 start_listener "$TMPD/notify" "$TMPD/nbd.sock"

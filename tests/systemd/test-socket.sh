@@ -13,12 +13,12 @@
 #   - a descriptor that is not a listening socket, or socket activation
 #     without --foreground, exits 2 with one line.
 
-# shellcheck source=tests/systemd/lib-sd.sh
-. "$(dirname "$0")/lib-sd.sh"
+# shellcheck source=tests/lib/systemd.sh
+. "$(dirname "$0")/../lib/systemd.sh"
 
 require_cmd python3 nbdinfo
 require_binaries
-make_sd_tmpdir
+make_tmpdir uzsd
 ACTIVATE=$(dirname "$0")/activate.py
 SOCK=$TMPD/act.nbd
 URI="nbd+unix:///?socket=$SOCK"

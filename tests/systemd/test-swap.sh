@@ -9,15 +9,15 @@
 #          stop is harmless.
 # Needs root, /dev/fuse and loop devices; swaps, so it runs alone.
 
-# shellcheck source=tests/systemd/lib-sd.sh
-. "$(dirname "$0")/lib-sd.sh"
+# shellcheck source=tests/lib/systemd.sh
+. "$(dirname "$0")/../lib/systemd.sh"
 
 require_root
 require_fuse
 require_cmd losetup mkswap swapon swapoff findmnt
 require_binaries
 [[ -e /dev/loop-control ]] || skip "needs loop devices"
-make_tmpdir
+make_tmpdir uzit
 HELPER=$UNITS_SRC/uzram-swap
 
 start_daemon 64M

@@ -13,12 +13,12 @@
 # Then the example configuration must be one uzramd accepts, and must put
 # the FUSE file where uzram-swap@.service looks for it.
 
-# shellcheck source=tests/systemd/lib-sd.sh
-. "$(dirname "$0")/lib-sd.sh"
+# shellcheck source=tests/lib/systemd.sh
+. "$(dirname "$0")/../lib/systemd.sh"
 
 require_cmd systemd-analyze
 require_binaries
-make_sd_tmpdir
+make_tmpdir uzsd
 
 mkdir -p "$TMPD/sbin" "$TMPD/libexec" "$TMPD/units"
 ln -s "$(realpath "$UZRAMD")" "$TMPD/sbin/uzramd"

@@ -3,7 +3,7 @@
 #
 # Case 4 of the VM suite: systemd as PID 1.  The guest is the host's own
 # Debian (its / read-only over 9p, under an overlay on a fresh state disk:
-# see vm-lib.sh), booted twice on the same state disk:
+# see tests/lib/vm.sh), booted twice on the same state disk:
 #
 #   1. guest/systemd.sh install: meson install from the build tree,
 #      /etc/uzram/swap0.conf, systemctl enable uzramd@swap0 uzram-swap@swap0,
@@ -25,7 +25,8 @@
 # NAME-check.log; the state disk, NAME.state.img, is kept when the case
 # fails or VM_KEEP_STATE=1 (debugfs reads it).  Exit 77 (skip) only where no VM can be started.
 set -uo pipefail
-. "$(dirname "$0")/vm-lib.sh"
+# shellcheck source=tests/lib/vm.sh
+. "$(dirname "$0")/../lib/vm.sh"
 
 name=systemd
 while [[ ${1:-} == --* ]]; do
@@ -80,10 +81,10 @@ sd_masks() {
     # at a failure (debugfs -R 'rdump /upper/var/log/journal DIR', then
     # journalctl -D DIR).
     mkdir -p vmtest etc/systemd/system/multi-user.target.wants usr/lib/modules var/log/journal
-    cp "$VM_LIB_DIR"/guest/{lib.sh,systemd.sh,systemd-job.sh} vmtest/
+    cp "$VM_GUEST_DIR"/{lib.sh,systemd.sh,systemd-job.sh} vmtest/
     chmod 0755 vmtest/*.sh
     printf 'BUILD=%q\nPREFIX=%q\nDATADIR=%q\n' "$build" "$prefix" "$datadir" >vmtest/env
-    install -m 0644 "$VM_LIB_DIR/guest/vmtest.service" etc/systemd/system/vmtest.service
+    install -m 0644 "$VM_GUEST_DIR/vmtest.service" etc/systemd/system/vmtest.service
     ln -s /etc/systemd/system/vmtest.service etc/systemd/system/multi-user.target.wants/
     for unit in $(sd_masks | sort -u); do
         ln -sfn /dev/null "etc/systemd/system/$unit"

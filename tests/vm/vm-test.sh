@@ -18,7 +18,8 @@
 # package cannot be had.  The console's last lines are printed when the
 # case fails.
 set -uo pipefail
-. "$(dirname "$0")/vm-lib.sh"
+# shellcheck source=tests/lib/vm.sh
+. "$(dirname "$0")/../lib/vm.sh"
 
 name= ref=
 while [[ ${1:-} == --* ]]; do

@@ -1,29 +1,23 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 #
-# Shared by the NBD tests: sourced, never run.  It sources the integration
-# tests' lib.sh (the cleanup stack, log/skip/fail, wait_for, stat_field) and
-# adds what an NBD test needs on top.
+# uzramd serving NBD: sourced, never run, on uzramd.sh (see common.sh for
+# the order of the libraries).
 #
 # These tests reach the device only through NBD clients (nbdinfo, nbdcopy,
 # qemu-io, qemu-img, fio's nbd engine, libnbd programs), over a Unix socket
 # in the test's own directory or a TCP port on loopback.  No mount, no loop
 # device, no /dev/fuse: they run as any user.  The control socket is always
 # put in the test's directory too, because the default run directory
-# (/run/uzram) is root's.
-#
-# The scripts are called by meson as
-#   test-X.sh UZRAMD UZRAMCTL [HELPER...]
+# (/run/uzram) is root's.  The NBD tests' temporary directories are
+# /tmp/uznbd.* (make_tmpdir uznbd), to tell their leftovers from the
+# integration tests'.
 
-# shellcheck source=tests/integration/lib.sh
-. "$(dirname "$0")/../integration/lib.sh"
+[[ -z ${_UZTEST_NBD:-} ]] || return 0
+_UZTEST_NBD=1
 
-# The temporary directory, with a prefix that tells these tests' leftovers
-# from the integration tests'.  Short: a Unix socket path fits in 108 bytes.
-make_nbd_tmpdir() {
-    TMPD=$(mktemp -d /tmp/uznbd.XXXXXX)
-    cleanup_push "rm -rf '$TMPD'"
-}
+# shellcheck source=tests/lib/uzramd.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/uzramd.sh"
 
 # nbd_unix_uri SOCKET: the NBD URI of the default export on a Unix socket.
 nbd_unix_uri() { printf 'nbd+unix:///?socket=%s\n' "$1"; }

@@ -1,26 +1,24 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 #
-# Shared by the systemd tests: sourced, never run.  It sources the
-# integration tests' lib.sh (the cleanup stack, log/skip/fail, wait_for)
-# and adds what these tests need: a temporary directory, a daemon in the
-# foreground as systemd would run it, and a stand-in for systemd's
-# notification socket.
+# The daemon's side of the contract with systemd: sourced, never run, by the
+# systemd tests, on uzramd.sh (see common.sh for the order of the
+# libraries).  A stand-in for systemd's notification socket, and the
+# daemon in the foreground as systemd runs it.  The systemd tests'
+# temporary directories are /tmp/uzsd.* (make_tmpdir uzsd).
 #
 # The scripts are called by meson as
 #   test-X.sh UZRAMD UZRAMCTL SYSTEMD-SOURCE-DIR
 
-# shellcheck source=tests/integration/lib.sh
-. "$(dirname "$0")/../integration/lib.sh"
+[[ -z ${_UZTEST_SYSTEMD:-} ]] || return 0
+_UZTEST_SYSTEMD=1
 
+# shellcheck source=tests/lib/uzramd.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/uzramd.sh"
+
+# shellcheck disable=SC2034 # read by the tests
 UNITS_SRC=${1:?usage: $0 UZRAMD UZRAMCTL SYSTEMD-SOURCE-DIR}
 shift
-
-# Short: the sockets' paths must fit in 108 bytes.
-make_sd_tmpdir() {
-    TMPD=$(mktemp -d /tmp/uzsd.XXXXXX)
-    cleanup_push "rm -rf '$TMPD'"
-}
 
 # start_listener [SOCKET [WATCH]]: a datagram socket (default $TMPD/notify;
 # a name starting with '@' is abstract) that appends each message it gets,
@@ -67,11 +65,4 @@ start_fg() {
         2>"$TMPD/uzramd.log" &
     DEV_PID=$!
     wait_started_fg "uzramd --foreground did not start"
-}
-
-# stat_json KEY: one figure of `uzramctl stat --json` on the device.
-stat_json() {
-    "$UZRAMCTL" stat "$DEV_SOCK" --json | python3 -c '
-import json, sys
-print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }

@@ -1,9 +1,17 @@
-#!/bin/bash
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 #
 # The host side of the VM suite: fetch Debian's kernel, build the guest's
 # root image from the build tree, boot it in qemu and judge what its serial
-# console says.  Sourced by vm-test.sh and tools/bench/vm-swap-compare.
+# console says.  Sourced by tests/vm/vm-test.sh, tests/vm/vm-systemd.sh and
+# tools/bench/vm-swap-compare.
+#
+# It stands alone, on none of the other libraries here: those are for
+# tests that run on this machine under `set -e` with a cleanup stack, while
+# this runs qemu, under `set -u` only, and leaves nothing to undo but what
+# a deadline kills.  Nor does the guest use them: its scripts are
+# tests/vm/guest/, copied onto its root image (or the systemd case's state
+# disk), and the busybox guest never sees this tree.
 #
 # The guest.  A Debian kernel package (the cloud flavour: it has nbd, loop,
 # fuse, zram and zsmalloc as modules, and boots to init in about 3 s under
@@ -27,7 +35,9 @@
 # unpacked kernel per package version, and the root image, rebuilt when any
 # file that goes into it is newer than it.
 
-VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+# This file (an input of the guest's image), and the suite's guest scripts.
+VM_LIB=$(readlink -f "${BASH_SOURCE[0]}")
+VM_GUEST_DIR=$(cd "$(dirname "$VM_LIB")/../vm/guest" && pwd -P)
 
 vm_say() { printf 'vm: %s\n' "$*" >&2; }
 
@@ -149,7 +159,7 @@ vm_stage() {
     printf 'root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/:/bin/false\n' >etc/passwd
     printf 'root:x:0:\nnogroup:x:65534:\n' >etc/group
     : >etc/fstab
-    cp "$VM_LIB_DIR"/guest/* vmtest/ && chmod 0755 vmtest/*.sh
+    cp "$VM_GUEST_DIR"/* vmtest/ && chmod 0755 vmtest/*.sh
 }
 
 # The build tree's files the guest gets (under /opt/uzram), and which of
@@ -162,7 +172,7 @@ VM_BUILD_FILES=("${VM_BUILD_PROGRAMS[@]}" src/zspool/libzspool.so.0)
 # modules.  Sets VM_IMAGE.
 vm_image() {
     local build=$1 img f newest kib
-    local -a inputs=("$VM_LIB_DIR"/guest/* "$VM_LIB_DIR/vm-lib.sh")
+    local -a inputs=("$VM_GUEST_DIR"/* "$VM_LIB")
     for f in "${VM_BUILD_FILES[@]}"; do
         [[ -f $build/$f ]] || { vm_say "$build/$f is not built"; return 1; }
         inputs+=("$build/$f")
@@ -191,10 +201,10 @@ vm_image() {
 vm_initramfs() {
     local dir=$VM_CACHE/initramfs ko
     VM_INITRD=$VM_CACHE/initrd-$VM_KVER.cpio.gz
-    [[ -f $VM_INITRD && $VM_INITRD -nt $VM_LIB_DIR/guest/initramfs-init ]] && return 0
+    [[ -f $VM_INITRD && $VM_INITRD -nt $VM_GUEST_DIR/initramfs-init ]] && return 0
     rm -rf "$dir" && mkdir -p "$dir"/{bin,dev,proc,sys,newroot,lib/modules} || return 1
     install -m 0755 "$(command -v busybox)" "$dir/bin/busybox" &&
-        install -m 0755 "$VM_LIB_DIR/guest/initramfs-init" "$dir/init" || return 1
+        install -m 0755 "$VM_GUEST_DIR/initramfs-init" "$dir/init" || return 1
     # virtio_blk and what it needs, in load order.
     for ko in $(vm_module_order virtio_pci virtio_blk); do
         cp "$ko" "$dir/lib/modules/" && basename "$ko" .ko >>"$dir/lib/modules/order" || return 1
@@ -255,13 +265,8 @@ vm_boot() {
     local args="$*" rc=0 mon=
     # The arguments travel on the kernel command line, spaces as commas.
     args=${args// /,}
-    local -a accel monitor=(-monitor none)
-    read -r -a accel <<<"$VM_ACCEL"
-    if [[ -n ${VM_SYSRQ:-} ]]; then
-        mon=$VM_CACHE/monitor.$$
-        monitor=(-monitor "unix:$mon,server=on,wait=off")
-        vm_sysrq_later "$mon" "$VM_SYSRQ" &
-    fi
+    local -a accel monitor
+    vm_qemu_prepare
     timeout -k 10 "$deadline" qemu-system-x86_64 "${accel[@]}" -smp 2 -m "$mem" \
         -nographic -no-reboot "${monitor[@]}" -serial stdio \
         -kernel "$VM_KERNEL" -initrd "$VM_INITRD" \
@@ -270,6 +275,19 @@ vm_boot() {
         </dev/null >"$log" 2>&1 || rc=$?
     [[ -n $mon ]] && rm -f "$mon"
     return "$rc"
+}
+
+# vm_qemu_prepare: for vm_boot and vm_sd_boot, which declare them local:
+# accel, qemu's accelerator arguments, and monitor, its monitor; with
+# VM_SYSRQ, mon, the monitor's socket, and vm_sysrq_later started on it.
+vm_qemu_prepare() {
+    read -r -a accel <<<"$VM_ACCEL"
+    monitor=(-monitor none)
+    if [[ -n ${VM_SYSRQ:-} ]]; then
+        mon=$VM_CACHE/monitor.$$
+        monitor=(-monitor "unix:$mon,server=on,wait=off")
+        vm_sysrq_later "$mon" "$VM_SYSRQ" &
+    fi
 }
 
 # vm_sysrq_later MONITOR SECONDS: after SECONDS, press SysRq-w (blocked
@@ -369,9 +387,9 @@ vm_sd_prepare() {
 # vm_sd_initramfs: build (or reuse) the initramfs that mounts the overlay
 # root.  Sets VM_INITRD.
 vm_sd_initramfs() {
-    local dir=$VM_CACHE/initramfs-overlay init=$VM_LIB_DIR/guest/initramfs-overlay ko
+    local dir=$VM_CACHE/initramfs-overlay init=$VM_GUEST_DIR/initramfs-overlay ko
     VM_INITRD=$VM_CACHE/initrd-overlay-$VM_KVER.cpio.gz
-    [[ -f $VM_INITRD && $VM_INITRD -nt $init && $VM_INITRD -nt $VM_LIB_DIR/vm-lib.sh ]] && return 0
+    [[ -f $VM_INITRD && $VM_INITRD -nt $init && $VM_INITRD -nt $VM_LIB ]] && return 0
     rm -rf "$dir" && mkdir -p "$dir"/{bin,dev,proc,sys,newroot,lower,disk,lib/modules} || return 1
     install -m 0755 "$(command -v busybox)" "$dir/bin/busybox" &&
         install -m 0755 "$init" "$dir/init" || return 1
@@ -407,13 +425,8 @@ vm_sd_boot() {
     shift 5
     local args="$*" rc=0 mon=
     args=${args// /,}
-    local -a accel monitor=(-monitor none)
-    read -r -a accel <<<"$VM_ACCEL"
-    if [[ -n ${VM_SYSRQ:-} ]]; then
-        mon=$VM_CACHE/monitor.$$
-        monitor=(-monitor "unix:$mon,server=on,wait=off")
-        vm_sysrq_later "$mon" "$VM_SYSRQ" &
-    fi
+    local -a accel monitor
+    vm_qemu_prepare
     # multidevs=remap: the host's / spans several file systems (/proc,
     # /dev...), whose inode numbers would collide in one 9p export.
     timeout -k 10 "$deadline" qemu-system-x86_64 "${accel[@]}" -smp 2 -m "$mem" \

@@ -1,108 +1,32 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 #
-# Shared by the integration tests: sourced, never run.
-#
-# Every test drives the real binaries through the real kernel paths (a FUSE
-# mount, a loop device, ext4, swap), so a failed test can leave the machine
-# holding mounts, loop devices, swap areas and daemons.  To keep that from
-# happening, everything a test sets up registers its own undo on a stack
-# (cleanup_push) as soon as it exists, and one EXIT trap unwinds the stack
-# in reverse order whatever the exit path: a failed check, `set -e`, a
-# signal, or the normal end.  Reverse order is what makes it safe: swapoff
-# and umount run while the daemon that serves them is still alive, the loop
-# device is detached before the daemon goes, and the temporary directory
-# goes last.
+# The daemon under test: sourced, never run, on common.sh (see there for the
+# order of the libraries).  Starting and stopping uzramd as a user or
+# systemd would, loop devices on its FUSE file, swap on them in a memory
+# cgroup, and its figures through `uzramctl stat`.
 #
 # The scripts are called by meson as
 #   test-X.sh UZRAMD UZRAMCTL [HELPER...]
-# so that no build directory is written into them.
-#
-# Exit status: 0 pass, 1 fail, 77 skipped (not root, no /dev/fuse, a tool
-# missing).
+# so that no build directory is written into them.  This file takes the
+# first two arguments; the script finds its helpers in "$@".
 
-set -euo pipefail
-export LC_ALL=C
+[[ -z ${_UZTEST_UZRAMD:-} ]] || return 0
+_UZTEST_UZRAMD=1
+
+# shellcheck source=tests/lib/common.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
 
 UZRAMD=${1:?usage: $0 UZRAMD UZRAMCTL [HELPER...]}
 UZRAMCTL=${2:?usage: $0 UZRAMD UZRAMCTL [HELPER...]}
 shift 2
-
-test_name=$(basename "$0" .sh)
-
-log() { printf '%s: %s\n' "$test_name" "$*" >&2; }
-skip() { log "SKIP: $*"; exit 77; }
-fail() { log "FAIL: $*"; exit 1; }
-
-# ---- cleanup stack -------------------------------------------------------
-
-_cleanups=()
-
-# cleanup_push CMD...: run CMD (as one shell string) when the test exits.
-cleanup_push() { _cleanups+=("$*"); }
-
-# Drop the newest entry: the caller has undone it itself.
-cleanup_pop() { unset '_cleanups[${#_cleanups[@]}-1]'; }
-
-_run_cleanups() {
-    local rc=$? i
-    trap - EXIT INT TERM
-    set +e
-    for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
-        eval "${_cleanups[i]}" || log "cleanup failed: ${_cleanups[i]}"
-    done
-    if ((rc != 0 && rc != 77)); then
-        log "exit status $rc"
-    fi
-    exit "$rc"
-}
-trap _run_cleanups EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# ---- prerequisites -------------------------------------------------------
-
-require_root() { [[ $(id -u) == 0 ]] || skip "needs root"; }
-
-require_fuse() {
-    [[ -c /dev/fuse ]] || skip "needs /dev/fuse"
-    grep -qw fuse /proc/filesystems || modprobe fuse 2>/dev/null || true
-    grep -qw fuse /proc/filesystems || skip "the kernel has no FUSE"
-}
-
-require_cmd() {
-    local c
-    for c; do
-        command -v "$c" >/dev/null 2>&1 || skip "needs $c"
-    done
-}
 
 require_binaries() {
     [[ -x $UZRAMD ]] || fail "uzramd not found at $UZRAMD"
     [[ -x $UZRAMCTL ]] || fail "uzramctl not found at $UZRAMCTL"
 }
 
-# ---- temporary directory -------------------------------------------------
-
-# Short path: the control socket must fit in 108 bytes.
-make_tmpdir() {
-    TMPD=$(mktemp -d /tmp/uzit.XXXXXX)
-    cleanup_push "rm -rf '$TMPD'"
-}
-
 # ---- the daemon ----------------------------------------------------------
-
-# Poll up to $2 seconds (default 30) for the shell condition $1.
-wait_for() {
-    local cond=$1 secs=${2:-30} i
-    for ((i = 0; i < secs * 10; i++)); do
-        eval "$cond" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-pid_alive() { kill -0 "$1" 2>/dev/null; }
 
 # Is $1 the mount point of a FUSE mount?
 fuse_mounted() {
@@ -307,24 +231,11 @@ stat_field() {
     json_int "$json" "$1"
 }
 
-# json_int JSON KEY: the integer value of KEY in the JSON object; fails the
-# test if it is missing or not an integer.
-json_int() {
-    local v
-    v=$(python3 -c '
+# stat_value KEY: one figure of `uzramctl stat --json`, printed as Python
+# prints it (a string without quotes).  Never fails the test, so that
+# wait_for can poll it while the daemon reloads.
+stat_value() {
+    "$UZRAMCTL" stat "$DEV_SOCK" --json | python3 -c '
 import json, sys
-o = json.loads(sys.argv[1])
-v = o[sys.argv[2]]
-if isinstance(v, bool) or not isinstance(v, int):
-    raise SystemExit("not an integer: %r" % (v,))
-print(v)' "$1" "$2") || fail "stat --json: no integer '$2' in: $1"
-    printf '%s\n' "$v"
+print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
-
-# tree_sums DIR: one sorted line per regular file under DIR, its sha256.
-tree_sums() {
-    (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
-}
-
-# shellcheck disable=SC2034 # used by the tests
-MiB=$((1024 * 1024))

@@ -23,8 +23,8 @@
 #   REGION_MIB    MiB of each job's region (the device needs 3 of them)
 #   discard_mib OFF LEN   discard LEN MiB at OFF MiB, checking it reads zeros
 #   after_fio NAME        checks after each fio run (may do nothing)
-# and has sourced lib.sh (log, fail, stat_field, cleanup_push, MiB).
-: "${MiB:?fio-compact.sh wants lib.sh sourced first}"
+# and has sourced uzramd.sh (log, fail, stat_field, cleanup_push, MiB).
+: "${MiB:?fio-compact.sh wants tests/lib/uzramd.sh sourced first}"
 
 # jobfile NAME EXTRA-GLOBAL-LINE... -- JOB...: write $TMPD/NAME.fio from the
 # global options, the extra lines, and the jobs named (rand, seq).

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 #
-# Shared by the writeback tests (test-writeback-*.sh): sourced, never run.
-# It sources the NBD tests' library (which sources lib.sh: the cleanup
-# stack, log/skip/fail, wait_for, stat_json) and adds what every writeback
-# test needs: the corpus, a sampler of mem_used_total, an nbdkit server to
-# be the remote tier, and readers for the new statistics.
+# The evict path (writeback): sourced, never run, by the writeback tests
+# (test-writeback-*.sh), on nbd.sh (see common.sh for the order of the
+# libraries).  What every writeback test needs: a sampler of
+# mem_used_total, an nbdkit server to be the remote tier, and readers for
+# the evict path's statistics.
 #
 # Why a sampler when the store keeps mem_used_max: mem_used_max is what
 # the store itself saw on its allocation path, so a bug in that path can
@@ -21,8 +21,11 @@
 # 1 MiB: sixteen such threads, more than uzramd runs by default on this
 # machine.
 
-# shellcheck source=tests/nbd/lib-nbd.sh
-. "$(dirname "$0")/../nbd/lib-nbd.sh"
+[[ -z ${_UZTEST_WRITEBACK:-} ]] || return 0
+_UZTEST_WRITEBACK=1
+
+# shellcheck source=tests/lib/nbd.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/nbd.sh"
 
 WB_SLACK=$MiB
 
@@ -31,48 +34,6 @@ WB_SLACK=$MiB
 require_writeback() {
     "$UZRAMD" --help 2>&1 | grep -q -- '--backing' ||
         fail "$UZRAMD --help lists no --backing: this build has no writeback"
-}
-
-# corpus SIZE-MIB: the path of a corpus of real files (a tar of /usr/lib and
-# /usr/share, as tools/bench/uzramd-compare makes it) of exactly that many
-# MiB, cached in /var/tmp: building 1 GiB takes longer than some of the
-# tests.  Sets CORPUS.
-corpus() {
-    local mib=$1 f
-    f=/var/tmp/uzram-corpus-${mib}M.tar
-    ((mib == 1024)) && f=/var/tmp/uzram-corpus-1G.tar
-    if [[ ! -f $f || $(stat -c %s "$f") != $((mib * MiB)) ]]; then
-        log "building the corpus $f ($mib MiB of /usr/lib and /usr/share)"
-        tar -C / -cf - usr/lib usr/share 2>/dev/null | head -c $((mib * MiB)) >"$f.$$" || true
-        [[ $(stat -c %s "$f.$$") == $((mib * MiB)) ]] ||
-            { rm -f "$f.$$"; skip "/usr/lib and /usr/share hold under $mib MiB"; }
-        mv "$f.$$" "$f"
-    fi
-    # shellcheck disable=SC2034 # read by the tests
-    CORPUS=$f
-}
-
-# json_val JSON KEY: the value of KEY as JSON writes it (a number, true,
-# false, a string in quotes); fails the test if the key is missing.
-json_val() {
-    local v
-    v=$(python3 -c '
-import json, sys
-print(json.dumps(json.loads(sys.argv[1])[sys.argv[2]]))' "$1" "$2") ||
-        fail "stat --json has no '$2'"
-    printf '%s\n' "$v"
-}
-
-# json_bool JSON KEY: true or false, for a key written as a JSON boolean or
-# as 1/0 (the control protocol's flags are numbers); fails on anything else.
-json_bool() {
-    local v
-    v=$(json_val "$1" "$2") || exit 1
-    case $v in
-    true | 1) echo true ;;
-    false | 0) echo false ;;
-    *) fail "stat --json: '$2' is $v, not a boolean" ;;
-    esac
 }
 
 # wb_log JSON: one line with the figures of the evict path, for the log.
@@ -84,7 +45,8 @@ keys = ("mem_used_total", "mem_used_max", "mem_limit", "wb_high", "wb_low",
         "orig_data_size", "bd_count", "bd_reads", "bd_writes", "bd_read_errors",
         "bd_write_errors", "bd_last_error", "bd_connected", "evictions",
         "pages_promoted", "write_waits", "idle_pages", "recompressed",
-        "failed_reads", "failed_writes")
+        "failed_reads", "failed_writes", "limit_rejects", "reserve_waits",
+        "reserve_misses")
 print(" ".join("%s=%s" % (k, o.get(k, "?")) for k in keys))' "$1" >&2
 }
 
