@@ -160,7 +160,8 @@ hog() {
 # What uzramd says about the protections it asked for, and what the kernel
 # says it holds locked.
 # check_hardening KIND: what uzramd was granted to serve swap safely; over
-# NBD, a connection's reply sender runs SCHED_RR (uzramd(8), SWAP).
+# NBD, a connection's reply sender and the reserve's refill run SCHED_RR
+# (uzramd(8), SWAP).
 check_hardening() {
     local kind=$1 flusher mlocked vmlck locked rr
     flusher=$(stat io_flusher) || fail "uzramctl stat has no io_flusher"
@@ -179,14 +180,19 @@ check_hardening() {
         sed 's/.*) //' "$t" | awk '$39 == 2'
     done | wc -l)
     say "threads at SCHED_RR: $rr"
-    ((rr > 0)) || fail "no uzramd thread runs SCHED_RR: the NBD reply sender is not realtime"
+    # The reply sender of the one connection, and the reserve's refill.
+    ((rr >= 2)) || fail "$rr uzramd threads run SCHED_RR, not 2: the NBD reply sender or the refill is not realtime"
 }
 
 # The kernel log so far has no hung-task report (the host checks the
-# console too; this catches it before the verdict).
+# console too; this catches it before the verdict).  The log is read
+# whole first: under pipefail, "dmesg | grep -q" fails when grep stops at a
+# match before dmesg has written the rest (SIGPIPE).
 check_no_hung_task() {
-    if dmesg | grep -q 'blocked for more than'; then
-        dmesg | grep -A 10 'blocked for more than' | head -n 30
+    local log
+    log=$(dmesg)
+    if grep -q 'blocked for more than' <<<"$log"; then
+        grep -A 10 'blocked for more than' <<<"$log" | head -n 30
         fail "the kernel reported a hung task"
     fi
 }
