@@ -290,17 +290,22 @@ vm_qemu_prepare() {
     fi
 }
 
-# vm_sysrq_later MONITOR SECONDS: after SECONDS, press SysRq-w (blocked
+# vm_sysrq_later MONITOR SECONDS: after SECONDS, press SysRq-8 (every
+# message to the console: the dumps are KERN_INFO), SysRq-w (blocked
 # tasks), SysRq-t (every task) and SysRq-m (memory) on the guest's keyboard
-# through qemu's monitor: the kernel answers even when nothing in user
-# space can run any more.
+# through qemu's monitor, and SysRq-w once more a minute later, to tell a
+# deadlock (the same stacks) from a livelock: the kernel answers even when
+# nothing in user space can run any more.
 vm_sysrq_later() {
     sleep "$2"
     /usr/bin/python3 - "$1" <<'PY' 2>/dev/null || true
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-for key in ("w", "t", "m"):
+for key in ("8", "w", "t", "m", 60, "w"):
+    if isinstance(key, int):
+        time.sleep(key)
+        continue
     s.sendall(("sendkey alt-sysrq-%s\n" % key).encode())
     time.sleep(2)
 PY
