@@ -110,9 +110,17 @@ static void die(const char *what, int err)
     exit(1);
 }
 
-/* One run: fill, evict to half, mixed load.  Prints one table row. */
-static void run(const unsigned char *data, uint64_t size, uint64_t ops,
-                enum store_evict_policy policy, bool raw)
+/* What one run measured: a row of the table. */
+struct row {
+    double freed_mib, evict_s, written_mib;     /* eviction to the low watermark */
+    double hit, ops_s;                          /* the mixed load's second half */
+    double zhit, zops_s;                        /* the zipf reads' second half */
+    uint64_t promoted;                          /* pages the zipf reads brought back */
+    double mem_mib;                             /* memory held at the end */
+};
+
+/* The backing store: backing_arg, or a file in /var/tmp, unlinked once open. */
+static struct backing *backing_make(uint64_t size)
 {
     char path[] = "/var/tmp/uzram-evict-bench-XXXXXX", err[256] = "";
     if (!backing_arg) {
@@ -128,6 +136,12 @@ static void run(const unsigned char *data, uint64_t size, uint64_t ops,
     }
     if (!backing_arg)
         unlink(path);
+    return b;
+}
+
+static struct store *store_make(struct backing *b, uint64_t size,
+                                enum store_evict_policy policy, bool raw)
+{
     struct store_config cfg = {
         .size = size,
         .codec = codec_find("lz4"),
@@ -139,7 +153,13 @@ static void run(const unsigned char *data, uint64_t size, uint64_t ops,
     struct store *s = store_new(&cfg);
     if (!s)
         die("store_new", errno);
+    return s;
+}
 
+/* Fill the store, then time how fast eviction frees memory down to half. */
+static void fill_and_evict(struct store *s, const unsigned char *data, uint64_t size,
+                           struct row *row)
+{
     for (uint64_t off = 0; off < size; off += 256 * 1024) {
         int r = store_write(s, data + off, 256 * 1024, off);
         if (r < 0)
@@ -162,16 +182,23 @@ static void run(const unsigned char *data, uint64_t size, uint64_t ops,
         }
         usleep(1000);
     }
-    double evict_s = now() - t0;
+    row->evict_s = now() - t0;
     st = stats(s);
-    double freed_mib = (double)(full - st.mem_used_total) / 1048576.0;
-    double written_mib = (double)st.bd_writes * PG / 1048576.0;
+    row->freed_mib = (double)(full - st.mem_used_total) / 1048576.0;
+    row->written_mib = (double)st.bd_writes * PG / 1048576.0;
+}
 
-    /* The mixed load: 75% reads of the hot tenth, 25% fresh writes anywhere. */
+/*
+ * The mixed load: 75% reads of the hot tenth, 25% fresh writes anywhere.
+ * Returns the pages promoted so far, for the zipf reads to count from.
+ */
+static uint64_t mixed_load(struct store *s, const unsigned char *data, uint64_t size,
+                           uint64_t ops, struct row *row)
+{
     uint64_t npages = size / PG, hot = npages / 10;
     unsigned char page[PG];
     uint64_t reads = 0, bd0 = 0, reads0 = 0;
-    double t1 = now(), t_half = t1;
+    double t_half = now();
     for (uint64_t op = 0; op < ops; op++) {
         if (op == ops / 2) {
             bd0 = stats(s).bd_reads;
@@ -192,12 +219,17 @@ static void run(const unsigned char *data, uint64_t size, uint64_t ops,
         }
     }
     double t_end = now();
-    st = stats(s);
-    double hit = 1.0 - (double)(st.bd_reads - bd0) / (double)(reads - reads0);
-    double ops_s = (double)(ops - ops / 2) / (t_end - t_half);
+    struct store_stats st = stats(s);
+    row->hit = 1.0 - (double)(st.bd_reads - bd0) / (double)(reads - reads0);
+    row->ops_s = (double)(ops - ops / 2) / (t_end - t_half);
+    return st.pages_promoted;
+}
 
-    /* Reads only, zipf over the whole device. */
-    uint64_t promoted0 = st.pages_promoted, zbd0 = 0;
+/* Reads only, zipf over the whole device. */
+static void zipf_load(struct store *s, uint64_t ops, uint64_t promoted0, struct row *row)
+{
+    unsigned char page[PG];
+    uint64_t zbd0 = 0;
     double tz = 0;
     for (uint64_t op = 0; op < ops; op++) {
         if (op == ops / 2) {
@@ -210,15 +242,32 @@ static void run(const unsigned char *data, uint64_t size, uint64_t ops,
     }
     double tz_end = now();
     struct store_stats zst = stats(s);
-    double zhit = 1.0 - (double)(zst.bd_reads - zbd0) / (double)(ops - ops / 2);
-    double zops_s = (double)(ops - ops / 2) / (tz_end - tz);
+    row->zhit = 1.0 - (double)(zst.bd_reads - zbd0) / (double)(ops - ops / 2);
+    row->zops_s = (double)(ops - ops / 2) / (tz_end - tz);
+    row->promoted = zst.pages_promoted - promoted0;
+    row->mem_mib = (double)zst.mem_used_total / 1048576.0;
+}
 
+static void print_row(enum store_evict_policy policy, bool raw, const struct row *w)
+{
     printf("| %-6s | %-10s | %4.0f MiB in %4.2f s | %4.0f MiB/s | %4.0f MiB | %5.1f%% | %7.0f | %5.1f%% | %7.0f | %7ju | %5.1f MiB |\n",
            policy == STORE_EVICT_LRU ? "lru" : "zspage", raw ? "raw" : "compressed",
-           freed_mib, evict_s, freed_mib / evict_s, written_mib, 100.0 * hit, ops_s,
-           100.0 * zhit, zops_s, (uintmax_t)(zst.pages_promoted - promoted0),
-           (double)zst.mem_used_total / 1048576.0);
-    (void)t1;
+           w->freed_mib, w->evict_s, w->freed_mib / w->evict_s, w->written_mib, 100.0 * w->hit,
+           w->ops_s, 100.0 * w->zhit, w->zops_s, (uintmax_t)w->promoted, w->mem_mib);
+}
+
+/* One run: fill, evict to half, mixed load, zipf reads.  Prints one table row. */
+static void run(const unsigned char *data, uint64_t size, uint64_t ops,
+                enum store_evict_policy policy, bool raw)
+{
+    struct backing *b = backing_make(size);
+    struct store *s = store_make(b, size, policy, raw);
+    struct row row = { 0 };
+
+    fill_and_evict(s, data, size, &row);
+    uint64_t promoted0 = mixed_load(s, data, size, ops, &row);
+    zipf_load(s, ops, promoted0, &row);
+    print_row(policy, raw, &row);
     store_free(s);
     backing_close(b);
 }
