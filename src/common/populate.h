@@ -44,6 +44,23 @@ static inline int mem_populate(void *p, size_t bytes)
     return 0;
 }
 
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
+#endif
+
+/*
+ * Give [p, p + bytes) back to the kernel: the pages read as zeros after.
+ * Under mlockall() plain MADV_DONTNEED refuses locked pages (EINVAL);
+ * MADV_DONTNEED_LOCKED (Linux 5.18) takes locked and unlocked alike, and
+ * is tried first.  Allocates nothing; a kernel that refuses both keeps the
+ * pages.
+ */
+static inline void mem_release(void *p, size_t bytes)
+{
+    if (bytes && madvise(p, bytes, MADV_DONTNEED_LOCKED) != 0)
+        (void)madvise(p, bytes, MADV_DONTNEED);
+}
+
 /*
  * The same for a buffer from malloc() (any alignment): the pages it covers.
  * Touching a page it shares with other data is harmless, its bytes are

@@ -21,10 +21,6 @@
 #include "populate.h"
 #include "zspool-internal.h"
 
-#ifndef MADV_DONTNEED_LOCKED
-#define MADV_DONTNEED_LOCKED 24
-#endif
-
 void *vm_reserve(size_t bytes)
 {
     void *p = mmap(NULL, bytes, PROT_NONE,
@@ -39,30 +35,10 @@ void *vm_reserve(size_t bytes)
     return p;
 }
 
-/*
- * Set once plain MADV_DONTNEED has been refused and MADV_DONTNEED_LOCKED
- * taken instead: the process runs under mlockall(), which covers every
- * pool and is seldom undone, so later releases go straight to the call that
- * works instead of failing first each time.
- */
-static _Atomic bool release_locked_first;
-
-/* Return pages to the OS; they read back as zeros. */
+/* Return pages to the OS; they read back as zeros (mem_release()). */
 void release_pages(void *p, size_t bytes)
 {
-    if (bytes == 0)
-        return;
-    /*
-     * Under mlockall() plain MADV_DONTNEED refuses locked pages (EINVAL);
-     * MADV_DONTNEED_LOCKED (Linux 5.18) takes locked and unlocked alike.
-     */
-    if (atomic_load_explicit(&release_locked_first, memory_order_relaxed) &&
-        madvise(p, bytes, MADV_DONTNEED_LOCKED) == 0)
-        return;
-    if (madvise(p, bytes, MADV_DONTNEED) == 0)
-        return;
-    if (madvise(p, bytes, MADV_DONTNEED_LOCKED) == 0)
-        atomic_store_explicit(&release_locked_first, true, memory_order_relaxed);
+    mem_release(p, bytes);
 }
 
 int64_t malloc_cost(void *p)
