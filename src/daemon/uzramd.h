@@ -354,6 +354,10 @@ struct daemon {
     uint64_t starve_misses;     /* reserve_misses at the last look */
     uint64_t starve_since_usec; /* when writes began to fail (0: no stretch) */
     uint64_t starve_last_usec;  /* the last look that saw one fail */
+    /* watch_memory()'s third sign: requests begun at the last look, and the
+     * look after which none came, while memory stalled (0: none such). */
+    uint64_t silent_reqs;
+    uint64_t silent_since_usec;
 };
 
 /* ---- startup.c ------------------------------------------------------------ */

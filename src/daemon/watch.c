@@ -51,6 +51,12 @@
  */
 #define STARVE_MS 150000
 #define STARVE_PAUSE_MS 3000
+/*
+ * The third sign (see requests_silent()): how long no request may have
+ * come.  Longer than OOM_STALL_MS: a silence is a weaker sign than a reply
+ * that cannot be sent.
+ */
+#define SILENT_MS 5000
 
 /* A PSI trigger on full memory stalls (see watch_memory()), or -1. */
 static int psi_trigger(void)
@@ -209,12 +215,42 @@ static bool reserve_starved(struct daemon *d, const struct store_stats *st, uint
 }
 
 /*
+ * The third sign: the kernel stopped sending requests.  Requests came,
+ * then none of any kind for SILENT_MS, during which the kernel said at
+ * every look that all tasks were stalling on memory, and the reserve is
+ * all given back.  Seen in the VM suite over FUSE (fuse-oom): the loop
+ * device's worker waits in the allocator for the few bytes of a FUSE
+ * request; the program and uzramd's refill wait in reclaim for a bio, and
+ * every bio is queued behind that worker.  None of those allocations may
+ * call the OOM killer, so the machine hangs until one is asked for.  A
+ * device that was idle, or a stall that pauses, starts nothing.  How long
+ * the silence has lasted, in ms, or 0.
+ */
+static uint64_t requests_silent(struct daemon *d, const struct store_stats *st, uint64_t now)
+{
+    uint64_t reqs = st->read_reqs + st->write_reqs + st->discard_reqs + st->flush_reqs;
+    bool stalling = d->psi_full_usec && now - d->psi_full_usec <= 2 * PSI_WINDOW_US;
+
+    if (reqs != d->silent_reqs) {
+        /* Requests flow: a silence would count from this look. */
+        d->silent_reqs = reqs;
+        d->silent_since_usec = now;
+        return 0;
+    }
+    if (!stalling)
+        d->silent_since_usec = 0;
+    if (!d->silent_since_usec || now - d->silent_since_usec < SILENT_MS * 1000u)
+        return 0;
+    return st->reserve_free == 0 ? (now - d->silent_since_usec) / 1000 : 0;
+}
+
+/*
  * The last resort (uzramd(8), SWAP).  When swap on this device waits on
  * uzramd and uzramd waits for memory, nothing will move until something
  * is killed, and the kernel will not decide it alone (the allocations
  * waiting may not do I/O, or the swap writes they wait for fail and are
- * retried).  On either sign above, ask it to, as SysRq-F does: it kills
- * the process with the highest OOM score, never this one (oom_score_adj
+ * retried).  On any sign above, ask it to, as SysRq-F does: it kills the
+ * process with the highest OOM score, never this one (oom_score_adj
  * -1000).  At most once per OOM_AGAIN_MS; logged.
  */
 void watch_memory(struct daemon *d)
@@ -226,8 +262,9 @@ void watch_memory(struct daemon *d)
     uint64_t now = monotonic_usec();
     store_get_stats(d->store, &st);
     bool starved = reserve_starved(d, &st, now);
+    uint64_t silent_ms = requests_silent(d, &st, now);
     uint64_t stuck_ms = starved ? 0 : replies_stuck(d, &st, now);
-    if (!starved && !stuck_ms)
+    if (!starved && !stuck_ms && !silent_ms)
         return;
     if (d->oom_asked_usec && now - d->oom_asked_usec < OOM_AGAIN_MS * 1000u)
         return;
@@ -239,6 +276,11 @@ void watch_memory(struct daemon *d)
         log_err("memory exhausted: swap writes failed for want of reserve for %d s on end; "
                 "asked the kernel's OOM killer to act (see uzramd(8), SWAP)",
                 STARVE_MS / 1000);
+    else if (!stuck_ms)
+        log_err("memory exhausted: no request for %llu ms while every task stalls on memory, "
+                "with the reserve given back; asked the kernel's OOM killer to act "
+                "(see uzramd(8), SWAP)",
+                (unsigned long long)silent_ms);
     else
         log_err(
             "memory exhausted: NBD replies stuck for %llu ms with the reserve given back; "
