@@ -54,9 +54,11 @@
 /*
  * The third sign (see requests_silent()): how long no request may have
  * come.  Longer than OOM_STALL_MS: a silence is a weaker sign than a reply
- * that cannot be sent.
+ * that cannot be sent, and a round of fuse-pressure the sign ends fails
+ * as surely as one that hangs (5 s ended one in a trial, with the machine
+ * counted short at four times vm.min_free_kbytes).
  */
-#define SILENT_MS 5000
+#define SILENT_MS 10000
 
 /* A PSI trigger on full memory stalls (see watch_memory()), or -1. */
 static int psi_trigger(void)
