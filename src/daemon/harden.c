@@ -159,7 +159,10 @@ void harden_reply_thread(void)
 /*
  * What counts as a machine short of memory (store_config.low_free): twice
  * vm.min_free_kbytes, about the kernel's high watermark plus what it keeps
- * aside besides; 0 if it cannot be read.
+ * aside besides; 0 if it cannot be read.  Not more: the reserve goes back
+ * to the kernel when the machine is short and no request comes, which
+ * happens as a program grows before it swaps (doc/store.md, "The
+ * reserve", has what four times did).
  */
 uint64_t harden_low_free(void)
 {

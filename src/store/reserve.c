@@ -63,6 +63,33 @@ int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg)
 }
 
 /*
+ * The ballast (doc/store.md, "The reserve"): BALLAST_BYTES kept populated
+ * beside the reserve, which no write may take.  When no request comes and
+ * either memory is short with the reserve spent or the refill stalls, the
+ * watchdog gives it back:
+ * the kernel's own I/O in flight (the loop device's FUSE request, an NBD
+ * reply) may then find the few pages it waits for, where every page the
+ * reserve had went to writes.  The refill thread populates it again once
+ * memory is no longer short.
+ */
+static void ballast_refill(struct store *s)
+{
+    if (!s->ballast || !atomic_load(&s->ballast_out) || machine_short(s->low_free))
+        return;
+    if (mem_populate(s->ballast, BALLAST_BYTES) == 0)
+        atomic_store(&s->ballast_out, false);
+}
+
+/* The watchdog's last pages to give: the ballast, once.  Bytes given. */
+static uint64_t ballast_release(struct store *s)
+{
+    if (!s->ballast || atomic_exchange(&s->ballast_out, true))
+        return 0;
+    mem_release(s->ballast, BALLAST_BYTES);
+    return BALLAST_BYTES;
+}
+
+/*
  * The refill thread: when the allocator says the reserve is low, and every
  * REFILL_PERIOD_MS in any case, populate it back to its target.  The refill
  * may wait for memory as long as the kernel takes; no request waits on it.
@@ -81,6 +108,8 @@ static void *refill_main(void *arg)
         atomic_store(&s->refill_busy_since, 0);
         if (r < 0)
             counter_add(&s->reserve_failures, 1);
+        else
+            ballast_refill(s);
         mutex_lock(&s->refiller.lock);
         if (r == 0) {
             s->refills_done++;
@@ -104,15 +133,17 @@ static uint64_t requests_begun(struct store *s)
  * that has not grown the reserve for RESERVE_STALL_MS is marked stalled;
  * with the machine short of memory and no request for RESERVE_STALL_MS, a
  * quarter of the target goes back to the kernel, once per
- * RESERVE_STALL_MS.  A stalled refill alone gives nothing back: the pages
- * would go to the program that is swapping.  It allocates nothing and
+ * RESERVE_STALL_MS, and the ballast once the reserve is spent; the
+ * ballast goes too when no request comes while the refill stalls.  A
+ * stalled refill alone gives nothing back: the pages would go to the
+ * program that is swapping.  It allocates nothing and
  * touches only what is resident.
  */
 static void *watch_main(void *arg)
 {
     struct store *s = arg;
     uint64_t last_avail = 0, last_progress = 0, last_release = 0;
-    uint64_t last_reqs = 0, last_io = 0;
+    uint64_t last_reqs = 0, last_io = 0, last_req = 0;
 
     stack_prefault(64u << 10);
     mutex_lock(&s->watchdog.lock);
@@ -127,18 +158,23 @@ static void *watch_main(void *arg)
         bool low = machine_short(s->low_free);
         if (since == 0 || rs.available > last_avail)
             last_progress = now;
+        if (reqs != last_reqs)
+            last_req = now;
         if (reqs != last_reqs || !low)
             last_io = now;
         bool refill_stuck = now - last_progress >= RESERVE_STALL_MS;
         bool io_stuck = now - last_io >= RESERVE_STALL_MS;
+        /* No request, and the refill cannot get memory: the ballast may go. */
+        bool starved = refill_stuck && now - last_req >= RESERVE_STALL_MS;
         /* Writing back and reading back go without memory now too
          * (doc/backing.md, "The page cache, or not"). */
         if (s->backing)
             backing_set_pressure(s->backing, refill_stuck || low);
         if (refill_stuck)
             atomic_store(&s->refill_stalled, true);
-        if (io_stuck && now - last_release >= RESERVE_STALL_MS) {
-            counter_add(&s->reserve_released, zs_reserve_release(s->pool, rs.target / 4));
+        if ((io_stuck || starved) && now - last_release >= RESERVE_STALL_MS) {
+            uint64_t given = io_stuck ? zs_reserve_release(s->pool, rs.target / 4) : 0;
+            counter_add(&s->reserve_released, given ? given : ballast_release(s));
             last_release = now;
         }
         last_avail = rs.available;
@@ -190,6 +226,16 @@ int reserve_setup(struct store *s, uint64_t bytes)
         mem_populate(s->atime, s->atime_bytes) < 0)
         return -ENOMEM;
     s->reserved = true;
+    /* Only a store that can tell the machine is short ever gives it back. */
+    if (s->low_free) {
+        void *b = mmap(NULL, BALLAST_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (b == MAP_FAILED)
+            return -ENOMEM;
+        s->ballast = b;
+        if (mem_populate(s->ballast, BALLAST_BYTES) < 0)
+            return -ENOMEM;
+    }
     return zs_reserve_refill(s->pool);
 }
 

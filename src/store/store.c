@@ -194,6 +194,7 @@ void store_free(struct store *s)
     unmap_table(s->occ_summary, s->occ_summary_bytes);
     unmap_table(s->atime, s->atime_bytes);
     unmap_table(s->rmap, s->rmap_bytes);
+    unmap_table(s->ballast, BALLAST_BYTES);
     pthread_cond_destroy(&s->evict_done);
     worker_destroy(&s->evictor);
     worker_destroy(&s->compactor);

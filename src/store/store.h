@@ -81,7 +81,8 @@ struct store_config {
      * Free memory on the machine (bytes) under which it is short: then a
      * store that has seen no request for a while gives its reserve back
      * to the kernel (doc/store.md, "The reserve").  uzramd: twice
-     * vm.min_free_kbytes.  0: only a stalled refill counts.
+     * vm.min_free_kbytes.  0: only a stalled refill counts, and there is
+     * no ballast.
      */
     uint64_t low_free;
 
