@@ -299,6 +299,7 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         ret->reserve_free = rs.available;
         ret->reserve_min = rs.low_water;
         ret->reserve_refills = rs.refills;
+        ret->reserve_ballast = s->ballast && !atomic_load(&s->ballast_out) ? BALLAST_BYTES : 0;
     }
     if (ret->mem_limit) {
         ret->wb_high = watermark(ret->mem_limit, &s->high_pct);

@@ -316,6 +316,7 @@ void store_reset_mem_used_max(struct store *s) __attribute__((nonnull));
  * counters, their copy and the keys of `stat`: adding a counter is one line
  * here and a counter_add() where the event happens.
  */
+/* clang-format off */
 #define STORE_STATS(X)                                                                         \
     X(u64, disksize, DERIVED)               /* the device's size */                             \
     X(u64, orig_data_size, DERIVED)         /* uncompressed bytes stored, same-filled too */    \
@@ -369,7 +370,9 @@ void store_reset_mem_used_max(struct store *s) __attribute__((nonnull));
     X(u64, reserve_waits, COUNTER)          /* writes that waited for a refill and went on */   \
     X(u64, reserve_released, COUNTER)       /* bytes given back to the kernel, memory short */  \
     X(u64, reserve_refills, DERIVED)        /* refills that populated memory */                 \
-    X(u64, reserve_failures, COUNTER)       /* refills that could not get the memory */
+    X(u64, reserve_failures, COUNTER)       /* refills that could not get the memory */         \
+    X(u64, reserve_ballast, DERIVED)        /* the ballast populated now (0: given back) */
+/* clang-format on */
 
 #define STORE_STAT_TYPE_u64 uint64_t
 #define STORE_STAT_TYPE_u32 uint32_t
