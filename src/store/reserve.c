@@ -66,11 +66,10 @@ int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg)
  * The ballast (doc/store.md, "The reserve"): BALLAST_BYTES kept populated
  * beside the reserve, which no write may take.  When no request comes and
  * either memory is short with the reserve spent or the refill stalls, the
- * watchdog gives it back:
- * the kernel's own I/O in flight (the loop device's FUSE request, an NBD
- * reply) may then find the few pages it waits for, where every page the
- * reserve had went to writes.  The refill thread populates it again once
- * memory is no longer short.
+ * watchdog gives it back: the kernel's own I/O in flight (the loop
+ * device's FUSE request, an NBD reply) may then find the few pages it
+ * waits for, where every page the reserve had went to writes.  The refill
+ * thread populates it again once memory is no longer short.
  */
 static void ballast_refill(struct store *s)
 {
@@ -136,8 +135,8 @@ static uint64_t requests_begun(struct store *s)
  * RESERVE_STALL_MS, and the ballast once the reserve is spent; the
  * ballast goes too when no request comes while the refill stalls.  A
  * stalled refill alone gives nothing back: the pages would go to the
- * program that is swapping.  It allocates nothing and
- * touches only what is resident.
+ * program that is swapping.  It allocates nothing and touches only what
+ * is resident.
  */
 static void *watch_main(void *arg)
 {
