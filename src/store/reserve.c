@@ -64,9 +64,9 @@ int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg)
 
 /*
  * The ballast (doc/store.md, "The reserve"): BALLAST_BYTES kept populated
- * beside the reserve, which no write may take.  When no request comes and
- * either memory is short with the reserve spent or the refill stalls, the
- * watchdog gives it back: the kernel's own I/O in flight (the loop
+ * beside the reserve, which no write may take.  When no request comes
+ * while memory is short or the refill stalls, and the reserve is spent,
+ * the watchdog gives it back: the kernel's own I/O in flight (the loop
  * device's FUSE request, an NBD reply) may then find the few pages it
  * waits for, where every page the reserve had went to writes.  The refill
  * thread populates it again once memory is no longer short.
@@ -130,12 +130,11 @@ static uint64_t requests_begun(struct store *s)
 /*
  * The reserve's watchdog (doc/store.md, "The reserve"): a refill under way
  * that has not grown the reserve for RESERVE_STALL_MS is marked stalled;
- * with the machine short of memory and no request for RESERVE_STALL_MS, a
- * quarter of the target goes back to the kernel, once per
- * RESERVE_STALL_MS, and the ballast once the reserve is spent; the
- * ballast goes too when no request comes while the refill stalls.  A
- * stalled refill alone gives nothing back: the pages would go to the
- * program that is swapping.  It allocates nothing and touches only what
+ * with no request for RESERVE_STALL_MS while the machine is short of
+ * memory or the refill stalls, a quarter of the target goes back to the
+ * kernel, once per RESERVE_STALL_MS, and the ballast once the reserve is
+ * spent.  A stalled refill alone, while requests come, gives nothing back:
+ * the pages would go to the program that is swapping.  It allocates nothing and touches only what
  * is resident.
  */
 static void *watch_main(void *arg)
@@ -162,17 +161,21 @@ static void *watch_main(void *arg)
         if (reqs != last_reqs || !low)
             last_io = now;
         bool refill_stuck = now - last_progress >= RESERVE_STALL_MS;
-        bool io_stuck = now - last_io >= RESERVE_STALL_MS;
-        /* No request, and the refill cannot get memory: the ballast may go. */
-        bool starved = refill_stuck && now - last_req >= RESERVE_STALL_MS;
+        /*
+         * No request, and memory short by sysinfo() or by the refill's
+         * failure to get any: the kernel can raise its watermarks above
+         * low_free (doc/store.md, "The reserve").
+         */
+        bool io_stuck = now - last_io >= RESERVE_STALL_MS ||
+                        (refill_stuck && now - last_req >= RESERVE_STALL_MS);
         /* Writing back and reading back go without memory now too
          * (doc/backing.md, "The page cache, or not"). */
         if (s->backing)
             backing_set_pressure(s->backing, refill_stuck || low);
         if (refill_stuck)
             atomic_store(&s->refill_stalled, true);
-        if ((io_stuck || starved) && now - last_release >= RESERVE_STALL_MS) {
-            uint64_t given = io_stuck ? zs_reserve_release(s->pool, rs.target / 4) : 0;
+        if (io_stuck && now - last_release >= RESERVE_STALL_MS) {
+            uint64_t given = zs_reserve_release(s->pool, rs.target / 4);
             counter_add(&s->reserve_released, given ? given : ballast_release(s));
             last_release = now;
         }
