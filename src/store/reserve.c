@@ -63,32 +63,6 @@ int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg)
 }
 
 /*
- * The ballast (doc/store.md, "The reserve"): BALLAST_BYTES kept populated
- * beside the reserve, which no write may take.  When no request comes
- * while memory is short or the refill stalls, and the reserve is spent,
- * the watchdog gives it back: the kernel's own I/O in flight (the loop
- * device's FUSE request, an NBD reply) may then find the few pages it
- * waits for, where every page the reserve had went to writes.  The refill
- * thread populates it again once memory is no longer short.
- */
-static void ballast_refill(struct store *s)
-{
-    if (!s->ballast || !atomic_load(&s->ballast_out) || machine_short(s->low_free))
-        return;
-    if (mem_populate(s->ballast, BALLAST_BYTES) == 0)
-        atomic_store(&s->ballast_out, false);
-}
-
-/* The watchdog's last pages to give: the ballast, once.  Bytes given. */
-static uint64_t ballast_release(struct store *s)
-{
-    if (!s->ballast || atomic_exchange(&s->ballast_out, true))
-        return 0;
-    mem_release(s->ballast, BALLAST_BYTES);
-    return BALLAST_BYTES;
-}
-
-/*
  * The refill thread: when the allocator says the reserve is low, and every
  * REFILL_PERIOD_MS in any case, populate it back to its target.  The refill
  * may wait for memory as long as the kernel takes; no request waits on it.
@@ -107,8 +81,6 @@ static void *refill_main(void *arg)
         atomic_store(&s->refill_busy_since, 0);
         if (r < 0)
             counter_add(&s->reserve_failures, 1);
-        else
-            ballast_refill(s);
         mutex_lock(&s->refiller.lock);
         if (r == 0) {
             s->refills_done++;
@@ -132,8 +104,7 @@ static uint64_t requests_begun(struct store *s)
  * that has not grown the reserve for RESERVE_STALL_MS is marked stalled;
  * with no request for RESERVE_STALL_MS while the machine is short of
  * memory or the refill stalls, a quarter of the target goes back to the
- * kernel, once per RESERVE_STALL_MS, and the ballast once the reserve is
- * spent.  A stalled refill alone, while requests come, gives nothing back:
+ * kernel, once per RESERVE_STALL_MS.  A stalled refill alone, while requests come, gives nothing back:
  * the pages would go to the program that is swapping.  It allocates nothing and touches only what
  * is resident.
  */
@@ -175,8 +146,7 @@ static void *watch_main(void *arg)
         if (refill_stuck)
             atomic_store(&s->refill_stalled, true);
         if (io_stuck && now - last_release >= RESERVE_STALL_MS) {
-            uint64_t given = zs_reserve_release(s->pool, rs.target / 4);
-            counter_add(&s->reserve_released, given ? given : ballast_release(s));
+            counter_add(&s->reserve_released, zs_reserve_release(s->pool, rs.target / 4));
             last_release = now;
         }
         last_avail = rs.available;
@@ -228,16 +198,6 @@ int reserve_setup(struct store *s, uint64_t bytes)
         mem_populate(s->atime, s->atime_bytes) < 0)
         return -ENOMEM;
     s->reserved = true;
-    /* Only a store that can tell the machine is short ever gives it back. */
-    if (s->low_free) {
-        void *b = mmap(NULL, BALLAST_BYTES, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (b == MAP_FAILED)
-            return -ENOMEM;
-        s->ballast = b;
-        if (mem_populate(s->ballast, BALLAST_BYTES) < 0)
-            return -ENOMEM;
-    }
     return zs_reserve_refill(s->pool);
 }
 

@@ -35,8 +35,6 @@
 
 #define PAGE STORE_PAGE_SIZE
 #define PAGE_SHIFT 12
-/* The ballast's size (reserve.c): a few hundred pages for the kernel's own I/O. */
-#define BALLAST_BYTES (2u << 20)
 
 enum slot_state {
     SLOT_EMPTY = 0,
@@ -172,13 +170,6 @@ struct store {
     _Atomic bool refill_stalled;
     _Atomic uint64_t refill_busy_since; /* ms (monotonic) a refill began; 0 when none runs */
     struct worker watchdog;
-    /*
-     * The ballast: BALLAST_BYTES populated that no write may take, given
-     * back by the watchdog when the reserve is spent (reserve.c); or NULL
-     * (no reserve, or no low_free).
-     */
-    char *ballast;
-    _Atomic bool ballast_out; /* given back, not populated again yet */
 
     /*
      * Statistics, atomic (counter.h): the COUNTER entries of STORE_STATS

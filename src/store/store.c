@@ -194,7 +194,6 @@ void store_free(struct store *s)
     unmap_table(s->occ_summary, s->occ_summary_bytes);
     unmap_table(s->atime, s->atime_bytes);
     unmap_table(s->rmap, s->rmap_bytes);
-    unmap_table(s->ballast, BALLAST_BYTES);
     pthread_cond_destroy(&s->evict_done);
     worker_destroy(&s->evictor);
     worker_destroy(&s->compactor);
@@ -299,7 +298,6 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         ret->reserve_free = rs.available;
         ret->reserve_min = rs.low_water;
         ret->reserve_refills = rs.refills;
-        ret->reserve_ballast = s->ballast && !atomic_load(&s->ballast_out) ? BALLAST_BYTES : 0;
     }
     if (ret->mem_limit) {
         ret->wb_high = watermark(ret->mem_limit, &s->high_pct);

@@ -81,8 +81,7 @@ struct store_config {
      * Free memory on the machine (bytes) under which it is short: then a
      * store that has seen no request for a while gives its reserve back
      * to the kernel (doc/store.md, "The reserve").  uzramd: twice
-     * vm.min_free_kbytes.  0: only a stalled refill counts, and there is
-     * no ballast.
+     * vm.min_free_kbytes.  0: only a stalled refill counts.
      */
     uint64_t low_free;
 
@@ -370,8 +369,7 @@ void store_reset_mem_used_max(struct store *s) __attribute__((nonnull));
     X(u64, reserve_waits, COUNTER)          /* writes that waited for a refill and went on */   \
     X(u64, reserve_released, COUNTER)       /* bytes given back to the kernel, memory short */  \
     X(u64, reserve_refills, DERIVED)        /* refills that populated memory */                 \
-    X(u64, reserve_failures, COUNTER)       /* refills that could not get the memory */         \
-    X(u64, reserve_ballast, DERIVED)        /* the ballast populated now (0: given back) */
+    X(u64, reserve_failures, COUNTER)       /* refills that could not get the memory */
 /* clang-format on */
 
 #define STORE_STAT_TYPE_u64 uint64_t
