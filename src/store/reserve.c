@@ -102,17 +102,17 @@ static uint64_t requests_begun(struct store *s)
 /*
  * The reserve's watchdog (doc/store.md, "The reserve"): a refill under way
  * that has not grown the reserve for RESERVE_STALL_MS is marked stalled;
- * with no request for RESERVE_STALL_MS while the machine is short of
- * memory or the refill stalls, a quarter of the target goes back to the
- * kernel, once per RESERVE_STALL_MS.  A stalled refill alone, while requests come, gives nothing back:
- * the pages would go to the program that is swapping.  It allocates nothing and touches only what
- * is resident.
+ * with the machine short of memory and no request for RESERVE_STALL_MS, a
+ * quarter of the target goes back to the kernel, once per
+ * RESERVE_STALL_MS.  A stalled refill alone gives nothing back: the pages
+ * would go to the program that is swapping.  It allocates nothing and
+ * touches only what is resident.
  */
 static void *watch_main(void *arg)
 {
     struct store *s = arg;
     uint64_t last_avail = 0, last_progress = 0, last_release = 0;
-    uint64_t last_reqs = 0, last_io = 0, last_req = 0;
+    uint64_t last_reqs = 0, last_io = 0;
 
     stack_prefault(64u << 10);
     mutex_lock(&s->watchdog.lock);
@@ -127,18 +127,10 @@ static void *watch_main(void *arg)
         bool low = machine_short(s->low_free);
         if (since == 0 || rs.available > last_avail)
             last_progress = now;
-        if (reqs != last_reqs)
-            last_req = now;
         if (reqs != last_reqs || !low)
             last_io = now;
         bool refill_stuck = now - last_progress >= RESERVE_STALL_MS;
-        /*
-         * No request, and memory short by sysinfo() or by the refill's
-         * failure to get any: the kernel can raise its watermarks above
-         * low_free (doc/store.md, "The reserve").
-         */
-        bool io_stuck = now - last_io >= RESERVE_STALL_MS ||
-                        (refill_stuck && now - last_req >= RESERVE_STALL_MS);
+        bool io_stuck = now - last_io >= RESERVE_STALL_MS;
         /* Writing back and reading back go without memory now too
          * (doc/backing.md, "The page cache, or not"). */
         if (s->backing)
