@@ -231,9 +231,9 @@ static bool reserve_starved(struct daemon *d, const struct store_stats *st, uint
  * device that was idle, or a stall that pauses, starts nothing.  How long
  * the silence has lasted, in ms, or 0.
  */
-static uint64_t requests_silent(struct daemon *d, const struct store_stats *st, uint64_t now)
+static uint64_t requests_silent(struct daemon *d, uint64_t now)
 {
-    uint64_t reqs = st->read_reqs + st->write_reqs + st->discard_reqs + st->flush_reqs;
+    uint64_t reqs = store_requests_begun(d->store);
     bool stalling = d->psi_full_usec && now - d->psi_full_usec <= 2 * PSI_WINDOW_US;
 
     if (reqs != d->silent_reqs) {
@@ -267,7 +267,7 @@ void watch_memory(struct daemon *d)
     uint64_t now = monotonic_usec();
     store_get_stats(d->store, &st);
     bool starved = reserve_starved(d, &st, now);
-    uint64_t silent_ms = requests_silent(d, &st, now);
+    uint64_t silent_ms = requests_silent(d, now);
     uint64_t stuck_ms = starved ? 0 : replies_stuck(d, &st, now);
     if (!starved && !stuck_ms && !silent_ms)
         return;

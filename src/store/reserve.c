@@ -92,13 +92,6 @@ static void *refill_main(void *arg)
     return NULL;
 }
 
-/* Requests begun, all kinds: the watchdog's sign that I/O still flows. */
-static uint64_t requests_begun(struct store *s)
-{
-    return counter_get(&s->read_reqs) + counter_get(&s->write_reqs) +
-           counter_get(&s->discard_reqs) + counter_get(&s->flush_reqs);
-}
-
 /*
  * The reserve's watchdog (doc/store.md, "The reserve"): a refill under way
  * that has not grown the reserve for RESERVE_STALL_MS is marked stalled;
@@ -123,7 +116,7 @@ static void *watch_main(void *arg)
         zs_reserve_get_stats(s->pool, &rs);
         uint64_t now = monotonic_ms();
         uint64_t since = atomic_load_explicit(&s->refill_busy_since, memory_order_relaxed);
-        uint64_t reqs = requests_begun(s);
+        uint64_t reqs = store_requests_begun(s);
         bool low = machine_short(s->low_free);
         if (since == 0 || rs.available > last_avail)
             last_progress = now;

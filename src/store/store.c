@@ -268,6 +268,12 @@ void store_reset_mem_used_max(struct store *s)
     atomic_store_explicit(&s->mem_used_max, mem_used(s), memory_order_relaxed);
 }
 
+uint64_t store_requests_begun(struct store *s)
+{
+    return counter_get(&s->read_reqs) + counter_get(&s->write_reqs) +
+           counter_get(&s->discard_reqs) + counter_get(&s->flush_reqs);
+}
+
 void store_get_stats(struct store *s, struct store_stats *ret)
 {
     struct zs_pool_stats zst;

@@ -389,5 +389,11 @@ struct store_stats {
  * one atomic snapshot while requests run.
  */
 void store_get_stats(struct store *s, struct store_stats *ret) __attribute__((nonnull));
+/*
+ * Requests begun so far, of every kind (reads, writes, discards, flushes):
+ * whether I/O still reaches the store, for the reserve's watchdog and
+ * uzramd's last resort.  Lock-free; reads four counters.
+ */
+uint64_t store_requests_begun(struct store *s) __attribute__((nonnull));
 
 #endif /* UZRAM_STORE_H */
