@@ -35,8 +35,9 @@ echo "VMTEST: BOOT $(uname -r) mem_kb=$(awk '/MemTotal/ {print $2}' /proc/meminf
 if [[ -n $monitor ]]; then
     (
         while sleep "$monitor"; do
-            m=$(awk '/^MemFree|^SwapFree/ {printf "%s%s ", $1, $2}' /proc/meminfo)
-            u=$(uzramctl stat vm0 2>/dev/null | awk '$1 ~ /^(reserve_free|reserve_misses|reserve_waits|reserve_released|failed_writes|mem_used_total)$/ {printf "%s=%s ", $1, $2}')
+            m=$(awk '/^(MemFree|SwapFree|SwapCached|SwapTotal):/ {printf "%s%s ", $1, $2}' /proc/meminfo)
+            u=$(uzramctl stat vm0 2>/dev/null | awk '$1 ~ /^(orig_data_size|mem_used_total|reserve_free|reserve_misses|reserve_released|failed_writes|discard_bytes|pages_compacted)$/ {printf "%s=%s ", $1, $2}')
+            [[ -r /sys/block/zram0/mm_stat ]] && u="$u zram_mm_stat=$(tr -s ' ' , </sys/block/zram0/mm_stat)"
             echo "vmtest-monitor: ${SECONDS}s $m $u"
         done
     ) &
