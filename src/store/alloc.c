@@ -7,7 +7,7 @@
  * last compaction, and retries once; with a backing store it then waits
  * for eviction, at most STORE_EVICT_WAIT_MS.  Same-filled pages take no
  * memory.  With a reserve, an empty one fails the write with -ENOSPC after
- * at most one bounded wait for a refill (reserve.c).
+ * a wait for the refill bounded by RESERVE_STALL_MS (reserve.c).
  */
 #include <errno.h>
 
@@ -36,6 +36,7 @@ void mem_used_max_update(struct store *s, uint64_t used)
 int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
 {
     bool compacted = false, waited = false, gave_up = false, refilled = false;
+    uint64_t refill_deadline = 0;
     struct timespec deadline;
     for (;;) {
         uint64_t limit = mem_limit(s);
@@ -46,8 +47,10 @@ int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
             return -ENOMEM;
         if (!h) {
             /* The reserve is empty: a refill under way may save the write (doc/store.md). */
-            if (!refilled && (refilled = reserve_wait(s))) {
-                counter_add(&s->reserve_waits, 1);
+            if (reserve_wait(s, &refill_deadline)) {
+                if (!refilled)
+                    counter_add(&s->reserve_waits, 1);
+                refilled = true;
                 continue;
             }
             counter_add(&s->reserve_misses, 1);

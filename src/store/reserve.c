@@ -4,11 +4,11 @@
  *
  * The refill thread populates the allocator's reserve back to its target
  * when the allocator says it is low, and every REFILL_PERIOD_MS; it may
- * wait for memory, and no request waits on it except for the one bounded
- * wait of reserve_wait().  The watchdog allocates nothing: when a refill
- * stalls it marks it so, and when the machine is short of memory while no
- * request arrives it gives a quarter of the reserve back to the kernel,
- * once per RESERVE_STALL_MS.
+ * wait for memory, and no request waits on it except for the bounded wait
+ * of reserve_wait().  The watchdog allocates nothing: when a refill stalls
+ * it marks it so, and when that refill stalls while no request arrives on
+ * a machine short of memory it gives a quarter of the reserve back to the
+ * kernel, once per RESERVE_STALL_MS.
  */
 #include <errno.h>
 
@@ -21,12 +21,11 @@
 /* How often the refill thread looks at the reserve when nobody wakes it. */
 #define REFILL_PERIOD_MS 1000
 /*
- * The longest a write that found the reserve empty waits for a refill
- * (doc/store.md, "The reserve", with what a refill costs): many times what
- * a refill takes when memory is free, to leave room for a busy machine to
- * schedule the refill thread.
+ * How often a write that found the reserve empty looks again while the
+ * refill grows it (doc/store.md, "The reserve"): a step of the refill
+ * takes well under a millisecond when memory is free.
  */
-#define RESERVE_WAIT_MS 20
+#define RESERVE_POLL_MS 1
 /*
  * The watchdog's period, and how long a refill may go without growing the
  * reserve before memory counts as short (doc/store.md, "The reserve"): far
@@ -94,12 +93,14 @@ static void *refill_main(void *arg)
 
 /*
  * The reserve's watchdog (doc/store.md, "The reserve"): a refill under way
- * that has not grown the reserve for RESERVE_STALL_MS is marked stalled;
- * with the machine short of memory and no request for RESERVE_STALL_MS, a
+ * that has not grown the reserve for RESERVE_STALL_MS is marked stalled,
+ * and unmarked when it grows the reserve again.  With the refill stalled,
+ * the machine short of memory and no request for RESERVE_STALL_MS, a
  * quarter of the target goes back to the kernel, once per
- * RESERVE_STALL_MS.  A stalled refill alone gives nothing back: the pages
- * would go to the program that is swapping.  It allocates nothing and
- * touches only what is resident.
+ * RESERVE_STALL_MS.  A stalled refill alone gives nothing back (the pages
+ * would go to the program that is swapping), nor does an idle device (its
+ * reserve is what the first swap writes will need).  It allocates nothing
+ * and touches only what is resident.
  */
 static void *watch_main(void *arg)
 {
@@ -118,8 +119,10 @@ static void *watch_main(void *arg)
         uint64_t since = atomic_load_explicit(&s->refill_busy_since, memory_order_relaxed);
         uint64_t reqs = store_requests_begun(s);
         bool low = machine_short(s->low_free);
-        if (since == 0 || rs.available > last_avail)
+        if (since == 0 || rs.available > last_avail) {
             last_progress = now;
+            atomic_store(&s->refill_stalled, false);
+        }
         if (reqs != last_reqs || !low)
             last_io = now;
         bool refill_stuck = now - last_progress >= RESERVE_STALL_MS;
@@ -130,7 +133,7 @@ static void *watch_main(void *arg)
             backing_set_pressure(s->backing, refill_stuck || low);
         if (refill_stuck)
             atomic_store(&s->refill_stalled, true);
-        if (io_stuck && now - last_release >= RESERVE_STALL_MS) {
+        if (io_stuck && refill_stuck && now - last_release >= RESERVE_STALL_MS) {
             counter_add(&s->reserve_released, zs_reserve_release(s->pool, rs.target / 4));
             last_release = now;
         }
@@ -143,30 +146,37 @@ static void *watch_main(void *arg)
 }
 
 /*
- * A write found the reserve empty: wake the refill and wait for one to
- * complete, unless refills are known to stall (doc/store.md).  The wait is
- * RESERVE_WAIT_MS, or RESERVE_STALL_MS while the machine has free memory
- * (then the refill waits for a core, not for reclaim, and the watchdog
- * says so if it does stall).  True if one completed: the caller tries
- * again.
+ * A write found the reserve empty: wake the refill and wait for it to put
+ * more back, looking every RESERVE_POLL_MS, until *deadline_ms (set
+ * at the write's first call, RESERVE_STALL_MS on).  A refill that stalls
+ * (the watchdog says so) ends the wait at once, and a write never waits
+ * while one is known to stall (doc/store.md).  True if the reserve grew,
+ * or a refill completed: the caller tries again.
  */
-bool reserve_wait(struct store *s)
+bool reserve_wait(struct store *s, uint64_t *deadline_ms)
 {
-    if (atomic_load(&s->refill_stalled) || !s->refiller.running)
+    if (!s->refiller.running)
         return false;
-    bool plenty = s->low_free && !machine_short(s->low_free);
-    struct timespec deadline = deadline_in_ms(plenty ? RESERVE_STALL_MS : RESERVE_WAIT_MS);
+    if (*deadline_ms == 0)
+        *deadline_ms = monotonic_ms() + RESERVE_STALL_MS;
     LOCK_GUARD(&s->refiller.lock);
     uint64_t done = s->refills_done;
     s->refill_wanted = true;
     pthread_cond_signal(&s->refiller.cond);
-    while (s->refills_done == done && !s->refiller.stop) {
-        if (pthread_cond_timedwait(&s->refill_cond, &s->refiller.lock, &deadline) == ETIMEDOUT) {
-            atomic_store(&s->refill_stalled, true);
+    /* What it holds now did not serve this write (runs of other lengths). */
+    struct zs_reserve_stats rs;
+    zs_reserve_get_stats(s->pool, &rs);
+    uint64_t seen = rs.available;
+    for (;;) {
+        zs_reserve_get_stats(s->pool, &rs);
+        if (rs.available > seen || s->refills_done != done)
+            return true;
+        if (atomic_load(&s->refill_stalled) || s->refiller.stop ||
+            monotonic_ms() >= *deadline_ms)
             return false;
-        }
+        struct timespec poll = deadline_in_ms(RESERVE_POLL_MS);
+        (void)pthread_cond_timedwait(&s->refill_cond, &s->refiller.lock, &poll);
     }
-    return s->refills_done != done;
 }
 
 /*

@@ -166,7 +166,7 @@ struct store {
     bool refill_wanted;                 /* the allocator asked for a refill; under refiller.lock */
     uint64_t refills_done;              /* refills completed; under refiller.lock */
     pthread_cond_t refill_cond;         /* a refill completed; with refiller.lock */
-    /* No refill completed within a write's wait, or grew the reserve in RESERVE_STALL_MS. */
+    /* The refill under way has not grown the reserve for RESERVE_STALL_MS (the watchdog's). */
     _Atomic bool refill_stalled;
     _Atomic uint64_t refill_busy_since; /* ms (monotonic) a refill began; 0 when none runs */
     struct worker watchdog;
@@ -290,8 +290,11 @@ int handles_grow(struct zs_pool *pool, uint64_t handles, void *arg);
 /* Populate the tables and fill the reserve once.  0 or a negative errno. */
 int reserve_setup(struct store *s, uint64_t bytes);
 int reserve_start(struct store *s);
-/* A write found the reserve empty: true if a refill completed meanwhile. */
-bool reserve_wait(struct store *s);
+/*
+ * A write found the reserve empty: true if the refill grew it meanwhile
+ * (*deadline_ms: 0 at the write's first call, the wait's end after).
+ */
+bool reserve_wait(struct store *s, uint64_t *deadline_ms);
 
 /* ---- writeback.c: writing slots back, idle marking ------------------------------ */
 
