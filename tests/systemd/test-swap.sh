@@ -47,6 +47,11 @@ loop=$(loops)
 [[ $(losetup --noheadings --output DIO "$loop" | tr -d ' ') == 1 ]] || fail "$loop without direct I/O"
 read -r _ _ _ _ prio < <(grep "^$loop " /proc/swaps) || fail "$loop not in /proc/swaps"
 [[ $prio == 7 ]] || fail "swap priority $prio, want 7"
+# The kernel's "Adding ... swap" line ends with the area's flags: D for
+# discards, c for discarding freed pages.  Read whole (pipefail, SIGPIPE).
+klog=$(dmesg)
+flags=$(grep "swap on $loop\." <<<"$klog" | tail -n 1 | awk '{print $NF}')
+[[ $flags == *D*c* ]] || fail "swap on $loop without page discards (flags '$flags')"
 grep -q "swap on $loop ($DEV_FILE), priority 7" "$TMPD/out" || fail "start said: $(<"$TMPD/out")"
 rc=0
 "$HELPER" start "$name" 2>"$TMPD/err" || rc=$?
