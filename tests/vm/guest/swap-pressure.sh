@@ -9,12 +9,14 @@
 #                OOM killer must kill swap-fill (not uzramd), and uzramd must
 #                still answer.
 # A hang never reaches the verdict: the host's deadline and the kernel's
-# hung-task reports fail it.
+# hung-task reports fail it.  DEVSIZE is the swap device's size (default
+# lib.sh's SWAP_SIZE).
 #
-#   swap-pressure.sh nbd-unix|nbd-tcp|fuse|zram PCT pass|oom [ROUNDS]
+#   swap-pressure.sh nbd-unix|nbd-tcp|fuse|zram PCT pass|oom [ROUNDS [DEVSIZE]]
 . /vmtest/lib.sh
 
 kind=${1:?kind} pct=${2:?pct} expect=${3:?expect} rounds=${4:-1}
+SWAP_SIZE=${5:-$SWAP_SIZE}
 size=$(awk -v p="$pct" '/^MemTotal:/ {printf "%dM", $2 * p / 100 / 1024}' /proc/meminfo)
 swap_setup "$kind"
 [[ $kind == zram ]] || check_hardening "$kind"
