@@ -231,6 +231,20 @@ start_fake line $'error EINVAL \e[2J\x7f\xff cleared'
 run_fail 1 "stat: Invalid argument \(\?\[2J\?\? cleared\)$" stat "$T/fake/f.sock"
 stop_fake
 
+# Values and keys are shown as sent, but never as commands to the terminal:
+# control characters (C0, DEL and C1, raw or percent-encoded) reach the
+# screen as '?'.
+has_control() { LC_ALL=C grep -qaP '[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]' <<<"$1"; }
+start_fake line $'ok name=x algorithm=%1B]0;pwned%07 comp_algorithm=%C2%9B2J%7F bd_last_error=\e[2J mem_used_total=1\x7f'
+run_ok stat "$T/fake/f.sock"
+[[ $out == *'?]0;pwned?'* && $out == *'??2J?'* && $out == *'?[2J'* ]] || fail "stat of escapes: $(cat -v <<<"$out")"
+for opts in "stat $T/fake/f.sock" "stat $T/fake/f.sock --json" "-J --output-all" "--output-all"; do
+    # shellcheck disable=SC2086
+    out=$("$UZRAMCTL" --dir "$T/fake" $opts 2>"$T/err") || fail "$opts of escapes failed: $(cat "$T/err")"
+    ! has_control "$out$(cat "$T/err")" || fail "$opts let a control character through: $(cat -v <<<"$out")"
+done
+stop_fake
+
 # Numbers with leading zeros, text that is not UTF-8, a key that is ours.
 start_fake line 'ok name=other algorithm=%FF%22%5Cx%C3%A9 disksize=007 orig_data_size=12abc compr_data_size=-1 mem_used_total=00 same_pages=0 pages_compacted=1e5'
 run_ok stat "$T/fake/f.sock" --json

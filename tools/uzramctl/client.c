@@ -45,26 +45,34 @@ int uz_connect(const char *path, unsigned timeout_s)
 }
 
 /*
- * Overwrite with '?' every byte of s that is not part of a well-formed UTF-8
- * sequence.  Values are percent-decoded, so a daemon can send any byte; what
- * uzramctl prints, JSON above all, must stay valid text.
+ * Make s safe to print, in place: every byte that is not part of a
+ * well-formed UTF-8 sequence, and every control character (C0, DEL, and C1,
+ * U+0080..U+009F, which some terminals also obey), becomes '?'.  A daemon
+ * can send any byte (values are percent-decoded): what uzramctl prints must
+ * stay valid text, JSON above all, and must not drive the user's terminal.
+ * The '?' keeps the length, so this works in place, as `ls -q` does.
  */
-static void utf8_sanitize(char *s)
+static void text_sanitize(char *s)
 {
     unsigned char *p = (unsigned char *)s;
 
     while (*p) {
         size_t n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
                  : (*p & 0xf8) == 0xf0 ? 4 : 0;
-        uint32_t cp = n == 2 ? *p & 0x1fu : n == 3 ? *p & 0x0fu : *p & 0x07u;
+        uint32_t cp = n == 1 ? *p : n == 2 ? *p & 0x1fu : n == 3 ? *p & 0x0fu : *p & 0x07u;
         size_t i;
 
         for (i = 1; i < n && (p[i] & 0xc0) == 0x80; i++)
             cp = cp << 6 | (p[i] & 0x3fu);
         /* Truncated, overlong, a surrogate or past U+10FFFF: not text. */
-        if (n == 0 || i < n || (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
-            (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff && n == 3)) {
-            *p++ = '?';
+        bool bad = n == 0 || i < n || (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) ||
+                   (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+                   (cp >= 0xd800 && cp <= 0xdfff);
+        if (bad || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) {
+            /* A control character as a whole sequence: one '?' per byte. */
+            size_t k = bad ? 1 : n;
+            memset(p, '?', k);
+            p += k;
             continue;
         }
         p += n;
@@ -78,11 +86,17 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Split r->line into r's fields.  The line was made printable first (keys,
+ * error names and messages are shown as sent); each value again after its
+ * percent-decoding, which can bring back any byte.
+ */
 static int parse_reply(struct uz_reply *r)
 {
     char *p = r->line;
 
     r->npairs = 0;
+    text_sanitize(p);
     if (strncmp(p, "error ", 6) == 0) {
         r->ok = false;
         p += 6;
@@ -90,11 +104,6 @@ static int parse_reply(struct uz_reply *r)
         p += strcspn(p, " ");
         if (*p)
             *p++ = '\0';
-        /* Free text for a terminal: no escape sequences from a daemon. */
-        for (char *q = p; *q; q++)
-            if ((unsigned char)*q < ' ' || *q == 0x7f)
-                *q = '?';
-        utf8_sanitize(p);
         r->msg = p;
         r->err = proto_errno_from_name(r->errname);
         return 0;
@@ -113,7 +122,7 @@ static int parse_reply(struct uz_reply *r)
         *eq = '\0';
         if (proto_decode(eq + 1) < 0)
             return -EPROTO;
-        utf8_sanitize(eq + 1);
+        text_sanitize(eq + 1);
         r->pairs[r->npairs].key = words[i];
         r->pairs[r->npairs].val = eq + 1;
         r->npairs++;
