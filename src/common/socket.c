@@ -2,6 +2,8 @@
 #include "socket.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,16 +45,54 @@ static int remove_stale(const struct sockaddr_un *sa)
     }
 }
 
+int unix_dir_check(const char *path, char *why, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    _cleanup_free_ char *dir = NULL;
+    struct stat st;
+    uid_t me = geteuid();
+
+    *why = '\0';
+    if (!slash)
+        dir = strdup(".");
+    else
+        dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+    if (!dir)
+        return -ENOMEM;
+    if (stat(dir, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    if (st.st_uid != me && st.st_uid != 0) {
+        snprintf(why, len, "%s is owned by uid %u, not by %s", dir, (unsigned)st.st_uid,
+                 me == 0 ? "root" : "this user or root");
+        return -EPERM;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+        snprintf(why, len, "%s (mode %04o) may be written by others than its owner", dir,
+                 (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    return 0;
+}
+
 int unix_listen(const char *path, gid_t gid, int flags)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    char why[8];
     int r;
 
     if (strlen(path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
     strcpy(sa.sun_path, path);
+    r = unix_dir_check(path, why, sizeof(why));
+    if (r < 0)
+        return r;
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
     if (fd < 0)
+        return -errno;
+    /* bind() makes the file with the socket's mode less the umask. */
+    if (fchmod(fd, 0600) < 0)
         return -errno;
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         if (errno != EADDRINUSE)
@@ -65,12 +105,11 @@ int unix_listen(const char *path, gid_t gid, int flags)
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
             return -errno;
     }
-    if (gid != (gid_t)-1) {
-        if (chown(path, (uid_t)-1, gid) < 0 || chmod(path, 0660) < 0)
-            goto fail;
-    } else if (chmod(path, 0600) < 0) {
+    /* Exactly this mode, whatever the umask took away. */
+    if (gid != (gid_t)-1 && fchownat(AT_FDCWD, path, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) < 0)
         goto fail;
-    }
+    if (fchmodat(AT_FDCWD, path, gid != (gid_t)-1 ? 0660 : 0600, AT_SYMLINK_NOFOLLOW) < 0)
+        goto fail;
     if (listen(fd, SOMAXCONN) < 0)
         goto fail;
     return TAKE_FD(fd);

@@ -7,7 +7,20 @@
 #ifndef UZRAM_SOCKET_H
 #define UZRAM_SOCKET_H
 
+#include <stddef.h>
 #include <sys/types.h>
+
+/*
+ * May a server of this user put a socket in the directory that holds path?
+ * Only if nobody but this user and root can replace what is there: the
+ * directory must be owned by the effective user or root, and nobody else
+ * may write to it, unless its sticky bit keeps each name to its owner (as
+ * in /tmp).  Otherwise another user could swap the socket for an impostor
+ * of their own, or remove it.  Returns 0, -EPERM with the reason in why
+ * ("owned by uid 1000", ...; len bytes, always terminated), or what
+ * stat() said (-ENOENT: there is no such directory).
+ */
+int unix_dir_check(const char *path, char *why, size_t len) __attribute__((nonnull));
 
 /*
  * Bind and listen on the Unix stream socket at path and return its
@@ -17,10 +30,14 @@
  *                  is not ours is never removed); a dead socket there is
  *                  removed and replaced;
  *   -ENAMETOOLONG  path does not fit in sockaddr_un;
+ *   -EPERM         its directory fails unix_dir_check();
  *   other          from socket(), bind(), chown(), chmod(), listen().
- * The socket gets mode 0600, or 0660 and group gid when gid is not
- * (gid_t)-1, before listen(), so nobody connects under another mode.  On
- * failure the socket file this call made, if any, is removed.
+ * The socket file is made mode 0600 (the mode is set on the socket before
+ * bind(), so it never exists wider), or 0660 and group gid when gid is not
+ * (gid_t)-1, before listen(), so nobody connects under another mode.  The
+ * file is changed by name without following a symlink, in a directory the
+ * check above says nobody else controls.  On failure the socket file this
+ * call made, if any, is removed.
  */
 int unix_listen(const char *path, gid_t gid, int flags) __attribute__((nonnull));
 

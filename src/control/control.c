@@ -14,6 +14,7 @@
 #include "control-internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -326,10 +327,15 @@ static void *control_thread(void *arg)
 
 /* ---- the socket --------------------------------------------------------- */
 
-/* mkdir -p of path's parent, the directories made 0755. */
-static int make_parent(const char *path)
+/*
+ * mkdir -p of path's parent.  The directories made are 0755 when others
+ * must reach the socket (root's /run/uzram, or a --group), else 0700.
+ * Whether the last one is safe to use is unix_listen()'s to check.
+ */
+static int make_parent(const char *path, gid_t gid)
 {
     _cleanup_free_ char *dir = strdup(path);
+    mode_t mode = geteuid() == 0 || gid != (gid_t)-1 ? 0755 : 0700;
     char *slash;
 
     if (!dir)
@@ -343,9 +349,11 @@ static int make_parent(const char *path)
             continue;
         char c = *p;
         *p = '\0';
-        /* chmod: the umask must not keep a --group's members out. */
-        if (mkdir(dir, 0755) == 0) {
-            if (chmod(dir, 0755) < 0)
+        if (mkdir(dir, mode) == 0) {
+            /* The umask must not keep a --group's members out; by
+             * descriptor, so that a swapped-in symlink is not followed. */
+            _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0 || fchmod(fd, mode) < 0)
                 return -errno;
         } else if (errno != EEXIST) {
             return -errno;
@@ -362,14 +370,14 @@ static int control_bind(struct control *ctl, gid_t gid)
     struct stat st;
     int r;
 
-    r = make_parent(ctl->path);
+    r = make_parent(ctl->path, gid);
     if (r < 0)
         return r;
     _cleanup_close_ int fd = unix_listen(ctl->path, gid, SOCK_NONBLOCK);
     if (fd < 0)
         return fd;
     /* control_free() removes the file only while it is still this one. */
-    if (stat(ctl->path, &st) < 0) {
+    if (lstat(ctl->path, &st) < 0) {
         r = -errno;
         unlink(ctl->path);
         return r;

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -173,31 +174,36 @@ int pidfile_check(const char *path, pid_t *ret_pid)
     return 0;
 }
 
+/*
+ * The pidfile's directory may be shared (/tmp, /run): the temporary file
+ * gets a name nobody can guess and is made with O_EXCL, so that no file
+ * planted there beforehand (a symlink, or another user's file that would
+ * become the pidfile) is ever opened; rename() then replaces whatever is at
+ * path without following it.  The lock on it says "alive" to anyone who
+ * asks, the way `flock -n` or `pidof` cannot be fooled by a recycled pid.
+ */
 int pidfile_write(const char *path)
 {
     _cleanup_free_ char *tmp = NULL;
     char line[32];
 
-    if (asprintf(&tmp, "%s.tmp%ld", path, (long)getpid()) < 0) {
+    if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
         tmp = NULL;
         return -ENOMEM;
     }
     int len = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
 
-    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    /* mkostemp(): O_CREAT | O_EXCL, mode 0600. */
+    _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    if (write(fd, line, (size_t)len) != len) {
+    if (fchmod(fd, 0644) < 0 || write(fd, line, (size_t)len) != len ||
+        flock(fd, LOCK_EX | LOCK_NB) < 0 || rename(tmp, path) < 0) {
         int r = errno ? -errno : -EIO;
         unlink(tmp);
         return r;
     }
-    if (rename(tmp, path) < 0) {
-        int r = -errno;
-        unlink(tmp);
-        return r;
-    }
-    return 0;
+    return TAKE_FD(fd);
 }
 
 void pidfile_remove(const char *path)

@@ -50,7 +50,9 @@ static void fuse_log_forward(enum fuse_log_level level, const char *fmt, va_list
 
 int main(int argc, char **argv)
 {
-    struct daemon d = { .sigfd = -1, .sysrq_fd = -1, .psi_fd = -1, .argc = argc, .argv = argv };
+    struct daemon d = {
+        .sigfd = -1, .sysrq_fd = -1, .pidfile_fd = -1, .psi_fd = -1, .argc = argc, .argv = argv
+    };
     int r;
 
     r = options_parse(argc, argv, &d.opt);

@@ -27,6 +27,7 @@
 #include "uzramd.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@
 #include "control.h"
 #include "fuse-export.h"
 #include "nbd-export.h"
+#include "socket.h"
 #include "store.h"
 
 /*
@@ -196,6 +198,20 @@ static char *nbd_address(const struct daemon *d)
     return s;
 }
 
+/*
+ * A Unix socket that could not be made at path (err: -errno): say why.  A
+ * directory unix_listen() refused gets its reason: that is for the user to
+ * fix, not a failure of ours.
+ */
+static int listen_failed(const char *path, int err)
+{
+    char why[PATH_MAX + 64];
+
+    if (err == -EPERM && unix_dir_check(path, why, sizeof(why)) == -EPERM)
+        return startup_failed("%s: refused: %s, who could replace the socket", path, why);
+    return startup_failed("%s: cannot listen: %s", path, strerror(-err));
+}
+
 static int start_control(struct daemon *d)
 {
     d->nbd_address = nbd_address(d);
@@ -216,7 +232,7 @@ static int start_control(struct daemon *d)
         if (errno == EADDRINUSE)
             return startup_failed("%s: a daemon is already listening there "
                                   "(choose another --name or --control)", d->opt.control_path);
-        return startup_failed("%s: cannot listen: %s", d->opt.control_path, strerror(errno));
+        return listen_failed(d->opt.control_path, -errno);
     }
     int r = control_start(d->control);
     if (r < 0)
@@ -243,6 +259,9 @@ static int start_fuse(struct daemon *d)
     if (!d->fuse) {
         if (errno == EINVAL)
             return startup_failed("%s: not a regular file", d->opt.fuse_file);
+        if (errno == ELOOP)
+            return startup_failed("%s: a symbolic link: give the file itself",
+                                  d->opt.fuse_file);
         if (errno == EBUSY)
             return startup_failed("%s: already served by FUSE (another uzramd?)",
                                   d->opt.fuse_file);
@@ -289,7 +308,7 @@ static int start_nbd(struct daemon *d)
             return startup_failed("%s: in use (a live NBD server, or not a socket)",
                                   d->opt.nbd_unix);
         if (r < 0)
-            return startup_failed("%s: cannot listen: %s", d->opt.nbd_unix, strerror(-r));
+            return listen_failed(d->opt.nbd_unix, r);
     }
     if (d->opt.nbd_tcp_host && !d->passed_tcp) {
         r = nbd_export_listen_tcp(d->nbd, d->opt.nbd_tcp_host, d->opt.nbd_tcp_port);
@@ -339,7 +358,7 @@ int startup(struct daemon *d)
         if (r < 0)
             return startup_failed("%s: cannot write the pidfile: %s", d->opt.pidfile,
                                   strerror(-r));
-        d->pidfile_written = true;
+        d->pidfile_fd = r;
     }
     return 0;
 }

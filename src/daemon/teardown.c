@@ -98,8 +98,10 @@ void teardown(struct daemon *d)
     store_free(d->store);
     /* After the store, which writes to it until it is freed. */
     backing_close(d->backing);
-    if (d->pidfile_written)
+    if (d->pidfile_fd >= 0) {
         pidfile_remove(d->opt.pidfile);
+        close(d->pidfile_fd);
+    }
     if (d->sigfd >= 0)
         close(d->sigfd);
     if (d->sysrq_fd >= 0)

@@ -244,7 +244,12 @@ void daemonize_failed(const char *msg) __attribute__((nonnull));
  * A missing, unreadable or stale one is fine (0).
  */
 int pidfile_check(const char *path, pid_t *ret_pid) __attribute__((nonnull));
-/* Write our pid to path, atomically (a temporary file and a rename). */
+/*
+ * Write our pid to path, atomically (a temporary file of a random name,
+ * made with O_EXCL, then a rename) and return its descriptor, which holds
+ * an exclusive flock() on it: keep it open while the daemon lives.  Or
+ * -errno.
+ */
 int pidfile_write(const char *path) __attribute__((nonnull));
 void pidfile_remove(const char *path) __attribute__((nonnull));
 
@@ -331,7 +336,7 @@ struct daemon {
     struct fuse_export *fuse;   /* NULL without --fuse */
     struct nbd_export *nbd;     /* NULL without --nbd-unix or --nbd-tcp */
     char *nbd_address;          /* what uzramctl shows: "unix:PATH,tcp:HOST:PORT" */
-    bool pidfile_written;
+    int pidfile_fd;             /* locked while we live; -1: none written */
     struct listen_socket *passed;   /* socket activation: the manager's sockets */
     int npassed;                /* how many; those the NBD export took have fd -1 */
     bool passed_unix;           /* one of them is the --nbd-unix path */

@@ -428,7 +428,9 @@ static const struct fuse_lowlevel_ops fx_ops = {
 /*
  * Make file if missing; it must end up a regular file, and not one that
  * FUSE serves already: a second mount would stack on the first, and each
- * daemon's unmount would then detach the other's.
+ * daemon's unmount would then detach the other's.  Not a symlink either
+ * (-ELOOP): the mount would cover its target, wherever someone who can
+ * write the link's directory points it.
  */
 static int prepare_file(const char *file)
 {
@@ -438,7 +440,8 @@ static int prepare_file(const char *file)
     if (statfs(file, &sfs) == 0 && sfs.f_type == FX_FUSE_MAGIC)
         return -EBUSY;
 
-    _cleanup_close_ int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
+    _cleanup_close_ int fd = open(
+        file, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW, 0600);
     if (fd < 0) {
         /* O_WRONLY fails on a directory with EISDIR: say "not a file". */
         return errno == EISDIR ? -EINVAL : -errno;

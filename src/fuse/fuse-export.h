@@ -52,8 +52,9 @@ struct fuse_export_conn {
 /*
  * Mount a FUSE file system on file, whose only inode is a regular file of
  * store_size(s) bytes.  file is created (empty, mode 0600) if missing; it
- * must be a regular file.  s must outlive the export.
+ * must be a regular file, not a symbolic link.  s must outlive the export.
  * errno: ENOENT or EACCES (file), EINVAL (file is not a regular file),
+ * ELOOP (file is a symbolic link),
  * EBUSY (file is served by FUSE already), ENOTCONN (a dead FUSE mount),
  * EPERM (mounting not permitted), ENOMEM, EIO (libfuse failed without
  * saying why).
