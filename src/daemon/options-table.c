@@ -324,6 +324,8 @@ static int show_version(const struct option_def *def, struct options *o, const c
 
 #define PERCENT_OF_LIMIT "a percentage of --mem-limit, 1-100"
 
+/* One option to a paragraph, grouped as --help shows them. */
+/* clang-format off */
 const struct option_def option_table[OPTION_MAX] = {
     [OPT_CONFIG] = {
         .name = "config", .metavar = "FILE",
@@ -369,6 +371,8 @@ const struct option_def option_table[OPTION_MAX] = {
                 " (default " STR(NBD_EXPORT_DEFAULT_CONNECTIONS) ")" },
     [OPT_CONTROL] = {
         .name = "control", .short_name = 'c', .metavar = "SOCKET", .key = OPTION_KEY_PATH,
+        .set = set_socket_path, .field = offsetof(struct options, control_path),
+        .want = "a socket path of at most 107 bytes",
         .help = "control socket (default RUNDIR/NAME.sock)" },
     [OPT_GROUP] = {
         .name = "group", .short_name = 'g', .metavar = "GROUP", .key = OPTION_KEY_VALUE,
@@ -443,6 +447,7 @@ const struct option_def option_table[OPTION_MAX] = {
         .name = "version", .short_name = 'V', .set = show_version,
         .help = "show the version" },
 };
+/* clang-format on */
 
 const struct option_def *option_key_find(const char *key)
 {

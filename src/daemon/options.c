@@ -235,7 +235,14 @@ static int take_options(int argc, char **argv, struct options *o, struct given *
             return -EINVAL;
         }
         if (id < 0) {
-            if (optopt)
+            const char *arg = argv[optind - 1];
+            int given = option_of(optopt);
+            /* getopt's answer to --flag=VALUE: the option, in optopt. */
+            if (given >= 0 && !option_table[given].metavar && strncmp(arg, "--", 2) == 0 &&
+                strchr(arg, '='))
+                log_err("option '--%s' takes no value (see uzramd --help)",
+                        option_table[given].name);
+            else if (optopt && optopt < LONG_ONLY_VAL)
                 log_err("unknown option '-%c' (see uzramd --help)", optopt);
             else
                 log_err("unknown option '%s' (see uzramd --help)", argv[optind - 1]);
@@ -311,20 +318,23 @@ static int check_watermarks(const struct options *o, const struct given *g)
     return bad_given(g, OPT_HIGH_WM, val, want);
 }
 
-/* --control, made absolute, or the default path for the device's name. */
+/*
+ * The default control socket for the device's name, unless --control gave
+ * one (the option table's set_socket_path() made it absolute and checked
+ * its length, as for --nbd-unix).
+ */
 static int set_control_path(struct options *o, const char *control)
 {
-    if (control) {
-        o->control_path = option_absolute(control);
-    } else {
-        char path[108];
-        if (uzram_control_path(o->name, path, sizeof(path)) < 0) {
-            log_err("--name: the control socket path for '%s' is too long (use --control)",
-                    o->name);
-            return -EINVAL;
-        }
-        o->control_path = strdup(path);
+    char path[108];
+
+    if (control)
+        return 0;
+    if (uzram_control_path(o->name, path, sizeof(path)) < 0) {
+        log_err("--name: the control socket path for '%s' is too long (use --control)",
+                o->name);
+        return -EINVAL;
     }
+    o->control_path = strdup(path);
     if (!o->control_path) {
         log_err("out of memory");
         return -ENOMEM;

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backing.h"
@@ -141,6 +142,11 @@ static void match_passed(struct daemon *d)
     }
 }
 
+static bool want_nbd(const struct daemon *d)
+{
+    return d->opt.nbd_unix || d->opt.nbd_tcp_host || d->npassed > 0;
+}
+
 int startup_sockets(struct daemon *d)
 {
     int r = listen_fds_take(&d->passed);
@@ -155,12 +161,13 @@ int startup_sockets(struct daemon *d)
     if (r < 0)
         return r;
     match_passed(d);
+    /* A daemon that serves nothing only holds memory: a mistake, said now. */
+    if (!d->opt.fuse_file && !want_nbd(d)) {
+        log_err("nothing to serve: give --fuse FILE, --nbd-unix SOCKET or --nbd-tcp "
+                "[HOST]:PORT (see uzramd --help)");
+        return -EINVAL;
+    }
     return 0;
-}
-
-static bool want_nbd(const struct daemon *d)
-{
-    return d->opt.nbd_unix || d->opt.nbd_tcp_host || d->npassed > 0;
 }
 
 /* The NBD addresses as one string, or NULL without NBD. */
@@ -198,15 +205,42 @@ static char *nbd_address(const struct daemon *d)
     return s;
 }
 
+/* "a regular file", "a directory"... for a message. */
+static const char *file_kind(mode_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG:
+        return "a regular file";
+    case S_IFDIR:
+        return "a directory";
+    case S_IFLNK:
+        return "a symbolic link";
+    case S_IFIFO:
+        return "a FIFO";
+    case S_IFCHR:
+    case S_IFBLK:
+        return "a device";
+    default:
+        return "something else";
+    }
+}
+
 /*
  * A Unix socket that could not be made at path (err: -errno): say why.  A
  * directory unix_listen() refused gets its reason: that is for the user to
- * fix, not a failure of ours.
+ * fix, not a failure of ours.  What is already at path is named.
  */
-static int listen_failed(const char *path, int err)
+static int listen_failed(const char *path, int err, const char *busy_hint)
 {
     char why[PATH_MAX + 64];
+    struct stat st;
 
+    if (err == -EADDRINUSE && lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+        return startup_failed("%s: not a socket but %s; only a socket a dead server left "
+                              "is replaced",
+                              path, file_kind(st.st_mode));
+    if (err == -EADDRINUSE)
+        return startup_failed("%s: a server is already listening there (%s)", path, busy_hint);
     if (err == -EPERM && unix_dir_check(path, why, sizeof(why)) == -EPERM)
         return startup_failed("%s: refused: %s, who could replace the socket", path, why);
     return startup_failed("%s: cannot listen: %s", path, strerror(-err));
@@ -229,10 +263,8 @@ static int start_control(struct daemon *d)
 
     d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid);
     if (!d->control) {
-        if (errno == EADDRINUSE)
-            return startup_failed("%s: a daemon is already listening there "
-                                  "(choose another --name or --control)", d->opt.control_path);
-        return listen_failed(d->opt.control_path, -errno);
+        return listen_failed(d->opt.control_path, -errno,
+                             "another uzramd? choose another --name or --control");
     }
     int r = control_start(d->control);
     if (r < 0)
@@ -304,11 +336,8 @@ static int start_nbd(struct daemon *d)
     }
     if (d->opt.nbd_unix && !d->passed_unix) {
         r = nbd_export_listen_unix(d->nbd, d->opt.nbd_unix, d->opt.gid);
-        if (r == -EADDRINUSE)
-            return startup_failed("%s: in use (a live NBD server, or not a socket)",
-                                  d->opt.nbd_unix);
         if (r < 0)
-            return listen_failed(d->opt.nbd_unix, r);
+            return listen_failed(d->opt.nbd_unix, r, "another NBD server");
     }
     if (d->opt.nbd_tcp_host && !d->passed_tcp) {
         r = nbd_export_listen_tcp(d->nbd, d->opt.nbd_tcp_host, d->opt.nbd_tcp_port);

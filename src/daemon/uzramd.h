@@ -369,7 +369,8 @@ struct daemon {
 
 /*
  * Take the sockets the service manager passed (listen.c) and match them
- * with --nbd-unix and --nbd-tcp.  Before any fork: they are for this pid.
+ * with --nbd-unix and --nbd-tcp, and refuse a daemon with no front end.
+ * Before any fork: they are for this pid.
  * 0, or -EINVAL after logging why (exit EXIT_USAGE); d->passed may hold
  * sockets either way, for teardown() to close.
  */

@@ -226,6 +226,22 @@ bad reserve --size 64M --reserve 513M
 bad reserve --size 64M --reserve 32K
 bad name --size 64M --name 'bad/name'
 bad stray --size 64M stray
+# A flag given a value, a control socket path that cannot fit (as early as
+# --nbd-unix's), and a daemon with nothing to serve.
+bad "option '--read-only' takes no value" --size 64M --read-only=yes
+bad "--control: bad value '/$(printf 'c%.0s' {1..120})' (want a socket path of at most 107 bytes)" \
+    --size 64M --control "/$(printf 'c%.0s' {1..120})"
+expect_usage_error "nothing to serve: give --fuse FILE" \
+    "$UZRAMD" --foreground --name "bad-$$" --size 64M --control "$TMPD/bad.sock"
+# A control socket path where a file is: it is named, and left alone (exit 1).
+echo keep >"$TMPD/notsock"
+rc=0
+timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --size 64M --fuse "$TMPD/bad" \
+    --control "$TMPD/notsock" 2>"$TMPD/err" || rc=$?
+((rc == 1)) || fail "--control on a regular file: exit $rc: $(<"$TMPD/err")"
+grep -q "$TMPD/notsock: not a socket but a regular file" "$TMPD/err" ||
+    fail "--control on a regular file: $(<"$TMPD/err")"
+[[ $(<"$TMPD/notsock") == keep ]] || fail "--control replaced a regular file"
 # The evict path's options.
 bad backing --size 64M --backing ''
 bad backing-format --size 64M --backing "$TMPD/bk" --backing-format gzip

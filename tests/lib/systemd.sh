@@ -57,11 +57,15 @@ wait_message() {
 
 # start_fg [ARGS...]: uzramd --foreground, as systemd runs it, with its
 # control socket at $TMPD/ctl.sock and its log in $TMPD/uzramd.log.  Sets
-# DEV_PID and DEV_SOCK; waits for the control socket.
+# DEV_PID and DEV_SOCK; waits for the control socket.  Without --nbd-unix
+# in ARGS, it serves NBD on $TMPD/fg-nbd.sock (uzramd refuses to serve
+# nothing).
 start_fg() {
+    local fe=()
+    [[ " $* " == *" --nbd-unix "* ]] || fe=(--nbd-unix "$TMPD/fg-nbd.sock")
     DEV_SOCK=$TMPD/ctl.sock
-    log "uzramd --foreground --control $DEV_SOCK $*"
-    env --default-signal=INT,TERM "$UZRAMD" --foreground --control "$DEV_SOCK" "$@" \
+    log "uzramd --foreground --control $DEV_SOCK ${fe[*]} $*"
+    env --default-signal=INT,TERM "$UZRAMD" --foreground --control "$DEV_SOCK" "${fe[@]}" "$@" \
         2>"$TMPD/uzramd.log" &
     DEV_PID=$!
     wait_started_fg "uzramd --foreground did not start"
