@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "backing.h"
+#include "cleanup.h"
 #include "codec.h"
 #include "control.h"
 #include "fuse-export.h"
@@ -272,6 +273,24 @@ static int start_control(struct daemon *d)
     return 0;
 }
 
+/*
+ * The FUSE file could not be mounted for ENOENT: name its directory when
+ * that is what is missing (ENOENT may also come from libfuse itself).
+ */
+static int fuse_enoent(const char *path)
+{
+    _cleanup_free_ char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    struct stat st;
+
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (stat(dir, &st) < 0 && errno == ENOENT)
+            return startup_failed("%s: the directory %s does not exist", path, dir);
+    }
+    return startup_failed("%s: cannot mount: %s", path, strerror(ENOENT));
+}
+
 /* Each front end: set up, start, and return only once it serves. */
 static int start_fuse(struct daemon *d)
 {
@@ -300,6 +319,8 @@ static int start_fuse(struct daemon *d)
         if (errno == ENOTCONN)
             return startup_failed("%s: a dead FUSE mount is there (fusermount3 -u %s)",
                                   d->opt.fuse_file, d->opt.fuse_file);
+        if (errno == ENOENT)
+            return fuse_enoent(d->opt.fuse_file);
         return startup_failed("%s: cannot mount: %s", d->opt.fuse_file, strerror(errno));
     }
     r = fuse_export_start(d->fuse);

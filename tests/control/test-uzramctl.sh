@@ -115,7 +115,7 @@ run_ok list dev0 "$T/dev0.sock"
 mkdir "$T/empty"
 out=$("$UZRAMCTL" --dir "$T/empty") || fail "list of an empty directory failed"
 [[ -z $out ]] || fail "list of an empty directory printed: $out"
-out=$("$UZRAMCTL" --dir "$T/nonexistent" -J) || fail "list -J of a missing directory failed"
+out=$("$UZRAMCTL" --dir "$T/empty" -J) || fail "list -J of an empty directory failed"
 [[ $(json_get "$out" 'len(j["uzramdevices"])') == 0 ]] || fail "empty -J: $out"
 
 # ---- stat ------------------------------------------------------------------
@@ -166,6 +166,9 @@ run_fail 1 "^uzramctl: nodev: no such device \(no daemon at $T/nodev.sock\)$" --
 run_fail 1 "^uzramctl: stale: no such device" --dir "$T" compact stale
 run_fail 1 "no such device" set "$T/none.sock" mem-limit=1M
 run_fail 1 "no such device" --dir "$T" list nodev
+# A --dir that is not there is a mistake, not a machine without devices.
+run_fail 1 "^uzramctl: $T/nodir: no such directory$" --dir "$T/nodir"
+run_fail 1 "^uzramctl: $T/nodir: no such directory$" --dir "$T/nodir" list
 
 # ---- a daemon that answers nonsense -------------------------------------------
 # A stand-in that says hello properly, then answers every request with the

@@ -242,6 +242,13 @@ timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --size 64M --fuse "$TM
 grep -q "$TMPD/notsock: not a socket but a regular file" "$TMPD/err" ||
     fail "--control on a regular file: $(<"$TMPD/err")"
 [[ $(<"$TMPD/notsock") == keep ]] || fail "--control replaced a regular file"
+# --fuse in a directory that is not there: the directory is named (exit 1).
+rc=0
+timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --size 64M --fuse "$TMPD/nodir/x.img" \
+    --control "$TMPD/bad.sock" 2>"$TMPD/err" || rc=$?
+((rc == 1)) || fail "--fuse in a missing directory: exit $rc: $(<"$TMPD/err")"
+grep -q "$TMPD/nodir/x.img: the directory $TMPD/nodir does not exist" "$TMPD/err" ||
+    fail "--fuse in a missing directory: $(<"$TMPD/err")"
 # The evict path's options.
 bad backing --size 64M --backing ''
 bad backing-format --size 64M --backing "$TMPD/bk" --backing-format gzip

@@ -23,6 +23,11 @@ void device_set_run_dir(const char *dir)
     run_dir_opt = dir;
 }
 
+bool device_run_dir_given(void)
+{
+    return run_dir_opt != NULL;
+}
+
 int device_run_dir(char *buf, size_t len)
 {
     if (run_dir_opt) {

@@ -291,10 +291,10 @@ static int list_run_dir(struct libscols_table *tb, const struct list_opts *o, in
     }
     n = scandir(dir, &ents, NULL, alphasort);
     if (n < 0) {
-        /* No run directory: no daemon has ever run. */
-        if (errno == ENOENT)
+        /* No default run directory: no daemon has ever run.  A --dir is a typo. */
+        if (errno == ENOENT && !device_run_dir_given())
             return EXIT_SUCCESS;
-        warn("%s: %s", dir, strerror(errno));
+        warn("%s: %s", dir, errno == ENOENT ? "no such directory" : strerror(errno));
         return EXIT_FAILURE;
     }
     for (int i = 0; i < n; i++) {

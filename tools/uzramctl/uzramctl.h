@@ -53,6 +53,8 @@ struct device {
 
 /* --dir: where sockets are looked for instead of uzram_run_dir(); dir is kept. */
 void device_set_run_dir(const char *dir) __attribute__((nonnull));
+/* --dir was given: its directory must exist, where the default one may not yet. */
+bool device_run_dir_given(void);
 /* The run directory in use into buf: 0 or -ENAMETOOLONG (or uzram_run_dir()'s error). */
 int device_run_dir(char *buf, size_t len) __attribute__((nonnull));
 /* Work out DEVICE's socket; a bad DEVICE is a usage error (exits). */
