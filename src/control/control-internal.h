@@ -27,8 +27,6 @@
 /* After EMFILE and the like, stop accepting for a while rather than spin
  * on a listening socket that stays readable. */
 #define CONTROL_ACCEPT_PAUSE_MS 1000
-/* What set takes, as help and its errors list it. */
-#define CONTROL_SETTINGS "mem-limit,compact-threshold,mem-used-max,high-watermark,low-watermark"
 /* How much of a client's bad input an error message echoes. */
 #define CONTROL_ECHO_MAX 64
 

@@ -195,8 +195,8 @@ static void set_one(struct control *ctl, const char *key, const char *val, struc
         else
             store_reset_mem_used_max(ctl->store);
     } else {
-        resp_error(r, EINVAL, "unknown setting '%.*s' (" CONTROL_SETTINGS ")",
-                   CONTROL_ECHO_MAX, key);
+        resp_error(r, EINVAL, "unknown setting '%.*s' (" PROTO_SETTINGS ")", CONTROL_ECHO_MAX,
+                   key);
     }
 }
 
@@ -411,7 +411,7 @@ static void req_help(struct control *ctl, struct client *c, int argc, char **arg
     resp_ok(r);
     resp_u64(r, "protocol", PROTO_VERSION);
     resp_verb_names(r, "verbs");
-    resp_str(r, "settings", CONTROL_SETTINGS);
+    resp_str(r, "settings", PROTO_SETTINGS);
 }
 
 /*

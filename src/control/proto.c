@@ -22,6 +22,23 @@ const char *proto_verb_name(enum proto_verb v)
     return verb_names[v];
 }
 
+bool proto_setting_known(const char *key, size_t len)
+{
+    const char *p = PROTO_SETTINGS;
+
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        bool same = n == len;
+        for (size_t i = 0; same && i < n; i++)
+            same = p[i] == (key[i] == '_' ? '-' : key[i]);
+        if (same)
+            return true;
+        if (!p[n])
+            return false;
+        p += n + 1;
+    }
+}
+
 #define VERB_BIT(v) (1u << (v))
 
 /* The selections, in the order messages list them.  recompress takes no "all". */

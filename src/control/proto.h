@@ -61,6 +61,15 @@ enum proto_verb {
 /* The verb's name on the wire.  v must be below PROTO_VERB_MAX. */
 const char *proto_verb_name(enum proto_verb v);
 
+/* What set takes, as help and its errors list it. */
+#define PROTO_SETTINGS "mem-limit,compact-threshold,mem-used-max,high-watermark,low-watermark"
+/*
+ * key (len bytes, not terminated) is one of PROTO_SETTINGS, with '_' taken
+ * as '-' (set's keys may be written either way).  uzramctl checks every key
+ * before it sends any, so that a typo changes nothing.
+ */
+bool proto_setting_known(const char *key, size_t len) __attribute__((nonnull));
+
 /*
  * Which slots a writeback or recompress takes, as zram's type names them:
  * a selection is PROTO_SEL_IDLE, PROTO_SEL_HUGE, both (slots that are both),

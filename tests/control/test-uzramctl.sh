@@ -153,7 +153,14 @@ run_fail 1 "^uzramctl: dev0: set mem-limit: Invalid argument \(bad size 'x'\)$" 
     --dir "$T" set dev0 mem-limit=x
 run_fail 1 "set compact-threshold: Invalid argument" --dir "$T" set dev0 compact-threshold=101
 run_fail 1 "set mem-used-max: Invalid argument" --dir "$T" set dev0 mem-used-max=7
-run_fail 1 "set frobs: Invalid argument \(unknown setting 'frobs'" --dir "$T" set dev0 frobs=1
+# An unknown key is refused before any setting is sent (exit 2): nothing
+# changes, not even the settings before it.
+run_fail 2 "unknown setting 'frobs' \(mem-limit,compact-threshold," --dir "$T" set dev0 frobs=1
+run_ok stat dev0 --json
+before=$(json_get "$out" 'j["mem_limit"]')
+run_fail 2 "unknown setting 'foo'" --dir "$T" set dev0 mem-limit=32M foo=1
+run_ok stat dev0 --json
+[[ $(json_get "$out" 'j["mem_limit"]') == "$before" ]] || fail "set applied mem-limit before an unknown key: $out"
 # A value with a space goes over encoded, and comes back in the message.
 run_fail 1 "bad size '1 G'" --dir "$T" set dev0 "mem-limit=1 G"
 # Those before a refused setting are in force.

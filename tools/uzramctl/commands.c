@@ -106,6 +106,8 @@ static void check_setting(const char *s)
             die_usage("bad setting name in '%s'", s);
     if (!eq[1])
         die_usage("no value in '%s'", s);
+    if (!proto_setting_known(s, (size_t)(eq - s)))
+        die_usage("unknown setting '%.*s' (%s)", (int)(eq - s), s, PROTO_SETTINGS);
 }
 
 static bool is_watermark(const char *s)
