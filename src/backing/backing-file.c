@@ -8,6 +8,15 @@
  * transfer of nothing is -EIO.  Discards are best effort.  An open never
  * shortens a file, never creates one under /dev/, and removes a file it
  * created when a later step fails.
+ *
+ * Whose file it is: the path is taken as given, never through a symbolic
+ * link (which whoever can write its directory may point anywhere); a
+ * block device is opened O_EXCL, so that one mounted or held by another
+ * program is refused; and the open file is locked (flock), so that two
+ * daemons never share one.  A file the open created is removed again at
+ * close, while its path still names it: evicted pages do not outlive the
+ * daemon there.  A file or device that was there already is left as it
+ * is (doc/backing.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -32,6 +42,7 @@ struct backing_file {
     int dfd;                    /* the same file with O_DIRECT; -1 until backing_use_direct() */
     bool blockdev;
     _Atomic bool pressure;      /* memory is short: use dfd */
+    char *created;              /* the path of a file the open created, removed at close */
 };
 
 /* The calling thread's bounce block for O_DIRECT, freed when it exits. */
@@ -149,9 +160,22 @@ static int file_flush(struct backing *b)
     return fdatasync(f->fd) < 0 ? -errno : 0;
 }
 
+/* Remove path if it still names the file open on fd. */
+static void unlink_if_same(const char *path, int fd)
+{
+    struct stat a, b;
+
+    if (fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        (void)unlink(path);
+}
+
 static void file_close(struct backing *b)
 {
     struct backing_file *f = (struct backing_file *)b;
+    if (f->created && f->fd >= 0)
+        unlink_if_same(f->created, f->fd);
+    free(f->created);
     if (f->fd >= 0)
         close(f->fd);
     if (f->dfd >= 0)
@@ -226,10 +250,18 @@ static int file_open_path(const char *path, bool *ret_created, char *err, size_t
     struct stat st;
     int fd = -1;
     *ret_created = false;
-    if (stat(path, &st) == 0) {
+    if (lstat(path, &st) == 0) {
+        if (S_ISLNK(st.st_mode))
+            return open_fail(err, errlen, ELOOP,
+                             "a symbolic link (give the file or device itself)");
         if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
             return open_fail(err, errlen, EINVAL, "not a regular file or a block device");
-        fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+        /* O_EXCL on a block device: refused while mounted or held by another program. */
+        fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW |
+                            (S_ISBLK(st.st_mode) ? O_EXCL : 0));
+        if (fd < 0 && errno == EBUSY)
+            return open_fail(err, errlen, EBUSY,
+                             "in use (mounted, or held by another program)");
     } else if (errno == ENOENT && strncmp(path, "/dev/", 5) == 0) {
         /*
          * A missing device (a typo, a disk not there yet) must not become
@@ -244,6 +276,15 @@ static int file_open_path(const char *path, bool *ret_created, char *err, size_t
     if (fd < 0) {
         int e = errno;
         return open_fail(err, errlen, e, "cannot open it: %s", strerror(e));
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno == EWOULDBLOCK ? EBUSY : errno;
+        if (*ret_created)
+            unlink_if_same(path, fd);
+        close(fd);
+        if (e == EBUSY)
+            return open_fail(err, errlen, e, "in use by another uzramd (locked)");
+        return open_fail(err, errlen, e, "cannot lock it: %s", strerror(e));
     }
     return fd;
 }
@@ -315,6 +356,14 @@ struct backing *backing_file_open(const char *path, uint64_t size, char *err, si
     }
     f->b.ops = &file_ops;
     f->b.blocks = usable_blocks(have, size);
+    if (created) {
+        f->created = strdup(path);
+        if (!f->created) {
+            free(f);
+            open_fail(err, errlen, ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
     f->fd = TAKE_FD(fd);
     f->dfd = -1;
     f->blockdev = blockdev;

@@ -13,6 +13,13 @@
 
 #define MiB (1024ull * 1024)
 
+/* A file backing_open() created is gone after backing_close(). */
+static void bt_check_removed(const char *p)
+{
+    struct stat st;
+    CHECKF(lstat(p, &st) < 0 && errno == ENOENT, "%s outlived backing_close()", p);
+}
+
 static void test_open_creates_sparse(void)
 {
     const char *p = BT_PATH("new");
@@ -31,7 +38,7 @@ static void test_open_creates_sparse(void)
     CHECK_EQU(s.blocks_used, 0);
     CHECK(s.connected);
     backing_close(b);
-    CHECK_EQ(unlink(p), 0);
+    bt_check_removed(p);
 }
 
 /* Not a multiple of the block size: the tail is never handed out. */
@@ -41,7 +48,7 @@ static void test_open_odd_size(void)
     struct backing *b = bt_open(p, 10 * 4096 + 100);
     CHECK_EQU(backing_blocks(b), 10);
     backing_close(b);
-    CHECK_EQ(unlink(p), 0);
+    bt_check_removed(p);
 }
 
 static void make_file(const char *p, uint64_t size)
@@ -97,6 +104,27 @@ static void expect_refused(const char *spec, uint64_t size, int want_errno)
     /* err may be NULL. */
     CHECK(backing_open(spec, size, NULL, 0) == NULL);
     CHECK_EQ(errno, want_errno);
+}
+
+/*
+ * Whose file it is (backing-file.c): a symbolic link is refused, not
+ * followed; an open file is locked against a second open, which is refused
+ * with EBUSY; a file that was there already is kept at close.
+ */
+static void test_ownership(void)
+{
+    const char *target = BT_PATH("target"), *link = BT_PATH("link");
+    make_file(target, 1 * MiB);
+    CHECK_EQ(symlink(target, link), 0);
+    expect_refused(link, 1 * MiB, ELOOP);
+    CHECK_EQ(unlink(link), 0);
+
+    struct backing *b = bt_open(target, 1 * MiB);
+    expect_refused(target, 1 * MiB, EBUSY);
+    backing_close(b);
+    b = bt_open(target, 1 * MiB); /* free again */
+    backing_close(b);
+    CHECK_EQ(unlink(target), 0); /* kept: it was not ours */
 }
 
 static void test_bad_spec(void)
@@ -159,7 +187,7 @@ static void test_alloc_next_fit(void)
     backing_free(b, UINT64_MAX, true);
     CHECK_EQU(bt_stats(b).blocks_used, 15);
     backing_close(b);
-    CHECK_EQ(unlink(p), 0);
+    bt_check_removed(p);
 }
 
 /* Across several bitmap words, with a tail that is not a whole word. */
@@ -184,12 +212,17 @@ static void test_alloc_words(void)
     }
     CHECK_EQ(backing_alloc(b, &blk), -ENOSPC);
     backing_close(b);
-    CHECK_EQ(unlink(p), 0);
+    bt_check_removed(p);
 }
 
+/*
+ * Every length a block takes, on a file that was there before (so that it
+ * stays when closed): reopened, the data is still there.
+ */
 static void test_roundtrip(void)
 {
     const char *p = BT_PATH("rt");
+    make_file(p, 1 * MiB);
     struct backing *b = bt_open(p, 1 * MiB);
     unsigned char in[4096], out[4096];
     for (size_t len = 1; len <= 4096; len++) {
@@ -270,7 +303,7 @@ static void test_direct(void)
         CHECK_EQ(backing_read(b, 1, out, 1000), 0);
         CHECK(memcmp(in, out, 1000) == 0);
         backing_close(b);
-        CHECK_EQ(unlink(p), 0);
+        bt_check_removed(p);
         return;
     }
     CHECK_EQ(r, 0);
@@ -309,7 +342,7 @@ static void test_direct(void)
     CHECK(memcmp(in, out, 4096) == 0);
     CHECK_EQU(bt_stats(b).write_errors + bt_stats(b).read_errors, 0);
     backing_close(b);
-    CHECK_EQ(unlink(p), 0);
+    bt_check_removed(p);
 }
 
 static void test_bad_args(void)
@@ -332,7 +365,7 @@ static void test_bad_args(void)
     CHECK_EQU(s.writes, 1);
     CHECK_EQ(s.last_error, -EINVAL);
     backing_close(b);
-    CHECK_EQ(unlink(p), 0);
+    bt_check_removed(p);
 }
 
 static void test_discard_punches(void)
@@ -372,7 +405,7 @@ static void test_discard_punches(void)
         CHECK_EQ(buf[i], 0);
     CHECK_EQU(bt_stats(b).blocks_used, 0);
     backing_close(b);
-    CHECK_EQ(unlink(p), 0);
+    bt_check_removed(p);
 }
 
 /*
@@ -444,7 +477,7 @@ static void test_threads(void)
     CHECK_EQU(s.read_errors + s.write_errors, 0);
     CHECK(s.writes > 0 && s.reads > 0);
     backing_close(b);
-    CHECK_EQ(unlink(p), 0);
+    bt_check_removed(p);
 }
 
 int main(void)
@@ -455,6 +488,7 @@ int main(void)
     RUN_TEST(test_open_odd_size);
     RUN_TEST(test_existing_sizes);
     RUN_TEST(test_bad_spec);
+    RUN_TEST(test_ownership);
     RUN_TEST(test_alloc_next_fit);
     RUN_TEST(test_alloc_words);
     RUN_TEST(test_roundtrip);

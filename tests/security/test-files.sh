@@ -10,7 +10,9 @@
 #   - the pidfile's temporary name was the pid, opened without O_EXCL: a
 #     file planted under that name in a shared directory became the pidfile,
 #     owned by whoever planted it;
-#   - --fuse on a symbolic link mounted over the link's target.
+#   - --fuse on a symbolic link mounted over the link's target;
+#   - --backing followed a symbolic link, two daemons could share one
+#     backing file, and a backing file uzramd made outlived it.
 # The victim is an unused uid, the attacker the user nobody (setpriv).
 
 # shellcheck source=tests/lib/uzramd.sh
@@ -126,5 +128,38 @@ fi
 ((rc == 1)) || fail "--fuse on a symbolic link: exit $rc: $(cat "$TMPD/err")"
 grep -q "$TMPD/link: a symbolic link: give the file itself" "$TMPD/err" ||
     fail "--fuse on a symbolic link: $(cat "$TMPD/err")"
+
+# ---- --backing: whose file it is ------------------------------------------------
+# A symbolic link is not followed: the daemon would grow and overwrite its
+# target, wherever someone who can write the link's directory points it.
+head -c 4096 /dev/urandom >"$TMPD/precious"
+sum=$(sha256sum <"$TMPD/precious")
+ln -s "$TMPD/precious" "$TMPD/bklink"
+bk_daemon() { # NAME BACKING: exec uzramd in the foreground, NBD only, log in $TMPD/NAME.log
+    exec env --default-signal=INT,TERM "$UZRAMD" --foreground --name "$1" --size 64M --mem-limit 16M \
+        --backing "$2" --nbd-unix "$TMPD/$1.nbd" --control "$TMPD/$1.sock" 2>"$TMPD/$1.log"
+}
+rc=0
+timeout -k 5 --preserve-status -s TERM 20 bash -c "$(declare -f bk_daemon); UZRAMD='$UZRAMD' TMPD='$TMPD' bk_daemon bk0 '$TMPD/bklink'" || rc=$?
+((rc == 1)) || fail "--backing on a symbolic link: exit $rc: $(cat "$TMPD/bk0.log")"
+grep -q "a symbolic link" "$TMPD/bk0.log" || fail "--backing on a symbolic link: $(cat "$TMPD/bk0.log")"
+[[ $(sha256sum <"$TMPD/precious") == "$sum" ]] || fail "--backing changed a symbolic link's target"
+
+# One backing file, one daemon: a second is refused while the first holds it.
+bk_daemon bk1 "$TMPD/bk" &
+DEV_PID=$!
+DEV_SOCK=$TMPD/bk1.sock
+cleanup_push "stop_daemon_quietly"
+wait_for "[[ -S '$DEV_SOCK' ]] || ! pid_alive $DEV_PID" 30 && pid_alive "$DEV_PID" ||
+    fail "uzramd with a backing file did not start: $(cat "$TMPD/bk1.log")"
+[[ -f $TMPD/bk ]] || fail "no backing file made"
+rc=0
+timeout -k 5 --preserve-status -s TERM 20 bash -c "$(declare -f bk_daemon); UZRAMD='$UZRAMD' TMPD='$TMPD' bk_daemon bk2 '$TMPD/bk'" || rc=$?
+((rc == 1)) || fail "a second daemon on one backing file: exit $rc: $(cat "$TMPD/bk2.log")"
+grep -q "in use by another uzramd" "$TMPD/bk2.log" || fail "a second daemon on one backing file: $(cat "$TMPD/bk2.log")"
+# The file it made goes with it: evicted pages do not outlive the daemon.
+stop_daemon
+((DEV_STATUS == 0)) || fail "uzramd with a backing file exited $DEV_STATUS: $(cat "$TMPD/bk1.log")"
+[[ ! -e $TMPD/bk ]] || fail "the backing file uzramd made outlived it"
 
 log "PASS"
