@@ -64,6 +64,9 @@ int main(int argc, char **argv)
     /* Said once, at startup: a reload that keeps the setting would say it again. */
     if (d.opt.backing_only && !d.opt.backing)
         log_warn("--%s has no effect without --backing", d.opt.backing_only);
+    if (d.opt.backing && !d.opt.mem_limit)
+        log_warn("--backing without --mem-limit: nothing is written back by itself, "
+                 "only by 'uzramctl writeback'");
 
     /* Before any fork: the sockets are for this pid. */
     if (startup_sockets(&d) < 0) {

@@ -276,9 +276,12 @@ timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --fuse "$TMPD/bad" \
     fail "--backing /nonexistent-dir/x: not one line: $(<"$TMPD/err")"
 grep -q -- '^uzramd: --backing /nonexistent-dir/x: ' "$TMPD/err" ||
     fail "--backing failure not named: $(<"$TMPD/err")"
+# Without --mem-limit nothing would ever be evicted by itself: said at start.
+grep -q -- "^uzramd: warning: --backing without --mem-limit: nothing is written back by itself" \
+    "$TMPD/err" || fail "no warning for --backing without --mem-limit: $(<"$TMPD/err")"
 # The same through the background fork: the parent prints the child's line.
 rc=0
-timeout -s KILL 20 "$UZRAMD" --name "bad-$$" --fuse "$TMPD/bad" \
+timeout -s KILL 20 "$UZRAMD" --name "bad-$$" --fuse "$TMPD/bad" --mem-limit 32M \
     --control "$TMPD/bad.sock" --size 64M --backing /nonexistent-dir/x 2>"$TMPD/err" || rc=$?
 ((rc == 1)) || fail "--backing /nonexistent-dir/x in the background: exit $rc, not 1"
 [[ $(wc -l <"$TMPD/err") == 1 ]] || fail "--backing in the background: not one line: $(<"$TMPD/err")"
