@@ -88,6 +88,12 @@ read -ra hdr <<<"${lines[0]}"
 
 run_ok list
 ((${#lines[@]} == 2)) || fail "list: $out"
+# A device without a verb is listed, as `zramctl zram0` lists zram0.
+listed=$out
+run_ok dev0
+[[ $out == "$listed" ]] || fail "uzramctl dev0 is not list dev0: $out"
+run_ok -n -o name,disksize dev0
+[[ $out =~ ^dev0\ +64M$ ]] || fail "uzramctl -n -o name,disksize dev0: $out"
 
 run_ok --output-all
 read -ra hdr <<<"${out%%$'\n'*}"

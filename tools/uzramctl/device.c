@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *run_dir_opt;   /* --dir */
@@ -35,6 +36,25 @@ int device_run_dir(char *buf, size_t len)
         return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
     }
     return uzram_run_dir(buf, len);
+}
+
+bool device_socket_exists(const char *arg)
+{
+    char path[sizeof(((struct device *)0)->path)];
+    struct stat st;
+    int n;
+
+    if (strchr(arg, '/'))
+        n = snprintf(path, sizeof(path), "%s", arg);
+    else if (uzram_check_name(arg) < 0)
+        return false;
+    else if (run_dir_opt)
+        n = snprintf(path, sizeof(path), "%s/%s.sock", run_dir_opt, arg);
+    else
+        n = uzram_control_path(arg, path, sizeof(path)) < 0 ? -1 : 0;
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return false;
+    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 void device_resolve(struct device *d, const char *arg)

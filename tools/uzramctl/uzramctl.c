@@ -93,9 +93,12 @@ static void usage(void)
     printf("Usage:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         usage_command(&commands[i]);
+    /* One line of help to a line of source. */
+    /* clang-format off */
     printf("\n"
            "Watch, compact and tune running uzramd devices.\n"
-           "DEVICE is a device name (uzram0) or the path of its control socket.\n"
+           "DEVICE is a device name (uzram0) or the path of its control socket;\n"
+           "a DEVICE alone is listed, as 'list DEVICE'.\n"
            "\n"
            "Options:\n"
            " -b, --bytes          print sizes in bytes rather than in a human-readable form\n"
@@ -118,6 +121,7 @@ static void usage(void)
            " low-watermark=PCT    stop evicting under PCT%% of mem-limit\n"
            "\n"
            "Available output columns:\n");
+    /* clang-format on */
     list_print_columns();
     printf("\nSee uzramctl(8).\n");
 }
@@ -286,6 +290,12 @@ int main(int argc, char **argv)
         .args = argv + optind,
     };
 
+    if (!cmd && device_socket_exists(name)) {
+        /* `uzramctl DEVICE`: list that device, as `zramctl zram0` does. */
+        cmd = command_find("list");
+        cl.nargs++;
+        cl.args--;
+    }
     if (!cmd)
         die_usage("unknown command '%s'", name);
     check_command(cmd, &o, &cl);

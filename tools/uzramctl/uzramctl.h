@@ -57,6 +57,12 @@ void device_set_run_dir(const char *dir) __attribute__((nonnull));
 bool device_run_dir_given(void);
 /* The run directory in use into buf: 0 or -ENAMETOOLONG (or uzram_run_dir()'s error). */
 int device_run_dir(char *buf, size_t len) __attribute__((nonnull));
+/*
+ * arg names a device whose control socket is there (a name in the run
+ * directory, or a path): `uzramctl DEVICE` then lists it, as `zramctl
+ * zram0` does.  Never exits.
+ */
+bool device_socket_exists(const char *arg) __attribute__((nonnull));
 /* Work out DEVICE's socket; a bad DEVICE is a usage error (exits). */
 void device_resolve(struct device *d, const char *arg) __attribute__((nonnull));
 /*
