@@ -35,6 +35,7 @@
 #include "backing-internal.h"
 #include "cleanup.h"
 #include "populate.h"
+#include "unlink-same.h"
 
 struct backing_file {
     struct backing b;
@@ -161,20 +162,19 @@ static int file_flush(struct backing *b)
 }
 
 /* Remove path if it still names the file open on fd. */
-static void unlink_if_same(const char *path, int fd)
+static void unlink_if_open(const char *path, int fd)
 {
-    struct stat a, b;
+    struct stat st;
 
-    if (fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
-        a.st_ino == b.st_ino)
-        (void)unlink(path);
+    if (fstat(fd, &st) == 0)
+        (void)unlink_if_same(path, st.st_dev, st.st_ino);
 }
 
 static void file_close(struct backing *b)
 {
     struct backing_file *f = (struct backing_file *)b;
     if (f->created && f->fd >= 0)
-        unlink_if_same(f->created, f->fd);
+        unlink_if_open(f->created, f->fd);
     free(f->created);
     if (f->fd >= 0)
         close(f->fd);
@@ -280,7 +280,7 @@ static int file_open_path(const char *path, bool *ret_created, char *err, size_t
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int e = errno == EWOULDBLOCK ? EBUSY : errno;
         if (*ret_created)
-            unlink_if_same(path, fd);
+            unlink_if_open(path, fd);
         close(fd);
         if (e == EBUSY)
             return open_fail(err, errlen, e, "in use by another uzramd (locked)");

@@ -37,6 +37,7 @@
 #include "cleanup.h"
 #include "populate.h"
 #include "store.h"
+#include "unlink-same.h"
 
 #define UNUSED __attribute__((unused))
 
@@ -76,6 +77,9 @@ struct fuse_export {
     bool started;
     bool stopped;
     dev_t dev;                  /* the mount's device, for fusectl; 0 if unknown */
+    bool created;               /* fuse_export_new() made file: removed again by _free() */
+    dev_t file_dev;             /* the file under the mount, as made */
+    ino_t file_ino;
 
     pthread_mutex_t lock;       /* guards the fields below */
     pthread_cond_t cond;
@@ -432,22 +436,28 @@ static const struct fuse_lowlevel_ops fx_ops = {
  * (-ELOOP): the mount would cover its target, wherever someone who can
  * write the link's directory points it.
  */
-static int prepare_file(const char *file)
+static int prepare_file(struct fuse_export *fe, const char *file)
 {
+    const int flags = O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW;
     struct statfs sfs;
     struct stat st;
 
     if (statfs(file, &sfs) == 0 && sfs.f_type == FX_FUSE_MAGIC)
         return -EBUSY;
 
-    _cleanup_close_ int fd = open(
-        file, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW, 0600);
+    /* Made here, or there already: only what is made here is removed later. */
+    _cleanup_close_ int fd = open(file, flags | O_CREAT | O_EXCL, 0600);
+    fe->created = fd >= 0;
+    if (fd < 0 && errno == EEXIST)
+        fd = open(file, flags);
     if (fd < 0) {
         /* O_WRONLY fails on a directory with EISDIR: say "not a file". */
         return errno == EISDIR ? -EINVAL : -errno;
     }
     if (fstat(fd, &st) < 0)
         return -errno;
+    fe->file_dev = st.st_dev;
+    fe->file_ino = st.st_ino;
     return S_ISREG(st.st_mode) ? 0 : -EINVAL;
 }
 
@@ -458,29 +468,28 @@ struct fuse_export *fuse_export_new(struct store *s, const char *file,
     struct fuse_export *fe;
     int r;
 
-    r = prepare_file(file);
-    if (r < 0) {
-        errno = -r;
-        return NULL;
-    }
     pthread_once(&tls_once, tls_init);
-
     fe = calloc(1, sizeof(*fe));
     if (!fe)
         return NULL;
+    fe->done_fd = -1;
+    pthread_mutex_init(&fe->lock, NULL);
+    pthread_cond_init(&fe->cond, NULL);
+    r = prepare_file(fe, file);
+    if (r < 0) {
+        errno = -r;
+        goto fail;
+    }
     fe->store = s;
     fe->size = store_size(s);
     fe->threads = o->threads ? o->threads : FX_DEFAULT_THREADS;
     if (fe->threads > FUSE_EXPORT_MAX_THREADS)
         fe->threads = FUSE_EXPORT_MAX_THREADS;
-    fe->done_fd = -1;
     fe->mode = 0600;
     fe->uid = geteuid();
     fe->gid = getegid();
     clock_gettime(CLOCK_REALTIME, &fe->mtime);
     fe->atime = fe->ctime = fe->mtime;
-    pthread_mutex_init(&fe->lock, NULL);
-    pthread_cond_init(&fe->cond, NULL);
 
     fe->file = strdup(file);
     if (!fe->file)
@@ -521,6 +530,8 @@ fail:
         fuse_session_destroy(fe->se);
     if (fe->done_fd >= 0)
         close(fe->done_fd);
+    if (fe->created)
+        (void)unlink_if_same(file, fe->file_dev, fe->file_ino);
     free(fe->file);
     pthread_cond_destroy(&fe->cond);
     pthread_mutex_destroy(&fe->lock);
@@ -723,6 +734,10 @@ void fuse_export_free(struct fuse_export *fe)
     fuse_session_unmount(fe->se);
     fuse_session_destroy(fe->se);
     close(fe->done_fd);
+    /* Unmounted (or detached while a loop device holds it): the path names
+     * the file underneath again, and goes if it was made here. */
+    if (fe->created)
+        (void)unlink_if_same(fe->file, fe->file_dev, fe->file_ino);
     free(fe->file);
     pthread_cond_destroy(&fe->cond);
     pthread_mutex_destroy(&fe->lock);

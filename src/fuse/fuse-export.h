@@ -51,7 +51,8 @@ struct fuse_export_conn {
 
 /*
  * Mount a FUSE file system on file, whose only inode is a regular file of
- * store_size(s) bytes.  file is created (empty, mode 0600) if missing; it
+ * store_size(s) bytes.  file is created (empty, mode 0600) if missing, and
+ * then removed again by fuse_export_free() (or by a failed call); it
  * must be a regular file, not a symbolic link.  s must outlive the export.
  * errno: ENOENT or EACCES (file), EINVAL (file is not a regular file),
  * ELOOP (file is a symbolic link),

@@ -288,6 +288,24 @@ timeout -s KILL 20 "$UZRAMD" --name "bad-$$" --fuse "$TMPD/bad" --mem-limit 32M 
 grep -q -- '^uzramd: --backing /nonexistent-dir/x: ' "$TMPD/err" ||
     fail "--backing failure not named by the parent: $(<"$TMPD/err")"
 fuse_mounted "$TMPD/bad" && fail "a uzramd without its backing store left a mount"
+# A FUSE file uzramd made goes when it stops, or when its start fails; one
+# that was there before stays.
+# (The NBD socket fails after the FUSE file is mounted: a file is there.)
+rc=0
+timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --fuse "$TMPD/made.img" \
+    --control "$TMPD/bad.sock" --size 64M --nbd-unix "$TMPD/notsock" 2>"$TMPD/err" || rc=$?
+((rc == 1)) && grep -q "$TMPD/notsock: not a socket" "$TMPD/err" ||
+    fail "--nbd-unix on a regular file: exit $rc: $(<"$TMPD/err")"
+[[ ! -e $TMPD/made.img ]] || fail "a failed start left the FUSE file it made"
+env --default-signal=INT,TERM "$UZRAMD" --foreground --name "made-$$" --size 64M \
+    --fuse "$TMPD/made.img" --control "$TMPD/made.sock" 2>"$TMPD/made.log" &
+made_pid=$!
+wait_for "fuse_mounted '$TMPD/made.img' || ! pid_alive $made_pid" 30 && pid_alive "$made_pid" ||
+    fail "uzramd on a new FUSE file did not start: $(<"$TMPD/made.log")"
+kill -TERM "$made_pid"
+wait "$made_pid" || fail "uzramd on a new FUSE file exited $?: $(<"$TMPD/made.log")"
+[[ ! -e $TMPD/made.img ]] || fail "the FUSE file uzramd made outlived it"
+[[ -f $TMPD/bad ]] || fail "a FUSE file that was there before was removed"
 [[ -e $TMPD/bad.sock ]] && fail "a uzramd without its backing store left a socket"
 
 # ---- a second daemon on a socket in use ----------------------------------
