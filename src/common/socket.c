@@ -79,7 +79,7 @@ int unix_dir_check(const char *path, char *why, size_t len)
 int unix_listen(const char *path, gid_t gid, int flags)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    char why[8];
+    char why[8]; /* the caller asks unix_dir_check() itself for the reason */
     int r;
 
     if (strlen(path) >= sizeof(sa.sun_path))

@@ -179,8 +179,8 @@ int pidfile_check(const char *path, pid_t *ret_pid)
  * gets a name nobody can guess and is made with O_EXCL, so that no file
  * planted there beforehand (a symlink, or another user's file that would
  * become the pidfile) is ever opened; rename() then replaces whatever is at
- * path without following it.  The lock on it says "alive" to anyone who
- * asks, the way `flock -n` or `pidof` cannot be fooled by a recycled pid.
+ * path without following it.  The daemon holds a lock on it while it lives,
+ * which a recycled pid cannot fake: `flock -n FILE` fails while it does.
  */
 int pidfile_write(const char *path)
 {

@@ -243,7 +243,8 @@ static int listen_failed(const char *path, int err, const char *busy_hint)
     if (err == -EADDRINUSE)
         return startup_failed("%s: a server is already listening there (%s)", path, busy_hint);
     if (err == -EPERM && unix_dir_check(path, why, sizeof(why)) == -EPERM)
-        return startup_failed("%s: refused: %s, who could replace the socket", path, why);
+        return startup_failed("%s: refused: %s (someone else could replace the socket)", path,
+                              why);
     return startup_failed("%s: cannot listen: %s", path, strerror(-err));
 }
 
