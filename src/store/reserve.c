@@ -34,11 +34,10 @@
 #define RESERVE_WATCH_MS 20
 #define RESERVE_STALL_MS 100
 /*
- * How long a write waits for the refill while the machine is not short of
- * memory (doc/store.md, "The reserve").  Then nothing the write waits for
- * can depend on this daemon's I/O, so an empty reserve means only a refill
- * that a busy machine has not scheduled yet, or one that the writes outrun:
- * failing the write would lose a client's data for no reason.
+ * How long a write waits for a refill that has not stalled while the
+ * machine is not short of memory (doc/store.md, "The reserve"): an empty
+ * reserve then most likely means a refill that a busy machine has not run
+ * yet, and failing the write would lose a client's data for no reason.
  */
 #define RESERVE_FREE_WAIT_MS 2000
 
@@ -156,12 +155,11 @@ static void *watch_main(void *arg)
 /*
  * A write found the reserve empty: wake the refill and wait for it to put
  * more back, looking every RESERVE_POLL_MS, until *deadline_ms (set at the
- * write's first call).  On a machine short of memory that is
- * RESERVE_STALL_MS on, and a refill that stalls (the watchdog says so) ends
- * the wait at once, and a write never waits while one is known to stall;
- * otherwise the wait is RESERVE_FREE_WAIT_MS, whatever the mark says
- * (doc/store.md).  True if the reserve grew, or a refill completed: the
- * caller tries again.
+ * write's first call): RESERVE_STALL_MS on, or RESERVE_FREE_WAIT_MS on
+ * while the machine is not short of memory.  A refill that stalls (the
+ * watchdog says so) ends the wait at once, and a write never waits while
+ * one is known to stall, short of memory or not (doc/store.md).  True if
+ * the reserve grew, or a refill completed: the caller tries again.
  */
 bool reserve_wait(struct store *s, uint64_t *deadline_ms)
 {
@@ -182,7 +180,7 @@ bool reserve_wait(struct store *s, uint64_t *deadline_ms)
         zs_reserve_get_stats(s->pool, &rs);
         if (rs.available > seen || s->refills_done != done)
             return true;
-        if ((low && atomic_load(&s->refill_stalled)) || s->refiller.stop ||
+        if (atomic_load(&s->refill_stalled) || s->refiller.stop ||
             monotonic_ms() >= *deadline_ms)
             return false;
         struct timespec poll = deadline_in_ms(RESERVE_POLL_MS);
