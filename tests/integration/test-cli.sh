@@ -300,6 +300,7 @@ timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --fuse "$TMPD/made.img
 env --default-signal=INT,TERM "$UZRAMD" --foreground --name "made-$$" --size 64M \
     --fuse "$TMPD/made.img" --control "$TMPD/made.sock" 2>"$TMPD/made.log" &
 made_pid=$!
+cleanup_push "kill -TERM $made_pid 2>/dev/null || true"
 wait_for "fuse_mounted '$TMPD/made.img' || ! pid_alive $made_pid" 30 && pid_alive "$made_pid" ||
     fail "uzramd on a new FUSE file did not start: $(<"$TMPD/made.log")"
 kill -TERM "$made_pid"

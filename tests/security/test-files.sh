@@ -41,7 +41,8 @@ chown "$victim:$victim" "$TMPD/v"
 as_victim=(env -u XDG_RUNTIME_DIR setpriv --reuid="$victim" --regid="$victim" --clear-groups)
 
 # uzramd as the victim, its control socket where it goes by default; the
-# daemon must refuse within the timeout (exit 1) or it is stopped (124).
+# daemon must refuse at once (exit 1); one that serves is stopped after 20 s
+# and exits 0, which fails the case.
 victim_daemon() { # EXTRA-ARGS...
     local rc=0
     "${as_victim[@]}" timeout -k 5 --preserve-status -s TERM 20 "$UZRAMD" --foreground --name sec --size 16M \
