@@ -233,22 +233,23 @@ bad "--control: bad value '/$(printf 'c%.0s' {1..120})' (want a socket path of a
     --size 64M --control "/$(printf 'c%.0s' {1..120})"
 expect_usage_error "nothing to serve: give --fuse FILE" \
     "$UZRAMD" --foreground --name "bad-$$" --size 64M --control "$TMPD/bad.sock"
-# A control socket path where a file is: it is named, and left alone (exit 1).
+# expect_start_error PATTERN ARGS...: uzramd --foreground ARGS is a start
+# that fails (exit 1, not a usage error), and its stderr matches PATTERN.
+expect_start_error() {
+    local pat=$1 rc=0
+    shift
+    timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --size 64M "$@" 2>"$TMPD/err" || rc=$?
+    ((rc == 1)) || fail "uzramd $*: exit $rc, not 1: $(<"$TMPD/err")"
+    grep -q -- "$pat" "$TMPD/err" || fail "uzramd $*: $(<"$TMPD/err")"
+}
+# A control socket path where a file is: it is named, and left alone.
 echo keep >"$TMPD/notsock"
-rc=0
-timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --size 64M --fuse "$TMPD/bad" \
-    --control "$TMPD/notsock" 2>"$TMPD/err" || rc=$?
-((rc == 1)) || fail "--control on a regular file: exit $rc: $(<"$TMPD/err")"
-grep -q "$TMPD/notsock: not a socket but a regular file" "$TMPD/err" ||
-    fail "--control on a regular file: $(<"$TMPD/err")"
+expect_start_error "$TMPD/notsock: not a socket but a regular file" \
+    --fuse "$TMPD/bad" --control "$TMPD/notsock"
 [[ $(<"$TMPD/notsock") == keep ]] || fail "--control replaced a regular file"
-# --fuse in a directory that is not there: the directory is named (exit 1).
-rc=0
-timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --size 64M --fuse "$TMPD/nodir/x.img" \
-    --control "$TMPD/bad.sock" 2>"$TMPD/err" || rc=$?
-((rc == 1)) || fail "--fuse in a missing directory: exit $rc: $(<"$TMPD/err")"
-grep -q "$TMPD/nodir/x.img: the directory $TMPD/nodir does not exist" "$TMPD/err" ||
-    fail "--fuse in a missing directory: $(<"$TMPD/err")"
+# --fuse in a directory that is not there: the directory is named.
+expect_start_error "$TMPD/nodir/x.img: the directory $TMPD/nodir does not exist" \
+    --fuse "$TMPD/nodir/x.img" --control "$TMPD/bad.sock"
 # The evict path's options.
 bad backing --size 64M --backing ''
 bad backing-format --size 64M --backing "$TMPD/bk" --backing-format gzip
@@ -291,11 +292,8 @@ fuse_mounted "$TMPD/bad" && fail "a uzramd without its backing store left a moun
 # A FUSE file uzramd made goes when it stops, or when its start fails; one
 # that was there before stays.
 # (The NBD socket fails after the FUSE file is mounted: a file is there.)
-rc=0
-timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --fuse "$TMPD/made.img" \
-    --control "$TMPD/bad.sock" --size 64M --nbd-unix "$TMPD/notsock" 2>"$TMPD/err" || rc=$?
-((rc == 1)) && grep -q "$TMPD/notsock: not a socket" "$TMPD/err" ||
-    fail "--nbd-unix on a regular file: exit $rc: $(<"$TMPD/err")"
+expect_start_error "$TMPD/notsock: not a socket" \
+    --fuse "$TMPD/made.img" --control "$TMPD/bad.sock" --nbd-unix "$TMPD/notsock"
 [[ ! -e $TMPD/made.img ]] || fail "a failed start left the FUSE file it made"
 env --default-signal=INT,TERM "$UZRAMD" --foreground --name "made-$$" --size 64M \
     --fuse "$TMPD/made.img" --control "$TMPD/made.sock" 2>"$TMPD/made.log" &
