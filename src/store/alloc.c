@@ -7,8 +7,7 @@
  * last compaction, and retries once; with a backing store it then waits
  * for eviction, at most STORE_EVICT_WAIT_MS.  Same-filled pages take no
  * memory.  With a reserve, an empty one fails the write with -ENOSPC after
- * a wait for the refill bounded by RESERVE_STALL_MS, or RESERVE_FREE_WAIT_MS
- * while the machine is not short of memory (reserve.c).
+ * a wait for the refill bounded by RESERVE_STALL_MS (reserve.c).
  */
 #include <errno.h>
 

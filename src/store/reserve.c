@@ -33,13 +33,6 @@
  */
 #define RESERVE_WATCH_MS 20
 #define RESERVE_STALL_MS 100
-/*
- * How long a write waits for a refill that has not stalled while the
- * machine is not short of memory (doc/store.md, "The reserve"): an empty
- * reserve then most likely means a refill that a busy machine has not run
- * yet, and failing the write would lose a client's data for no reason.
- */
-#define RESERVE_FREE_WAIT_MS 2000
 
 
 /* ops.reserve_low: from an allocation, with no pool lock held.  Must not block long. */
@@ -154,20 +147,18 @@ static void *watch_main(void *arg)
 
 /*
  * A write found the reserve empty: wake the refill and wait for it to put
- * more back, looking every RESERVE_POLL_MS, until *deadline_ms (set at the
- * write's first call): RESERVE_STALL_MS on, or RESERVE_FREE_WAIT_MS on
- * while the machine is not short of memory.  A refill that stalls (the
- * watchdog says so) ends the wait at once, and a write never waits while
- * one is known to stall, short of memory or not (doc/store.md).  True if
- * the reserve grew, or a refill completed: the caller tries again.
+ * more back, looking every RESERVE_POLL_MS, until *deadline_ms (set
+ * at the write's first call, RESERVE_STALL_MS on).  A refill that stalls
+ * (the watchdog says so) ends the wait at once, and a write never waits
+ * while one is known to stall (doc/store.md).  True if the reserve grew,
+ * or a refill completed: the caller tries again.
  */
 bool reserve_wait(struct store *s, uint64_t *deadline_ms)
 {
     if (!s->refiller.running)
         return false;
-    bool low = machine_short(s->low_free);
     if (*deadline_ms == 0)
-        *deadline_ms = monotonic_ms() + (low ? RESERVE_STALL_MS : RESERVE_FREE_WAIT_MS);
+        *deadline_ms = monotonic_ms() + RESERVE_STALL_MS;
     LOCK_GUARD(&s->refiller.lock);
     uint64_t done = s->refills_done;
     s->refill_wanted = true;

@@ -292,22 +292,16 @@ static void test_auto_compact(void)
 }
 
 /* A store with a reserve of 1 MiB and the given low_free (store.h). */
-static struct store *st_new_reserved_init(uint64_t low_free, void (*init)(void))
+static struct store *st_new_reserved(uint64_t low_free)
 {
     struct store_config cfg = {
         .size = 8u << 20,
         .reserve = 1u << 20,
         .low_free = low_free,
-        .reserve_thread_init = init,
     };
     struct store *s = store_new(&cfg);
     CHECKF(s, "store_new: %s", strerror(errno));
     return s;
-}
-
-static struct store *st_new_reserved(uint64_t low_free)
-{
-    return st_new_reserved_init(low_free, NULL);
 }
 
 /*
@@ -342,63 +336,6 @@ static void test_reserve_idle_kept(void)
     }
 }
 
-/* The refill thread's start, held back 400 ms, as a busy machine might. */
-static void refill_late(void)
-{
-    usleep(400 * 1000);
-}
-
-/*
- * Incompressible pages, 3 MiB of them: the first MiB comes from the
- * reserve, the rest only once the refill thread runs.  Returns how many of
- * the writes failed; each failed one with -ENOSPC.
- */
-static unsigned write_past_reserve(struct store *s)
-{
-    unsigned char page[PG];
-    struct test_rng r;
-    unsigned failed = 0;
-
-    rng_seed(&r, 5);
-    CHECK_EQ(store_thread_prepare(s), 0);
-    for (uint64_t i = 0; i < (3u << 20) / PG; i++) {
-        rng_fill(&r, page, PG);
-        int ret = store_write(s, page, PG, i * PG);
-        CHECKF(ret == 0 || ret == -ENOSPC, "write %" PRIu64 ": %d", i, ret);
-        failed += ret != 0;
-    }
-    return failed;
-}
-
-/*
- * An empty reserve on a machine with memory to spare is a refill not yet
- * scheduled, not a machine out of memory: the write waits for it
- * (doc/store.md, "The reserve").  On a machine short of memory the same
- * writes fail at once with -ENOSPC, as zram's do, and nothing stored is
- * lost.
- */
-static void test_reserve_refill_late(void)
-{
-    struct store *s = st_new_reserved_init(1, refill_late);
-    CHECK_EQU(write_past_reserve(s), 0);
-    CHECK(st_stats(s).reserve_waits > 0);
-    CHECK_EQU(st_stats(s).reserve_misses, 0);
-    store_free(s);
-
-    s = st_new_reserved_init(UINT64_MAX, refill_late);
-    unsigned failed = write_past_reserve(s);
-    CHECK(failed > 0);
-    CHECK_EQU(st_stats(s).reserve_misses, failed);
-    /* What the writes before stored reads back. */
-    unsigned char page[PG], back[PG];
-    struct test_rng r;
-    rng_seed(&r, 5);
-    rng_fill(&r, page, PG);
-    CHECK_EQ(store_read(s, back, PG, 0), 0);
-    CHECK(memcmp(page, back, PG) == 0);
-    store_free(s);
-}
-
 int main(void)
 {
     RUN_TEST(test_discard);
@@ -407,6 +344,5 @@ int main(void)
     RUN_TEST(test_mem_limit);
     RUN_TEST(test_auto_compact);
     RUN_TEST(test_reserve_idle_kept);
-    RUN_TEST(test_reserve_refill_late);
     return 0;
 }
