@@ -38,36 +38,45 @@ int device_run_dir(char *buf, size_t len)
     return uzram_run_dir(buf, len);
 }
 
+/*
+ * DEVICE's control socket into buf: the path itself (anything holding a
+ * '/'), or NAME.sock in the run directory.  0, -EINVAL for a bad name, or
+ * -ENAMETOOLONG.
+ */
+static int socket_path(const char *arg, char *buf, size_t len)
+{
+    int n;
+
+    if (strchr(arg, '/'))
+        n = snprintf(buf, len, "%s", arg);
+    else if (uzram_check_name(arg) < 0)
+        return -EINVAL;
+    else if (run_dir_opt)
+        n = snprintf(buf, len, "%s/%s.sock", run_dir_opt, arg);
+    else
+        return uzram_control_path(arg, buf, len);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
 bool device_socket_exists(const char *arg)
 {
     char path[sizeof(((struct device *)0)->path)];
     struct stat st;
-    int n;
 
-    if (strchr(arg, '/'))
-        n = snprintf(path, sizeof(path), "%s", arg);
-    else if (uzram_check_name(arg) < 0)
-        return false;
-    else if (run_dir_opt)
-        n = snprintf(path, sizeof(path), "%s/%s.sock", run_dir_opt, arg);
-    else
-        n = uzram_control_path(arg, path, sizeof(path)) < 0 ? -1 : 0;
-    if (n < 0 || (size_t)n >= sizeof(path))
-        return false;
-    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+    return socket_path(arg, path, sizeof(path)) == 0 && stat(path, &st) == 0 &&
+           S_ISSOCK(st.st_mode);
 }
 
 void device_resolve(struct device *d, const char *arg)
 {
-    int r;
+    int r = socket_path(arg, d->path, sizeof(d->path));
 
     d->arg = arg;
     d->fd = -1;
     snprintf(d->name, sizeof(d->name), "%s", arg);
     if (strchr(arg, '/')) {
-        if (strlen(arg) >= sizeof(d->path))
+        if (r < 0)
             die_usage("socket path too long: '%s'", arg);
-        strcpy(d->path, arg);
         /* Until the daemon tells its name: the file name less ".sock". */
         const char *base = strrchr(arg, '/') + 1;
         size_t n = strlen(base);
@@ -76,15 +85,8 @@ void device_resolve(struct device *d, const char *arg)
         snprintf(d->name, sizeof(d->name), "%.*s", (int)n, base);
         return;
     }
-    r = uzram_check_name(arg);
-    if (r < 0)
+    if (r == -EINVAL)
         die_usage("bad device name '%s'", arg);
-    if (run_dir_opt) {
-        int n = snprintf(d->path, sizeof(d->path), "%s/%s.sock", run_dir_opt, arg);
-        r = n < 0 || (size_t)n >= sizeof(d->path) ? -ENAMETOOLONG : 0;
-    } else {
-        r = uzram_control_path(arg, d->path, sizeof(d->path));
-    }
     if (r < 0)
         die_usage("device name '%s': %s", arg, strerror(-r));
 }
