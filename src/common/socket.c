@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "util.h"
 
 /*
  * Is there a live server on sa?  0: no, and a dead socket there has been
@@ -47,16 +48,12 @@ static int remove_stale(const struct sockaddr_un *sa)
 
 int unix_dir_check(const char *path, char *why, size_t len)
 {
-    const char *slash = strrchr(path, '/');
-    _cleanup_free_ char *dir = NULL;
+    _cleanup_free_ char *dir = path_parent(path);
     struct stat st;
     uid_t me = geteuid();
 
-    *why = '\0';
-    if (!slash)
-        dir = strdup(".");
-    else
-        dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+    if (why && len)
+        *why = '\0';
     if (!dir)
         return -ENOMEM;
     if (stat(dir, &st) < 0)
@@ -64,13 +61,15 @@ int unix_dir_check(const char *path, char *why, size_t len)
     if (!S_ISDIR(st.st_mode))
         return -ENOTDIR;
     if (st.st_uid != me && st.st_uid != 0) {
-        snprintf(why, len, "%s is owned by uid %u, not by %s", dir, (unsigned)st.st_uid,
-                 me == 0 ? "root" : "this user or root");
+        if (why)
+            snprintf(why, len, "%s is owned by uid %u, not by %s", dir, (unsigned)st.st_uid,
+                     me == 0 ? "root" : "this user or root");
         return -EPERM;
     }
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
-        snprintf(why, len, "%s (mode %04o) may be written by others than its owner", dir,
-                 (unsigned)(st.st_mode & 07777));
+        if (why)
+            snprintf(why, len, "%s (mode %04o) may be written by others than its owner", dir,
+                     (unsigned)(st.st_mode & 07777));
         return -EPERM;
     }
     return 0;
@@ -79,13 +78,12 @@ int unix_dir_check(const char *path, char *why, size_t len)
 int unix_listen(const char *path, gid_t gid, int flags)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    char why[8]; /* the caller asks unix_dir_check() itself for the reason */
     int r;
 
     if (strlen(path) >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
     strcpy(sa.sun_path, path);
-    r = unix_dir_check(path, why, sizeof(why));
+    r = unix_dir_check(path, NULL, 0);
     if (r < 0)
         return r;
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);

@@ -17,10 +17,10 @@
  * may write to it, unless its sticky bit keeps each name to its owner (as
  * in /tmp).  Otherwise another user could swap the socket for an impostor
  * of their own, or remove it.  Returns 0, -EPERM with the reason in why
- * ("owned by uid 1000", ...; len bytes, always terminated), or what
- * stat() said (-ENOENT: there is no such directory).
+ * ("owned by uid 1000", ...; len bytes, always terminated; why may be
+ * NULL), or what stat() said (-ENOENT: there is no such directory).
  */
-int unix_dir_check(const char *path, char *why, size_t len) __attribute__((nonnull));
+int unix_dir_check(const char *path, char *why, size_t len) __attribute__((nonnull(1)));
 
 /*
  * Bind and listen on the Unix stream socket at path and return its

@@ -68,6 +68,12 @@ int uzram_run_dir(char *buf, size_t len) __attribute__((nonnull));
 #define UZRAM_NAME_MAX 64
 int uzram_control_path(const char *name, char *buf, size_t len) __attribute__((nonnull));
 
+/*
+ * The directory that holds path, newly allocated: "/" for "/x", "." for a
+ * path without a '/'.  NULL (errno ENOMEM) when out of memory.
+ */
+char *path_parent(const char *path) __attribute__((nonnull));
+
 /* 0 if name is a valid device name (see uzram_control_path()), else -EINVAL. */
 int uzram_check_name(const char *name) __attribute__((nonnull));
 

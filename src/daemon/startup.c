@@ -43,6 +43,7 @@
 #include "nbd-export.h"
 #include "socket.h"
 #include "store.h"
+#include "util.h"
 
 /*
  * Report a startup failure: logged, and sent to the waiting parent as the
@@ -280,15 +281,11 @@ static int start_control(struct daemon *d)
  */
 static int fuse_enoent(const char *path)
 {
-    _cleanup_free_ char *dir = strdup(path);
-    char *slash = dir ? strrchr(dir, '/') : NULL;
+    _cleanup_free_ char *dir = path_parent(path);
     struct stat st;
 
-    if (slash && slash != dir) {
-        *slash = '\0';
-        if (stat(dir, &st) < 0 && errno == ENOENT)
-            return startup_failed("%s: the directory %s does not exist", path, dir);
-    }
+    if (dir && stat(dir, &st) < 0 && errno == ENOENT)
+        return startup_failed("%s: the directory %s does not exist", path, dir);
     return startup_failed("%s: cannot mount: %s", path, strerror(ENOENT));
 }
 
