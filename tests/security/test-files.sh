@@ -136,18 +136,22 @@ grep -q "$TMPD/link: a symbolic link: give the file itself" "$TMPD/err" ||
 head -c 4096 /dev/urandom >"$TMPD/precious"
 sum=$(sha256sum <"$TMPD/precious")
 ln -s "$TMPD/precious" "$TMPD/bklink"
-bk_daemon() { # NAME BACKING: exec uzramd in the foreground, NBD only, log in $TMPD/NAME.log
-    exec env --default-signal=INT,TERM "$UZRAMD" --foreground --name "$1" --size 64M --mem-limit 16M \
-        --backing "$2" --nbd-unix "$TMPD/$1.nbd" --control "$TMPD/$1.sock" 2>"$TMPD/$1.log"
+# bk_args NAME BACKING: uzramd's arguments for a foreground daemon on
+# BACKING, NBD only, into the array bk (each caller logs to $TMPD/NAME.log).
+bk_args() {
+    bk=(--foreground --name "$1" --size 64M --mem-limit 16M --backing "$2"
+        --nbd-unix "$TMPD/$1.nbd" --control "$TMPD/$1.sock")
 }
 rc=0
-timeout -k 5 --preserve-status -s TERM 20 bash -c "$(declare -f bk_daemon); UZRAMD='$UZRAMD' TMPD='$TMPD' bk_daemon bk0 '$TMPD/bklink'" || rc=$?
+bk_args bk0 "$TMPD/bklink"
+timeout -k 5 --preserve-status -s TERM 20 "$UZRAMD" "${bk[@]}" 2>"$TMPD/bk0.log" || rc=$?
 ((rc == 1)) || fail "--backing on a symbolic link: exit $rc: $(cat "$TMPD/bk0.log")"
 grep -q "a symbolic link" "$TMPD/bk0.log" || fail "--backing on a symbolic link: $(cat "$TMPD/bk0.log")"
 [[ $(sha256sum <"$TMPD/precious") == "$sum" ]] || fail "--backing changed a symbolic link's target"
 
 # One backing file, one daemon: a second is refused while the first holds it.
-bk_daemon bk1 "$TMPD/bk" &
+bk_args bk1 "$TMPD/bk"
+env --default-signal=INT,TERM "$UZRAMD" "${bk[@]}" 2>"$TMPD/bk1.log" &
 DEV_PID=$!
 DEV_SOCK=$TMPD/bk1.sock
 cleanup_push "stop_daemon_quietly"
@@ -155,7 +159,8 @@ wait_for "[[ -S '$DEV_SOCK' ]] || ! pid_alive $DEV_PID" 30 && pid_alive "$DEV_PI
     fail "uzramd with a backing file did not start: $(cat "$TMPD/bk1.log")"
 [[ -f $TMPD/bk ]] || fail "no backing file made"
 rc=0
-timeout -k 5 --preserve-status -s TERM 20 bash -c "$(declare -f bk_daemon); UZRAMD='$UZRAMD' TMPD='$TMPD' bk_daemon bk2 '$TMPD/bk'" || rc=$?
+bk_args bk2 "$TMPD/bk"
+timeout -k 5 --preserve-status -s TERM 20 "$UZRAMD" "${bk[@]}" 2>"$TMPD/bk2.log" || rc=$?
 ((rc == 1)) || fail "a second daemon on one backing file: exit $rc: $(cat "$TMPD/bk2.log")"
 grep -q "in use by another uzramd" "$TMPD/bk2.log" || fail "a second daemon on one backing file: $(cat "$TMPD/bk2.log")"
 # The file it made goes with it: evicted pages do not outlive the daemon.
