@@ -184,6 +184,33 @@ check_hardening() {
     ((rr >= 2)) || fail "$rr uzramd threads run SCHED_RR, not 2: the NBD reply sender or the refill is not realtime"
 }
 
+# bounded SECONDS WHAT COMMAND...: run COMMAND, and fail naming WHAT if it
+# has not ended within SECONDS, after showing where it waits (its state and
+# kernel stack, the swap devices, every blocked task through sysrq-w), so
+# that a step stuck in the kernel fails as itself and not as the VM's
+# deadline.  A task in uninterruptible sleep cannot be killed: the case
+# ends anyway, and the host stops the VM.  Returns COMMAND's status.
+bounded() {
+    local secs=$1 what=$2 pid i
+    shift 2
+    "$@" &
+    pid=$!
+    for ((i = 0; i < secs * 10; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid"
+            return
+        fi
+        sleep 0.1
+    done
+    say "$what: still running after ${secs}s: $*"
+    say "state: $(awk '/^State:/ {print $2, $3}' /proc/"$pid"/status 2>/dev/null)"
+    cat /proc/"$pid"/stack 2>/dev/null | head -n 20
+    cat /proc/swaps
+    echo w >/proc/sysrq-trigger 2>/dev/null && dmesg | tail -n 60
+    kill -KILL "$pid" 2>/dev/null
+    fail "$what did not end within ${secs}s"
+}
+
 # The kernel log so far has no hung-task report (the host checks the
 # console too; this catches it before the verdict).  The log is read
 # whole first: under pipefail, "dmesg | grep -q" fails when grep stops at a

@@ -49,7 +49,7 @@ say "swap-fill has ${swapped} KiB on swap: killing uzramd ($UZRAMD_PID) with SIG
 kill -KILL "$UZRAMD_PID"
 case $kind in
     nbd-unix)
-        nbd-client -d /dev/nbd0 >/dev/null || fail "nbd-client -d"
+        bounded 30 "nbd-client -d" nbd-client -d /dev/nbd0 >/dev/null || fail "nbd-client -d"
         wait_gone 60 "after nbd-client -d"
         ;;
     fuse)
@@ -57,18 +57,21 @@ case $kind in
         ;;
 esac
 wait "$hog_job"
-say "swap-fill is gone: $(cat "$HOG_OUT" 2>/dev/null | tail -n 1)"
+# hog ran in a subshell: its HOG_OUT is not set here.
+say "swap-fill is gone: $(tail -n 1 /tmp/hog.out 2>/dev/null)"
 dmesg | grep -E 'swap|nbd|I/O error|SIGBUS|Killed|stuck' | tail -n 8
 
 # The rest of the documented cleanup, then a new daemon on the same names.
-swapoff "$dev" || fail "swapoff $dev after the daemon died"
+bounded 60 "swapoff $dev" swapoff "$dev" || fail "swapoff $dev after the daemon died"
 if [[ $kind == fuse ]]; then
     losetup -d "$dev" || fail "losetup -d $dev"
     umount -l /run/uzram/$DEV.img || fail "umount the dead FUSE mount"
 fi
 rm -f /run/uzram/$DEV.sock /run/uzram/$DEV.nbd /run/uzram/$DEV.pid
 swap_setup "$kind"
-hog 64M 1 32M
-((HOG_RC == 0)) || fail "swap-fill on the new daemon exited $HOG_RC"
+# hog in the background (bounded's subshell): its status is HOG_RC's.
+hog_status() { hog "$@"; return "$HOG_RC"; }
+bounded 180 "swap-fill on the new daemon" hog_status 64M 1 32M ||
+    fail "swap-fill on the new daemon exited $?"
 check_no_hung_task
 exit 0
