@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -113,6 +114,37 @@ char *path_parent(const char *path)
     if (!slash)
         return strdup(".");
     return slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+}
+
+int make_parent_dirs(const char *path, mode_t mode)
+{
+    _cleanup_free_ char *dir = path_parent(path);
+    struct stat st;
+
+    if (!dir)
+        return -ENOMEM;
+    if (strcmp(dir, "/") == 0 || strcmp(dir, ".") == 0)
+        return 0;
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(dir, mode) == 0) {
+            _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0 || fchmod(fd, mode) < 0)
+                return -errno;
+        } else if (errno != EEXIST) {
+            return -errno;
+        } else if (stat(dir, &st) < 0) {
+            return -errno;
+        } else if (!S_ISDIR(st.st_mode)) {
+            return -ENOTDIR;
+        }
+        *p = c;
+        if (!c)
+            return 0;
+    }
 }
 
 int uzram_check_name(const char *name)

@@ -74,6 +74,16 @@ int uzram_control_path(const char *name, char *buf, size_t len) __attribute__((n
  */
 char *path_parent(const char *path) __attribute__((nonnull));
 
+/*
+ * mkdir -p of path's parent: each directory missing above path is made
+ * with exactly mode (set by descriptor after mkdir(), so that the umask
+ * does not narrow it and a symbolic link put in its place is not
+ * followed).  Directories that exist are left as they are; whether they
+ * are safe to use is the caller's to check.  0, or -errno of the first
+ * step that failed.
+ */
+int make_parent_dirs(const char *path, mode_t mode) __attribute__((nonnull));
+
 /* 0 if name is a valid device name (see uzram_control_path()), else -EINVAL. */
 int uzram_check_name(const char *name) __attribute__((nonnull));
 

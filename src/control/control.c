@@ -327,50 +327,15 @@ static void *control_thread(void *arg)
 
 /* ---- the socket --------------------------------------------------------- */
 
-/*
- * mkdir -p of path's parent.  The directories made are 0755 when others
- * must reach the socket (root's /run/uzram, or a --group), else 0700.
- * Whether the last one is safe to use is unix_listen()'s to check.
- */
-static int make_parent(const char *path, gid_t gid)
-{
-    _cleanup_free_ char *dir = strdup(path);
-    mode_t mode = geteuid() == 0 || gid != (gid_t)-1 ? 0755 : 0700;
-    char *slash;
-
-    if (!dir)
-        return -ENOMEM;
-    slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(dir, mode) == 0) {
-            /* The umask must not keep a --group's members out; by
-             * descriptor, so that a swapped-in symlink is not followed. */
-            _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0 || fchmod(fd, mode) < 0)
-                return -errno;
-        } else if (errno != EEXIST) {
-            return -errno;
-        }
-        *p = c;
-        if (!c)
-            break;
-    }
-    return 0;
-}
-
 static int control_bind(struct control *ctl, gid_t gid)
 {
     struct stat st;
     int r;
 
-    r = make_parent(ctl->path, gid);
+    /* 0755 when others must reach the socket (root's /run/uzram, or a
+     * --group's), else 0700.  Whether the last one is safe to use is
+     * unix_listen()'s to check. */
+    r = make_parent_dirs(ctl->path, geteuid() == 0 || gid != (gid_t)-1 ? 0755 : 0700);
     if (r < 0)
         return r;
     _cleanup_close_ int fd = unix_listen(ctl->path, gid, SOCK_NONBLOCK);

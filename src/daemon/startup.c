@@ -63,6 +63,25 @@ static int startup_failed(const char *fmt, ...)
     return -1;
 }
 
+/*
+ * Make the missing directories above a path given to --fuse, --nbd-unix
+ * or --backing, as control_new() does for --control: 0755 where others may
+ * have to reach what is in them (a root daemon's, or one with a --group),
+ * else 0700, and 0700 always for the backing file, which holds the
+ * device's data.  They are left at exit, as /run/uzram is.
+ */
+static int make_parent(const struct daemon *d, const char *option, const char *path,
+                       bool private_data)
+{
+    bool shared = !private_data && (geteuid() == 0 || d->opt.gid != (gid_t)-1);
+    int r = make_parent_dirs(path, shared ? 0755 : 0700);
+
+    if (r < 0)
+        return startup_failed("%s %s: cannot make its directory: %s", option, path,
+                              strerror(-r));
+    return 0;
+}
+
 /* Open --backing, for at most the device's size. */
 static int start_backing(struct daemon *d)
 {
@@ -70,6 +89,11 @@ static int start_backing(struct daemon *d)
 
     if (!d->opt.backing)
         return 0;
+    /* A file's directory; not an NBD URI's, nor anything under /dev,
+     * where a missing path is the user's mistake to hear about. */
+    if (d->opt.backing[0] == '/' && strncmp(d->opt.backing, "/dev/", 5) != 0 &&
+        make_parent(d, "--backing", d->opt.backing, true) < 0)
+        return -1;
     d->backing = backing_open(d->opt.backing, d->opt.size, err, sizeof(err));
     if (!d->backing)
         return startup_failed("--backing %s: %s", d->opt.backing, err[0] ? err : strerror(errno));
@@ -275,20 +299,6 @@ static int start_control(struct daemon *d)
     return 0;
 }
 
-/*
- * The FUSE file could not be mounted for ENOENT: name its directory when
- * that is what is missing (ENOENT may also come from libfuse itself).
- */
-static int fuse_enoent(const char *path)
-{
-    _cleanup_free_ char *dir = path_parent(path);
-    struct stat st;
-
-    if (dir && stat(dir, &st) < 0 && errno == ENOENT)
-        return startup_failed("%s: the directory %s does not exist", path, dir);
-    return startup_failed("%s: cannot mount: %s", path, strerror(ENOENT));
-}
-
 /* Each front end: set up, start, and return only once it serves. */
 static int start_fuse(struct daemon *d)
 {
@@ -304,6 +314,8 @@ static int start_fuse(struct daemon *d)
     struct fuse_export_conn conn;
     int r;
 
+    if (make_parent(d, "--fuse", d->opt.fuse_file, false) < 0)
+        return -1;
     d->fuse = fuse_export_new(d->store, d->opt.fuse_file, &o);
     if (!d->fuse) {
         if (errno == EINVAL)
@@ -317,8 +329,6 @@ static int start_fuse(struct daemon *d)
         if (errno == ENOTCONN)
             return startup_failed("%s: a dead FUSE mount is there (fusermount3 -u %s)",
                                   d->opt.fuse_file, d->opt.fuse_file);
-        if (errno == ENOENT)
-            return fuse_enoent(d->opt.fuse_file);
         return startup_failed("%s: cannot mount: %s", d->opt.fuse_file, strerror(errno));
     }
     r = fuse_export_start(d->fuse);
@@ -354,6 +364,8 @@ static int start_nbd(struct daemon *d)
         d->passed[i].fd = -1;
     }
     if (d->opt.nbd_unix && !d->passed_unix) {
+        if (make_parent(d, "--nbd-unix", d->opt.nbd_unix, false) < 0)
+            return -1;
         r = nbd_export_listen_unix(d->nbd, d->opt.nbd_unix, d->opt.gid);
         if (r < 0)
             return listen_failed(d->opt.nbd_unix, r, "another NBD server");

@@ -247,9 +247,28 @@ echo keep >"$TMPD/notsock"
 expect_start_error "$TMPD/notsock: not a socket but a regular file" \
     --fuse "$TMPD/bad" --control "$TMPD/notsock"
 [[ $(<"$TMPD/notsock") == keep ]] || fail "--control replaced a regular file"
-# --fuse in a directory that is not there: the directory is named.
-expect_start_error "$TMPD/nodir/x.img: the directory $TMPD/nodir does not exist" \
-    --fuse "$TMPD/nodir/x.img" --control "$TMPD/bad.sock"
+# --fuse, --nbd-unix and --backing in directories that are not there: each
+# is made, as --control's is; 0755 as root (others may have to reach a
+# socket; the files' own modes decide), the backing file's 0700.
+mk=$TMPD/mk
+cleanup_push "[[ -s $TMPD/mk.pid ]] && kill -KILL \$(<$TMPD/mk.pid) 2>/dev/null; umount -l $mk/f/x.img 2>/dev/null; true"
+"$UZRAMD" --name "mk-$$" --size 64M --mem-limit 32M --fuse "$mk/f/x.img" \
+    --nbd-unix "$mk/n/x.nbd" --backing "$mk/b/x.back" --control "$mk/c/x.sock" \
+    --pidfile "$TMPD/mk.pid" 2>"$TMPD/err" ||
+    fail "uzramd with its files' directories missing: $(<"$TMPD/err")"
+mkpid=$(<"$TMPD/mk.pid")
+for d in f:755 n:755 b:700 c:755; do
+    mode=$(stat -c %a "$mk/${d%%:*}")
+    [[ $mode == "${d#*:}" ]] || fail "$mk/${d%%:*} made with mode $mode, not ${d#*:}"
+done
+fuse_mounted "$mk/f/x.img" || fail "$mk/f/x.img is not a FUSE mount"
+[[ -S $mk/n/x.nbd && -S $mk/c/x.sock && -f $mk/b/x.back ]] ||
+    fail "the NBD socket, control socket or backing file is not there: $(ls -lR "$mk")"
+kill -TERM "$mkpid"
+wait_for "! pid_alive $mkpid" 30 || fail "uzramd (pid $mkpid) did not stop"
+# What a path under a file cannot have: its directory made.
+expect_start_error "--nbd-unix $TMPD/notsock/x.nbd: cannot make its directory: Not a directory" \
+    --fuse "$TMPD/bad" --nbd-unix "$TMPD/notsock/x.nbd" --control "$TMPD/bad.sock"
 # The evict path's options.
 bad backing --size 64M --backing ''
 bad backing-format --size 64M --backing "$TMPD/bk" --backing-format gzip
@@ -267,15 +286,17 @@ fuse_mounted "$TMPD/bad" && fail "a refused uzramd left a mount on $TMPD/bad"
 [[ -e $TMPD/bad.sock ]] && fail "a refused uzramd left a socket"
 
 # A backing store that cannot be opened is a startup failure (exit 1, one
-# line naming it), not a usage error; nothing is left behind.
+# line naming it), not a usage error; nothing is left behind.  Its
+# directory would be made: here it is a regular file.
+nob=$TMPD/notsock/x
 rc=0
 timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --fuse "$TMPD/bad" \
-    --control "$TMPD/bad.sock" --size 64M --backing /nonexistent-dir/x 2>"$TMPD/err" || rc=$?
-((rc == 1)) || fail "--backing /nonexistent-dir/x: exit $rc, not 1 ($(head -3 "$TMPD/err"))"
+    --control "$TMPD/bad.sock" --size 64M --backing "$nob" 2>"$TMPD/err" || rc=$?
+((rc == 1)) || fail "--backing $nob: exit $rc, not 1 ($(head -3 "$TMPD/err"))"
 # (In the foreground, harden()'s warnings come before it on some machines.)
 [[ $(grep -vc '^uzramd: warning: ' "$TMPD/err") == 1 ]] ||
-    fail "--backing /nonexistent-dir/x: not one line: $(<"$TMPD/err")"
-grep -q -- '^uzramd: --backing /nonexistent-dir/x: ' "$TMPD/err" ||
+    fail "--backing $nob: not one line: $(<"$TMPD/err")"
+grep -q -- "^uzramd: --backing $nob: " "$TMPD/err" ||
     fail "--backing failure not named: $(<"$TMPD/err")"
 # Without --mem-limit nothing would ever be evicted by itself: said at start.
 grep -q -- "^uzramd: warning: --backing without --mem-limit: nothing is written back by itself" \
@@ -283,10 +304,10 @@ grep -q -- "^uzramd: warning: --backing without --mem-limit: nothing is written 
 # The same through the background fork: the parent prints the child's line.
 rc=0
 timeout -s KILL 20 "$UZRAMD" --name "bad-$$" --fuse "$TMPD/bad" --mem-limit 32M \
-    --control "$TMPD/bad.sock" --size 64M --backing /nonexistent-dir/x 2>"$TMPD/err" || rc=$?
-((rc == 1)) || fail "--backing /nonexistent-dir/x in the background: exit $rc, not 1"
+    --control "$TMPD/bad.sock" --size 64M --backing "$nob" 2>"$TMPD/err" || rc=$?
+((rc == 1)) || fail "--backing $nob in the background: exit $rc, not 1"
 [[ $(wc -l <"$TMPD/err") == 1 ]] || fail "--backing in the background: not one line: $(<"$TMPD/err")"
-grep -q -- '^uzramd: --backing /nonexistent-dir/x: ' "$TMPD/err" ||
+grep -q -- "^uzramd: --backing $nob: " "$TMPD/err" ||
     fail "--backing failure not named by the parent: $(<"$TMPD/err")"
 fuse_mounted "$TMPD/bad" && fail "a uzramd without its backing store left a mount"
 # A FUSE file uzramd made goes when it stops, or when its start fails; one
