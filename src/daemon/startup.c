@@ -299,6 +299,23 @@ static int start_control(struct daemon *d)
     return 0;
 }
 
+/*
+ * The FUSE file could not be mounted for EACCES or EPERM: when /dev/fuse
+ * is what this user may not open, say so and show its mode and owner.
+ */
+static int fuse_denied(const char *path, int err)
+{
+    struct stat st;
+
+    if (access("/dev/fuse", R_OK | W_OK) < 0 && errno == EACCES && stat("/dev/fuse", &st) == 0)
+        return startup_failed("%s: cannot open /dev/fuse (mode %04o, uid %u, gid %u): this "
+                              "user needs read and write access to it (most systems make it "
+                              "0666), or run uzramd as root",
+                              path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+                              (unsigned)st.st_gid);
+    return startup_failed("%s: cannot mount: %s", path, strerror(err));
+}
+
 /* Each front end: set up, start, and return only once it serves. */
 static int start_fuse(struct daemon *d)
 {
@@ -329,6 +346,8 @@ static int start_fuse(struct daemon *d)
         if (errno == ENOTCONN)
             return startup_failed("%s: a dead FUSE mount is there (fusermount3 -u %s)",
                                   d->opt.fuse_file, d->opt.fuse_file);
+        if (errno == EACCES || errno == EPERM)
+            return fuse_denied(d->opt.fuse_file, errno);
         return startup_failed("%s: cannot mount: %s", d->opt.fuse_file, strerror(errno));
     }
     r = fuse_export_start(d->fuse);

@@ -266,6 +266,28 @@ fuse_mounted "$mk/f/x.img" || fail "$mk/f/x.img is not a FUSE mount"
     fail "the NBD socket, control socket or backing file is not there: $(ls -lR "$mk")"
 kill -TERM "$mkpid"
 wait_for "! pid_alive $mkpid" 30 || fail "uzramd (pid $mkpid) did not stop"
+# A user who may not open /dev/fuse is told so, with its mode and owner:
+# in a mount namespace of this test's own, a node of mode 0600 is bound
+# over /dev/fuse (the machine's stays as it is).
+if id nobody >/dev/null 2>&1 && command -v unshare setpriv >/dev/null; then
+    nb=$(mktemp -d /tmp/uzit-nb.XXXXXX)
+    cleanup_push "rm -rf '$nb'"
+    chmod 0755 "$nb"
+    mkdir "$nb/devs" "$nb/run"
+    chown nobody "$nb/run"
+    rc=0
+    unshare -m sh -c 'mount --make-rprivate / &&
+        mount -t tmpfs -o mode=0755 none "$1/devs" &&
+        mknod -m 0600 "$1/devs/fuse" c 10 229 &&
+        mount --bind "$1/devs/fuse" /dev/fuse &&
+        exec setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups \
+            "$2" --foreground --size 16M --fuse "$1/run/x.img" --control "$1/run/c.sock"' \
+        sh "$nb" "$UZRAMD" 2>"$TMPD/err" || rc=$?
+    ((rc == 1)) || fail "uzramd without access to /dev/fuse: exit $rc, not 1: $(<"$TMPD/err")"
+    grep -q -- "^uzramd: $nb/run/x.img: cannot open /dev/fuse (mode 0600, uid 0, gid 0): " \
+        "$TMPD/err" || fail "/dev/fuse not named: $(<"$TMPD/err")"
+    [[ $(stat -c %a /dev/fuse) != 600 ]] || fail "the machine's /dev/fuse was changed"
+fi
 # What a path under a file cannot have: its directory made.
 expect_start_error "--nbd-unix $TMPD/notsock/x.nbd: cannot make its directory: Not a directory" \
     --fuse "$TMPD/bad" --nbd-unix "$TMPD/notsock/x.nbd" --control "$TMPD/bad.sock"
