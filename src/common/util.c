@@ -99,7 +99,7 @@ int uzram_run_dir(char *buf, size_t len)
     int n;
 
     if (geteuid() == 0)
-        n = snprintf(buf, len, "/run/uzram");
+        n = snprintf(buf, len, "%s", UZRAM_ROOT_RUN_DIR);
     else if (xdg && *xdg == '/')
         n = snprintf(buf, len, "%s/uzram", xdg);
     else

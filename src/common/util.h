@@ -56,6 +56,7 @@ void format_size(uint64_t bytes, char *buf, size_t len) __attribute__((nonnull))
  * XDG_RUNTIME_DIR is unset).  Writes at most len bytes including the NUL;
  * -ENAMETOOLONG if it does not fit.
  */
+#define UZRAM_ROOT_RUN_DIR "/run/uzram"
 int uzram_run_dir(char *buf, size_t len) __attribute__((nonnull));
 
 /*

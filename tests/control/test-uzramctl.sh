@@ -393,4 +393,24 @@ server_pid=
 # With its daemon gone, the device is no longer listed.
 run_ok
 [[ -z $out ]] || fail "list after the server stopped: $out"
+# ---- a user with no device of their own, while root's daemons run ----------
+# In a mount namespace with a tmpfs on /run, root's run directory holds a
+# control socket; nobody, whose own run directory is empty, lists nothing
+# on stdout and is told on stderr where root's devices are.
+if ((EUID == 0)) && command -v setpriv unshare >/dev/null && id nobody >/dev/null 2>&1 &&
+    unshare --mount --propagation private true 2>/dev/null; then
+    rc=0
+    unshare --mount --propagation private sh -c '
+        mount -t tmpfs -o mode=0755 none /run && mkdir -m 0755 /run/uzram &&
+        "$2" -c "import socket; socket.socket(socket.AF_UNIX).bind(\"/run/uzram/r0.sock\")" &&
+        exec env -u XDG_RUNTIME_DIR setpriv --reuid=nobody --regid="$(id -g nobody)" \
+            --clear-groups "$1"' sh "$UZRAMCTL" "$(command -v python3)" \
+        >"$T/out" 2>"$T/err" || rc=$?
+    ((rc == 0)) || fail "uzramctl as nobody: exit $rc: $(<"$T/err")"
+    [[ ! -s $T/out ]] || fail "uzramctl as nobody printed: $(<"$T/out")"
+    grep -q "no device of this user's; /run/uzram has 1 control socket of root's daemons" \
+        "$T/err" || fail "uzramctl as nobody did not point at root's devices: $(<"$T/err")"
+else
+    echo "test-uzramctl: not root, or no setpriv/unshare/nobody: the hint at root's devices not checked"
+fi
 echo "test-uzramctl: all passed"

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 enum col_kind {
     COL_STRING,
@@ -277,6 +278,35 @@ static int list_entry(struct libscols_table *tb, const struct list_opts *o, cons
     return list_one(tb, o, &d, true);
 }
 
+/*
+ * A user other than root lists a run directory of their own, so root's
+ * daemons are not among what they see.  When that list is empty and
+ * root's directory holds control sockets, say where they are: on stderr,
+ * so that the output stays empty as zramctl's does.
+ */
+static void hint_root_devices(void)
+{
+    struct dirent *e;
+    unsigned n = 0;
+    DIR *d;
+
+    if (geteuid() == 0 || device_run_dir_given())
+        return;
+    d = opendir(UZRAM_ROOT_RUN_DIR);
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && strcmp(e->d_name + len - 5, ".sock") == 0)
+            n++;
+    }
+    closedir(d);
+    if (n)
+        warn("no device of this user's; %s has %u control socket%s of root's daemons "
+             "(uzramctl --dir %s, as root or a member of their --group)",
+             UZRAM_ROOT_RUN_DIR, n, n == 1 ? "" : "s", UZRAM_ROOT_RUN_DIR);
+}
+
 /* Ask every daemon with a socket in the run directory, in name order. */
 static int list_run_dir(struct libscols_table *tb, const struct list_opts *o, int *rows)
 {
@@ -335,6 +365,8 @@ int cmd_list(const struct cmdline *cl)
     else
         status = list_run_dir(tb, o, &rows);
 
+    if (rows == 0 && cl->nargs == 0 && status == EXIT_SUCCESS)
+        hint_root_devices();
     /* As zramctl: no devices, no output (but JSON is always an object). */
     if (rows > 0 || o->json)
         scols_print_table(tb);
