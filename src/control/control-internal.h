@@ -68,6 +68,8 @@ struct control {
     char *name, *algorithm, *fuse_file, *nbd, *backing;
     int level;
     bool memory_locked, io_flusher, oom_protected;  /* as control_info says */
+    int (*stop)(void *stop_arg, bool force, char *why, size_t len);
+    void *stop_arg;
     int listen_fd;
     int wake_fd;
     struct job job;

@@ -415,6 +415,36 @@ static void req_help(struct control *ctl, struct client *c, int argc, char **arg
 }
 
 /*
+ * "stop [force]": the daemon decides (control_info.stop).  After ok the
+ * client keeps its connection, which ends when the daemon, stopping,
+ * frees this server: uzramctl waits for that end.
+ */
+static void req_stop(struct control *ctl, struct client *c, int argc, char **argv,
+                     struct resp *r)
+{
+    char why[256] = "";
+    bool force = false;
+    int err;
+
+    (void)c;
+    if (argc > 2 || (argc == 2 && strcmp(argv[1], "force") != 0)) {
+        resp_error(r, EINVAL, "usage: stop [force]");
+        return;
+    }
+    force = argc == 2;
+    if (!ctl->stop) {
+        resp_error(r, ENOTSUP, "this server cannot be stopped from here");
+        return;
+    }
+    err = ctl->stop(ctl->stop_arg, force, why, sizeof(why));
+    if (err < 0) {
+        resp_error(r, -err, "%s", why[0] ? why : "cannot stop");
+        return;
+    }
+    resp_ok(r);
+}
+
+/*
  * Every verb's handler, by its name in proto.h (whose order help keeps).
  * Adding one is its name there, its handler and its line here (and its
  * section of PROTOCOL.md).
@@ -431,6 +461,7 @@ static const struct verb {
     [PROTO_IDLE] = { false, req_idle },
     [PROTO_WRITEBACK] = { false, req_writeback },
     [PROTO_RECOMPRESS] = { false, req_recompress },
+    [PROTO_STOP] = { false, req_stop },
     [PROTO_HELP] = { true, req_help },
 };
 

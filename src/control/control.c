@@ -368,6 +368,8 @@ struct control *control_new(const char *path, struct store *store,
     ctl->memory_locked = info->memory_locked;
     ctl->io_flusher = info->io_flusher;
     ctl->oom_protected = info->oom_protected;
+    ctl->stop = info->stop;
+    ctl->stop_arg = info->stop_arg;
     ctl->path = strdup(path);
     ctl->name = strdup(info->name ? info->name : "");
     ctl->algorithm = strdup(info->algorithm ? info->algorithm : "");

@@ -31,6 +31,16 @@ struct control_info {
     const char *backing;     /* the backing store's spec, or NULL without one */
     /* What the daemon was granted to serve swap safely (uzramd(8), SWAP). */
     bool memory_locked, io_flusher, oom_protected;
+    /*
+     * The daemon's answer to "stop" and "stop force", called on the
+     * control thread with stop_arg: 0 once the daemon has been told to
+     * stop (it then tears down, and the connection ends when the control
+     * server is freed); -EBUSY with the reason in why (len bytes, NUL-
+     * terminated) when the device is in use and force is false.  NULL: the
+     * verb is refused (ENOTSUP).
+     */
+    int (*stop)(void *stop_arg, bool force, char *why, size_t len);
+    void *stop_arg;
 };
 
 /*

@@ -40,6 +40,7 @@
  * the daemon's verb table (control-verbs.c) and uzramctl's command table
  * are indexed by or name these.
  */
+/* clang-format off */
 #define PROTO_VERBS(X)                                                                             \
     X(HELLO, "hello")                                                                              \
     X(INFO, "info")                                                                                \
@@ -49,7 +50,9 @@
     X(IDLE, "idle")                                                                                \
     X(WRITEBACK, "writeback")                                                                      \
     X(RECOMPRESS, "recompress")                                                                    \
+    X(STOP, "stop")                                                                                \
     X(HELP, "help")
+/* clang-format on */
 
 enum proto_verb {
 #define PROTO_VERB_ENUM(id, name) PROTO_##id,

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "cleanup.h"
 #include "codec.h"
 #include "util.h"
 
@@ -51,7 +52,14 @@ static void fuse_log_forward(enum fuse_log_level level, const char *fmt, va_list
 int main(int argc, char **argv)
 {
     struct daemon d = {
-        .sigfd = -1, .sysrq_fd = -1, .pidfile_fd = -1, .psi_fd = -1, .argc = argc, .argv = argv
+        .sigfd = -1,
+        .sysrq_fd = -1,
+        .pidfile_fd = -1,
+        .psi_fd = -1,
+        .stop_fd = -1,
+        .stop_lock = PTHREAD_MUTEX_INITIALIZER,
+        .argc = argc,
+        .argv = argv,
     };
     int r;
 
@@ -90,6 +98,9 @@ int main(int argc, char **argv)
         format_size(d.opt.size, size, sizeof(size));
         log_info("serving %s: %s, %s level %d, control socket %s", d.opt.name, size,
                  codec_name(d.opt.codec), d.level, d.opt.control_path);
+        mutex_lock(&d.stop_lock);
+        d.serving = true;
+        mutex_unlock(&d.stop_lock);
         daemonize_ready();
         notify("READY=1");
         watch_status(&d);

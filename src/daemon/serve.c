@@ -3,9 +3,9 @@
  * The main thread's loop while the device is served.
  *
  * One poll() waits for everything the main thread answers: the signalfd
- * (signals.c), the FUSE front end's "done" descriptor (the file was
- * unmounted by someone else), and the PSI trigger of the memory rescue
- * (watch.c).  The NBD front end and the control socket run threads of
+ * (signals.c), "uzramctl stop" (request_stop()), the FUSE front end's
+ * "done" descriptor (the file was unmounted by someone else), and the PSI
+ * trigger of the memory rescue (watch.c).  The NBD front end and the control socket run threads of
  * their own and need nothing from here.  The loop's timeout is the next
  * periodic look (watch.c); without a service manager, a backing store or a
  * reserve there is nothing to look at, and it sleeps until an event.
@@ -36,8 +36,11 @@ void serve(struct daemon *d)
     uint64_t next_memory = monotonic_usec() + MEMORY_CHECK_MS * 1000u;
 
     for (;;) {
-        struct pollfd fds[3] = { { .fd = d->sigfd, .events = POLLIN } };
-        nfds_t n = 1, psi = 0;
+        struct pollfd fds[4] = {
+            { .fd = d->sigfd, .events = POLLIN },
+            { .fd = d->stop_fd, .events = POLLIN },
+        };
+        nfds_t n = 2, psi = 0;
         int timeout = -1;
 
         if (periodic) {
@@ -77,6 +80,11 @@ void serve(struct daemon *d)
             d->psi_full_usec = monotonic_usec();
             if (--ready == 0)
                 continue;
+        }
+        if (fds[1].revents) {
+            log_info("stop asked on the control socket%s; stopping",
+                     atomic_load(&d->stop_force) ? " (force)" : "");
+            return;
         }
         if (fuse && fds[fuse].revents) {
             log_info("%s was unmounted; stopping", d->opt.fuse_file);

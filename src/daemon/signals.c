@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -28,7 +29,11 @@ int signals_open(struct daemon *d)
     if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
         return -errno;
     d->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    return d->sigfd < 0 ? -errno : 0;
+    if (d->sigfd < 0)
+        return -errno;
+    /* The other way to stop: "uzramctl stop" (request_stop()). */
+    d->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return d->stop_fd < 0 ? -errno : 0;
 }
 
 int signals_take(struct daemon *d)

@@ -286,6 +286,8 @@ static int start_control(struct daemon *d)
         .memory_locked = d->hardening.memory_locked,
         .io_flusher = d->hardening.io_flusher,
         .oom_protected = d->hardening.oom_protected,
+        .stop = request_stop,
+        .stop_arg = d,
     };
 
     d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid);

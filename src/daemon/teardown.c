@@ -8,8 +8,13 @@
  * served are answered first).  Then the FUSE file is detached, and the
  * daemon waits for its users to let go (a loop device must be detached
  * first, a swap area swapped off); a second SIGTERM or SIGINT aborts the
- * connection, which those users see as I/O errors.  The backing store is
- * closed after the store, which writes to it until it is freed.
+ * connection, which those users see as I/O errors, and so does a
+ * "uzramctl stop --force" at once.  The backing store is closed after the
+ * store, which writes to it until it is freed.
+ *
+ * "uzramctl stop" comes on the control thread (request_stop()), which
+ * reads the front ends' counts: teardown() marks itself begun under
+ * stop_lock before it frees any of them.
  */
 #include "uzramd.h"
 
@@ -17,10 +22,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "backing.h"
+#include "cleanup.h"
 #include "control.h"
 #include "fuse-export.h"
 #include "nbd-export.h"
@@ -41,9 +49,62 @@ static void stop_nbd(struct daemon *d)
              (unsigned long long)st.refused, (unsigned long long)st.dropped);
 }
 
+int request_stop(void *daemon, bool force, char *why, size_t len)
+{
+    struct daemon *d = daemon;
+    int r = 0;
+
+    mutex_lock(&d->stop_lock);
+    if (!d->serving && !d->stopping) {
+        /* The front ends are still being built: nothing to look at yet. */
+        snprintf(why, len, "still starting; try again");
+        r = -EAGAIN;
+    } else if (!d->stopping && !force) {
+        unsigned opens = d->fuse ? fuse_export_opens(d->fuse) : 0;
+        struct nbd_export_stats st = { 0 };
+        if (d->nbd)
+            nbd_export_get_stats(d->nbd, &st);
+        if (opens || st.active) {
+            int n = 0;
+            if (opens)
+                n = snprintf(why, len,
+                             "the FUSE file %s is open %u time%s: a loop device? "
+                             "swapoff, umount, losetup -d first",
+                             d->opt.fuse_file, opens, opens == 1 ? "" : "s");
+            if (st.active && n >= 0 && (size_t)n < len)
+                n += snprintf(why + n, len - (size_t)n, "%s%u NBD client%s connected",
+                              n ? "; " : "", st.active, st.active == 1 ? "" : "s");
+            if (n >= 0 && (size_t)n < len)
+                snprintf(why + n, len - (size_t)n, "; or stop --force");
+            r = -EBUSY;
+        }
+    }
+    if (r == 0) {
+        if (force)
+            atomic_store(&d->stop_force, true);
+        if (eventfd_write(d->stop_fd, 1) < 0)
+            r = -errno;
+    }
+    mutex_unlock(&d->stop_lock);
+    return r;
+}
+
+/* Abort the FUSE connection: its users get I/O errors.  True if done. */
+static bool abort_fuse(struct daemon *d)
+{
+    int r = fuse_export_abort(d->fuse);
+
+    if (r < 0) {
+        log_err("%s: cannot abort the FUSE connection: %s", d->opt.fuse_file, strerror(-r));
+        return false;
+    }
+    log_warn("%s: FUSE connection aborted; its users get I/O errors", d->opt.fuse_file);
+    return true;
+}
+
 /*
  * Detach the FUSE mount and wait for its users to let go; a second stop
- * signal aborts the connection instead.
+ * signal aborts the connection instead, and "uzramctl stop --force" at once.
  */
 static void stop_fuse(struct daemon *d)
 {
@@ -53,6 +114,8 @@ static void stop_fuse(struct daemon *d)
     r = fuse_export_stop(d->fuse);
     if (r < 0)
         log_warn("%s: cannot unmount: %s", d->opt.fuse_file, strerror(-r));
+    if (atomic_load(&d->stop_force) && fuse_export_opens(d->fuse))
+        aborted = abort_fuse(d);
     for (;;) {
         struct pollfd fds[2] = {
             { .fd = fuse_export_done_fd(d->fuse), .events = POLLIN },
@@ -72,17 +135,8 @@ static void stop_fuse(struct daemon *d)
             continue;
         }
         int sig = fds[1].revents ? signals_take(d) : 0;
-        if ((sig == SIGTERM || sig == SIGINT) && !aborted) {
-            r = fuse_export_abort(d->fuse);
-            if (r < 0) {
-                log_err("%s: cannot abort the FUSE connection: %s", d->opt.fuse_file,
-                        strerror(-r));
-            } else {
-                log_warn("%s: FUSE connection aborted; its users get I/O errors",
-                         d->opt.fuse_file);
-                aborted = true;
-            }
-        }
+        if ((sig == SIGTERM || sig == SIGINT) && !aborted)
+            aborted = abort_fuse(d);
     }
     fuse_export_free(d->fuse);
     d->fuse = NULL;
@@ -90,6 +144,9 @@ static void stop_fuse(struct daemon *d)
 
 void teardown(struct daemon *d)
 {
+    mutex_lock(&d->stop_lock);
+    d->stopping = true;
+    mutex_unlock(&d->stop_lock);
     if (d->nbd)
         stop_nbd(d);
     if (d->fuse)
@@ -104,6 +161,8 @@ void teardown(struct daemon *d)
     }
     if (d->sigfd >= 0)
         close(d->sigfd);
+    if (d->stop_fd >= 0)
+        close(d->stop_fd);
     if (d->sysrq_fd >= 0)
         close(d->sysrq_fd);
     if (d->psi_fd >= 0)

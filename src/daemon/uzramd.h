@@ -10,7 +10,9 @@
 #ifndef UZRAMD_H
 #define UZRAMD_H
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -363,7 +365,28 @@ struct daemon {
      * look after which none came, while memory stalled (0: none such). */
     uint64_t silent_reqs;
     uint64_t silent_since_usec;
+    /*
+     * "uzramctl stop" (request_stop(), on the control thread): it writes
+     * stop_fd, an eventfd that serve() polls.  stop_lock keeps it off the
+     * front ends until startup() has built them all and once teardown() has
+     * begun to free them.
+     */
+    int stop_fd;
+    pthread_mutex_t stop_lock;
+    bool serving;           /* under stop_lock: startup() is done */
+    bool stopping;          /* under stop_lock: teardown() has begun */
+    atomic_bool stop_force; /* abort the FUSE file's users at once */
 };
+
+/* ---- teardown.c ----------------------------------------------------------- */
+
+/*
+ * control_info.stop: tell serve() to stop, unless the device is in use
+ * (the FUSE file open, an NBD client connected) and force is false: then
+ * -EBUSY and what uses it in why.  With force, teardown() aborts the FUSE
+ * file's users at once rather than wait for them.  Control thread.
+ */
+int request_stop(void *daemon, bool force, char *why, size_t len);
 
 /* ---- startup.c ------------------------------------------------------------ */
 

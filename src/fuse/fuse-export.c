@@ -21,6 +21,7 @@
 #include <linux/fuse.h>
 #include <pthread.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ struct fuse_export {
     bool stopped;
     dev_t dev;                  /* the mount's device, for fusectl; 0 if unknown */
     bool created;               /* fuse_export_new() made file: removed again by _free() */
+    atomic_uint opens;          /* OPENs less RELEASEs: fuse_export_opens() */
     dev_t file_dev;             /* the file under the mount, as made */
     ino_t file_ino;
 
@@ -211,9 +213,14 @@ static void fx_setattr(fuse_req_t req, fuse_ino_t ino UNUSED, struct stat *attr,
 static void fx_open(fuse_req_t req, fuse_ino_t ino UNUSED, struct fuse_file_info *fi)
 {
     /* O_TRUNC is ignored, as a block device ignores it (doc/fuse.md, "Shape"). */
+    struct fuse_export *fe = fuse_req_userdata(req);
+
     fi->direct_io = 1;
     fi->keep_cache = 0;
-    fuse_reply_open(req, fi);
+    /* Counted before the reply: the RELEASE cannot come before it. */
+    atomic_fetch_add(&fe->opens, 1);
+    if (fuse_reply_open(req, fi) < 0)
+        atomic_fetch_sub(&fe->opens, 1);
 }
 
 static void fx_read(fuse_req_t req, fuse_ino_t ino UNUSED, size_t size, off_t off,
@@ -337,6 +344,9 @@ static void fx_fsync(fuse_req_t req, fuse_ino_t ino UNUSED, int datasync UNUSED,
 
 static void fx_release(fuse_req_t req, fuse_ino_t ino UNUSED, struct fuse_file_info *fi UNUSED)
 {
+    struct fuse_export *fe = fuse_req_userdata(req);
+
+    atomic_fetch_sub(&fe->opens, 1);
     fuse_reply_err(req, 0);
 }
 
@@ -639,6 +649,11 @@ void fuse_export_get_conn(const struct fuse_export *fe, struct fuse_export_conn 
 {
     LOCK_GUARD((pthread_mutex_t *)&fe->lock);
     *ret = fe->conn;
+}
+
+unsigned fuse_export_opens(const struct fuse_export *fe)
+{
+    return atomic_load(&fe->opens);
 }
 
 int fuse_export_done_fd(const struct fuse_export *fe)

@@ -76,6 +76,13 @@ void fuse_export_get_conn(const struct fuse_export *fe, struct fuse_export_conn 
     __attribute__((nonnull));
 
 /*
+ * How many times the file is open now, as the kernel has told us (OPEN
+ * and RELEASE; a loop device holds one open, and the kernel sends RELEASE
+ * shortly after the last close, not at once).  Any thread.
+ */
+unsigned fuse_export_opens(const struct fuse_export *fe) __attribute__((nonnull));
+
+/*
  * A descriptor that becomes readable when serving has ended, whatever the
  * cause: fuse_export_stop(), someone unmounting the file, or the connection
  * being aborted.  Owned by the export.

@@ -257,6 +257,11 @@ static void test_malformed(void)
     CHECK_RESP(r, "ok ");
     ct_ask(fd, "help", r, sizeof(r));
     CHECK_RESP(r, "ok protocol=1 verbs=");
+    /* stop: its argument checked; a server given no stop callback refuses. */
+    ct_ask(fd, "stop now", r, sizeof(r));
+    CHECK_RESP(r, "error EINVAL usage: stop [force]");
+    ct_ask(fd, "stop", r, sizeof(r));
+    CHECK_RESP(r, "error ENOTSUP ");
 
     /* NUL bytes, high bytes, escapes: one error per line, still serving. */
     static const char garbage[] = "st\0at\n\xff\xfe\x01\n\tstat\n\x1b[2J\n";

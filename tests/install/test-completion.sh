@@ -94,8 +94,8 @@ source "$DIR/uzramd"
 make_sockets "$T/run" uzram0.sock uzram1.sock swap0.sock .hidden.sock
 touch "$T/run/notasocket.sock" "$T/run/uzram9.img"
 
-expect 'compact idle list recompress set stat writeback' _uzramctl uzramctl ''
-expect 'set stat' _uzramctl uzramctl s
+expect 'compact idle list recompress set stat stop writeback' _uzramctl uzramctl ''
+expect 'set stat stop' _uzramctl uzramctl s
 expect 'compact' _uzramctl uzramctl --bytes c
 expect '--bytes' _uzramctl uzramctl --b
 expect '--version' _uzramctl uzramctl --vers
@@ -104,11 +104,12 @@ opts=$(complete_line _uzramctl uzramctl --)
 for o in --bytes --json --noheadings --output --output-all --raw --dir --help --version; do
     [[ " $opts " == *" $o "* ]] || fail "uzramctl --<TAB> lacks $o: $opts"
 done
-# Every long option in --help is offered (--limit and --threshold after
-# their verb), and nothing that is not there.
+# Every long option in --help is offered (--limit, --threshold and --force
+# after their verb), and nothing that is not there.
 if [[ -n ${UZRAMCTL:-} ]]; then
     help_opts=$("$UZRAMCTL" --help | grep -oE -- '--[a-z-]+' | sort -u | paste -sd ' ')
     opts="$(complete_line _uzramctl uzramctl writeback x --) $(complete_line _uzramctl uzramctl recompress x --)"
+    opts+=" $(complete_line _uzramctl uzramctl stop x --)"
     [[ $help_opts == "$(tr ' ' '\n' <<<"$opts" | sort -u | paste -sd ' ')" ]] ||
         fail "options offered ($opts) differ from --help ($help_opts)"
 fi
@@ -117,6 +118,9 @@ fi
 expect 'swap0 uzram0 uzram1' _uzramctl uzramctl --dir "$T/run" stat ''
 expect 'uzram0 uzram1' _uzramctl uzramctl stat --dir = "$T/run" uz
 expect 'uzram0 uzram1' _uzramctl uzramctl --dir "$T/run" compact u
+expect 'uzram0 uzram1' _uzramctl uzramctl --dir "$T/run" stop u
+expect 'uzram0 uzram1' _uzramctl uzramctl --dir "$T/run" --reset u
+expect '--force' _uzramctl uzramctl stop uzram0 --f
 # list takes several, each once; stat and compact take one.
 expect 'swap0 uzram1' _uzramctl uzramctl --dir "$T/run" list uzram0 ''
 expect '' _uzramctl uzramctl --dir "$T/run" stat uzram0 ''
@@ -124,7 +128,7 @@ expect '--json' _uzramctl uzramctl --dir "$T/run" stat uzram0 --j
 # A device given as its socket's path.
 expect "$T/run/swap0.sock" _uzramctl uzramctl compact "$T/run/sw"
 # An option argument is not taken for the verb.
-expect 'compact idle list recompress set stat writeback' _uzramctl uzramctl --dir "$T/run" -o name ''
+expect 'compact idle list recompress set stat stop writeback' _uzramctl uzramctl --dir "$T/run" -o name ''
 
 # set: a device, then keys, each once.
 expect 'uzram0 uzram1' _uzramctl uzramctl --dir "$T/run" set uz

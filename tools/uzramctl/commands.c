@@ -11,9 +11,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
 
 static void json_string(const char *s)
 {
@@ -296,4 +300,77 @@ int cmd_recompress(const struct cmdline *cl)
         snprintf(req, sizeof(req), "%s %s", verb, mode);
     return run_simple(cl->args[0], req, verb, TIMEOUT_LONG, "recompressed", "", "recompressed",
                       false);
+}
+
+/*
+ * Wait until the daemon that answered on d has gone: first the end of the
+ * connection (it frees its control server once its front ends are down),
+ * then its process (/proc/PID, which any user may see; the pidfile is the
+ * last thing it removes), so that the next command may start a daemon of
+ * the same name.  0, or -ETIMEDOUT after timeout seconds.
+ */
+static int wait_gone(struct device *d, uint64_t pid, unsigned timeout)
+{
+    uint64_t deadline = monotonic_usec() + (uint64_t)timeout * 1000000u;
+    char path[32], buf[256];
+
+    for (;;) {
+        uint64_t now = monotonic_usec();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd p = { .fd = d->fd, .events = POLLIN };
+        int n = poll(&p, 1, (int)((deadline - now + 999) / 1000));
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n > 0 && read(d->fd, buf, sizeof(buf)) <= 0)
+            break;
+    }
+    snprintf(path, sizeof(path), "/proc/%" PRIu64, pid);
+    while (pid > 0 && access(path, F_OK) == 0) {
+        if (monotonic_usec() >= deadline)
+            return -ETIMEDOUT;
+        usleep(20 * 1000);
+    }
+    return 0;
+}
+
+int cmd_stop(const struct cmdline *cl)
+{
+    const char *verb = proto_verb_name(PROTO_STOP);
+    struct uz_reply *r = malloc(sizeof(*r));
+    int status = EXIT_FAILURE;
+    struct device d;
+    uint64_t pid = 0;
+    char req[32];
+    int e;
+
+    device_resolve(&d, cl->args[0]);
+    if (!r) {
+        warn("%s", strerror(ENOMEM));
+        return EXIT_FAILURE;
+    }
+    if (device_open(&d, TIMEOUT_QUERY, false) < 0)
+        goto out;
+    const char *info = proto_verb_name(PROTO_INFO);
+    if (device_call(&d, info, info, r) < 0)
+        goto out;
+    (void)uz_get_u64(r, "pid", &pid);
+    snprintf(req, sizeof(req), "%s%s", verb, cl->force ? " force" : "");
+    if (device_call(&d, req, verb, r) < 0)
+        goto out;
+    e = wait_gone(&d, pid, TIMEOUT_COMPACT);
+    if (e == -ETIMEDOUT) {
+        warn("%s: asked to stop, and still stopping after %u s", d.arg, TIMEOUT_COMPACT);
+        goto out;
+    }
+    if (e < 0) {
+        device_error(&d, verb, -e);
+        goto out;
+    }
+    printf("%s: stopped\n", d.name);
+    status = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+out:
+    device_close(&d);
+    free(r);
+    return status;
 }

@@ -26,10 +26,11 @@
 
 /* The options that belong to some commands only. */
 enum opt_group {
-    OPTG_LIST,        /* --bytes, --noheadings, --output, --output-all, --raw */
-    OPTG_JSON,        /* --json */
-    OPTG_LIMIT,       /* --limit */
-    OPTG_THRESHOLD,   /* --threshold */
+    OPTG_LIST,      /* --bytes, --noheadings, --output, --output-all, --raw */
+    OPTG_JSON,      /* --json */
+    OPTG_LIMIT,     /* --limit */
+    OPTG_THRESHOLD, /* --threshold */
+    OPTG_FORCE,     /* --force */
     OPTG_MAX
 };
 #define OPTG(g) (1u << (g))
@@ -62,6 +63,7 @@ static const struct command commands[] = {
       "DEVICE", PROTO_WRITEBACK, "[--limit SIZE]" },
     { "recompress", cmd_recompress, 2, 2, "idle, huge... (which pages)", OPTG(OPTG_THRESHOLD),
       "DEVICE", PROTO_RECOMPRESS, "[--threshold BYTES]" },
+    { "stop", cmd_stop, 1, 1, NULL, OPTG(OPTG_FORCE), "DEVICE [--force]", PROTO_HELLO, NULL },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -110,6 +112,8 @@ static void usage(void)
            "     --dir DIR        look for control sockets in DIR\n"
            "     --limit SIZE     writeback: write back at most SIZE\n"
            "     --threshold N    recompress: only objects of at least N bytes\n"
+           "     --force          stop: even while the device is in use\n"
+           "     --reset DEVICE   the same as 'stop DEVICE', as zramctl's users type it\n"
            " -h, --help           display this help\n"
            " -V, --version        display version\n"
            "\n"
@@ -130,10 +134,11 @@ static void usage(void)
 struct options {
     struct list_opts list;
     const char *limit, *threshold;
+    bool force, reset;
     const char *given[OPTG_MAX];
 };
 
-enum { OPT_OUTPUT_ALL = 256, OPT_DIR, OPT_LIMIT, OPT_THRESHOLD };
+enum { OPT_OUTPUT_ALL = 256, OPT_DIR, OPT_LIMIT, OPT_THRESHOLD, OPT_FORCE, OPT_RESET };
 
 static const struct option longopts[] = {
     { "bytes", no_argument, NULL, 'b' },
@@ -145,6 +150,8 @@ static const struct option longopts[] = {
     { "dir", required_argument, NULL, OPT_DIR },
     { "limit", required_argument, NULL, OPT_LIMIT },
     { "threshold", required_argument, NULL, OPT_THRESHOLD },
+    { "force", no_argument, NULL, OPT_FORCE },
+    { "reset", no_argument, NULL, OPT_RESET },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -190,6 +197,13 @@ static void parse_option(struct options *o, int c, char **argv)
     case OPT_THRESHOLD:
         o->threshold = optarg;
         o->given[OPTG_THRESHOLD] = "--threshold";
+        break;
+    case OPT_FORCE:
+        o->force = true;
+        o->given[OPTG_FORCE] = "--force";
+        break;
+    case OPT_RESET:
+        o->reset = true;
         break;
     case ':':
         die_usage("option '%s' needs an argument", argv[optind - 1]);
@@ -262,6 +276,7 @@ static void check_command(const struct command *cmd, const struct options *o,
 {
     check_group(cmd, o, OPTG_LIMIT);
     check_group(cmd, o, OPTG_THRESHOLD);
+    check_group(cmd, o, OPTG_FORCE);
     check_group(cmd, o, OPTG_LIST);
     if (cmd->min_args > 0 && cl->nargs < 1)
         die_usage("%s: no DEVICE given", cmd->name);
@@ -280,12 +295,14 @@ int main(int argc, char **argv)
     if (parse_options(&o, argc, argv) > 0)
         return EXIT_SUCCESS;
 
-    const char *name = optind < argc ? argv[optind++] : commands[0].name;
+    /* zramctl --reset DEVICE: every word left is an argument of stop. */
+    const char *name = o.reset ? "stop" : optind < argc ? argv[optind++] : commands[0].name;
     const struct command *cmd = command_find(name);
     struct cmdline cl = {
         .list = &o.list,
         .limit = o.limit,
         .threshold = o.threshold,
+        .force = o.force,
         .nargs = argc - optind,
         .args = argv + optind,
     };

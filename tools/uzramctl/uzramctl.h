@@ -91,6 +91,7 @@ struct cmdline {
     const struct list_opts *list;  /* list's options, and --json for stat */
     const char *limit;             /* writeback --limit, or NULL */
     const char *threshold;         /* recompress --threshold, or NULL */
+    bool force;                    /* stop --force */
     int nargs;                     /* the words after the command */
     char **args;
 };
@@ -128,5 +129,6 @@ cmd_fn cmd_set;
 cmd_fn cmd_idle;
 cmd_fn cmd_writeback;
 cmd_fn cmd_recompress;
+cmd_fn cmd_stop;
 
 #endif
