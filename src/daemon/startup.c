@@ -346,8 +346,10 @@ static int start_fuse(struct daemon *d)
             return startup_failed("%s: already served by FUSE (another uzramd?)",
                                   d->opt.fuse_file);
         if (errno == ENOTCONN)
-            return startup_failed("%s: a dead FUSE mount is there (fusermount3 -u %s)",
-                                  d->opt.fuse_file, d->opt.fuse_file);
+            return startup_failed(
+                "%s: a dead FUSE mount is there (losetup -j %s shows a "
+                "loop device on it: losetup -d that first; then umount -l %s)",
+                d->opt.fuse_file, d->opt.fuse_file, d->opt.fuse_file);
         if (errno == EACCES || errno == EPERM)
             return fuse_denied(d->opt.fuse_file, errno);
         return startup_failed("%s: cannot mount: %s", d->opt.fuse_file, strerror(errno));

@@ -5,7 +5,8 @@
 # held by a loop device, an NBD client connected) is refused with the
 # reason, and goes on serving what it stored; a device nobody uses stops,
 # and uzramctl returns once the daemon is gone; --force stops one in use,
-# whose users then get I/O errors.
+# whose users then get I/O errors.  A daemon killed leaves a dead mount,
+# which the next start names, with how to remove it.
 #
 #   test-stop.sh UZRAMD UZRAMCTL
 
@@ -92,6 +93,20 @@ timeout 30 dd if="$LOOPDEV" of=/dev/null bs=4k count=1 iflag=direct status=none 
     rc=$?
 ((rc != 0 && rc != 124)) || fail "a read of the loop device after stop --force: exit $rc"
 DEV_PID=
+
+# A daemon killed leaves a dead mount; the next start on the file says so,
+# and how to remove it, which then works.
+start_daemon 64M
+kill -KILL "$(<"$DEV_PIDFILE")"
+wait_for "! pid_alive $(<"$DEV_PIDFILE")" 10 || fail "SIGKILL did not end the daemon"
+rc=0
+"$UZRAMD" --name "$DEV_NAME" --size 64M --fuse "$DEV_FILE" --control "$DEV_SOCK" \
+    2>"$TMPD/err" || rc=$?
+((rc == 1)) || fail "a start on a dead mount: exit $rc: $(<"$TMPD/err")"
+grep -q -- "$DEV_FILE: a dead FUSE mount is there (losetup -j $DEV_FILE shows a loop device on it: losetup -d that first; then umount -l $DEV_FILE)" \
+    "$TMPD/err" || fail "the dead mount is not named: $(<"$TMPD/err")"
+umount -l "$DEV_FILE" || fail "umount -l of the dead mount"
+fuse_mounted "$DEV_FILE" && fail "the dead mount is still there"
 
 # Usage: --force belongs to stop; stop takes one DEVICE.
 rc=0
