@@ -106,6 +106,10 @@ static void req_stat(struct control *ctl, struct client *c, int argc, char **arg
     resp_ok(r);
     resp_str(r, "algorithm", ctl->algorithm);
     resp_str(r, "backing", ctl->backing ? ctl->backing : "");
+    /* Who serves, and through what: as info says. */
+    resp_u64(r, "pid", (uint64_t)getpid());
+    resp_str(r, "fuse", ctl->fuse_file ? ctl->fuse_file : "");
+    resp_str(r, "nbd", ctl->nbd ? ctl->nbd : "");
 #define STAT(type, name, source) STAT_##type(r, #name, st.name);
     STORE_STATS(STAT)
 #undef STAT

@@ -43,8 +43,15 @@ expect_refused() {
     cmp -n 1048576 "$TMPD/data" "$DEV_FILE" || fail "the data changed after a refused stop ($what)"
 }
 
-# The FUSE file held by a loop device.
+# The FUSE file held by a loop device, which stat names, with the daemon's
+# pid and front ends.
 attach_loop "$DEV_FILE"
+for kv in "pid $DEV_PID" "fuse $DEV_FILE" "loop_devices $LOOPDEV" "nbd unix:$TMPD/dev.nbd"; do
+    "$UZRAMCTL" stat "$DEV_SOCK" | grep -qx "${kv%% *} *${kv#* }" ||
+        fail "uzramctl stat does not show '$kv': $("$UZRAMCTL" stat "$DEV_SOCK" | head -8)"
+done
+[[ $("$UZRAMCTL" stat --json "$DEV_SOCK" | grep '"loop_devices"') == *"\"$LOOPDEV\""* ]] ||
+    fail "stat --json has no loop_devices $LOOPDEV"
 expect_refused "a loop device" "the FUSE file $DEV_FILE is open 1 time: a loop device?" \
     stop "$DEV_SOCK"
 expect_refused "a loop device (--reset)" "the FUSE file $DEV_FILE is open" --reset "$DEV_SOCK"

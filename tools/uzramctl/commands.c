@@ -10,7 +10,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <glob.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,12 +73,46 @@ static void stat_print_text(const struct device *d, const struct uz_reply *r)
             printf("%-*s %s\n", w, r->pairs[i].key, r->pairs[i].val);
 }
 
+/*
+ * The loop devices whose backing file is path (the FUSE file), as
+ * "/dev/loop0,/dev/loop3" into buf, "" for none: what holds the file open.
+ * From sysfs, which any user may read; a device that goes meanwhile is
+ * passed over.
+ */
+static void loop_devices_of(const char *path, char *buf, size_t len)
+{
+    glob_t g;
+    size_t n = 0;
+
+    buf[0] = '\0';
+    if (!*path || glob("/sys/block/loop*/loop/backing_file", 0, NULL, &g) != 0)
+        return;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char file[PATH_MAX + 2], dev[64];
+        ssize_t k = read_small_file(g.gl_pathv[i], 0, file, sizeof(file));
+        if (k <= 0)
+            continue;
+        file[strcspn(file, "\n")] = '\0';
+        if (strcmp(file, path) != 0)
+            continue;
+        /* /sys/block/loopN/loop/backing_file: N's name is the fourth part. */
+        if (sscanf(g.gl_pathv[i], "/sys/block/%63[^/]/", dev) != 1)
+            continue;
+        int w = snprintf(buf + n, len - n, "%s/dev/%s", n ? "," : "", dev);
+        if (w < 0 || (size_t)w >= len - n)
+            break;
+        n += (size_t)w;
+    }
+    globfree(&g);
+}
+
 int cmd_stat(const struct cmdline *cl)
 {
     const char *verb = proto_verb_name(PROTO_STAT);
     struct device d;
     struct uz_reply *r = malloc(sizeof(*r));
     int status = EXIT_FAILURE;
+    char loops[512];
 
     device_resolve(&d, cl->args[0]);
     if (!r) {
@@ -85,6 +121,17 @@ int cmd_stat(const struct cmdline *cl)
     }
     if (device_open(&d, TIMEOUT_QUERY, false) < 0 || device_call(&d, verb, verb, r) < 0)
         goto out;
+    /* What holds the FUSE file open, from this machine's side: after fuse. */
+    for (size_t i = 0; i < r->npairs && r->npairs < UZ_MAX_PAIRS; i++) {
+        if (strcmp(r->pairs[i].key, "fuse") != 0)
+            continue;
+        loop_devices_of(r->pairs[i].val, loops, sizeof(loops));
+        memmove(&r->pairs[i + 2], &r->pairs[i + 1], (r->npairs - i - 1) * sizeof(r->pairs[0]));
+        r->pairs[i + 1].key = "loop_devices";
+        r->pairs[i + 1].val = loops;
+        r->npairs++;
+        break;
+    }
     if (cl->list->json)
         stat_print_json(&d, r);
     else
