@@ -367,8 +367,8 @@ const struct option_def option_table[OPTION_MAX] = {
         .name = "max-connections", .metavar = "N", .key = OPTION_KEY_VALUE,
         .set = set_uint, .field = offsetof(struct options, max_connections),
         .min = 1, .max = NBD_EXPORT_MAX_CONNECTIONS, .want = "1-" STR(NBD_EXPORT_MAX_CONNECTIONS),
-        .help = "NBD clients at once, 1-" STR(NBD_EXPORT_MAX_CONNECTIONS)
-                " (default " STR(NBD_EXPORT_DEFAULT_CONNECTIONS) ")" },
+        .help = "NBD clients at once on each socket, 1-" STR(NBD_EXPORT_MAX_CONNECTIONS)
+                "\n(default " STR(NBD_EXPORT_DEFAULT_CONNECTIONS) ")" },
     [OPT_CONTROL] = {
         .name = "control", .short_name = 'c', .metavar = "SOCKET", .key = OPTION_KEY_PATH,
         .set = set_socket_path, .field = offsetof(struct options, control_path),

@@ -369,7 +369,8 @@ static int start_nbd(struct daemon *d)
     r = nbd_export_start(d->nbd);
     if (r < 0)
         return startup_failed("cannot start the NBD server: %s", strerror(-r));
-    log_info("NBD on %s%s%s, at most %u clients", d->nbd_address ? d->nbd_address : "?",
+    log_info("NBD on %s%s%s, at most %u clients per socket",
+             d->nbd_address ? d->nbd_address : "?",
              d->npassed ? " (sockets from the service manager)" : "",
              d->opt.read_only ? ", read-only" : "", d->opt.max_connections);
     return 0;

@@ -66,7 +66,7 @@ struct options {
     char *nbd_tcp_host;              /* without brackets; NULL: no TCP */
     uint16_t nbd_tcp_port;
     bool read_only;                  /* NBD clients may not write */
-    unsigned max_connections;        /* NBD clients at once */
+    unsigned max_connections;        /* NBD clients at once, on each socket */
     /* The evict path (see uzramd(8), EVICTION). */
     char *backing;                   /* an absolute path or an NBD URI, or NULL */
     bool backing_raw;                /* --backing-format raw */

@@ -35,7 +35,12 @@ struct nbd_export;
 struct nbd_export_options {
     const char *description;  /* sent as NBD_INFO_DESCRIPTION, e.g. the device name; may be NULL */
     bool read_only;           /* NBD_FLAG_READ_ONLY: writes fail with EPERM */
-    unsigned max_connections; /* clients at once, 1..1024; 0: 16 */
+    /*
+     * Clients at once on each listener, 1..1024; 0: 16.  Each socket has
+     * its own count, so that clients of one (TCP, say) cannot take the
+     * slots of another (the Unix socket).
+     */
+    unsigned max_connections;
     /*
      * Worker threads for large requests (see nbd-pool.c); 0: none, every
      * request is served by its connection's thread.
@@ -90,9 +95,9 @@ int nbd_export_start(struct nbd_export *ne) __attribute__((nonnull));
 /* Counters for the daemon's log; approximate while serving. */
 struct nbd_export_stats {
     uint64_t connections;       /* accepted since start */
-    uint64_t refused;           /* closed at once: --max-connections reached */
+    uint64_t refused;           /* closed at once: its listener's max_connections reached */
     uint64_t dropped;           /* broke the protocol, or hung up mid-request */
-    unsigned active;            /* connected now */
+    unsigned active;            /* connected now, on all listeners */
     /*
      * How long replies have been waiting to go out, in ms: 0 when no send
      * is under way, else the time since the last send completed.  A send

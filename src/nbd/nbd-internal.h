@@ -136,7 +136,7 @@ struct nbd_export {
     uint64_t size;
     char *description;          /* NULL: none */
     bool read_only;
-    unsigned max_connections;
+    unsigned max_connections; /* per listener (nbd-server.c) */
     unsigned nthreads;
     void (*sender_init)(void);  /* nbd_export_options.sender_init */
     void (*job_run)(struct nbd_job *j);     /* nbd_job_run(), for the pool's workers */

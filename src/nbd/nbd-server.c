@@ -3,10 +3,20 @@
  * The NBD server's sockets and threads (doc/nbd.md, "Threads", "Ownership
  * and stopping"): one accept thread, one thread per client, which calls
  * store_thread_prepare() and touches its stack before serving, and the
- * worker pool (nbd-pool.c).  One client past --max-connections is closed
- * at once.  A client's thread closes its socket under clients_lock, so
- * that nbd_export_free() never shuts down a reused descriptor, and wakes
- * the accept thread to join it.
+ * worker pool (nbd-pool.c).  A client's thread closes its socket under
+ * clients_lock, so that nbd_export_free() never shuts down a reused
+ * descriptor, and wakes the accept thread to join it.
+ *
+ * --max-connections is a cap per listener, not one for the export (doc/
+ * nbd.md, "Bounds"): a client past its listener's cap is closed at once,
+ * and counted as refused, but clients of one socket never take the slots
+ * of another.  With one cap for all, anyone who could reach a TCP port
+ * could fill it with idle connections and lock the Unix socket's users
+ * (root's swap among them) out.  Each listener's count is kept apart
+ * rather than slots reserved out of one total: it needs no arithmetic
+ * between listeners, and a socket activated listener is one more like
+ * the rest.  The price is that the daemon may serve up to the cap times
+ * the number of listeners (NBD_MAX_LISTENERS at most).
  */
 #include "nbd-internal.h"
 
@@ -38,6 +48,11 @@
 struct nbd_listener {
     int fd;
     bool tcp;
+    /*
+     * Its clients now, held against max_connections: the accept thread
+     * adds, each client's thread takes away as it ends.
+     */
+    atomic_uint active;
     char *path;                 /* Unix: the file, removed at the end if still ours */
     dev_t dev;
     ino_t ino;
@@ -46,6 +61,7 @@ struct nbd_listener {
 struct nbd_client {
     struct nbd_client *next;
     struct nbd_export *ne;
+    struct nbd_listener *l;     /* the one it came through: its slot is there */
     int fd;                     /* -1 once the thread closed it (clients_lock) */
     bool done;                  /* the thread is finishing: join it (clients_lock) */
     pthread_t thread;
@@ -94,6 +110,7 @@ static void *client_main(void *arg)
     cl->fd = -1;
     cl->done = true;
     mutex_unlock(&ne->clients_lock);
+    atomic_fetch_sub(&cl->l->active, 1);
     atomic_fetch_sub(&ne->active, 1);
     /* Wake the accept thread to join us. */
     uint64_t one = 1;
@@ -126,14 +143,15 @@ static void reap_clients(struct nbd_export *ne, bool all)
     }
 }
 
-static void new_client(struct nbd_export *ne, int fd, bool tcp)
+/* A client accepted on l.  The accept thread only. */
+static void new_client(struct nbd_export *ne, struct nbd_listener *l, int fd)
 {
-    if (atomic_load(&ne->active) >= ne->max_connections) {
+    if (atomic_load(&l->active) >= ne->max_connections) {
         atomic_fetch_add(&ne->n_refused, 1);
         close(fd);
         return;
     }
-    if (tcp) {
+    if (l->tcp) {
         /* Replies are whole batches already: Nagle would only delay them. */
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -144,11 +162,14 @@ static void new_client(struct nbd_export *ne, int fd, bool tcp)
         return;
     }
     cl->ne = ne;
+    cl->l = l;
     cl->fd = fd;
+    atomic_fetch_add(&l->active, 1);
     atomic_fetch_add(&ne->active, 1);
     mutex_lock(&ne->clients_lock);
     if (pthread_create(&cl->thread, NULL, client_main, cl) != 0) {
         mutex_unlock(&ne->clients_lock);
+        atomic_fetch_sub(&l->active, 1);
         atomic_fetch_sub(&ne->active, 1);
         close(fd);
         free(cl);
@@ -186,7 +207,7 @@ static void *accept_main(void *arg)
                 continue;
             int fd = accept4(ne->listeners[i].fd, NULL, NULL, SOCK_CLOEXEC);
             if (fd >= 0)
-                new_client(ne, fd, ne->listeners[i].tcp);
+                new_client(ne, &ne->listeners[i], fd);
             else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 timeout = NBD_ACCEPT_BACKOFF_MS;
         }
