@@ -10,6 +10,13 @@
 #                        a client on the Unix socket still writes and reads;
 #                        then 4 held on the Unix socket too, a 5th there is
 #                        refused, and the 4 on TCP were never closed
+#   --handshake-timeout 1
+#                        a client that reads the greeting and says nothing,
+#                        on TCP and on the Unix socket, and one that sends
+#                        an option a byte every 0.2 s, are disconnected
+#                        (within 15 s: a bound, not a timing); one in
+#                        transmission that says nothing for 3 s is not,
+#                        and its read then is answered
 
 # shellcheck source=tests/lib/nbd.sh
 . "$(dirname "$0")/../lib/nbd.sh"
@@ -44,7 +51,8 @@ held_check() {
 
 # ---- --max-connections per listener -----------------------------------------
 port=$("$PY" "$HOLD" port) || fail "no free TCP port"
-start_nbd_daemon 64M --nbd-tcp "127.0.0.1:$port" --max-connections 4
+# The helpers in transmission stay, whatever the handshake deadline.
+start_nbd_daemon 64M --nbd-tcp "127.0.0.1:$port" --max-connections 4 --handshake-timeout 1
 hold "127.0.0.1:$port" 4 tcp
 "$PY" "$HOLD" refused "127.0.0.1:$port" || fail "a 5th connection on TCP was served"
 "$NBD_IO" "$NBD_URI" "rand:0:1M:3" "check:0:1M:3" ||
@@ -54,5 +62,21 @@ hold "$NBD_SOCK" 4 unix
 held_check tcp
 held_check unix
 require_alive "connections held on every listener"
+stop_nbd_daemon
+
+# ---- --handshake-timeout --------------------------------------------------------
+port=$("$PY" "$HOLD" port) || fail "no free TCP port"
+start_nbd_daemon 64M --nbd-tcp "127.0.0.1:$port" --handshake-timeout 1
+"$PY" "$HOLD" closed "127.0.0.1:$port" silent 15 ||
+    fail "a silent client on TCP was not disconnected at the handshake deadline"
+"$PY" "$HOLD" closed "$NBD_SOCK" silent 15 ||
+    fail "a silent client on the Unix socket was not disconnected at the handshake deadline"
+"$PY" "$HOLD" closed "$NBD_SOCK" trickle 15 ||
+    fail "a client trickling its handshake was not disconnected at the deadline"
+"$PY" "$HOLD" idle-read "$NBD_SOCK" 3 ||
+    fail "a client idle in transmission past the handshake timeout was disconnected"
+"$NBD_IO" "$NBD_URI" "rand:0:1M:4" "check:0:1M:4" ||
+    fail "after the handshake deadlines, a new client was not served"
+require_alive "handshake deadlines"
 stop_nbd_daemon
 log "PASS"
