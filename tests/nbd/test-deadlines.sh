@@ -21,6 +21,7 @@
 # shellcheck source=tests/lib/nbd.sh
 . "$(dirname "$0")/../lib/nbd.sh"
 
+require_cmd nbdinfo
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
 # Never python3 from PATH: a virtual environment's could be anything.
@@ -38,8 +39,8 @@ hold() {
     local pid=$!
     printf -v "HOLD_PID_$3" '%s' "$pid"
     cleanup_push "kill $pid 2>/dev/null || true"
-    wait_for "[[ -s '$ready' ]] || ! pid_alive $pid" 60 && [[ -s $ready ]] ||
-        fail "$2 connections to $1 did not all reach transmission"
+    wait_for "[[ -s '$ready' ]] || ! pid_alive $pid" 60 || true
+    [[ -s $ready ]] || fail "$2 connections to $1 did not all reach transmission"
 }
 
 # held_check NAME: the connections of hold ... NAME must all be open still.
