@@ -120,6 +120,7 @@ void option_defaults(struct options *o)
     o->compact_threshold_pct = DEFAULT_COMPACT_PCT;
     o->threads = (unsigned)default_threads();
     o->max_connections = NBD_EXPORT_DEFAULT_CONNECTIONS;
+    o->handshake_timeout = NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT;
     o->high_wm_pct = DEFAULT_HIGH_WM;
     o->low_wm_pct = DEFAULT_LOW_WM;
     o->evict_policy = STORE_EVICT_LRU;
@@ -367,8 +368,16 @@ const struct option_def option_table[OPTION_MAX] = {
         .name = "max-connections", .metavar = "N", .key = OPTION_KEY_VALUE,
         .set = set_uint, .field = offsetof(struct options, max_connections),
         .min = 1, .max = NBD_EXPORT_MAX_CONNECTIONS, .want = "1-" STR(NBD_EXPORT_MAX_CONNECTIONS),
-        .help = "NBD clients at once, 1-" STR(NBD_EXPORT_MAX_CONNECTIONS)
-                " (default " STR(NBD_EXPORT_DEFAULT_CONNECTIONS) ")" },
+        .help = "NBD clients at once on each socket, 1-" STR(NBD_EXPORT_MAX_CONNECTIONS)
+                "\n(default " STR(NBD_EXPORT_DEFAULT_CONNECTIONS) ")" },
+    [OPT_HANDSHAKE_TIMEOUT] = {
+        .name = "handshake-timeout", .metavar = "SECONDS", .key = OPTION_KEY_VALUE,
+        .set = set_uint, .field = offsetof(struct options, handshake_timeout),
+        .min = 1, .max = NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT,
+        .want = "1-" STR(NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT),
+        .help = "disconnect an NBD client that has not finished\n"
+                "its handshake after SECONDS (default "
+                STR(NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT) ")" },
     [OPT_CONTROL] = {
         .name = "control", .short_name = 'c', .metavar = "SOCKET", .key = OPTION_KEY_PATH,
         .set = set_socket_path, .field = offsetof(struct options, control_path),
@@ -467,7 +476,7 @@ static const char synopsis[] =
     "              [--mem-limit SIZE] [--compact-threshold PCT] [--reserve SIZE]\n"
     "              [--pidfile FILE] [--foreground] [--threads N]\n"
     "              [--nbd-unix SOCKET] [--nbd-tcp [HOST]:PORT] [--read-only]\n"
-    "              [--max-connections N]\n"
+    "              [--max-connections N] [--handshake-timeout SECONDS]\n"
     "              [--backing FILE|NBD-URI] [--backing-format compressed|raw]\n"
     "              [--high-watermark PCT] [--low-watermark PCT]\n"
     "              [--evict-policy lru|zspage]\n"

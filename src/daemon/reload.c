@@ -38,9 +38,10 @@ static void warn_restart(const struct options *o, const struct options *n)
         { "fuse", str_differ(o->fuse_file, n->fuse_file) },
         { "nbd-unix", str_differ(o->nbd_unix, n->nbd_unix) },
         { "nbd-tcp", str_differ(o->nbd_tcp_host, n->nbd_tcp_host) ||
-                     o->nbd_tcp_port != n->nbd_tcp_port },
+                         o->nbd_tcp_port != n->nbd_tcp_port },
         { "read-only", o->read_only != n->read_only },
         { "max-connections", o->max_connections != n->max_connections },
+        { "handshake-timeout", o->handshake_timeout != n->handshake_timeout },
         { "threads", o->threads != n->threads },
         { "group", o->gid != n->gid },
         { "control", str_differ(o->control_path, n->control_path) },

@@ -371,6 +371,7 @@ static int start_nbd(struct daemon *d)
         .description = d->opt.name,
         .read_only = d->opt.read_only,
         .max_connections = d->opt.max_connections,
+        .handshake_timeout = d->opt.handshake_timeout,
         .threads = d->opt.threads,
         .sender_init = harden_reply_thread,
     };
@@ -404,9 +405,11 @@ static int start_nbd(struct daemon *d)
     r = nbd_export_start(d->nbd);
     if (r < 0)
         return startup_failed("cannot start the NBD server: %s", strerror(-r));
-    log_info("NBD on %s%s%s, at most %u clients", d->nbd_address ? d->nbd_address : "?",
+    log_info("NBD on %s%s%s, at most %u clients per socket, handshakes within %u s",
+             d->nbd_address ? d->nbd_address : "?",
              d->npassed ? " (sockets from the service manager)" : "",
-             d->opt.read_only ? ", read-only" : "", d->opt.max_connections);
+             d->opt.read_only ? ", read-only" : "", d->opt.max_connections,
+             d->opt.handshake_timeout);
     return 0;
 }
 

@@ -68,7 +68,8 @@ struct options {
     char *nbd_tcp_host;              /* without brackets; NULL: no TCP */
     uint16_t nbd_tcp_port;
     bool read_only;                  /* NBD clients may not write */
-    unsigned max_connections;        /* NBD clients at once */
+    unsigned max_connections;        /* NBD clients at once, on each socket */
+    unsigned handshake_timeout;      /* seconds an NBD client has to finish its handshake */
     /* The evict path (see uzramd(8), EVICTION). */
     char *backing;                   /* an absolute path or an NBD URI, or NULL */
     bool backing_raw;                /* --backing-format raw */
@@ -99,15 +100,17 @@ void options_free(struct options *o) __attribute__((nonnull));
 
 /* ---- options-table.c ----------------------------------------------------- */
 
-/* uzramd's options, in the order --help lists them. */
+/* uzramd's options, in the order --help lists them (in rows: clang-format would make 28 lines). */
+/* clang-format off */
 enum option_id {
     OPT_CONFIG, OPT_NAME, OPT_SIZE, OPT_ALGORITHM, OPT_LEVEL, OPT_FUSE, OPT_NBD_UNIX,
-    OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_CONTROL, OPT_GROUP, OPT_MEM_LIMIT,
-    OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORMAT, OPT_HIGH_WM, OPT_LOW_WM,
-    OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL, OPT_PIDFILE, OPT_FOREGROUND,
-    OPT_THREADS, OPT_HELP, OPT_VERSION,
+    OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_HANDSHAKE_TIMEOUT, OPT_CONTROL,
+    OPT_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORMAT,
+    OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,
+    OPT_PIDFILE, OPT_FOREGROUND, OPT_THREADS, OPT_HELP, OPT_VERSION,
     OPTION_MAX
 };
+/* clang-format on */
 
 /* What an option is in the configuration file (uzram.conf(5)). */
 enum option_key {

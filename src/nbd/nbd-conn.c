@@ -6,8 +6,10 @@
  * batches are made and populated before the handshake (nbd-handshake.c),
  * so serving never allocates; the sender starts only after it, since the
  * handshake's replies point into rx; then the transmission phase
- * (nbd-transmit.c).  On the way out, requests being served still answer
- * and every job in the pool is waited for before the buffers go.
+ * (nbd-transmit.c), once io->established() has told the socket layer that
+ * the handshake's deadline no longer applies (nbd-server.c).  On the way
+ * out, requests being served still answer and every job in the pool is
+ * waited for before the buffers go.
  */
 #include "nbd-internal.h"
 
@@ -45,6 +47,8 @@ int nbd_export_serve_io(struct nbd_export *ne, const struct nbd_io *io)
     c->free_txs = c->tx->next;
 
     r = conn_handshake(c);
+    if (r == 0 && io->established)
+        io->established(io->ctx);
     /* The sender from the first request on: the conn_handshake's replies point into rx. */
     if (r == 0 && ne->pool_running && pthread_create(&c->sender, NULL, conn_sender_main, c) == 0)
         c->sender_running = true;

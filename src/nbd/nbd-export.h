@@ -31,11 +31,31 @@ struct nbd_export;
 
 #define NBD_EXPORT_DEFAULT_CONNECTIONS 16
 #define NBD_EXPORT_MAX_CONNECTIONS 1024
+/*
+ * Seconds a client has from its connection to the end of the handshake.
+ * Real clients take milliseconds (a few round trips); 10 s leaves room for
+ * a loaded machine or a slow link, and frees an idle connection's slot
+ * soon.  An hour is longer than any handshake could need.
+ */
+#define NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT 10
+#define NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT 3600
 
 struct nbd_export_options {
     const char *description;  /* sent as NBD_INFO_DESCRIPTION, e.g. the device name; may be NULL */
     bool read_only;           /* NBD_FLAG_READ_ONLY: writes fail with EPERM */
-    unsigned max_connections; /* clients at once, 1..1024; 0: 16 */
+    /*
+     * Clients at once on each listener, 1..1024; 0: 16.  Each socket has
+     * its own count, so that clients of one (TCP, say) cannot take the
+     * slots of another (the Unix socket).
+     */
+    unsigned max_connections;
+    /*
+     * Seconds from accept() to the end of the handshake, 1..3600; 0: 10.
+     * A client that has not reached the transmission phase by then is
+     * disconnected.  Transmission itself has no deadline: the kernel's
+     * client serving swap may be silent for hours.
+     */
+    unsigned handshake_timeout;
     /*
      * Worker threads for large requests (see nbd-pool.c); 0: none, every
      * request is served by its connection's thread.
@@ -90,9 +110,10 @@ int nbd_export_start(struct nbd_export *ne) __attribute__((nonnull));
 /* Counters for the daemon's log; approximate while serving. */
 struct nbd_export_stats {
     uint64_t connections;       /* accepted since start */
-    uint64_t refused;           /* closed at once: --max-connections reached */
+    uint64_t refused;           /* closed at once: its listener's max_connections reached */
     uint64_t dropped;           /* broke the protocol, or hung up mid-request */
-    unsigned active;            /* connected now */
+    uint64_t timed_out;         /* still in the handshake at handshake_timeout: closed */
+    unsigned active;            /* connected now, on all listeners */
     /*
      * How long replies have been waiting to go out, in ms: 0 when no send
      * is under way, else the time since the last send completed.  A send
@@ -118,10 +139,14 @@ void nbd_export_free(struct nbd_export *ne);
  * the stream, or -1.  sendv() writes from iov and returns how many bytes it
  * wrote (at least one), or -1.  Called from one thread at a time per
  * connection (sendv() from several in turn, under the connection's lock).
+ * established(), if not NULL, is called once, when the handshake is over
+ * and transmission begins, before the first request is read: the sockets'
+ * layer ends the handshake's deadline there.
  */
 struct nbd_io {
     ssize_t (*recv)(void *ctx, void *buf, size_t len);
     ssize_t (*sendv)(void *ctx, const struct iovec *iov, int iovcnt);
+    void (*established)(void *ctx);
     void *ctx;
 };
 

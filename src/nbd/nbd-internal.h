@@ -136,7 +136,8 @@ struct nbd_export {
     uint64_t size;
     char *description;          /* NULL: none */
     bool read_only;
-    unsigned max_connections;
+    unsigned max_connections; /* per listener (nbd-server.c) */
+    unsigned handshake_ms;    /* from accept() to transmission (nbd-server.c) */
     unsigned nthreads;
     void (*sender_init)(void);  /* nbd_export_options.sender_init */
     void (*job_run)(struct nbd_job *j);     /* nbd_job_run(), for the pool's workers */
@@ -164,7 +165,7 @@ struct nbd_export {
     pthread_mutex_t clients_lock;
     struct nbd_client *clients;
 
-    atomic_uint_fast64_t n_connections, n_refused, n_dropped;
+    atomic_uint_fast64_t n_connections, n_refused, n_dropped, n_timed_out;
     atomic_uint active;
     /* Sends under way, and when one last completed (ms, CLOCK_MONOTONIC): nbd-reply.c. */
     atomic_uint sends_active;

@@ -3,10 +3,37 @@
  * The NBD server's sockets and threads (doc/nbd.md, "Threads", "Ownership
  * and stopping"): one accept thread, one thread per client, which calls
  * store_thread_prepare() and touches its stack before serving, and the
- * worker pool (nbd-pool.c).  One client past --max-connections is closed
- * at once.  A client's thread closes its socket under clients_lock, so
- * that nbd_export_free() never shuts down a reused descriptor, and wakes
- * the accept thread to join it.
+ * worker pool (nbd-pool.c).  A client's thread closes its socket under
+ * clients_lock, so that nbd_export_free() never shuts down a reused
+ * descriptor, and wakes the accept thread to join it.
+ *
+ * --max-connections is a cap per listener, not one for the export (doc/
+ * nbd.md, "Bounds"): a client past its listener's cap is closed at once,
+ * and counted as refused, but clients of one socket never take the slots
+ * of another.  With one cap for all, anyone who could reach a TCP port
+ * could fill it with idle connections and lock the Unix socket's users
+ * (root's swap among them) out.  Each listener's count is kept apart
+ * rather than slots reserved out of one total: it needs no arithmetic
+ * between listeners, and a socket activated listener is one more like
+ * the rest.  The price is that the daemon may serve up to the cap times
+ * the number of listeners (NBD_MAX_LISTENERS at most).
+ *
+ * The handshake has a deadline (handshake_ms from accept()), so that a
+ * client that connects and says nothing, or trickles its options a byte
+ * at a time, gives its slot back.  The accept thread keeps it: each
+ * client in its handshake has its deadline in the client list, the accept
+ * thread's poll() waits no longer than the nearest one, and a client past
+ * it has its socket shut down (under clients_lock, as nbd_export_free()
+ * does), which ends its thread's recv() or sendmsg() like a hang-up.  The
+ * connection's code (nbd-conn.c) calls io->established() as transmission
+ * begins, which clears the deadline under the same lock, so a client is
+ * either shut down before its transmission begins or not for this.  A per-socket
+ * SO_RCVTIMEO would be less code but is no deadline: it bounds each recv(),
+ * and a client sending a byte just within it would keep its slot for ever.
+ *
+ * There is no idle timeout in transmission, on purpose: the kernel's NBD
+ * client serving swap sends nothing for as long as nothing is swapped,
+ * and dropping it would take the swap device away (doc/nbd.md, "Bounds").
  */
 #include "nbd-internal.h"
 
@@ -38,6 +65,11 @@
 struct nbd_listener {
     int fd;
     bool tcp;
+    /*
+     * Its clients now, held against max_connections: the accept thread
+     * adds, each client's thread takes away as it ends.
+     */
+    atomic_uint active;
     char *path;                 /* Unix: the file, removed at the end if still ours */
     dev_t dev;
     ino_t ino;
@@ -46,7 +78,10 @@ struct nbd_listener {
 struct nbd_client {
     struct nbd_client *next;
     struct nbd_export *ne;
+    struct nbd_listener *l;     /* the one it came through: its slot is there */
     int fd;                     /* -1 once the thread closed it (clients_lock) */
+    /* CLOCK_MONOTONIC ms by which the handshake must end; 0: it has (clients_lock) */
+    uint64_t deadline_ms;
     bool done;                  /* the thread is finishing: join it (clients_lock) */
     pthread_t thread;
 };
@@ -54,9 +89,15 @@ struct nbd_client {
 
 /* ---- clients ------------------------------------------------------------- */
 
+/* What a client's nbd_io callbacks get. */
+struct client_io {
+    int fd;
+    struct nbd_client *cl;
+};
+
 static ssize_t sock_recv(void *ctx, void *buf, size_t len)
 {
-    int fd = *(int *)ctx;
+    int fd = ((struct client_io *)ctx)->fd;
 
     for (;;) {
         ssize_t r = recv(fd, buf, len, 0);
@@ -68,7 +109,7 @@ static ssize_t sock_recv(void *ctx, void *buf, size_t len)
 static ssize_t sock_sendv(void *ctx, const struct iovec *iov, int iovcnt)
 {
     struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
-    int fd = *(int *)ctx;
+    int fd = ((struct client_io *)ctx)->fd;
 
     for (;;) {
         /* MSG_NOSIGNAL: a client that hangs up costs EPIPE, not SIGPIPE. */
@@ -78,12 +119,27 @@ static ssize_t sock_sendv(void *ctx, const struct iovec *iov, int iovcnt)
     }
 }
 
+/* The handshake is over: its deadline no longer applies. */
+static void sock_established(void *ctx)
+{
+    struct nbd_client *cl = ((struct client_io *)ctx)->cl;
+
+    LOCK_GUARD(&cl->ne->clients_lock);
+    cl->deadline_ms = 0;
+}
+
 static void *client_main(void *arg)
 {
     struct nbd_client *cl = arg;
     struct nbd_export *ne = cl->ne;
-    int fd = cl->fd;               /* stable until we close it below */
-    const struct nbd_io io = { .recv = sock_recv, .sendv = sock_sendv, .ctx = &fd };
+    /* cl->fd is stable until we close it below. */
+    struct client_io cio = { .fd = cl->fd, .cl = cl };
+    const struct nbd_io io = {
+        .recv = sock_recv,
+        .sendv = sock_sendv,
+        .established = sock_established,
+        .ctx = &cio,
+    };
 
     stack_prefault(IO_STACK_BYTES);
     (void)store_thread_prepare(ne->store);
@@ -94,6 +150,7 @@ static void *client_main(void *arg)
     cl->fd = -1;
     cl->done = true;
     mutex_unlock(&ne->clients_lock);
+    atomic_fetch_sub(&cl->l->active, 1);
     atomic_fetch_sub(&ne->active, 1);
     /* Wake the accept thread to join us. */
     uint64_t one = 1;
@@ -126,14 +183,15 @@ static void reap_clients(struct nbd_export *ne, bool all)
     }
 }
 
-static void new_client(struct nbd_export *ne, int fd, bool tcp)
+/* A client accepted on l.  The accept thread only. */
+static void new_client(struct nbd_export *ne, struct nbd_listener *l, int fd)
 {
-    if (atomic_load(&ne->active) >= ne->max_connections) {
+    if (atomic_load(&l->active) >= ne->max_connections) {
         atomic_fetch_add(&ne->n_refused, 1);
         close(fd);
         return;
     }
-    if (tcp) {
+    if (l->tcp) {
         /* Replies are whole batches already: Nagle would only delay them. */
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -144,11 +202,15 @@ static void new_client(struct nbd_export *ne, int fd, bool tcp)
         return;
     }
     cl->ne = ne;
+    cl->l = l;
     cl->fd = fd;
+    cl->deadline_ms = monotonic_ms() + ne->handshake_ms;
+    atomic_fetch_add(&l->active, 1);
     atomic_fetch_add(&ne->active, 1);
     mutex_lock(&ne->clients_lock);
     if (pthread_create(&cl->thread, NULL, client_main, cl) != 0) {
         mutex_unlock(&ne->clients_lock);
+        atomic_fetch_sub(&l->active, 1);
         atomic_fetch_sub(&ne->active, 1);
         close(fd);
         free(cl);
@@ -160,18 +222,47 @@ static void new_client(struct nbd_export *ne, int fd, bool tcp)
     atomic_fetch_add(&ne->n_connections, 1);
 }
 
+/*
+ * Shut down the sockets of clients whose handshake is past its deadline.
+ * Returns the ms until the nearest deadline still to come, or -1 if none
+ * is.  The accept thread only.
+ */
+static int expire_handshakes(struct nbd_export *ne)
+{
+    uint64_t now = monotonic_ms(), next = UINT64_MAX;
+
+    LOCK_GUARD(&ne->clients_lock);
+    for (struct nbd_client *cl = ne->clients; cl; cl = cl->next) {
+        if (!cl->deadline_ms || cl->fd < 0)
+            continue;
+        if (cl->deadline_ms <= now) {
+            shutdown(cl->fd, SHUT_RDWR);
+            cl->deadline_ms = 0;
+            atomic_fetch_add(&ne->n_timed_out, 1);
+        } else if (cl->deadline_ms - now < next) {
+            next = cl->deadline_ms - now;
+        }
+    }
+    /* handshake_ms fits an int (NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT), and so does next. */
+    return next == UINT64_MAX ? -1 : (int)next;
+}
+
 static void *accept_main(void *arg)
 {
     struct nbd_export *ne = arg;
     struct pollfd fds[NBD_MAX_LISTENERS + 1];
-    int timeout = -1;
+    bool backoff = false;
 
     for (;;) {
+        /* No longer than the nearest handshake deadline, or the backoff. */
+        int timeout = expire_handshakes(ne);
+        if (backoff && (timeout < 0 || timeout > NBD_ACCEPT_BACKOFF_MS))
+            timeout = NBD_ACCEPT_BACKOFF_MS;
+        backoff = false;
         fds[0] = (struct pollfd){ .fd = ne->stop_fd, .events = POLLIN };
         for (unsigned i = 0; i < ne->nlisteners; i++)
             fds[i + 1] = (struct pollfd){ .fd = ne->listeners[i].fd, .events = POLLIN };
         int n = poll(fds, ne->nlisteners + 1, timeout);
-        timeout = -1;
         if (n < 0 && errno != EINTR)
             break;
         if (fds[0].revents) {
@@ -186,9 +277,9 @@ static void *accept_main(void *arg)
                 continue;
             int fd = accept4(ne->listeners[i].fd, NULL, NULL, SOCK_CLOEXEC);
             if (fd >= 0)
-                new_client(ne, fd, ne->listeners[i].tcp);
+                new_client(ne, &ne->listeners[i], fd);
             else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                timeout = NBD_ACCEPT_BACKOFF_MS;
+                backoff = true;
         }
     }
     return NULL;
@@ -311,7 +402,8 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
 {
     unsigned maxc = o->max_connections ? o->max_connections : NBD_EXPORT_DEFAULT_CONNECTIONS;
 
-    if (maxc > NBD_EXPORT_MAX_CONNECTIONS) {
+    if (maxc > NBD_EXPORT_MAX_CONNECTIONS ||
+        o->handshake_timeout > NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT) {
         errno = EINVAL;
         return NULL;
     }
@@ -322,6 +414,8 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
     ne->size = store_size(s);
     ne->read_only = o->read_only;
     ne->max_connections = maxc;
+    ne->handshake_ms = 1000u * (o->handshake_timeout ? o->handshake_timeout
+                                                     : NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT);
     ne->nthreads = o->threads;
     ne->sender_init = o->sender_init;
     ne->job_run = nbd_job_run;
@@ -364,6 +458,7 @@ void nbd_export_get_stats(struct nbd_export *ne, struct nbd_export_stats *ret)
         .connections = atomic_load(&ne->n_connections),
         .refused = atomic_load(&ne->n_refused),
         .dropped = atomic_load(&ne->n_dropped),
+        .timed_out = atomic_load(&ne->n_timed_out),
         .active = atomic_load(&ne->active),
     };
     if (atomic_load(&ne->sends_active) > 0) {

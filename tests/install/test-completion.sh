@@ -173,8 +173,8 @@ expect '--fuse' _uzramd uzramd --fu
 expect '--max-connections --mem-limit' _uzramd uzramd --m
 opts=$(complete_line _uzramd uzramd --)
 for o in --name --size --algorithm --level --fuse --nbd-unix --nbd-tcp --read-only \
-    --max-connections --control --group --mem-limit --compact-threshold --pidfile \
-    --foreground --threads --config --help --version; do
+    --max-connections --handshake-timeout --control --group --mem-limit \
+    --compact-threshold --pidfile --foreground --threads --config --help --version; do
     [[ " $opts " == *" $o "* ]] || fail "uzramd --<TAB> lacks $o: $opts"
 done
 if [[ -n ${UZRAMD:-} ]]; then
@@ -186,6 +186,7 @@ expect 'compressed raw' _uzramd uzramd --backing-format ''
 expect 'lru zspage' _uzramd uzramd --evict-policy ''
 expect 'zstd' _uzramd uzramd --recompress-algorithm z
 expect '' _uzramd uzramd --high-watermark ''
+expect '' _uzramd uzramd --handshake-timeout ''
 touch "$T/disk.img" "$T/daemon.pid" "$T/swap0.conf"
 for o in --fuse -F --pidfile -p --control -c --nbd-unix --config --backing; do
     expect "$T/daemon.pid $T/disk.img" _uzramd uzramd --size 1G "$o" "$T/d"
