@@ -5,8 +5,8 @@
  * One poll() waits for everything the main thread answers: the signalfd
  * (signals.c), "uzramctl stop" (request_stop()), the FUSE front end's
  * "done" descriptor (the file was unmounted by someone else), and the PSI
- * trigger of the memory rescue (watch.c).  The NBD front end and the control socket run threads of
- * their own and need nothing from here.  The loop's timeout is the next
+ * trigger of the memory rescue (watch.c).  The NBD front end and the
+ * control socket run threads of their own and need nothing from here.  The loop's timeout is the next
  * periodic look (watch.c); without a service manager, a backing store or a
  * reserve there is nothing to look at, and it sleeps until an event.
  *

@@ -21,8 +21,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -106,7 +106,8 @@ static bool abort_fuse(struct daemon *d)
 
 /*
  * Detach the FUSE mount and wait for its users to let go; a second stop
- * signal aborts the connection instead, and "uzramctl stop --force" at once.
+ * signal aborts the connection instead, and so does "uzramctl stop
+ * --force", given before or during the wait.
  */
 static void stop_fuse(struct daemon *d)
 {
@@ -119,11 +120,12 @@ static void stop_fuse(struct daemon *d)
     if (atomic_load(&d->stop_force) && fuse_export_opens(d->fuse))
         aborted = abort_fuse(d);
     for (;;) {
-        struct pollfd fds[2] = {
+        struct pollfd fds[3] = {
             { .fd = fuse_export_done_fd(d->fuse), .events = POLLIN },
             { .fd = d->sigfd, .events = POLLIN },
+            { .fd = d->stop_fd, .events = POLLIN },
         };
-        int n = poll(fds, 2, noticed ? -1 : STOP_NOTICE_MS);
+        int n = poll(fds, 3, noticed ? -1 : STOP_NOTICE_MS);
         if (n < 0 && errno != EINTR) {
             log_err("poll: %s", strerror(errno));
             break;
@@ -132,9 +134,16 @@ static void stop_fuse(struct daemon *d)
             break;
         if (n == 0 && !noticed) {
             log_warn("%s is still in use (a loop device, swap?): serving it until it is "
-                     "released; send SIGTERM again to abort it", d->opt.fuse_file);
+                     "released; send SIGTERM again (or uzramctl stop --force) to abort it",
+                     d->opt.fuse_file);
             noticed = true;
             continue;
+        }
+        if (fds[2].revents) {
+            eventfd_t v;
+            (void)eventfd_read(d->stop_fd, &v);
+            if (atomic_load(&d->stop_force) && !aborted)
+                aborted = abort_fuse(d);
         }
         int sig = fds[1].revents ? signals_take(d) : 0;
         if ((sig == SIGTERM || sig == SIGINT) && !aborted)

@@ -101,6 +101,19 @@ timeout 30 dd if="$LOOPDEV" of=/dev/null bs=4k count=1 iflag=direct status=none 
 ((rc != 0 && rc != 124)) || fail "a read of the loop device after stop --force: exit $rc"
 DEV_PID=
 
+# SIGTERM with a loop device on the file: the daemon serves on until it is
+# released; uzramctl stop --force then ends the wait.
+start_daemon 64M
+DEV_PID=$(<"$DEV_PIDFILE")
+attach_loop "$DEV_FILE"
+kill -TERM "$DEV_PID"
+sleep 3
+pid_alive "$DEV_PID" || fail "the daemon stopped on SIGTERM while a loop device held the file"
+"$UZRAMCTL" stop --force "$DEV_SOCK" >"$TMPD/out" 2>"$TMPD/err" ||
+    fail "stop --force during a stop: $(<"$TMPD/err")"
+pid_alive "$DEV_PID" && fail "stop --force during a stop returned while the daemon runs"
+DEV_PID=
+
 # A daemon killed leaves a dead mount; the next start on the file says so,
 # and how to remove it, which then works.
 start_daemon 64M
