@@ -87,6 +87,7 @@ void reload(struct daemon *d)
                      n.mem_limit ? to : "none");
             d->opt.mem_limit = n.mem_limit;
             changed = true;
+            watch_limit(d, "reload: ");
         }
     }
     if (n.compact_threshold_pct != d->opt.compact_threshold_pct) {

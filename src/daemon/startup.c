@@ -146,6 +146,7 @@ static int start_store(struct daemon *d)
     d->store = store_new(&cfg);
     if (!d->store)
         return startup_failed("cannot create the store: %s", strerror(errno));
+    watch_limit(d, "");
     return 0;
 }
 

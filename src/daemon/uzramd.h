@@ -440,6 +440,12 @@ void watch_status(struct daemon *d) __attribute__((nonnull));
 void watch_backing(struct daemon *d) __attribute__((nonnull));
 /* Once a period: log how short of reserve memory was. */
 void watch_reserve(struct daemon *d) __attribute__((nonnull));
+/*
+ * Warn once when --mem-limit is not above what the device holds now (at
+ * start, its metadata alone can pass a tiny limit; after a reload, the data
+ * may): writes then fail.  when prefixes the message ("" or "reload: ").
+ */
+void watch_limit(struct daemon *d, const char *when) __attribute__((nonnull));
 /* Every MEMORY_CHECK_MS: the last resort against a machine out of memory. */
 void watch_memory(struct daemon *d) __attribute__((nonnull));
 

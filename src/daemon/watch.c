@@ -149,6 +149,24 @@ void watch_backing(struct daemon *d)
     d->bd_read_errors = st.bd_read_errors;
 }
 
+void watch_limit(struct daemon *d, const char *when)
+{
+    struct store_stats st;
+    char limit[16], held[16];
+
+    if (!d->opt.mem_limit)
+        return;
+    store_get_stats(d->store, &st);
+    if (st.mem_used_total < d->opt.mem_limit)
+        return;
+    format_size(d->opt.mem_limit, limit, sizeof(limit));
+    format_size(st.mem_used_total, held, sizeof(held));
+    log_warn("%smem-limit %s is not above what the device holds now (%s%s): every write "
+             "that needs memory fails with ENOSPC%s",
+             when, limit, held, st.orig_data_size ? "" : ", before any data: its metadata",
+             d->backing ? " or waits for eviction" : "");
+}
+
 /*
  * Say when memory was short enough for the reserve to run dry (writes
  * failed, as zram's fail) or to be given back to the kernel, once per look

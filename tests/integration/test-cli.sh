@@ -288,6 +288,23 @@ if id nobody >/dev/null 2>&1 && command -v unshare setpriv >/dev/null; then
         "$TMPD/err" || fail "/dev/fuse not named: $(<"$TMPD/err")"
     [[ $(stat -c %a /dev/fuse) != 600 ]] || fail "the machine's /dev/fuse was changed"
 fi
+# A --mem-limit that the device's metadata alone passes is warned about at
+# start (every write would fail); a sane one is not.
+for lim in 1M 32M; do
+    "$UZRAMD" --foreground --name "lim-$$" --size 64M --mem-limit "$lim" \
+        --nbd-unix "$TMPD/lim.nbd" --control "$TMPD/lim.sock" 2>"$TMPD/lim.err" &
+    lim_pid=$!
+    wait_for "[[ -S $TMPD/lim.sock ]] || ! pid_alive $lim_pid" 20 && [[ -S $TMPD/lim.sock ]] ||
+        fail "uzramd --mem-limit $lim did not start: $(<"$TMPD/lim.err")"
+    "$UZRAMCTL" stop "$TMPD/lim.sock" >/dev/null || fail "uzramctl stop of the --mem-limit $lim daemon"
+    wait "$lim_pid" || fail "uzramd --mem-limit $lim exited $?"
+    if [[ $lim == 1M ]]; then
+        grep -q "^uzramd: warning: mem-limit 1M is not above what the device holds now (.*, before any data: its metadata): every write that needs memory fails with ENOSPC$" \
+            "$TMPD/lim.err" || fail "no warning for --mem-limit 1M: $(<"$TMPD/lim.err")"
+    elif grep -q "mem-limit .* is not above" "$TMPD/lim.err"; then
+        fail "a warning for --mem-limit $lim: $(<"$TMPD/lim.err")"
+    fi
+done
 # What a path under a file cannot have: its directory made.
 expect_start_error "--nbd-unix $TMPD/notsock/x.nbd: cannot make its directory: Not a directory" \
     --fuse "$TMPD/bad" --nbd-unix "$TMPD/notsock/x.nbd" --control "$TMPD/bad.sock"
