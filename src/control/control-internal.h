@@ -7,6 +7,14 @@
  * job thread runs on the control thread, which owns every field here; the
  * job thread touches only struct job's result and done_fd (doc/control.md,
  * "Long requests").
+ *
+ * Roles (doc/control.md, "Who may do what"): who a client is, it says
+ * once, by connecting: its uid is read with SO_PEERCRED at accept and
+ * never again, so nothing it sends can change it.  Root and the daemon's
+ * own user may use every verb; anyone else who could connect (the
+ * socket's group) may only watch, and each verb that changes something is
+ * marked so in the verb table, which refuses it with EPERM before its
+ * handler runs.
  */
 #ifndef UZRAM_CONTROL_INTERNAL_H
 #define UZRAM_CONTROL_INTERNAL_H
@@ -32,6 +40,8 @@
 
 struct client {
     int fd;
+    uid_t uid;          /* SO_PEERCRED at accept: who connected */
+    bool may_change;    /* uid 0 or the daemon's euid (struct control.owner) */
     bool eof;           /* the client shut down its side */
     bool closing;       /* close once out is flushed */
     bool waiting;       /* its request runs on the job thread */
@@ -64,6 +74,8 @@ struct job {
 
 struct control {
     char *path;
+    /* The daemon's euid at control_new(): its clients may change, as root's may. */
+    uid_t owner;
     struct store *store;
     char *name, *algorithm, *fuse_file, *nbd, *backing;
     int level;

@@ -6,6 +6,15 @@
  * arguments and echoes at most CONTROL_ECHO_MAX bytes of what the client
  * sent.  writeback and recompress start the job thread instead and leave
  * the client waiting (doc/control.md, "Long requests").
+ *
+ * Roles (doc/control.md, "Who may do what"): a verb that changes anything
+ * (a setting, the pool, the slots' marks, the backing store, the daemon's
+ * life) is marked `changes` in the table, and control_handle() refuses it
+ * with EPERM, before its arguments are even looked at, to a client that
+ * may only watch.  The check is the table's, not each handler's, so that a
+ * verb added later is one flag away from being right, and the unit test
+ * can check every verb.  Watching is everything else: hello, info, stat and
+ * help, which read figures and names and change nothing.
  */
 #include "control-internal.h"
 
@@ -451,22 +460,24 @@ static void req_stop(struct control *ctl, struct client *c, int argc, char **arg
 /*
  * Every verb's handler, by its name in proto.h (whose order help keeps).
  * Adding one is its name there, its handler and its line here (and its
- * section of PROTOCOL.md).
+ * section of PROTOCOL.md).  A new verb that changes anything must say so:
+ * `changes` is what keeps it from the socket's group.
  */
 static const struct verb {
     bool no_args;           /* anything after the verb is refused here */
+    bool changes;           /* only root and the daemon's user may use it */
     verb_fn *fn;
 } verbs[PROTO_VERB_MAX] = {
-    [PROTO_HELLO] = { false, req_hello },
-    [PROTO_INFO] = { true, req_info },
-    [PROTO_STAT] = { true, req_stat },
-    [PROTO_COMPACT] = { true, req_compact },
-    [PROTO_SET] = { false, req_set },
-    [PROTO_IDLE] = { false, req_idle },
-    [PROTO_WRITEBACK] = { false, req_writeback },
-    [PROTO_RECOMPRESS] = { false, req_recompress },
-    [PROTO_STOP] = { false, req_stop },
-    [PROTO_HELP] = { true, req_help },
+    [PROTO_HELLO] = { false, false, req_hello },
+    [PROTO_INFO] = { true, false, req_info },
+    [PROTO_STAT] = { true, false, req_stat },
+    [PROTO_COMPACT] = { true, true, req_compact },
+    [PROTO_SET] = { false, true, req_set },
+    [PROTO_IDLE] = { false, true, req_idle },
+    [PROTO_WRITEBACK] = { false, true, req_writeback },
+    [PROTO_RECOMPRESS] = { false, true, req_recompress },
+    [PROTO_STOP] = { false, true, req_stop },
+    [PROTO_HELP] = { true, false, req_help },
 };
 
 /* key=the names of every verb, comma-separated. */
@@ -475,6 +486,16 @@ static void resp_verb_names(struct resp *r, const char *key)
     resp_printf(r, " %s=", key);
     for (int i = 0; i < PROTO_VERB_MAX; i++)
         resp_printf(r, "%s%s", i ? "," : "", proto_verb_name(i));
+}
+
+/* EPERM for a client that may only watch, naming the rule. */
+static void resp_refuse_change(const struct control *ctl, struct resp *r)
+{
+    if (ctl->owner == 0)
+        resp_error(r, EPERM, "read-only: only root may change the device");
+    else
+        resp_error(r, EPERM, "read-only: only root or uid %u may change the device",
+                   (unsigned)ctl->owner);
 }
 
 void control_handle(struct control *ctl, struct client *c, char *line, size_t len,
@@ -491,7 +512,9 @@ void control_handle(struct control *ctl, struct client *c, char *line, size_t le
             continue;
         /* A name in proto.h without its handler here is a bug. */
         assert(v->fn);
-        if (v->no_args && argc != 1)
+        if (v->changes && !c->may_change)
+            resp_refuse_change(ctl, r);
+        else if (v->no_args && argc != 1)
             resp_error(r, EINVAL, "%s takes no arguments", argv[0]);
         else
             v->fn(ctl, c, argc, argv, r);

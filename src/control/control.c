@@ -10,6 +10,12 @@
  * nor timed out, until the job's eventfd fires ("Long requests").  The
  * socket's mode is set between bind() and listen(), and the file is
  * unlinked only while it is still ours ("The socket file").
+ *
+ * Who a client is comes from the kernel, once: SO_PEERCRED at accept
+ * gives the uid that connected, and the client may change the device only
+ * if that is root or the daemon's own user; anyone else the socket's mode
+ * lets in (its group) may only watch ("Who may do what").  A client whose
+ * credentials cannot be read is refused rather than guessed at.
  */
 #include "control-internal.h"
 
@@ -213,6 +219,14 @@ static uint64_t control_accept(struct control *ctl)
                 return 0;
             }
         }
+        /* Read now, for the whole connection: the peer's uid at connect(). */
+        struct ucred cred;
+        socklen_t cred_len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0 ||
+            cred_len != sizeof(cred)) {
+            refuse(fd, EACCES, "cannot tell who connected");
+            continue;
+        }
         unsigned i;
         for (i = 0; i < CONTROL_MAX_CLIENTS && ctl->clients[i]; i++)
             ;
@@ -226,6 +240,8 @@ static uint64_t control_accept(struct control *ctl)
             continue;
         }
         c->fd = fd;
+        c->uid = cred.uid;
+        c->may_change = cred.uid == 0 || cred.uid == ctl->owner;
         c->eof = c->closing = c->waiting = false;
         c->in_len = c->out_len = c->out_off = 0;
         c->deadline_ms = monotonic_ms() + CONTROL_IDLE_MS;
@@ -362,6 +378,7 @@ struct control *control_new(const char *path, struct store *store,
     if (!ctl)
         return NULL;
     ctl->listen_fd = ctl->wake_fd = ctl->job.done_fd = -1;
+    ctl->owner = geteuid();
     ctl->store = store;
     ctl->job.store = store;
     ctl->level = info->level;

@@ -8,6 +8,12 @@
  * The server turns each request into store calls; it knows nothing of the
  * front ends beyond the strings the daemon gives it in control_info.
  *
+ * Who may do what: a client whose uid (SO_PEERCRED, at connect) is 0 or
+ * the effective uid of the process that called control_new() may use
+ * every verb; any other client the socket's mode lets in may only watch
+ * (hello, info, stat, help), and every verb that changes something gets
+ * EPERM (PROTOCOL.md, "Roles").
+ *
  * Conventions: 0 or a negative errno; control_new() returns NULL and sets
  * errno.  Nothing here logs.
  */

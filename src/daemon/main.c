@@ -72,6 +72,8 @@ int main(int argc, char **argv)
     /* Said once, at startup: a reload that keeps the setting would say it again. */
     if (d.opt.backing_only && !d.opt.backing)
         log_warn("--%s has no effect without --backing", d.opt.backing_only);
+    if (d.opt.nbd_gid != (gid_t)-1 && !d.opt.nbd_unix)
+        log_warn("--nbd-group has no effect without --nbd-unix");
     if (d.opt.backing && !d.opt.mem_limit)
         log_warn("--backing without --mem-limit: nothing is written back by itself, "
                  "only by 'uzramctl writeback'");

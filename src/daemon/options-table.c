@@ -116,7 +116,7 @@ static int default_threads(void)
 void option_defaults(struct options *o)
 {
     o->name = DEFAULT_NAME;
-    o->gid = (gid_t)-1;
+    o->gid = o->nbd_gid = (gid_t)-1;
     o->compact_threshold_pct = DEFAULT_COMPACT_PCT;
     o->threads = (unsigned)default_threads();
     o->max_connections = NBD_EXPORT_DEFAULT_CONNECTIONS;
@@ -204,18 +204,18 @@ static int set_socket_path(const struct option_def *def, struct options *o, cons
     return 0;
 }
 
+/* A gid_t field, from a group's name or number. */
 static int set_group(const struct option_def *def, struct options *o, const char *arg)
 {
     struct group *g = getgrnam(arg);
     uint64_t v;
 
-    (void)def;
     if (g) {
-        o->gid = g->gr_gid;
+        *FIELD(o, def, gid_t) = g->gr_gid;
         return 0;
     }
     if (parse_u64(arg, &v) == 0 && v < (gid_t)-1) {
-        o->gid = (gid_t)v;
+        *FIELD(o, def, gid_t) = (gid_t)v;
         return 0;
     }
     return -EINVAL;
@@ -355,6 +355,12 @@ const struct option_def option_table[OPTION_MAX] = {
         .set = set_socket_path, .field = offsetof(struct options, nbd_unix),
         .want = "a socket path of at most 107 bytes",
         .help = "serve it over NBD on the Unix socket SOCKET" },
+    [OPT_NBD_GROUP] = {
+        .name = "nbd-group", .metavar = "GROUP", .key = OPTION_KEY_VALUE,
+        .set = set_group, .field = offsetof(struct options, nbd_gid),
+        .want = "a group name or number",
+        .help = "let GROUP read and write the device through\n"
+                "--nbd-unix's socket (mode 0660)" },
     [OPT_NBD_TCP] = {
         .name = "nbd-tcp", .metavar = "[HOST]:PORT", .key = OPTION_KEY_VALUE,
         .set = set_nbd_tcp, .want = "[HOST]:PORT with PORT 1-65535, e.g. :10809",
@@ -385,8 +391,10 @@ const struct option_def option_table[OPTION_MAX] = {
         .help = "control socket (default RUNDIR/NAME.sock)" },
     [OPT_GROUP] = {
         .name = "group", .short_name = 'g', .metavar = "GROUP", .key = OPTION_KEY_VALUE,
-        .set = set_group, .want = "a group name or number",
-        .help = "let GROUP use the control socket (mode 0660)" },
+        .set = set_group, .field = offsetof(struct options, gid),
+        .want = "a group name or number",
+        .help = "let GROUP watch the device through the control\n"
+                "socket (mode 0660): stat, not change" },
     [OPT_MEM_LIMIT] = {
         .name = "mem-limit", .short_name = 'm', .metavar = "SIZE", .key = OPTION_KEY_VALUE,
         .set = set_mem_limit, .want = "a size, e.g. 512M; 0 for none",
@@ -475,8 +483,8 @@ static const char synopsis[] =
     "              [--fuse FILE] [--control SOCKET] [--group GROUP]\n"
     "              [--mem-limit SIZE] [--compact-threshold PCT] [--reserve SIZE]\n"
     "              [--pidfile FILE] [--foreground] [--threads N]\n"
-    "              [--nbd-unix SOCKET] [--nbd-tcp [HOST]:PORT] [--read-only]\n"
-    "              [--max-connections N] [--handshake-timeout SECONDS]\n"
+    "              [--nbd-unix SOCKET] [--nbd-group GROUP] [--nbd-tcp [HOST]:PORT]\n"
+    "              [--read-only] [--max-connections N] [--handshake-timeout SECONDS]\n"
     "              [--backing FILE|NBD-URI] [--backing-format compressed|raw]\n"
     "              [--high-watermark PCT] [--low-watermark PCT]\n"
     "              [--evict-policy lru|zspage]\n"

@@ -44,6 +44,7 @@ static void warn_restart(const struct options *o, const struct options *n)
         { "handshake-timeout", o->handshake_timeout != n->handshake_timeout },
         { "threads", o->threads != n->threads },
         { "group", o->gid != n->gid },
+        { "nbd-group", o->nbd_gid != n->nbd_gid },
         { "control", str_differ(o->control_path, n->control_path) },
         { "backing", str_differ(o->backing, n->backing) },
         { "backing-format", o->backing_raw != n->backing_raw },

@@ -21,6 +21,15 @@
  * address, is used instead of binding that address; any other passed
  * socket is served as well.
  *
+ * Groups (uzramd(8), SECURITY).  Each Unix socket has its own: --group
+ * gives the control socket to members who may only watch (the control
+ * server refuses them every change, by SO_PEERCRED), --nbd-group the NBD
+ * socket to members who may read and write the disk.  One group for both
+ * gave whoever was meant to watch the whole device's data as well; a
+ * group that may change settings there is none (doc/control.md, "Who may
+ * do what").  A socket passed by the service manager keeps the mode and
+ * group it was given there.
+ *
  * The evict path.  With --backing, the backing store is opened once the
  * size is known and before the store, which writes cold pages to it.
  */
@@ -66,14 +75,14 @@ static int startup_failed(const char *fmt, ...)
 /*
  * Make the missing directories above a path given to --fuse, --nbd-unix
  * or --backing, as control_new() does for --control: 0755 where others may
- * have to reach what is in them (a root daemon's, or one with a --group),
- * else 0700, and 0700 always for the backing file, which holds the
- * device's data.  They are left at exit, as /run/uzram is.
+ * have to reach what is in them (a root daemon's, or one with a group for
+ * that socket, gid), else 0700, and 0700 always for the backing file
+ * (private_data), which holds the device's data.  They are left at exit,
+ * as /run/uzram is.
  */
-static int make_parent(const struct daemon *d, const char *option, const char *path,
-                       bool private_data)
+static int make_parent(const char *option, const char *path, bool private_data, gid_t gid)
 {
-    bool shared = !private_data && (geteuid() == 0 || d->opt.gid != (gid_t)-1);
+    bool shared = !private_data && (geteuid() == 0 || gid != (gid_t)-1);
     int r = make_parent_dirs(path, shared ? 0755 : 0700);
 
     if (r < 0)
@@ -92,7 +101,7 @@ static int start_backing(struct daemon *d)
     /* A file's directory; not an NBD URI's, nor anything under /dev,
      * where a missing path is the user's mistake to hear about. */
     if (d->opt.backing[0] == '/' && strncmp(d->opt.backing, "/dev/", 5) != 0 &&
-        make_parent(d, "--backing", d->opt.backing, true) < 0)
+        make_parent("--backing", d->opt.backing, true, (gid_t)-1) < 0)
         return -1;
     d->backing = backing_open(d->opt.backing, d->opt.size, err, sizeof(err));
     if (!d->backing)
@@ -334,7 +343,9 @@ static int start_fuse(struct daemon *d)
     struct fuse_export_conn conn;
     int r;
 
-    if (make_parent(d, "--fuse", d->opt.fuse_file, false) < 0)
+    /* Only root's FUSE file is open to others (allow_other), whatever the
+     * groups: no group has anything to reach there. */
+    if (make_parent("--fuse", d->opt.fuse_file, false, (gid_t)-1) < 0)
         return -1;
     d->fuse = fuse_export_new(d->store, d->opt.fuse_file, &o);
     if (!d->fuse) {
@@ -389,9 +400,10 @@ static int start_nbd(struct daemon *d)
         d->passed[i].fd = -1;
     }
     if (d->opt.nbd_unix && !d->passed_unix) {
-        if (make_parent(d, "--nbd-unix", d->opt.nbd_unix, false) < 0)
+        if (make_parent("--nbd-unix", d->opt.nbd_unix, false, d->opt.nbd_gid) < 0)
             return -1;
-        r = nbd_export_listen_unix(d->nbd, d->opt.nbd_unix, d->opt.gid);
+        /* --nbd-group's, not --group's: watching is not reading the disk. */
+        r = nbd_export_listen_unix(d->nbd, d->opt.nbd_unix, d->opt.nbd_gid);
         if (r < 0)
             return listen_failed(d->opt.nbd_unix, r, "another NBD server");
     }

@@ -4,11 +4,16 @@
  * request we can think of, and the socket file's life (mode, stale sockets,
  * live ones).  Statistics are checked against store_get_stats() after data
  * was written through the store API, with nothing else running, so they
- * must be equal, not just plausible.
+ * must be equal, not just plausible.  As root, a client of another uid
+ * (the socket's group) checks the read-only role against every verb.
  */
 #include "ctltest.h"
 
+#include <grp.h>
+#include <sys/wait.h>
+
 #include "config.h"
+#include "proto.h"
 
 #define LINE 16384
 
@@ -699,6 +704,106 @@ static void test_watermarks(void)
     close(fd);
 }
 
+/* The uid and group of a member of the socket's group: nobody's, on most systems. */
+#define WATCHER_ID 65534
+
+/*
+ * As a member of the socket's group at path, not its owner: every verb
+ * that changes something is refused with EPERM before its arguments are
+ * looked at, the others are served.  Runs in a child; exits on a failed check.
+ */
+static void roles_watch(const char *path)
+{
+    static const char *const changes[] = { "compact",   "set",        "idle",
+                                           "writeback", "recompress", "stop" };
+    gid_t g = WATCHER_ID;
+    char r[LINE];
+
+    CHECK_EQ(setgroups(1, &g), 0);
+    CHECK_EQ(setgid(g), 0);
+    CHECK_EQ(setuid(WATCHER_ID), 0);
+    int fd = ct_try_connect(path);
+    CHECKF(fd >= 0, "connect %s as uid %d: %s", path, WATCHER_ID, strerror(-fd));
+
+    ct_ask(fd, "hello 1", r, sizeof(r));
+    CHECK_RESP(r, "ok protocol=1 ");
+    ct_ask(fd, "stat", r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    ct_ask(fd, "info", r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    ct_ask(fd, "help", r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    /* Each verb of the table, bare: refused as a change, or not refused. */
+    for (int i = 0; i < PROTO_VERB_MAX; i++) {
+        const char *verb = proto_verb_name(i);
+        bool changing = false;
+        for (size_t k = 0; k < sizeof(changes) / sizeof(changes[0]); k++)
+            changing |= strcmp(verb, changes[k]) == 0;
+        ct_ask(fd, verb, r, sizeof(r));
+        CHECKF(ct_starts(r, "error EPERM ") == changing, "%s: %s", verb, r);
+    }
+    /* With arguments, good or bad, the same: the role is checked first. */
+    ct_ask(fd, "set mem-limit=0", r, sizeof(r));
+    CHECK_RESP(r, "error EPERM read-only: only root may change the device");
+    ct_ask(fd, "set nonsense", r, sizeof(r));
+    CHECK_RESP(r, "error EPERM ");
+    ct_ask(fd, "writeback all limit=4096", r, sizeof(r));
+    CHECK_RESP(r, "error EPERM ");
+    ct_ask(fd, "stop force", r, sizeof(r));
+    CHECK_RESP(r, "error EPERM ");
+    /* A watcher's requests are still checked as anyone's. */
+    ct_ask(fd, "stat now", r, sizeof(r));
+    CHECK_RESP(r, "error EINVAL ");
+    close(fd);
+    _exit(0);
+}
+
+/* Roles by SO_PEERCRED: needs root, to connect as another uid. */
+static void test_roles(void)
+{
+    struct control_info info = { .name = "t2", .algorithm = "lz4" };
+    struct store_stats before, after;
+    char path[256], r[LINE];
+    int status;
+
+    if (geteuid() != 0) {
+        printf("  (skipped: needs root to connect as another uid)\n");
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/roles.sock", t.dir);
+    struct control *c = control_new(path, t.store, &info, WATCHER_ID);
+    CHECKF(c, "control_new %s: %s", path, strerror(errno));
+    CHECK_EQ(control_start(c), 0);
+    /* The watcher must reach the socket: through the directory, not into it. */
+    CHECK_EQ(chmod(t.dir, 0711), 0);
+    store_get_stats(t.store, &before);
+
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        roles_watch(path);
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK_EQ(chmod(t.dir, 0700), 0);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the watcher failed (status %#x)",
+           status);
+
+    store_get_stats(t.store, &after);
+    CHECK_EQU(after.mem_limit, before.mem_limit);
+    /* Root, on the same socket, may still change it. */
+    int fd = ct_try_connect(path);
+    CHECK(fd >= 0);
+    ct_ask(fd, "set compact-threshold=17", r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    CHECK_EQU(ct_u64(r, "compact_threshold_pct"), 17);
+    char set[64];
+    snprintf(set, sizeof(set), "set compact-threshold=%u", before.compact_threshold_pct);
+    ct_ask(fd, set, r, sizeof(r));
+    CHECK_RESP(r, "ok ");
+    close(fd);
+    control_free(c);
+}
+
 int main(void)
 {
     /* A umask that would make the socket world-writable must not matter. */
@@ -717,6 +822,7 @@ int main(void)
     RUN_TEST(test_pipelined);
     RUN_TEST(test_eof);
     RUN_TEST(test_socket_file);
+    RUN_TEST(test_roles);
     ct_teardown(&t);
     return 0;
 }
