@@ -65,7 +65,7 @@ struct job {
 struct control {
     char *path;
     struct store *store;
-    char *name, *algorithm, *fuse_file, *nbd, *backing;
+    char *name, *algorithm, *fuse_file, *nbd, *backing, *log;
     int level;
     bool memory_locked, io_flusher, oom_protected;  /* as control_info says */
     int (*stop)(void *stop_arg, bool force, char *why, size_t len);
