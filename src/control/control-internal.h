@@ -77,7 +77,7 @@ struct control {
     /* The daemon's euid at control_new(): its clients may change, as root's may. */
     uid_t owner;
     struct store *store;
-    char *name, *algorithm, *fuse_file, *nbd, *backing;
+    char *name, *algorithm, *fuse_file, *nbd, *backing, *log;
     int level;
     bool memory_locked, io_flusher, oom_protected;  /* as control_info says */
     int (*stop)(void *stop_arg, bool force, char *why, size_t len);

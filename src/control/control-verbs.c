@@ -81,6 +81,7 @@ static void req_info(struct control *ctl, struct client *c, int argc, char **arg
     if (ctl->nbd)
         resp_str(r, "nbd", ctl->nbd);
     resp_str(r, "backing", ctl->backing ? ctl->backing : "");
+    resp_str(r, "log", ctl->log ? ctl->log : "");
 }
 
 /* How `stat` prints each type of STORE_STATS (store.h). */
@@ -119,6 +120,7 @@ static void req_stat(struct control *ctl, struct client *c, int argc, char **arg
     resp_u64(r, "pid", (uint64_t)getpid());
     resp_str(r, "fuse", ctl->fuse_file ? ctl->fuse_file : "");
     resp_str(r, "nbd", ctl->nbd ? ctl->nbd : "");
+    resp_str(r, "log", ctl->log ? ctl->log : "");
 #define STAT(type, name, source) STAT_##type(r, #name, st.name);
     STORE_STATS(STAT)
 #undef STAT

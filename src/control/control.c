@@ -396,9 +396,11 @@ struct control *control_new(const char *path, struct store *store,
         ctl->nbd = strdup(info->nbd);
     if (info->backing)
         ctl->backing = strdup(info->backing);
-    if (!ctl->path || !ctl->name || !ctl->algorithm ||
-        (info->fuse_file && !ctl->fuse_file) || (info->nbd && !ctl->nbd) ||
-        (info->backing && !ctl->backing))
+    if (info->log)
+        ctl->log = strdup(info->log);
+    if (!ctl->path || !ctl->name || !ctl->algorithm || (info->fuse_file && !ctl->fuse_file) ||
+        (info->nbd && !ctl->nbd) || (info->backing && !ctl->backing) ||
+        (info->log && !ctl->log))
         goto fail;
 
     ctl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -462,6 +464,7 @@ void control_free(struct control *ctl)
     free(ctl->fuse_file);
     free(ctl->nbd);
     free(ctl->backing);
+    free(ctl->log);
     free(ctl);
 }
 

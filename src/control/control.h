@@ -35,6 +35,7 @@ struct control_info {
     const char *fuse_file;   /* FUSE file served, or NULL */
     const char *nbd;         /* NBD address served, or NULL (the NBD issue) */
     const char *backing;     /* the backing store's spec, or NULL without one */
+    const char *log;         /* where the daemon logs: "syslog", "stderr", a path; or NULL */
     /* What the daemon was granted to serve swap safely (uzramd(8), SWAP). */
     bool memory_locked, io_flusher, oom_protected;
     /*

@@ -53,7 +53,7 @@ static void write_all(int fd, const void *buf, size_t len)
     }
 }
 
-static _Noreturn void parent_wait(int fd, pid_t child)
+static _Noreturn void parent_wait(int fd, pid_t child, const char *note)
 {
     char msg[1024];
     size_t len = 0;
@@ -68,8 +68,11 @@ static _Noreturn void parent_wait(int fd, pid_t child)
         if (len == sizeof(msg) - 1 || msg[0] == READY_OK)
             break;
     }
-    if (len > 0 && msg[0] == READY_OK)
+    if (len > 0 && msg[0] == READY_OK) {
+        if (note)
+            fprintf(stderr, "uzramd: %s\n", note);
         exit(EXIT_SUCCESS);
+    }
 
     if (len > 1) {
         msg[len] = '\0';
@@ -86,7 +89,25 @@ static _Noreturn void parent_wait(int fd, pid_t child)
     exit(EXIT_STARTUP);
 }
 
-int daemonize(void)
+/*
+ * Close every descriptor past stderr but those in keep (ascending, -1s
+ * first and ignored): the ready pipe and the log file.
+ */
+static void close_others(const int *keep, size_t n)
+{
+    unsigned from = STDERR_FILENO + 1;
+
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] < (int)from)
+            continue;
+        if ((unsigned)keep[i] > from)
+            (void)close_range(from, (unsigned)keep[i] - 1, 0);
+        from = (unsigned)keep[i] + 1;
+    }
+    (void)close_range(from, ~0u, 0);
+}
+
+int daemonize(const char *note)
 {
     int fds[2];
 
@@ -102,7 +123,7 @@ int daemonize(void)
     }
     if (pid > 0) {
         close(fds[1]);
-        parent_wait(fds[0], pid);
+        parent_wait(fds[0], pid, note);
     }
 
     close(fds[0]);
@@ -113,11 +134,16 @@ int daemonize(void)
         return -errno;
     umask(022);
 
+    /*
+     * --log stderr keeps stderr as it was given: a supervisor reading it
+     * wants the messages (and sees its end only when the daemon exits).
+     */
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
         dup2(null, STDIN_FILENO);
         dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
+        if (log_target() != LOG_TARGET_STDERR)
+            dup2(null, STDERR_FILENO);
         if (null > STDERR_FILENO)
             close(null);
     }
@@ -125,12 +151,14 @@ int daemonize(void)
      * Descriptors the caller left open without O_CLOEXEC (a shell's, a
      * test harness's pipes) would otherwise stay open as long as the
      * daemon runs, and a pipe would never see its end.  Keep the standard
-     * three and the ready pipe; nothing else is open yet.
+     * three, the ready pipe and the log file; nothing else is open yet.
      */
-    if (ready_fd > STDERR_FILENO + 1)
-        (void)close_range(STDERR_FILENO + 1, (unsigned)ready_fd - 1, 0);
-    (void)close_range((unsigned)ready_fd + 1, ~0u, 0);
-    log_use_syslog();
+    int keep[2] = { ready_fd, log_file_fd() };
+    if (keep[0] > keep[1]) {
+        keep[0] = keep[1];
+        keep[1] = ready_fd;
+    }
+    close_others(keep, 2);
     return 0;
 }
 
@@ -146,8 +174,11 @@ void daemonize_ready(void)
 
 void daemonize_failed(const char *msg)
 {
-    if (ready_fd < 0)
+    if (ready_fd < 0) {
+        if (log_target() != LOG_TARGET_STDERR)
+            fprintf(stderr, "uzramd: %s\n", msg);
         return;
+    }
     char failed = READY_FAILED;
     write_all(ready_fd, &failed, 1);
     write_all(ready_fd, msg, strlen(msg));

@@ -17,15 +17,28 @@
  *
  * Stopping.  SIGTERM or SIGINT ends serve(); so does the FUSE file being
  * unmounted by someone else.  What a stop waits for is teardown.c's.
+ *
+ * Where messages go (log_setup()) is chosen before the fork, so that a
+ * log file that cannot be opened is reported to the user, and only after
+ * the usage errors and the warnings about the options, which are for the
+ * user at the terminal.  In the background without --log the default is
+ * syslog, but containers often have none (no /dev/log), and there every
+ * message would be lost: the log then goes to a file beside the control
+ * socket, and the command says so once, when it returns.
  */
 #define FUSE_USE_VERSION 314
 
 #include "uzramd.h"
 
+#include <errno.h>
 #include <fuse_log.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "codec.h"
@@ -47,6 +60,90 @@ static void fuse_log_forward(enum fuse_log_level level, const char *fmt, va_list
     else
         return;
     log_msgv(priority, fmt, ap);
+}
+
+/* Is a syslog daemon listening?  Its socket is /dev/log. */
+static bool syslog_here(void)
+{
+    struct stat st;
+
+    return stat("/dev/log", &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* The default log file: the control socket's path with ".log" for ".sock". */
+static char *default_log_path(const char *control)
+{
+    size_t n = strlen(control);
+    char *p;
+
+    if (n > 5 && strcmp(control + n - 5, ".sock") == 0)
+        n -= 5;
+    if (asprintf(&p, "%.*s.log", (int)n, control) < 0)
+        return NULL;
+    return p;
+}
+
+/*
+ * Open the log file at path, making its missing directories with mode:
+ * 0, or -1 after saying why on stderr (still the log here).
+ */
+static int log_setup_file(const char *path, mode_t mode)
+{
+    int r = make_parent_dirs(path, mode);
+
+    if (r < 0) {
+        log_err("--log %s: cannot make its directory: %s", path, strerror(-r));
+        return -1;
+    }
+    r = log_use_file(path);
+    if (r == -ELOOP)
+        log_err("--log %s: a symbolic link: give the file itself", path);
+    else if (r == -EINVAL)
+        log_err("--log %s: not a regular file", path);
+    else if (r < 0)
+        log_err("--log %s: cannot open: %s", path, strerror(-r));
+    return r < 0 ? -1 : 0;
+}
+
+/*
+ * Choose where messages go (uzramd(8), LOGGING) and open the log file, if
+ * it is one.  *ret_syslog: switch to syslog once in the background (after
+ * the fork, which would close its socket).  *ret_note: what the command
+ * says when it returns, or NULL; static.  0, or -1 after saying why.
+ */
+static int log_setup(const struct options *o, bool *ret_syslog, const char **ret_note)
+{
+    static char note[PATH_MAX + 64];
+    const char *log = o->log;
+
+    *ret_syslog = false;
+    *ret_note = NULL;
+    if (!log && o->foreground)
+        return 0;
+    if (!log && syslog_here()) {
+        *ret_syslog = true;
+        return 0;
+    }
+    if (!log) {
+        /* Beside the control socket, made as control_new() makes its directory. */
+        _cleanup_free_ char *path = default_log_path(o->control_path);
+        if (!path) {
+            log_err("out of memory");
+            return -1;
+        }
+        if (log_setup_file(path, geteuid() == 0 || o->gid != (gid_t)-1 ? 0755 : 0700) < 0)
+            return -1;
+        snprintf(note, sizeof(note), "logging to %s (no syslog here)", path);
+        *ret_note = note;
+        return 0;
+    }
+    if (strcmp(log, "stderr") == 0)
+        return 0;
+    if (strcmp(log, "syslog") == 0) {
+        *ret_syslog = true;
+        return 0;
+    }
+    return log_setup_file(log, 0700);
 }
 
 int main(int argc, char **argv)
@@ -85,14 +182,23 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    bool use_syslog;
+    const char *note;
+    if (log_setup(&d.opt, &use_syslog, &note) < 0) {
+        teardown(&d);
+        options_free(&d.opt);
+        return EXIT_STARTUP;
+    }
     if (!d.opt.foreground) {
-        r = daemonize();
+        r = daemonize(note);
         if (r < 0) {
             log_err("cannot go to the background: %s", strerror(-r));
             options_free(&d.opt);
             return EXIT_STARTUP;
         }
     }
+    if (use_syslog)
+        log_use_syslog();
 
     r = startup(&d);
     if (r == 0) {

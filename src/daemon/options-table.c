@@ -307,6 +307,20 @@ static int set_evict_policy(const struct option_def *def, struct options *o, con
     return 0;
 }
 
+/*
+ * syslog, stderr, or a file by its absolute path: a relative one would be
+ * a file called "syslog" in the current directory one typo away.
+ */
+static int set_log(const struct option_def *def, struct options *o, const char *arg)
+{
+    (void)def;
+    if (strcmp(arg, "syslog") != 0 && strcmp(arg, "stderr") != 0 && arg[0] != '/')
+        return -EINVAL;
+    free(o->log);
+    o->log = strdup(arg);
+    return o->log ? 0 : -EINVAL;
+}
+
 static int show_help(const struct option_def *def, struct options *o, const char *arg)
 {
     (void)def, (void)o, (void)arg;
@@ -451,6 +465,13 @@ const struct option_def option_table[OPTION_MAX] = {
         .name = "foreground", .short_name = 'f',
         .set = set_flag, .field = offsetof(struct options, foreground),
         .help = "stay in the foreground, log to stderr" },
+    [OPT_LOG] = {
+        .name = "log", .metavar = "syslog|stderr|FILE", .key = OPTION_KEY_VALUE,
+        .set = set_log, .want = "syslog, stderr or an absolute path",
+        .help = "where messages go; FILE is an absolute path\n"
+                "(default: stderr with --foreground; else syslog,\n"
+                "or without /dev/log the control socket's path\n"
+                "with .log for .sock: RUNDIR/NAME.log)" },
     [OPT_THREADS] = {
         .name = "threads", .short_name = 't', .metavar = "N", .key = OPTION_KEY_VALUE,
         .set = set_uint, .field = offsetof(struct options, threads),
@@ -482,7 +503,8 @@ static const char synopsis[] =
     "              [--level N]\n"
     "              [--fuse FILE] [--control SOCKET] [--group GROUP]\n"
     "              [--mem-limit SIZE] [--compact-threshold PCT] [--reserve SIZE]\n"
-    "              [--pidfile FILE] [--foreground] [--threads N]\n"
+    "              [--pidfile FILE] [--foreground] [--log syslog|stderr|FILE]\n"
+    "              [--threads N]\n"
     "              [--nbd-unix SOCKET] [--nbd-group GROUP] [--nbd-tcp [HOST]:PORT]\n"
     "              [--read-only] [--max-connections N] [--handshake-timeout SECONDS]\n"
     "              [--backing FILE|NBD-URI] [--backing-format compressed|raw]\n"

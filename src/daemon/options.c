@@ -376,6 +376,7 @@ void options_free(struct options *o)
     free(o->fuse_file);
     free(o->control_path);
     free(o->pidfile);
+    free(o->log);
     free(o->nbd_unix);
     free(o->nbd_tcp_host);
     free(o->backing);
@@ -384,4 +385,5 @@ void options_free(struct options *o)
     o->fuse_file = o->control_path = o->pidfile = o->nbd_unix = o->nbd_tcp_host = NULL;
     o->config_file = NULL;
     o->backing = NULL;
+    o->log = NULL;
 }

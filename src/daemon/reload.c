@@ -7,6 +7,10 @@
  * size, the codec, the front ends: changing those would mean a new
  * device).  A file that no longer parses changes nothing.
  *
+ * A log file is opened again first, whether or not there is a file to
+ * re-read: a rotation that moves the file (logrotate without copytruncate)
+ * sends SIGHUP for that.  Where the log goes is a restart's to change.
+ *
  * The rules: a setting is applied through the store's setter, and d->opt
  * takes the new value only once the store accepted it, so that d->opt
  * always says what is in force.  The service manager hears RELOADING=1
@@ -51,6 +55,7 @@ static void warn_restart(const struct options *o, const struct options *n)
         { "evict-policy", o->evict_policy != n->evict_policy },
         { "recompress-algorithm", o->recomp_codec != n->recomp_codec },
         { "recompress-level", o->recomp_level != n->recomp_level },
+        { "log", str_differ(o->log, n->log) },
     };
 
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -66,6 +71,10 @@ void reload(struct daemon *d)
     int r;
 
     notifyf("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)monotonic_usec());
+    r = log_reopen();
+    if (r < 0)
+        log_err("reload: %s: cannot open the log again (%s): still writing to the old file",
+                log_where(), strerror(-r));
     if (!d->opt.config_file) {
         log_info("SIGHUP: no --config file to re-read; nothing changed");
         goto done;

@@ -293,6 +293,7 @@ static int start_control(struct daemon *d)
         .fuse_file = d->opt.fuse_file,
         .nbd = d->nbd_address,
         .backing = d->backing ? backing_spec(d->backing) : NULL,
+        .log = log_where(),
         .memory_locked = d->hardening.memory_locked,
         .io_flusher = d->hardening.io_flusher,
         .oom_protected = d->hardening.oom_protected,

@@ -63,6 +63,8 @@ struct options {
     bool reserve_given;              /* --reserve was given: not the default */
     char *pidfile;                   /* absolute, or NULL */
     bool foreground;
+    /* --log: "syslog", "stderr" or an absolute path; NULL: the default (main.c) */
+    char *log;
     unsigned threads;
     /* NBD: a Unix socket (absolute), a TCP address, or neither. */
     char *nbd_unix;
@@ -101,14 +103,14 @@ void options_free(struct options *o) __attribute__((nonnull));
 
 /* ---- options-table.c ----------------------------------------------------- */
 
-/* uzramd's options, in the order --help lists them (in rows: clang-format would make 28 lines). */
+/* uzramd's options, in the order --help lists them (in rows: clang-format would make 29 lines). */
 /* clang-format off */
 enum option_id {
     OPT_CONFIG, OPT_NAME, OPT_SIZE, OPT_ALGORITHM, OPT_LEVEL, OPT_FUSE, OPT_NBD_UNIX,
     OPT_NBD_GROUP, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_HANDSHAKE_TIMEOUT, OPT_CONTROL,
     OPT_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORMAT,
     OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,
-    OPT_PIDFILE, OPT_FOREGROUND, OPT_THREADS, OPT_HELP, OPT_VERSION,
+    OPT_PIDFILE, OPT_FOREGROUND, OPT_LOG, OPT_THREADS, OPT_HELP, OPT_VERSION,
     OPTION_MAX
 };
 /* clang-format on */
@@ -213,11 +215,38 @@ int listen_fds_take(struct listen_socket **ret) __attribute__((nonnull));
 
 /* ---- log.c --------------------------------------------------------------- */
 
+/* Where messages go: stderr until told otherwise (uzramd(8), LOGGING). */
+enum log_target {
+    LOG_TARGET_STDERR,
+    LOG_TARGET_SYSLOG, /* facility daemon, ident "uzramd", with the pid */
+    LOG_TARGET_FILE,   /* timestamped lines appended to a file */
+    LOG_TARGET_MAX
+};
+
 /*
- * Send messages to syslog (facility daemon, ident "uzramd") instead of
- * stderr.  Called once, by the background child.
+ * Send messages to syslog from now on.  Once, on the main thread, after
+ * daemonize() (which would close its socket).
  */
 void log_use_syslog(void);
+/*
+ * Send messages to the file at path (absolute) from now on: opened for
+ * appending, created with mode 0600 (its directory must exist).  Once, on
+ * the main thread, before any thread exists.  0, or -errno: ELOOP for a
+ * symbolic link, EINVAL for anything but a regular file, open()'s
+ * errors; nothing changes then.
+ */
+int log_use_file(const char *path) __attribute__((nonnull));
+/*
+ * Open the log file's path again and write there from now on (SIGHUP,
+ * after a rotation moved the file).  0, also when not logging to a file;
+ * or -errno as log_use_file(), and the old file stays in use.
+ */
+int log_reopen(void);
+enum log_target log_target(void);
+/* The log file's descriptor, or -1 when not logging to a file. */
+int log_file_fd(void);
+/* "stderr", "syslog" or the file's path: what uzramctl stat shows. */
+const char *log_where(void);
 
 void log_msgv(int priority, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -228,20 +257,23 @@ void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * Fork into the background.  The parent stays here, waiting for the child
- * to report, and exits: 0 once the child called daemonize_ready(), 1 (after
- * printing the child's error) otherwise.  The child returns 0 as the leader
- * of a new session, in /, with stdin, stdout and stderr on /dev/null and
- * logging to syslog.  Call it before any thread exists.  -errno if the fork
- * fails (nothing has changed then).
+ * to report, and exits: 0 once the child called daemonize_ready() (after
+ * printing note as "uzramd: NOTE", unless note is NULL), 1 (after printing
+ * the child's error) otherwise.  The child returns 0 as the leader of a
+ * new session, in /, with stdin and stdout on /dev/null, and stderr too
+ * unless the log goes there (log_target()); the log file stays open.
+ * Call it before any thread exists.  -errno if the fork fails (nothing has
+ * changed then).
  */
-int daemonize(void);
+int daemonize(const char *note);
 
 /* Tell the waiting parent that every front end is ready.  No-op in the foreground. */
 void daemonize_ready(void);
 
 /*
  * Tell the waiting parent that startup failed, with msg as the one line to
- * print.  No-op in the foreground.
+ * print.  In the foreground, print it on stderr if the log goes elsewhere
+ * (the user is there to read it).
  */
 void daemonize_failed(const char *msg) __attribute__((nonnull));
 

@@ -38,6 +38,8 @@ static inline void ct_setup(struct ct *t)
     struct control_info info = { .name = "t0", .algorithm = "lz4", .level = 1,
                                   .fuse_file = "/tmp/a file%" };
 
+    info.log = "/var/log/t 0.log";
+
     snprintf(t->dir, sizeof(t->dir), "/tmp/uzram-ctltest-XXXXXX");
     CHECK(mkdtemp(t->dir) != NULL);
     snprintf(t->path, sizeof(t->path), "%s/t0.sock", t->dir);

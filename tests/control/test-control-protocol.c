@@ -66,6 +66,9 @@ static void test_info(void)
     CHECK(ct_value(r, "fuse", v, sizeof(v)));
     CHECKF(strcmp(v, "/tmp/a%20file%25") == 0, "fuse=%s", v);
     CHECK(!ct_value(r, "nbd", v, sizeof(v)));
+    /* Where the daemon logs, encoded as any path is. */
+    CHECK(ct_value(r, "log", v, sizeof(v)));
+    CHECKF(strcmp(v, "/var/log/t%200.log") == 0, "log=%s", v);
     ct_ask(fd, "info extra", r, sizeof(r));
     CHECK_RESP(r, "error EINVAL ");
     close(fd);
@@ -113,6 +116,7 @@ static void test_stat(void)
     ct_ask(fd, "stat", r, sizeof(r));
     CHECK_RESP(r, "ok ");
     CHECK(ct_value(r, "algorithm", v, sizeof(v)) && strcmp(v, "lz4") == 0);
+    CHECK(ct_value(r, "log", v, sizeof(v)) && strcmp(v, "/var/log/t%200.log") == 0);
     check_stats_equal(r);
     CHECK_EQU(ct_u64(r, "orig_data_size"), 0);
 

@@ -74,6 +74,8 @@ start_daemon() {
     local ctl=()
     if [[ ${DEFAULT_SOCKET:-0} == 1 ]]; then
         DEV_SOCK="/run/uzram/$DEV_NAME.sock"
+        # Where uzramd logs without /dev/log; it outlives the daemon.
+        cleanup_push "rm -f '/run/uzram/$DEV_NAME.log'"
     else
         DEV_SOCK="$TMPD/ctl.sock"
         ctl=(--control "$DEV_SOCK")
