@@ -38,7 +38,7 @@ static void warn_restart(const struct options *o, const struct options *n)
         { "fuse", str_differ(o->fuse_file, n->fuse_file) },
         { "nbd-unix", str_differ(o->nbd_unix, n->nbd_unix) },
         { "nbd-tcp", str_differ(o->nbd_tcp_host, n->nbd_tcp_host) ||
-                     o->nbd_tcp_port != n->nbd_tcp_port },
+                         o->nbd_tcp_port != n->nbd_tcp_port },
         { "read-only", o->read_only != n->read_only },
         { "max-connections", o->max_connections != n->max_connections },
         { "threads", o->threads != n->threads },
@@ -46,6 +46,7 @@ static void warn_restart(const struct options *o, const struct options *n)
         { "control", str_differ(o->control_path, n->control_path) },
         { "backing", str_differ(o->backing, n->backing) },
         { "backing-format", o->backing_raw != n->backing_raw },
+        { "backing-timeout", o->backing_timeout != n->backing_timeout },
         { "evict-policy", o->evict_policy != n->evict_policy },
         { "recompress-algorithm", o->recomp_codec != n->recomp_codec },
         { "recompress-level", o->recomp_level != n->recomp_level },
