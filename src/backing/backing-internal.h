@@ -17,7 +17,9 @@
  *   - The NBD backend's rwlock guards its current connection (read: I/O on
  *     it; write: swapping or closing it); its reconnect mutex, taken only
  *     with trylock, makes one thread at a time try to connect, outside the
- *     rwlock.
+ *     rwlock.  Each connection's own mutex, taken under the read lock and
+ *     never held while waiting for the server, hands the connection to one
+ *     request at a time.  Every wait for the server has a deadline.
  *   - Counters are atomic and relaxed (counter.h): exact, never ordered
  *     against anything else.
  *
@@ -125,8 +127,9 @@ struct backing *backing_file_open(const char *path, uint64_t size, char *err, si
 
 /* ---- backing-nbd.c ---- */
 
-struct backing *backing_nbd_open(const char *uri, uint64_t size, char *err, size_t errlen)
-    __attribute__((nonnull(1)));
+/* timeout_ms: how long each request and each connect may take (backing.h). */
+struct backing *backing_nbd_open(const char *uri, uint64_t size, unsigned timeout_ms,
+                                 char *err, size_t errlen) __attribute__((nonnull(1)));
 
 /* ---- backing-libnbd.c ---- */
 
@@ -139,20 +142,24 @@ struct nbdlib {
     NBDLIB_FN(create);
     NBDLIB_FN(get_errno);
     NBDLIB_FN(get_error);
-    NBDLIB_FN(connect_uri);
     NBDLIB_FN(is_read_only);
     NBDLIB_FN(get_size);
     NBDLIB_FN(get_block_size);
     NBDLIB_FN(close);
     NBDLIB_FN(can_trim);
     NBDLIB_FN(can_flush);
-    NBDLIB_FN(pread);
-    NBDLIB_FN(pwrite);
-    NBDLIB_FN(trim);
-    NBDLIB_FN(flush);
+    NBDLIB_FN(poll);
+    NBDLIB_FN(aio_connect_uri);
+    NBDLIB_FN(aio_is_connecting);
+    NBDLIB_FN(aio_is_ready);
     NBDLIB_FN(aio_is_dead);
     NBDLIB_FN(aio_is_closed);
-    NBDLIB_FN(shutdown);
+    NBDLIB_FN(aio_pread);
+    NBDLIB_FN(aio_pwrite);
+    NBDLIB_FN(aio_trim);
+    NBDLIB_FN(aio_flush);
+    NBDLIB_FN(aio_command_completed);
+    NBDLIB_FN(aio_disconnect);
 #undef NBDLIB_FN
 };
 

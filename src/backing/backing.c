@@ -32,7 +32,8 @@ static int bitmap_init(struct backing *b)
     return 0;
 }
 
-struct backing *backing_open(const char *spec, uint64_t size, char *err, size_t errlen)
+struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms, char *err,
+                             size_t errlen)
 {
     if (err && errlen)
         err[0] = '\0';
@@ -45,9 +46,14 @@ struct backing *backing_open(const char *spec, uint64_t size, char *err, size_t 
         open_fail(err, errlen, EINVAL, "size %" PRIu64 " out of range", size);
         return NULL;
     }
+    if (timeout_ms == 0) {
+        open_fail(err, errlen, EINVAL, "a timeout of 0");
+        return NULL;
+    }
 
-    struct backing *b = backing_spec_is_uri(spec) ? backing_nbd_open(spec, size, err, errlen)
-                                                  : backing_file_open(spec, size, err, errlen);
+    struct backing *b = backing_spec_is_uri(spec)
+                            ? backing_nbd_open(spec, size, timeout_ms, err, errlen)
+                            : backing_file_open(spec, size, err, errlen);
     if (!b)
         return NULL;
 

@@ -15,11 +15,19 @@
  * fatal.  An NBD connection that died is reopened by the next call that
  * needs it, at most once per second (calls in between fail at once with
  * -ENOTCONN), so a server that comes back is used again without anyone
- * asking.
+ * asking.  An NBD server that stops answering costs a deadline, not a
+ * thread: every NBD request, and every connect, has one (timeout_ms of
+ * backing_open()); the request that passes it fails with -ETIMEDOUT and
+ * the connection counts as dead from then on, so the calls after it fail
+ * at once with -ENOTCONN until a reconnect works.  A call waits at most
+ * about twice the timeout: once for a reconnect or for the request ahead
+ * of it on the connection, once for its own request.  A file has no deadline: the kernel
+ * does not let one be put on pread/pwrite.
  *
  * Threads: every function is thread-safe.  Reads and writes of different
- * blocks run in parallel (pread/pwrite on a file; one libnbd handle, whose
- * requests libnbd serialises on the socket, for NBD).
+ * blocks run in parallel on a file (pread/pwrite); on NBD they take turns
+ * on the one connection, a request at a time, as libnbd's synchronous
+ * calls did.
  *
  * Conventions: 0 or a negative errno; backing_open() returns NULL and sets
  * errno.  Nothing here logs.
@@ -33,6 +41,14 @@
 
 #define BACKING_BLOCK_SIZE 4096u
 
+/*
+ * How long an NBD request may wait for its reply unless told otherwise
+ * (uzramd's --backing-timeout): far longer than a healthy server ever
+ * needs, even over a slow network, yet short enough that a client of the
+ * device sees an I/O error rather than a hung read.
+ */
+#define BACKING_TIMEOUT_DEFAULT_MS 30000u
+
 struct backing;
 
 /*
@@ -43,14 +59,18 @@ struct backing;
  * most the store will ever write back (its device size); the backing store
  * may be smaller or larger: backing_blocks() says how many blocks it has
  * (min(size, its size) / 4096).  An existing file is never shortened.
+ * timeout_ms (1 or more; BACKING_TIMEOUT_DEFAULT_MS unless the user says)
+ * is how long each NBD request, and each connect including this one, may
+ * take; a file ignores it.
  *
  * On failure returns NULL, sets errno (ENOENT, EACCES, EINVAL for a spec
- * that is neither, ECONNREFUSED, ENOTSUP for an NBD server that is
- * read-only...) and, when err is not NULL, writes a one-line reason
+ * that is neither or a timeout of 0, ECONNREFUSED, ETIMEDOUT for an NBD
+ * server that did not finish the handshake in time, ENOTSUP for one that
+ * is read-only...) and, when err is not NULL, writes a one-line reason
  * (without the spec itself) into err[errlen].
  */
-struct backing *backing_open(const char *spec, uint64_t size, char *err, size_t errlen)
-    __attribute__((nonnull(1)));
+struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms, char *err,
+                             size_t errlen) __attribute__((nonnull(1)));
 
 /*
  * Whether backing_open() takes spec as an NBD URI (its scheme is nbd or
@@ -108,8 +128,10 @@ void backing_free(struct backing *b, uint64_t blk, bool discard) __attribute__((
 
 /*
  * Write len bytes (1..4096) from buf at the start of block blk / read them
- * back.  0, or -EIO, -ENOSPC, -ENOTCONN (NBD server away), -EINVAL (blk out
- * of range, len 0 or above 4096).  A short read or write is -EIO.
+ * back.  0, or -EIO, -ENOSPC, -ENOTCONN (NBD server away), -ETIMEDOUT (the
+ * NBD server did not answer within the timeout; the connection is then
+ * dropped), -EINVAL (blk out of range, len 0 or above 4096).  A short read
+ * or write is -EIO.  A read that failed left buf's contents undefined.
  * A failed write leaves blk allocated: the caller gives it back with
  * backing_free (with discard, to release what the write did manage to
  * store).
@@ -119,7 +141,7 @@ int backing_write(struct backing *b, uint64_t blk, const void *buf, size_t len)
 int backing_read(struct backing *b, uint64_t blk, void *buf, size_t len)
     __attribute__((nonnull));
 
-/* Make writes so far durable (fdatasync, NBD_CMD_FLUSH).  0 or -errno. */
+/* Make writes so far durable (fdatasync, NBD_CMD_FLUSH).  0 or -errno, as backing_write(). */
 int backing_flush(struct backing *b) __attribute__((nonnull));
 
 struct backing_stats {

@@ -51,6 +51,16 @@
  * each pass free a batch (10% of the limit) rather than one page per
  * write, and the 10% left above leaves writes room while a pass runs.
  */
+/*
+ * An NBD backing request that takes longer fails, and the connection is
+ * dropped (uzramd(8), EVICTION): a healthy server answers in milliseconds,
+ * and 30 s is still short of what makes a client of the device give up.
+ * The top is an hour: past that, a read is as good as hung.
+ */
+#define DEFAULT_BACKING_TIMEOUT 30
+#define MAX_BACKING_TIMEOUT 3600
+_Static_assert(DEFAULT_BACKING_TIMEOUT * 1000u == BACKING_TIMEOUT_DEFAULT_MS,
+               "--backing-timeout's default is the backing layer's");
 #define DEFAULT_HIGH_WM 90
 #define DEFAULT_LOW_WM 80
 /*
@@ -121,6 +131,7 @@ void option_defaults(struct options *o)
     o->threads = (unsigned)default_threads();
     o->max_connections = NBD_EXPORT_DEFAULT_CONNECTIONS;
     o->handshake_timeout = NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT;
+    o->backing_timeout = DEFAULT_BACKING_TIMEOUT;
     o->high_wm_pct = DEFAULT_HIGH_WM;
     o->low_wm_pct = DEFAULT_LOW_WM;
     o->evict_policy = STORE_EVICT_LRU;
@@ -435,6 +446,14 @@ const struct option_def option_table[OPTION_MAX] = {
         .name = "backing-format", .metavar = "compressed|raw", .key = OPTION_KEY_VALUE,
         .flags = OPTION_BACKING_ONLY, .set = set_backing_format, .want = "compressed or raw",
         .help = "how pages are written back (default compressed)" },
+    [OPT_BACKING_TIMEOUT] = {
+        .name = "backing-timeout", .metavar = "SECONDS", .key = OPTION_KEY_VALUE,
+        .flags = OPTION_BACKING_ONLY, .set = set_uint,
+        .field = offsetof(struct options, backing_timeout),
+        .min = 1, .max = MAX_BACKING_TIMEOUT, .want = "1-" STR(MAX_BACKING_TIMEOUT) " seconds",
+        .help = "an NBD backing server that takes longer to\n"
+                "answer fails the request (default "
+                STR(DEFAULT_BACKING_TIMEOUT) ")" },
     [OPT_HIGH_WM] = {
         .name = "high-watermark", .metavar = "PCT", .key = OPTION_KEY_VALUE,
         .set = set_uint, .field = offsetof(struct options, high_wm_pct),
@@ -508,6 +527,7 @@ static const char synopsis[] =
     "              [--nbd-unix SOCKET] [--nbd-group GROUP] [--nbd-tcp [HOST]:PORT]\n"
     "              [--read-only] [--max-connections N] [--handshake-timeout SECONDS]\n"
     "              [--backing FILE|NBD-URI] [--backing-format compressed|raw]\n"
+    "              [--backing-timeout SECONDS]\n"
     "              [--high-watermark PCT] [--low-watermark PCT]\n"
     "              [--evict-policy lru|zspage]\n"
     "              [--recompress-algorithm ALGO] [--recompress-level N]\n"

@@ -52,6 +52,7 @@ static void warn_restart(const struct options *o, const struct options *n)
         { "control", str_differ(o->control_path, n->control_path) },
         { "backing", str_differ(o->backing, n->backing) },
         { "backing-format", o->backing_raw != n->backing_raw },
+        { "backing-timeout", o->backing_timeout != n->backing_timeout },
         { "evict-policy", o->evict_policy != n->evict_policy },
         { "recompress-algorithm", o->recomp_codec != n->recomp_codec },
         { "recompress-level", o->recomp_level != n->recomp_level },

@@ -94,7 +94,7 @@ static void expect_refused(const char *spec, uint64_t size, int want_errno)
 {
     char err[256] = "unset";
     errno = 0;
-    struct backing *b = backing_open(spec, size, err, sizeof(err));
+    struct backing *b = backing_open(spec, size, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err));
     CHECKF(b == NULL, "backing_open(%s) should have failed", spec);
     CHECKF(errno == want_errno, "backing_open(%s): errno %s, want %s", spec,
            strerrorname_np(errno) ?: "?", strerrorname_np(want_errno) ?: "?");
@@ -102,7 +102,7 @@ static void expect_refused(const char *spec, uint64_t size, int want_errno)
     CHECKF(strstr(err, spec) == NULL || spec[0] == '\0', "the reason repeats the spec: %s", err);
     printf("   refused %s: %s\n", spec, err);
     /* err may be NULL. */
-    CHECK(backing_open(spec, size, NULL, 0) == NULL);
+    CHECK(backing_open(spec, size, BACKING_TIMEOUT_DEFAULT_MS, NULL, 0) == NULL);
     CHECK_EQ(errno, want_errno);
 }
 

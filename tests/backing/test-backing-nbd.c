@@ -3,7 +3,8 @@
  * The backing store on NBD, against real nbdkit servers on Unix sockets:
  * I/O and trim, errors the server returns (the error filter), a server
  * killed mid-run and started again (reconnect), a server that comes back
- * smaller (refused), a read-only server (refused at open), and threads
+ * smaller (refused), a read-only server (refused at open), a server that
+ * stops answering (every call comes back within its deadline), and threads
  * doing I/O while the server goes away and returns.  Skips (77) without
  * nbdkit.
  */
@@ -251,12 +252,137 @@ static void test_kill_and_restart(void)
     server_stop();
 }
 
+/*
+ * A server that stops answering: nbdkit stopped with SIGSTOP keeps its
+ * sockets, the kernel still queues new connections on them, and nothing
+ * replies, as a hung or wedged server's would not.  Every call must come
+ * back within its deadline (HANG_TIMEOUT_MS, at most about twice it per
+ * call, backing.h); HANG_BOUND_S is a generous bound on that, to name the
+ * call that hung, not a measure of speed.
+ */
+#define HANG_TIMEOUT_MS 1000u
+#define HANG_BOUND_S (2 * HANG_TIMEOUT_MS / 1000 + 20)
+
+/*
+ * Stop (SIGSTOP) or continue (SIGCONT) the server, and wait until it has:
+ * kill() returns before the signal takes effect.
+ */
+static void server_signal(int sig)
+{
+    CHECK(server_pid > 0);
+    CHECK_EQ(kill(server_pid, sig), 0);
+    int status;
+    CHECK_EQ(waitpid(server_pid, &status, sig == SIGSTOP ? WUNTRACED : WCONTINUED), server_pid);
+    CHECKF(sig == SIGSTOP ? WIFSTOPPED(status) : WIFCONTINUED(status), "nbdkit status 0x%x",
+           status);
+}
+
+/* Run call, and check that it came back within HANG_BOUND_S. */
+#define WITHIN_BOUND(call)                                                                \
+    ({                                                                                    \
+        double t0_ = test_now();                                                          \
+        __auto_type r_ = (call);                                                          \
+        double dt_ = test_now() - t0_;                                                    \
+        CHECKF(dt_ < HANG_BOUND_S, "%s took %.1f s with the server stopped", #call, dt_); \
+        r_;                                                                               \
+    })
+
+struct hang_arg {
+    struct backing *b;
+    uint64_t blk;
+    int r;
+};
+
+static void *hang_reader(void *p)
+{
+    struct hang_arg *a = p;
+    unsigned char out[4096];
+    a->r = WITHIN_BOUND(backing_read(a->b, a->blk, out, sizeof(out)));
+    return NULL;
+}
+
+static void test_server_hangs(void)
+{
+    char err[256] = "";
+    START("memory", "16M");
+    struct backing *b = backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, err, sizeof(err));
+    CHECKF(b != NULL, "backing_open: %s", err);
+    unsigned char in[4][4096], out[4096];
+    for (uint64_t i = 0; i < 4; i++) {
+        test_pattern(in[i], sizeof(in[i]), i, 7);
+        CHECK_EQ(backing_write(b, i, in[i], sizeof(in[i])), 0);
+    }
+
+    /* The request that meets the silence times out, and drops the connection. */
+    server_signal(SIGSTOP);
+    CHECK_EQ(WITHIN_BOUND(backing_read(b, 0, out, sizeof(out))), -ETIMEDOUT);
+    struct backing_stats s = bt_stats(b);
+    CHECK(!s.connected);
+    CHECK_EQ(s.last_error, -ETIMEDOUT);
+    CHECK_EQU(s.read_errors, 1);
+    /* Those right after fail at once: no reconnect within the second. */
+    CHECK_EQ(backing_write(b, 4, in[0], sizeof(in[0])), -ENOTCONN);
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), -ENOTCONN);
+    /* A reconnect the kernel accepts but nobody answers has its deadline too. */
+    wait_reconnect_interval();
+    CHECK_EQ(WITHIN_BOUND(backing_read(b, 1, out, sizeof(out))), -ENOTCONN);
+    CHECK_EQU(bt_stats(b).reconnects, 0);
+
+    /* Back: reconnected, and what it held is there. */
+    server_signal(SIGCONT);
+    wait_reconnect_interval();
+    CHECK_EQ(backing_read(b, 0, out, sizeof(out)), 0);
+    CHECK(memcmp(in[0], out, sizeof(out)) == 0);
+    s = bt_stats(b);
+    CHECK(s.connected);
+    CHECK_EQU(s.reconnects, 1);
+
+    /*
+     * Threads queued behind a request that hangs: each comes back, timed
+     * out itself or failed at once when the one ahead timed out.
+     */
+    server_signal(SIGSTOP);
+    pthread_t th[4];
+    struct hang_arg args[4];
+    for (unsigned i = 0; i < 4; i++) {
+        args[i] = (struct hang_arg){ .b = b, .blk = i };
+        CHECK_EQ(pthread_create(&th[i], NULL, hang_reader, &args[i]), 0);
+    }
+    unsigned timed_out = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        CHECK_EQ(pthread_join(th[i], NULL), 0);
+        CHECKF(args[i].r == -ETIMEDOUT || args[i].r == -ENOTCONN, "reader %u: %d", i,
+               args[i].r);
+        timed_out += args[i].r == -ETIMEDOUT;
+    }
+    CHECK(timed_out >= 1);
+    CHECK(!bt_stats(b).connected);
+
+    /* Back again; then closing while it is stopped, with a connection up. */
+    server_signal(SIGCONT);
+    wait_reconnect_interval();
+    CHECK_EQ(backing_read(b, 3, out, sizeof(out)), 0);
+    CHECK(memcmp(in[3], out, sizeof(out)) == 0);
+    CHECK_EQU(bt_stats(b).reconnects, 2);
+    server_signal(SIGSTOP);
+    WITHIN_BOUND((backing_close(b), 0));
+
+    /* Opening fails in time too, with the reason. */
+    errno = 0;
+    b = WITHIN_BOUND(backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, err, sizeof(err)));
+    CHECK(b == NULL);
+    CHECK_EQ(errno, ETIMEDOUT);
+    printf("   stopped server: %s\n", err);
+    server_signal(SIGCONT);
+    server_stop();
+}
+
 static void test_refused_at_open(void)
 {
     char err[256] = "";
     START("-r", "memory", "16M");
     errno = 0;
-    CHECK(backing_open(uri, 16 * MiB, err, sizeof(err)) == NULL);
+    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err)) == NULL);
     CHECK_EQ(errno, ENOTSUP);
     printf("   read-only: %s\n", err);
     CHECK(err[0] != '\0');
@@ -265,7 +391,7 @@ static void test_refused_at_open(void)
     /* Nobody listening. */
     errno = 0;
     err[0] = '\0';
-    CHECK(backing_open(uri, 16 * MiB, err, sizeof(err)) == NULL);
+    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err)) == NULL);
     CHECK(errno != 0);
     printf("   no server: %s (%s)\n", err, strerrorname_np(errno) ?: "?");
     CHECK(err[0] != '\0');
@@ -274,7 +400,7 @@ static void test_refused_at_open(void)
     /* An export under one block. */
     START("memory", "1000");
     errno = 0;
-    CHECK(backing_open(uri, 16 * MiB, err, sizeof(err)) == NULL);
+    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err)) == NULL);
     CHECK_EQ(errno, EINVAL);
     server_stop();
 }
@@ -373,6 +499,7 @@ int main(void)
     RUN_TEST(test_server_errors);
     RUN_TEST(test_kill_and_restart);
     RUN_TEST(test_refused_at_open);
+    RUN_TEST(test_server_hangs);
     RUN_TEST(test_threads_across_restart);
     return 0;
 }

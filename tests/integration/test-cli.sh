@@ -311,6 +311,8 @@ expect_start_error "--nbd-unix $TMPD/notsock/x.nbd: cannot make its directory: N
 # The evict path's options.
 bad backing --size 64M --backing ''
 bad backing-format --size 64M --backing "$TMPD/bk" --backing-format gzip
+bad backing-timeout --size 64M --backing "$TMPD/bk" --backing-timeout 0
+bad backing-timeout --size 64M --backing "$TMPD/bk" --backing-timeout 3601
 bad high-watermark --size 64M --high-watermark 0
 bad high-watermark --size 64M --high-watermark 101
 bad low-watermark --size 64M --low-watermark 95

@@ -33,7 +33,7 @@ static struct wb wb_new(uint64_t backing_size, const struct store_config *extra)
     CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
     close(fd);
     char err[256] = "";
-    w.b = backing_open(w.path, backing_size, err, sizeof(err));
+    w.b = backing_open(w.path, backing_size, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err));
     CHECKF(w.b, "backing_open: %s", err);
     struct store_config cfg = extra ? *extra : (struct store_config){ 0 };
     cfg.size = SIZE;

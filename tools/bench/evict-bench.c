@@ -129,7 +129,8 @@ static struct backing *backing_make(uint64_t size)
             die("mkstemp", errno);
         close(fd);
     }
-    struct backing *b = backing_open(backing_arg ? backing_arg : path, size, err, sizeof(err));
+    struct backing *b = backing_open(backing_arg ? backing_arg : path, size,
+                                     BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err));
     if (!b) {
         fprintf(stderr, "evict-bench: backing_open: %s\n", err);
         exit(1);
