@@ -94,7 +94,7 @@ odd=$(grep -Ev "^$stamp uzramd\[$DEV_PID\]: " "$lf" || true)
 
 # uzramctl stat says where the log goes.
 [[ $(stat_value log) == "$lf" ]] || fail "uzramctl stat --json: log is '$(stat_value log)', not $lf"
-"$UZRAMCTL" stat "$DEV_SOCK" | grep -qE "^log +$lf\$" ||
+grep -qE "^log +$lf\$" <<<"$("$UZRAMCTL" stat "$DEV_SOCK")" ||
     fail "uzramctl stat shows no 'log $lf': $("$UZRAMCTL" stat "$DEV_SOCK" | head -12)"
 
 # A rotation that moves the file, then SIGHUP: a new file at the path.

@@ -47,7 +47,7 @@ expect_refused() {
 # pid and front ends.
 attach_loop "$DEV_FILE"
 for kv in "pid $DEV_PID" "fuse $DEV_FILE" "loop_devices $LOOPDEV" "nbd unix:$TMPD/dev.nbd"; do
-    "$UZRAMCTL" stat "$DEV_SOCK" | grep -qx "${kv%% *} *${kv#* }" ||
+    grep -qx "${kv%% *} *${kv#* }" <<<"$("$UZRAMCTL" stat "$DEV_SOCK")" ||
         fail "uzramctl stat does not show '$kv': $("$UZRAMCTL" stat "$DEV_SOCK" | head -8)"
 done
 [[ $("$UZRAMCTL" stat --json "$DEV_SOCK" | grep '"loop_devices"') == *"\"$LOOPDEV\""* ]] ||

@@ -12,7 +12,7 @@
 require_cmd fio python3
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
-fio --enghelp 2>/dev/null | grep -qw nbd || skip "this fio has no nbd engine"
+grep -qw nbd <<<"$(fio --enghelp 2>/dev/null)" || skip "this fio has no nbd engine"
 
 make_tmpdir uznbd
 start_nbd_daemon 512M
