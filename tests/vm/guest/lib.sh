@@ -137,13 +137,24 @@ orig_data_size() {
 
 # hog SIZE PASSES [CGROUP_LIMIT]: swap-fill, in a new memory cgroup capped at
 # CGROUP_LIMIT if given.  Sets HOG_RC, HOG_SECONDS and HOG_OUT.
+# hog_cgroup LIMIT: the cgroup /hog with memory.max LIMIT, made only where
+# it is not there yet.  A case that runs hog in the background makes it
+# first, in the foreground: nbd-sigkill's guest locked up twice in CI
+# (6.1 under TCG, both CPUs in soft lockup from the start) with the
+# background hog's mkdir of the cgroup on one CPU and a fork of the
+# script's pid_of loop on the other.
+hog_cgroup() {
+    grep -qw memory /sys/fs/cgroup/cgroup.subtree_control ||
+        echo +memory >/sys/fs/cgroup/cgroup.subtree_control
+    [[ -d /sys/fs/cgroup/hog ]] || mkdir /sys/fs/cgroup/hog
+    echo "$1" >/sys/fs/cgroup/hog/memory.max || fail "memory.max"
+}
+
 hog() {
     local size=$1 passes=$2 limit=${3:-} t0 t1
     local -a wrap=()
     if [[ -n $limit ]]; then
-        echo +memory >/sys/fs/cgroup/cgroup.subtree_control
-        mkdir -p /sys/fs/cgroup/hog
-        echo "$limit" >/sys/fs/cgroup/hog/memory.max || fail "memory.max"
+        hog_cgroup "$limit"
         wrap=(bash -c 'echo $$ >/sys/fs/cgroup/hog/cgroup.procs && exec "$@"' hog)
     fi
     HOG_OUT=/tmp/hog.out

@@ -31,7 +31,9 @@ wait_gone() {
     done
     fail "swap-fill still runs $1 s after its swap device died ($2)"
 }
-# Busy swapping: 256 MiB in a 64 MiB cgroup, many passes.
+# Busy swapping: 256 MiB in a 64 MiB cgroup, many passes.  The cgroup is
+# made here, before hog goes to the background (lib.sh, hog_cgroup).
+hog_cgroup 64M
 hog 256M 50 64M &
 hog_job=$!
 pid=
@@ -71,6 +73,7 @@ rm -f /run/uzram/$DEV.sock /run/uzram/$DEV.nbd /run/uzram/$DEV.pid
 swap_setup "$kind"
 # hog in the background (bounded's subshell): its status is HOG_RC's.
 hog_status() { hog "$@"; return "$HOG_RC"; }
+hog_cgroup 32M
 bounded 180 "swap-fill on the new daemon" hog_status 64M 1 32M ||
     fail "swap-fill on the new daemon exited $?"
 check_no_hung_task
