@@ -176,3 +176,18 @@ pages_field() {
     [[ " $1 " =~ \ $2=([^ ]+)\  ]] || fail "wb-pages printed no $2 in: $1"
     printf '%s\n' "${BASH_REMATCH[1]}"
 }
+
+# wb_fill_half: write the first $HALF bytes of $TMPD/data through NBD with
+# the backing server up, and check that nothing failed and that pages went
+# to the server (the device's --mem-limit is far below $HALF).  Leaves the
+# statistics after it in WB_JSON, logged.
+wb_fill_half() {
+    local out
+    out=$("$WB_PAGES" write "$NBD_URI" "$TMPD/data" 0 "$HALF") || fail "wb-pages write could not run"
+    [[ $(pages_field "$out" error) == none ]] ||
+        fail "writing $((HALF / MiB)) MiB with the server up failed: $out"
+    WB_JSON=$(stat_json)
+    wb_log "$WB_JSON"
+    (($(json_int "$WB_JSON" bd_count) > 0)) ||
+        fail "bd_count is 0 after $((HALF / MiB)) MiB went into the device's limit"
+}
