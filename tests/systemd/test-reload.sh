@@ -4,6 +4,7 @@
 # Reload on SIGHUP:
 #   - mem-limit and compact-threshold changed in the file are applied to
 #     the running device (what uzramctl stat shows), and logged;
+#   - a mem-limit below what the device holds is applied, with a warning;
 #   - a changed key that needs a restart (size) is named in a warning, and
 #     the device keeps its size;
 #   - the command line still overrides the file (compact-threshold given
@@ -71,6 +72,14 @@ kill -HUP "$DEV_PID"
 wait_for "[[ \$(stat_value mem_limit) == $((24 << 20)) ]]" 30 || fail "mem-limit not applied"
 [[ $(stat_value compact_threshold_pct) == 15 ]] ||
     fail "the file overrode --compact-threshold at a reload: $(stat_value compact_threshold_pct)"
+
+# A limit below what the device holds (here its metadata alone) is applied,
+# with a warning that says what writes will meet.
+printf 'size = 64M\ncompact-threshold = 40\nmem-limit = 1M\n' >"$conf"
+kill -HUP "$DEV_PID"
+wait_for "[[ \$(stat_value mem_limit) == $((1 << 20)) ]]" 30 || fail "mem-limit = 1M not applied"
+wait_for "grep -q 'warning: reload: mem-limit 1M is not above what the device holds now' '$TMPD/uzramd.log'" 30 ||
+    fail "a reload below what the device holds: no warning; log: $(<"$TMPD/uzramd.log")"
 stop_daemon
 cleanup_pop
 
