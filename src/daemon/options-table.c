@@ -272,6 +272,25 @@ static int parse_tcp(const char *s, char **ret_host, uint16_t *ret_port)
     return 0;
 }
 
+static int set_tls(const struct option_def *def, struct options *o, const char *arg)
+{
+    static const char *const modes[NBD_TLS_MAX] = {
+        [NBD_TLS_OFF] = "off",
+        [NBD_TLS_ON] = "on",
+        [NBD_TLS_REQUIRE] = "require",
+    };
+
+    (void)def;
+    for (unsigned i = 0; i < NBD_TLS_MAX; i++) {
+        if (strcmp(arg, modes[i]) == 0) {
+            o->tls = i;
+            o->tls_given = true;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 static int set_nbd_tcp(const struct option_def *def, struct options *o, const char *arg)
 {
     (void)def;
@@ -409,6 +428,22 @@ const struct option_def option_table[OPTION_MAX] = {
         .help = "disconnect an NBD client that has not finished\n"
                 "its handshake after SECONDS (default "
                 STR(NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT) ")" },
+    [OPT_TLS] = {
+        .name = "tls", .metavar = "off|on|require", .key = OPTION_KEY_VALUE,
+        .set = set_tls, .want = "off, on or require",
+        .help = "TLS on every NBD socket: offered (on) or the only\n"
+                "way in (require); with --nbd-tcp, give --tls=off\n"
+                "to serve TCP without it" },
+    [OPT_TLS_PSK] = {
+        .name = "tls-psk", .metavar = "FILE", .key = OPTION_KEY_PATH,
+        .set = set_path, .field = offsetof(struct options, tls_psk), .want = "a path",
+        .help = "TLS pre-shared keys, USERNAME:HEXKEY lines (psktool)" },
+    [OPT_TLS_CERTIFICATES] = {
+        .name = "tls-certificates", .metavar = "DIR", .key = OPTION_KEY_PATH,
+        .set = set_path, .field = offsetof(struct options, tls_certificates),
+        .want = "a directory",
+        .help = "TLS certificates: server-cert.pem, server-key.pem,\n"
+                "and ca-cert.pem to require client certificates" },
     [OPT_CONTROL] = {
         .name = "control", .short_name = 'c', .metavar = "SOCKET", .key = OPTION_KEY_PATH,
         .set = set_socket_path, .field = offsetof(struct options, control_path),
@@ -526,6 +561,7 @@ static const char synopsis[] =
     "              [--threads N]\n"
     "              [--nbd-unix SOCKET] [--nbd-group GROUP] [--nbd-tcp [HOST]:PORT]\n"
     "              [--read-only] [--max-connections N] [--handshake-timeout SECONDS]\n"
+    "              [--tls off|on|require] [--tls-psk FILE] [--tls-certificates DIR]\n"
     "              [--backing FILE|NBD-URI] [--backing-format compressed|raw]\n"
     "              [--backing-timeout SECONDS]\n"
     "              [--high-watermark PCT] [--low-watermark PCT]\n"

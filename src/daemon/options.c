@@ -31,6 +31,7 @@
 
 #include "cleanup.h"
 #include "codec.h"
+#include "nbd-export.h"
 #include "util.h"
 
 /* getopt_long()'s value for an option without a short form: past every char. */
@@ -319,6 +320,38 @@ static int check_watermarks(const struct options *o, const struct given *g)
 }
 
 /*
+ * TLS: a mode with its credentials, and TCP only with TLS or an explicit
+ * --tls=off (uzramd(8), SECURITY): a TCP port on loopback is open to every
+ * local user, who could otherwise read and rewrite the device, swap and
+ * all.
+ */
+static int check_tls(const struct options *o)
+{
+    const char *creds = o->tls_psk ? "--tls-psk" : "--tls-certificates";
+
+    if (o->tls_psk && o->tls_certificates) {
+        log_err("--tls-psk and --tls-certificates: give one of them, not both");
+        return -EINVAL;
+    }
+    if ((o->tls_psk || o->tls_certificates) && o->tls == NBD_TLS_OFF) {
+        log_err("%s: needs --tls=on or --tls=require", creds);
+        return -EINVAL;
+    }
+    if (o->tls != NBD_TLS_OFF && !o->tls_psk && !o->tls_certificates) {
+        log_err("--tls=%s: needs --tls-psk FILE or --tls-certificates DIR",
+                o->tls == NBD_TLS_ON ? "on" : "require");
+        return -EINVAL;
+    }
+    if (o->nbd_tcp_host && !o->tls_given) {
+        log_err("--nbd-tcp: without TLS any local user can read and write the device: "
+                "add --tls=require with --tls-psk FILE or --tls-certificates DIR, "
+                "or --tls=off to serve it unauthenticated anyway");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/*
  * The default control socket for the device's name, unless --control gave
  * one (the option table's set_socket_path() made it absolute and checked
  * its length, as for --nbd-unix).
@@ -368,6 +401,8 @@ static int parse_merged(int argc, char **argv, struct options *ret)
         ret->reserve = option_default_reserve(ret->mem_limit);
     if (check_watermarks(ret, &g) < 0)
         return -EINVAL;
+    if (check_tls(ret) < 0)
+        return -EINVAL;
     return set_control_path(ret, g.arg[OPT_CONTROL]);
 }
 
@@ -379,11 +414,14 @@ void options_free(struct options *o)
     free(o->log);
     free(o->nbd_unix);
     free(o->nbd_tcp_host);
+    free(o->tls_psk);
+    free(o->tls_certificates);
     free(o->backing);
     free(o->config_file);
     config_args_free(&o->config);
     o->fuse_file = o->control_path = o->pidfile = o->nbd_unix = o->nbd_tcp_host = NULL;
     o->config_file = NULL;
+    o->tls_psk = o->tls_certificates = NULL;
     o->backing = NULL;
     o->log = NULL;
 }

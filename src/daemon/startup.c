@@ -379,8 +379,49 @@ static int start_fuse(struct daemon *d)
     return 0;
 }
 
+/*
+ * --tls-psk or --tls-certificates, read once, here, before any client;
+ * with --tls=off on TCP, the warning, at every start (uzramd(8), SECURITY).
+ */
+static int start_tls(struct daemon *d)
+{
+    const char *file = NULL;
+    bool tcp = d->opt.nbd_tcp_host;
+
+    for (int i = 0; i < d->npassed; i++)
+        tcp |= d->passed[i].family != AF_UNIX;
+    if (d->opt.tls == NBD_TLS_OFF) {
+        if (tcp && d->opt.tls_given)
+            log_warn("--tls=off: NBD over TCP without authentication: any local user, and "
+                     "anyone who can reach the port, can read and write the device");
+        else if (tcp)
+            return startup_failed("NBD on a TCP socket from the service manager: give "
+                                  "--tls=require with --tls-psk or --tls-certificates, or "
+                                  "--tls=off");
+        return 0;
+    }
+    const char *opt = d->opt.tls_psk ? "--tls-psk" : "--tls-certificates";
+    const char *path = d->opt.tls_psk ? d->opt.tls_psk : d->opt.tls_certificates;
+    int r = nbd_tls_creds_load(d->opt.tls_psk, d->opt.tls_certificates, &d->tls_creds, &file);
+    if (r == -EINVAL && d->opt.tls_psk)
+        return startup_failed("%s %s: not a PSK file (lines of USERNAME:HEXKEY, as psktool "
+                              "writes)",
+                              opt, path);
+    if (r == -EINVAL)
+        return startup_failed("%s %s: %s: not a PEM certificate or key, or the key is not "
+                              "the certificate's",
+                              opt, path, file ? file : "?");
+    if (r < 0 && d->opt.tls_psk)
+        return startup_failed("%s %s: %s", opt, path, strerror(-r));
+    if (r < 0)
+        return startup_failed("%s %s: %s: %s", opt, path, file ? file : "?", strerror(-r));
+    return 0;
+}
+
 static int start_nbd(struct daemon *d)
 {
+    if (start_tls(d) < 0)
+        return -1;
     const struct nbd_export_options o = {
         .description = d->opt.name,
         .read_only = d->opt.read_only,
@@ -388,6 +429,8 @@ static int start_nbd(struct daemon *d)
         .handshake_timeout = d->opt.handshake_timeout,
         .threads = d->opt.threads,
         .sender_init = harden_reply_thread,
+        .tls = d->opt.tls,
+        .tls_creds = d->tls_creds,
     };
     int r;
 
@@ -420,11 +463,16 @@ static int start_nbd(struct daemon *d)
     r = nbd_export_start(d->nbd);
     if (r < 0)
         return startup_failed("cannot start the NBD server: %s", strerror(-r));
-    log_info("NBD on %s%s%s, at most %u clients per socket, handshakes within %u s",
-             d->nbd_address ? d->nbd_address : "?",
-             d->npassed ? " (sockets from the service manager)" : "",
-             d->opt.read_only ? ", read-only" : "", d->opt.max_connections,
-             d->opt.handshake_timeout);
+    const char *tls = d->opt.tls == NBD_TLS_REQUIRE ? "required"
+                      : d->opt.tls == NBD_TLS_ON    ? "offered"
+                                                    : "off";
+    log_info(
+        "NBD on %s%s%s, at most %u clients per socket, handshakes within %u s, TLS %s%s%s",
+        d->nbd_address ? d->nbd_address : "?",
+        d->npassed ? " (sockets from the service manager)" : "",
+        d->opt.read_only ? ", read-only" : "", d->opt.max_connections,
+        d->opt.handshake_timeout, tls, d->tls_creds ? " with " : "",
+        d->tls_creds ? nbd_tls_creds_kind(d->tls_creds) : "");
     return 0;
 }
 

@@ -160,6 +160,9 @@ void teardown(struct daemon *d)
     mutex_unlock(&d->stop_lock);
     if (d->nbd)
         stop_nbd(d);
+    /* After the export, which uses them; also when it never started. */
+    nbd_tls_creds_free(d->tls_creds);
+    d->tls_creds = NULL;
     if (d->fuse)
         stop_fuse(d);
     control_free(d->control);

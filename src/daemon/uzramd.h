@@ -73,6 +73,10 @@ struct options {
     bool read_only;                  /* NBD clients may not write */
     unsigned max_connections;        /* NBD clients at once, on each socket */
     unsigned handshake_timeout;      /* seconds an NBD client has to finish its handshake */
+    unsigned tls;                    /* enum nbd_tls_mode, for every NBD listener */
+    bool tls_given;                  /* --tls was given: required with --nbd-tcp */
+    char *tls_psk;                   /* absolute, or NULL */
+    char *tls_certificates;          /* a directory, absolute, or NULL */
     /* The evict path (see uzramd(8), EVICTION). */
     char *backing;                   /* an absolute path or an NBD URI, or NULL */
     bool backing_raw;                /* --backing-format raw */
@@ -108,7 +112,8 @@ void options_free(struct options *o) __attribute__((nonnull));
 /* clang-format off */
 enum option_id {
     OPT_CONFIG, OPT_NAME, OPT_SIZE, OPT_ALGORITHM, OPT_LEVEL, OPT_FUSE, OPT_NBD_UNIX,
-    OPT_NBD_GROUP, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_HANDSHAKE_TIMEOUT, OPT_CONTROL,
+    OPT_NBD_GROUP, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_HANDSHAKE_TIMEOUT, OPT_TLS,
+    OPT_TLS_PSK, OPT_TLS_CERTIFICATES, OPT_CONTROL,
     OPT_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORMAT, OPT_BACKING_TIMEOUT,
     OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,
     OPT_PIDFILE, OPT_FOREGROUND, OPT_LOG, OPT_THREADS, OPT_HELP, OPT_VERSION,
@@ -374,6 +379,7 @@ struct daemon {
     struct control *control;
     struct fuse_export *fuse;   /* NULL without --fuse */
     struct nbd_export *nbd;     /* NULL without --nbd-unix or --nbd-tcp */
+    struct nbd_tls_creds *tls_creds; /* --tls-psk or --tls-certificates, read at start */
     char *nbd_address;          /* what uzramctl shows: "unix:PATH,tcp:HOST:PORT" */
     int pidfile_fd;             /* locked while we live; -1: none written */
     struct listen_socket *passed;   /* socket activation: the manager's sockets */

@@ -14,6 +14,10 @@
  * nbd_export_serve_io() serves one client over callbacks in the calling
  * thread, without sockets or threads: for the fuzzer and for tests.
  *
+ * TLS (doc/nbd.md, "Transport and TLS"): with NBD_TLS_ON or
+ * NBD_TLS_REQUIRE, every listener offers NBD_OPT_STARTTLS with the
+ * credentials given, which nbd_tls_creds_load() read once, at start.
+ *
  * Conventions: 0 or a negative errno; nbd_export_new() returns NULL and
  * sets errno.  Nothing here logs: a client that breaks the protocol is
  * dropped silently, and counted.
@@ -28,6 +32,33 @@
 
 struct store;
 struct nbd_export;
+struct nbd_tls_creds;
+
+/*
+ * TLS, with nbdkit's meanings: OFF, no NBD_OPT_STARTTLS; ON, offered and
+ * the client chooses; REQUIRE, every option but NBD_OPT_STARTTLS and
+ * NBD_OPT_ABORT is refused with NBD_REP_ERR_TLS_REQD before TLS, and a
+ * plain-text NBD_OPT_EXPORT_NAME ends the connection.
+ */
+enum nbd_tls_mode { NBD_TLS_OFF, NBD_TLS_ON, NBD_TLS_REQUIRE, NBD_TLS_MAX };
+
+/*
+ * Read TLS credentials, once: either a PSK file (psktool's format, lines
+ * of USERNAME:HEXKEY) or a directory of certificates (server-cert.pem and
+ * server-key.pem; with ca-cert.pem there too, every client must present a
+ * certificate signed by that CA).  Exactly one of psk_file and cert_dir is
+ * not NULL.  The files are read here and never again, so a daemon may
+ * lose the right to read them afterwards.  On failure *ret_file names the
+ * file at fault (one of cert_dir's, or psk_file) and *ret is untouched.
+ * -ENOENT, -EACCES: a file missing or unreadable; -EINVAL: not a key file,
+ * not PEM, or a key that is not the certificate's; -ENOMEM.
+ */
+int nbd_tls_creds_load(const char *psk_file, const char *cert_dir, struct nbd_tls_creds **ret,
+                       const char **ret_file) __attribute__((nonnull(3, 4)));
+/* "PSK" or "X.509", for the log. */
+const char *nbd_tls_creds_kind(const struct nbd_tls_creds *cr) __attribute__((nonnull));
+/* Accepts NULL.  Only once no export uses them. */
+void nbd_tls_creds_free(struct nbd_tls_creds *cr);
 
 #define NBD_EXPORT_DEFAULT_CONNECTIONS 16
 #define NBD_EXPORT_MAX_CONNECTIONS 1024
@@ -67,6 +98,9 @@ struct nbd_export_options {
      * is short), e.g. to raise its scheduling class.  It must not fail.
      */
     void (*sender_init)(void);
+    /* TLS on every listener; tls_creds (not NULL unless OFF) must outlive the export. */
+    enum nbd_tls_mode tls;
+    const struct nbd_tls_creds *tls_creds;
 };
 
 /*
@@ -142,11 +176,20 @@ void nbd_export_free(struct nbd_export *ne);
  * established(), if not NULL, is called once, when the handshake is over
  * and transmission begins, before the first request is read: the sockets'
  * layer ends the handshake's deadline there.
+ *
+ * tls is the policy for NBD_OPT_STARTTLS (NBD_TLS_OFF when starttls is
+ * NULL).  starttls() is called at most once, from the handshake, after
+ * the option's NBD_REP_ACK went out and with no input left unread; it
+ * runs the TLS handshake on the stream and returns 0, after which recv()
+ * and sendv() go through TLS, or a negative errno (-EACCES: the peer's
+ * credentials were refused), after which the connection ends.
  */
 struct nbd_io {
     ssize_t (*recv)(void *ctx, void *buf, size_t len);
     ssize_t (*sendv)(void *ctx, const struct iovec *iov, int iovcnt);
     void (*established)(void *ctx);
+    int (*starttls)(void *ctx);
+    enum nbd_tls_mode tls;
     void *ctx;
 };
 
@@ -156,7 +199,9 @@ struct nbd_io {
  * threads if nbd_export_start() started them, else run here.  Returns 0
  * when the client ended properly (NBD_OPT_ABORT, NBD_CMD_DISC), -ECONNRESET
  * when the stream ended or failed, -EPROTO when the client broke the
- * protocol (it is dropped), -ENOMEM.
+ * protocol (it is dropped), -EACCES when TLS was required and the client
+ * asked for the export without it, or its TLS credentials were refused,
+ * -ENOMEM.
  */
 int nbd_export_serve_io(struct nbd_export *ne, const struct nbd_io *io)
     __attribute__((nonnull));

@@ -5,6 +5,16 @@
  * is bounded (doc/nbd.md, "Bounds"): its length by NBD_MAX_OPTION_LEN, the
  * options before transmission by NBD_MAX_OPTIONS; a client past either is
  * dropped.  Unknown options get NBD_REP_ERR_UNSUP and negotiation goes on.
+ *
+ * TLS (doc/nbd.md, "Transport and TLS"): NBD_OPT_STARTTLS is answered,
+ * then the stream becomes a TLS session (io->starttls) and negotiation
+ * goes on inside it, starting afresh: what was agreed in plain text
+ * (structured replies, the metadata context) was agreed with someone not
+ * yet authenticated, and is forgotten.  Input that came after the option,
+ * before our answer, would be read as if it came through TLS (an attacker
+ * on the path could inject it): such a client is dropped.  When TLS is
+ * required, every other option before it gets NBD_REP_ERR_TLS_REQD, and
+ * NBD_OPT_EXPORT_NAME, which has no way to fail, ends the connection.
  */
 #include "nbd-internal.h"
 
@@ -173,11 +183,51 @@ invalid:
 }
 
 /*
+ * NBD_OPT_STARTTLS, whose len bytes of data are the last input in rx.
+ * 0 to go on negotiating (in TLS, or in plain text after an error reply),
+ * -EPROTO, -EACCES or -ECONNRESET to end.
+ */
+static int opt_starttls(struct nbd_conn *c, uint32_t len)
+{
+    const struct nbd_io *io = c->io;
+
+    if (io->tls == NBD_TLS_OFF || !io->starttls) {
+        opt_error(c, NBD_OPT_STARTTLS, len ? NBD_REP_ERR_INVALID : NBD_REP_ERR_UNSUP);
+        return 0;
+    }
+    if (len != 0 || c->tls_active) {
+        opt_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID);
+        return 0;
+    }
+    /* Nothing may follow before our answer: it would pass for TLS input. */
+    if (c->rx_len - c->rx_pos != 0)
+        return -EPROTO;
+    opt_ack(c, NBD_OPT_STARTTLS);
+    if (conn_flush(c) < 0)
+        return -ECONNRESET;
+    int r = io->starttls(io->ctx);
+    if (r < 0)
+        return r == -EACCES ? -EACCES : -ECONNRESET;
+    c->tls_active = true;
+    c->structured = false;
+    c->meta_alloc = false;
+    return 0;
+}
+
+/*
  * One option, whose data d of len bytes is in rx.  Returns 0 to go on
- * negotiating, 1 to enter transmission, -ECONNABORTED for NBD_OPT_ABORT.
+ * negotiating, 1 to enter transmission, -ECONNABORTED for NBD_OPT_ABORT,
+ * -EACCES for NBD_OPT_EXPORT_NAME when TLS is required and not had.
  */
 static int handle_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 {
+    if (c->io->tls == NBD_TLS_REQUIRE && !c->tls_active && opt != NBD_OPT_STARTTLS &&
+        opt != NBD_OPT_ABORT) {
+        if (opt == NBD_OPT_EXPORT_NAME)
+            return -EACCES;
+        opt_error(c, opt, NBD_REP_ERR_TLS_REQD);
+        return 0;
+    }
     switch (opt) {
     case NBD_OPT_EXPORT_NAME: {
         /* Any name is this export; there is no way to refuse here anyway. */
@@ -206,8 +256,7 @@ static int handle_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uin
         return 0;
     }
     case NBD_OPT_STARTTLS:
-        opt_error(c, opt, len ? NBD_REP_ERR_INVALID : NBD_REP_ERR_UNSUP);
-        return 0;
+        return opt_starttls(c, len);
     case NBD_OPT_INFO:
     case NBD_OPT_GO:
         return opt_info(c, opt, d, len);
@@ -229,7 +278,10 @@ static int handle_option(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uin
     }
 }
 
-/* 0: go to transmission; -ECONNABORTED: the client gave up; -EPROTO, -ECONNRESET. */
+/*
+ * 0: go to transmission; -ECONNABORTED: the client gave up; -EACCES: TLS
+ * required and not had; -EPROTO, -ECONNRESET.
+ */
 int conn_handshake(struct nbd_conn *c)
 {
     uint8_t *h = tx_hdr(c->tx, 18);

@@ -8,7 +8,9 @@
  * workers run each job through ne->job_run).
  *
  * Locking: a connection's lock guards its job count and its sender's
- * queue; its send lock makes each sendmsg() whole replies; pool_lock
+ * queue; its send lock makes each sendmsg() whole replies, and is what
+ * serializes the senders of a TLS session (GnuTLS allows one sender and
+ * one receiver at once, not two senders); pool_lock
  * guards the pool's queue and free job buffers; clients_lock the client
  * list.  No thread holds two of them at once, except that a reply batch is
  * given back (nbd_job_put(), taking pool_lock) under the connection's lock.
@@ -80,6 +82,7 @@ struct nbd_conn {
     bool structured;            /* NBD_OPT_STRUCTURED_REPLY agreed */
     bool meta_alloc;            /* base:allocation selected */
     bool no_zeroes;
+    bool tls_active; /* NBD_OPT_STARTTLS succeeded: io goes through TLS */
     uint16_t tflags;
     atomic_bool broken;         /* a send failed: stop serving */
 
@@ -140,6 +143,8 @@ struct nbd_export {
     unsigned handshake_ms;    /* from accept() to transmission (nbd-server.c) */
     unsigned nthreads;
     void (*sender_init)(void);  /* nbd_export_options.sender_init */
+    enum nbd_tls_mode tls;      /* for every client (nbd-server.c) */
+    const struct nbd_tls_creds *tls_creds;  /* the caller's; NULL when tls is OFF */
     void (*job_run)(struct nbd_job *j);     /* nbd_job_run(), for the pool's workers */
 
     /* The worker pool: jobs queued by connection threads (nbd-pool.c). */
@@ -171,6 +176,39 @@ struct nbd_export {
     atomic_uint sends_active;
     atomic_uint_fast64_t send_done_ms;
 };
+
+/* ---- nbd-transport.c, nbd-tls.c ------------------------------------------ */
+
+/*
+ * A client's byte stream (doc/nbd.md, "Transport and TLS"): its socket,
+ * plain, or inside a TLS session once NBD_OPT_STARTTLS succeeded.  recv()
+ * is the connection's thread's; sendv() runs in one thread at a time (the
+ * caller holds the connection's send lock) and may run while recv() does.
+ * Both return what struct nbd_io's do.
+ */
+struct nbd_transport;
+struct nbd_transport_ops {
+    ssize_t (*recv)(struct nbd_transport *t, void *buf, size_t len);
+    ssize_t (*sendv)(struct nbd_transport *t, const struct iovec *iov, int iovcnt);
+    /* The end: a TLS session says goodbye if clean, and is freed; the socket stays. */
+    void (*end)(struct nbd_transport *t, bool clean);
+};
+struct nbd_transport {
+    const struct nbd_transport_ops *ops;
+    int fd;                      /* the socket; its owner closes it */
+    struct nbd_tls_session *tls; /* NULL while plain */
+};
+/* A plain transport over socket fd. */
+void nbd_transport_init(struct nbd_transport *t, int fd) __attribute__((nonnull));
+/*
+ * Run the TLS handshake on t's socket with cr and switch t to the session.
+ * -EACCES: the peer's credentials were refused (a wrong PSK, a certificate
+ * of another CA); -ECONNRESET: the stream failed; -ENOMEM.  t stays plain
+ * on failure.  Bounded in time by the handshake's deadline only: the
+ * accept thread shuts the socket down (nbd-server.c).
+ */
+int nbd_tls_start(struct nbd_transport *t, const struct nbd_tls_creds *cr)
+    __attribute__((nonnull));
 
 /* ---- nbd-pool.c ---------------------------------------------------------- */
 
@@ -245,7 +283,10 @@ int rx_skip(struct nbd_conn *c, uint64_t n);
 
 /* ---- nbd-handshake.c ----------------------------------------------------- */
 
-/* 0: go to transmission; -ECONNABORTED: the client gave up; -EPROTO, -ECONNRESET. */
+/*
+ * 0: go to transmission; -ECONNABORTED: the client gave up; -EACCES: TLS
+ * required and not had; -EPROTO, -ECONNRESET.
+ */
 int conn_handshake(struct nbd_conn *c);
 
 /* ---- nbd-transmit.c ------------------------------------------------------ */

@@ -31,6 +31,9 @@
  * SO_RCVTIMEO would be less code but is no deadline: it bounds each recv(),
  * and a client sending a byte just within it would keep its slot for ever.
  *
+ * The deadline covers NBD_OPT_STARTTLS's TLS handshake too: it runs on the
+ * same socket, in the client's thread, before established().
+ *
  * There is no idle timeout in transmission, on purpose: the kernel's NBD
  * client serving swap sends nothing for as long as nothing is swapped,
  * and dropping it would take the swap device away (doc/nbd.md, "Bounds").
@@ -89,34 +92,28 @@ struct nbd_client {
 
 /* ---- clients ------------------------------------------------------------- */
 
-/* What a client's nbd_io callbacks get. */
+/* What a client's nbd_io callbacks get: its transport, plain or TLS (nbd-transport.c). */
 struct client_io {
-    int fd;
+    struct nbd_transport t;
     struct nbd_client *cl;
 };
 
-static ssize_t sock_recv(void *ctx, void *buf, size_t len)
+static ssize_t client_recv(void *ctx, void *buf, size_t len)
 {
-    int fd = ((struct client_io *)ctx)->fd;
-
-    for (;;) {
-        ssize_t r = recv(fd, buf, len, 0);
-        if (r >= 0 || errno != EINTR)
-            return r;
-    }
+    struct nbd_transport *t = &((struct client_io *)ctx)->t;
+    return t->ops->recv(t, buf, len);
 }
 
-static ssize_t sock_sendv(void *ctx, const struct iovec *iov, int iovcnt)
+static ssize_t client_sendv(void *ctx, const struct iovec *iov, int iovcnt)
 {
-    struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
-    int fd = ((struct client_io *)ctx)->fd;
+    struct nbd_transport *t = &((struct client_io *)ctx)->t;
+    return t->ops->sendv(t, iov, iovcnt);
+}
 
-    for (;;) {
-        /* MSG_NOSIGNAL: a client that hangs up costs EPIPE, not SIGPIPE. */
-        ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
-        if (r >= 0 || errno != EINTR)
-            return r;
-    }
+static int client_starttls(void *ctx)
+{
+    struct client_io *cio = ctx;
+    return nbd_tls_start(&cio->t, cio->cl->ne->tls_creds);
 }
 
 /* The handshake is over: its deadline no longer applies. */
@@ -133,17 +130,22 @@ static void *client_main(void *arg)
     struct nbd_client *cl = arg;
     struct nbd_export *ne = cl->ne;
     /* cl->fd is stable until we close it below. */
-    struct client_io cio = { .fd = cl->fd, .cl = cl };
+    struct client_io cio = { .cl = cl };
     const struct nbd_io io = {
-        .recv = sock_recv,
-        .sendv = sock_sendv,
+        .recv = client_recv,
+        .sendv = client_sendv,
         .established = sock_established,
+        .starttls = ne->tls != NBD_TLS_OFF ? client_starttls : NULL,
+        .tls = ne->tls,
         .ctx = &cio,
     };
 
+    nbd_transport_init(&cio.t, cl->fd);
     stack_prefault(IO_STACK_BYTES);
     (void)store_thread_prepare(ne->store);
-    (void)nbd_export_serve_io(ne, &io);
+    int r = nbd_export_serve_io(ne, &io);
+    /* A TLS session ends with close_notify only when the client ended it properly. */
+    cio.t.ops->end(&cio.t, r == 0);
 
     mutex_lock(&ne->clients_lock);
     close(cl->fd);
@@ -403,7 +405,8 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
     unsigned maxc = o->max_connections ? o->max_connections : NBD_EXPORT_DEFAULT_CONNECTIONS;
 
     if (maxc > NBD_EXPORT_MAX_CONNECTIONS ||
-        o->handshake_timeout > NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT) {
+        o->handshake_timeout > NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT || o->tls >= NBD_TLS_MAX ||
+        (o->tls != NBD_TLS_OFF && !o->tls_creds)) {
         errno = EINVAL;
         return NULL;
     }
@@ -418,6 +421,8 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
                                                      : NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT);
     ne->nthreads = o->threads;
     ne->sender_init = o->sender_init;
+    ne->tls = o->tls;
+    ne->tls_creds = o->tls_creds;
     ne->job_run = nbd_job_run;
     ne->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ne->listeners = calloc(NBD_MAX_LISTENERS, sizeof(*ne->listeners));

@@ -9,9 +9,16 @@
  * Each input gets a new store and export, so that it replays alone.
  *
  * The input's first byte is not stream but setup: bit 0 picks the
- * read-only export, the other bits how many bytes each recv() hands out
- * (0: as many as asked), so that requests split across reads at every
- * boundary are tried too.  The rest is what the client sends.
+ * read-only export, bits 1-5 how many bytes each recv() hands out (0: as
+ * many as asked), so that requests split across reads at every boundary
+ * are tried too, and bits 6-7 the TLS mode (off, on, require, require).
+ * The rest is what the client sends.
+ *
+ * TLS is pretended: NBD_OPT_STARTTLS's handshake takes one byte of the
+ * stream, 0 for a refused client and anything else for a session, after
+ * which the stream goes on as the session's plaintext.  So the option's
+ * rules (TLS required, input after it, a second STARTTLS, state forgotten)
+ * are fuzzed, and GnuTLS, which has fuzzers of its own, is not.
  *
  * Replies are copied to a sink, byte by byte of every iovec, so that a
  * reply pointing at freed or stale memory shows under AddressSanitizer.
@@ -20,6 +27,7 @@
  * as fuzz-nbd-replay, which runs this entry point over the regression
  * inputs in corpus/nbd/ as a unit test.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,12 +80,29 @@ static ssize_t feed_sendv(void *ctx, const struct iovec *iov, int iovcnt)
     return (ssize_t)total;
 }
 
+static int feed_starttls(void *ctx)
+{
+    uint8_t ok = 0;
+
+    if (feed_recv(ctx, &ok, 1) != 1)
+        return -ECONNRESET;
+    return ok ? 0 : -EACCES;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    struct feed f = { .p = data + 1, .len = size - 1, .chunk = data[0] >> 1 };
-    const struct nbd_io io = { .recv = feed_recv, .sendv = feed_sendv, .ctx = &f };
+    static const enum nbd_tls_mode modes[4] = { NBD_TLS_OFF, NBD_TLS_ON, NBD_TLS_REQUIRE,
+                                                NBD_TLS_REQUIRE };
+    struct feed f = { .p = data + 1, .len = size - 1, .chunk = (data[0] >> 1) & 31 };
+    const struct nbd_io io = {
+        .recv = feed_recv,
+        .sendv = feed_sendv,
+        .starttls = feed_starttls,
+        .tls = modes[data[0] >> 6],
+        .ctx = &f,
+    };
 
     /*
      * A fresh store and export per input: runs do not depend on each

@@ -55,6 +55,18 @@ def seeds():
     yield "go-commands-split", 7 << 1, full_handshake() + (
         req("WRITE", 100, 5000, 0, 1, page + page[:904]) + req("READ", 0, 8192, 0, 2) +
         req("DISC"))
+    # TLS (setup bits 6-7), pretended: the handshake takes one byte, non-zero
+    # for success.  4 bytes per recv() keep rx empty after STARTTLS.
+    starttls = opt(OPT["STARTTLS"])
+    yield "starttls-require", (2 << 6) | (4 << 1), (
+        struct.pack(">I", 1) + opt(OPT["LIST"]) + go() + starttls + b"\x01" + starttls +
+        full_handshake()[4:] + req("READ", 0, 4096, 0, 1) + req("DISC"))
+    yield "starttls-on-refused", (1 << 6) | (4 << 1), (
+        struct.pack(">I", 1) + opt(OPT["STRUCTURED_REPLY"]) + starttls + b"\x00")
+    yield "starttls-inject", 2 << 6, (
+        struct.pack(">I", 1) + starttls + go() + req("DISC"))
+    yield "starttls-export-name", 2 << 6, (
+        struct.pack(">I", 1) + opt(OPT["EXPORT_NAME"]) + req("DISC"))
     yield "export-name-simple", 0, (
         struct.pack(">I", 1) + opt(OPT["LIST"]) + opt(OPT["STARTTLS"]) + go(code=OPT["INFO"]) +
         opt(99, b"xyz") + opt(OPT["EXPORT_NAME"], b"anything") +

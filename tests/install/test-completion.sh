@@ -184,6 +184,8 @@ if [[ -n ${UZRAMD:-} ]]; then
 fi
 expect 'compressed raw' _uzramd uzramd --backing-format ''
 expect 'lru zspage' _uzramd uzramd --evict-policy ''
+expect 'off on require' _uzramd uzramd --tls ''
+expect 'require' _uzramd uzramd --tls = r
 expect 'zstd' _uzramd uzramd --recompress-algorithm z
 expect '' _uzramd uzramd --high-watermark ''
 expect '' _uzramd uzramd --handshake-timeout ''

@@ -53,7 +53,7 @@ held_check() {
 # ---- --max-connections per listener -----------------------------------------
 port=$("$PY" "$HOLD" port) || fail "no free TCP port"
 # The helpers in transmission stay, whatever the handshake deadline.
-start_nbd_daemon 64M --nbd-tcp "127.0.0.1:$port" --max-connections 4 --handshake-timeout 1
+start_nbd_daemon 64M --nbd-tcp "127.0.0.1:$port" --tls=off --max-connections 4 --handshake-timeout 1
 hold "127.0.0.1:$port" 4 tcp
 "$PY" "$HOLD" refused "127.0.0.1:$port" || fail "a 5th connection on TCP was served"
 "$NBD_IO" "$NBD_URI" "rand:0:1M:3" "check:0:1M:3" ||
@@ -67,7 +67,7 @@ stop_nbd_daemon
 
 # ---- --handshake-timeout --------------------------------------------------------
 port=$("$PY" "$HOLD" port) || fail "no free TCP port"
-start_nbd_daemon 64M --nbd-tcp "127.0.0.1:$port" --handshake-timeout 1
+start_nbd_daemon 64M --nbd-tcp "127.0.0.1:$port" --tls=off --handshake-timeout 1
 "$PY" "$HOLD" closed "127.0.0.1:$port" silent 15 ||
     fail "a silent client on TCP was not disconnected at the handshake deadline"
 "$PY" "$HOLD" closed "$NBD_SOCK" silent 15 ||

@@ -27,7 +27,7 @@ zeros=$(head -c "$CORPUS_SIZE" /dev/zero | sha256sum | cut -d' ' -f1)
 want_dev=$({ cat "$CORPUS"; head -c "$CORPUS_SIZE" /dev/zero; } | sha256sum | cut -d' ' -f1)
 
 port=$(free_tcp_port) || fail "no free TCP port"
-start_nbd_daemon 512M --nbd-tcp "127.0.0.1:$port"
+start_nbd_daemon 512M --nbd-tcp "127.0.0.1:$port" --tls=off
 TCP_URI="nbd://127.0.0.1:$port/"
 size=$(nbdinfo --size "$TCP_URI") || fail "nbdinfo over TCP ($TCP_URI) failed"
 ((size == 512 * MiB)) || fail "over TCP the size is $size, not 512 MiB"

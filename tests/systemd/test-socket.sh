@@ -38,7 +38,7 @@ start_activated() {
 }
 
 # A Unix socket at the configured path, and a TCP one nobody configured.
-start_activated "unix:$SOCK" "tcp:127.0.0.1:0" -- --name act0 --size 64M --nbd-unix "$SOCK"
+start_activated "unix:$SOCK" "tcp:127.0.0.1:0" -- --name act0 --size 64M --nbd-unix "$SOCK" --tls=off
 port=$(<"$TMPD/port")
 ino=$(stat -c %i "$SOCK")
 [[ $(nbdinfo --size "$URI") == $((64 << 20)) ]] || fail "nbdinfo on the passed Unix socket"

@@ -89,7 +89,7 @@ swap_nbd() {
                 fail "nbd-client -unix"
             ;;
         tcp)
-            start_uzramd --nbd-tcp 127.0.0.1:10809
+            start_uzramd --nbd-tcp 127.0.0.1:10809 --tls=off
             nbd-client 127.0.0.1 10809 /dev/nbd0 -b 4096 -swap >/dev/null || fail "nbd-client tcp"
             ;;
         *) fail "swap_nbd: unknown $how" ;;
