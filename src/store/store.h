@@ -285,6 +285,21 @@ int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
     __attribute__((nonnull));
 
 /*
+ * How far the store_writeback() or store_recompress() under way has got
+ * (running), or the last one when none runs: the pages it selected,
+ * counted when it began (with writeback's limit applied; an estimate, as
+ * writes move slots meanwhile), and the selected pages it has dealt with
+ * (written back; tried for recompression).  For a progress display: any
+ * thread, any time, relaxed reads.  One job at a time is assumed (the
+ * control server runs one); two at once mix their figures.
+ */
+struct store_progress {
+    bool running;
+    uint64_t selected, done;
+};
+void store_progress(struct store *s, struct store_progress *ret) __attribute__((nonnull));
+
+/*
  * Settings that can change while the store serves.  A new mem_limit below
  * what is used now is accepted: writes then fail until discards bring the
  * use under it.  0 removes the limit.  The threshold is as in
