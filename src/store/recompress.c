@@ -75,7 +75,8 @@ int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
         return -ENOTSUP;
     if (!sel_valid(sel, STORE_SEL_IDLE | STORE_SEL_HUGE))
         return -EINVAL;
-    struct recompress r = { .t = tctx_get(s), .sel = sel, .threshold = threshold };
+    /* A job, not a request: it may make its context, as store_writeback() does. */
+    struct recompress r = { .t = tctx_of_thread(s, true), .sel = sel, .threshold = threshold };
     if (!r.t)
         return -ENOMEM;
     job_begin(s, recompress_pick, &r, 0);

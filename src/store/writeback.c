@@ -208,7 +208,9 @@ int64_t store_writeback(struct store *s, unsigned sel, uint64_t limit_pages)
         return -ENOTSUP;
     if (!sel_valid(sel, STORE_SEL_IDLE | STORE_SEL_HUGE | STORE_SEL_ALL))
         return -EINVAL;
-    struct writeback w = { .t = tctx_get(s),
+    /* A job, not a request: it may make its context (with a reserve, those made
+     * ahead may all be held by the front end's threads). */
+    struct writeback w = { .t = tctx_of_thread(s, true),
                            .sel = sel,
                            .limit_pages = limit_pages };
     if (!w.t)
