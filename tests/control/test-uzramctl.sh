@@ -154,6 +154,18 @@ run_ok set "$T/dev0.sock" mem-limit=0 compact-threshold=20 mem-used-max=0
 run_ok stat dev0 --json
 [[ $(json_get "$out" '(j["mem_limit"], j["compact_threshold_pct"])') == "(0, 20)" ]] || fail "set: $out"
 
+# A limit below what the device holds is set (exit 0), with one warning
+# saying what follows; this server has no backing store.
+out=$("$UZRAMCTL" --dir "$T" set dev0 mem-limit=4K 2>"$T/err") || fail "set mem-limit=4K: $(cat "$T/err")"
+[[ $(wc -l <"$T/err") == 1 ]] || fail "set mem-limit=4K: not one warning: $(cat "$T/err")"
+grep -Eq "^uzramctl: dev0: mem-limit 4K is not above what the device holds \(.+\), and it has no backing store: writes that need memory fail with ENOSPC until discards bring it under the limit$" \
+    "$T/err" || fail "set mem-limit=4K: $(cat "$T/err")"
+run_ok stat dev0 --json
+[[ $(json_get "$out" 'j["mem_limit"]') == 4096 ]] || fail "mem-limit=4K not set: $out"
+# Above it, or none: no word.
+run_ok set dev0 mem-limit=1G
+run_ok set dev0 mem-limit=0
+
 # The daemon's refusals: exit 1, one line, saying what and why.
 run_fail 1 "^uzramctl: dev0: set mem-limit: Invalid argument \(bad size 'x'\)$" \
     --dir "$T" set dev0 mem-limit=x

@@ -19,6 +19,8 @@
 #      pages, recompressed at most as many.
 #   5. The daemon's `progress` verb after the jobs: job=none, the last
 #      job's figures.
+#   6. `uzramctl set mem-limit=4K`, below what the device holds: set, with
+#      a warning that pages go to the backing store.
 # No root needed.
 #
 #   test-writeback-progress.sh UZRAMD UZRAMCTL
@@ -101,6 +103,17 @@ s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.stdin.b
 print(s.makefile().readline().strip())' "$DEV_SOCK")
 log "progress: $out"
 [[ $out =~ ^ok\ job=none\ selected=[0-9]+\ done=[0-9]+$ ]] || fail "progress between jobs: '$out'"
+
+# 6. (uzramctl set) A mem-limit below what the device holds: set, with one
+#    warning that says the pages go to the backing store.
+fill
+"$UZRAMCTL" set "$DEV_SOCK" mem-limit=4K 2>"$TMPD/set.err" || fail "set mem-limit=4K: $(<"$TMPD/set.err")"
+log "set mem-limit=4K: $(<"$TMPD/set.err")"
+[[ $(wc -l <"$TMPD/set.err") == 1 ]] || fail "set mem-limit=4K: not one warning: $(<"$TMPD/set.err")"
+grep -Eq "^uzramctl: $DEV_SOCK: mem-limit 4K is not above what the device holds \(.+\): pages go to the backing store until it holds under 80% of the limit, and writes that need memory wait for them$" \
+    "$TMPD/set.err" || fail "set mem-limit=4K: $(<"$TMPD/set.err")"
+(($(stat_field mem_limit) == 4096)) || fail "mem-limit=4K not set"
+"$UZRAMCTL" set "$DEV_SOCK" mem-limit=0 || fail "set mem-limit=0"
 
 stop_nbd_daemon
 cleanup_pop

@@ -188,6 +188,43 @@ static int add_setting(char *req, size_t size, size_t *len, const char *setting)
     return 0;
 }
 
+static bool is_mem_limit(const char *s)
+{
+    return strncmp(s, "mem-limit=", 10) == 0 || strncmp(s, "mem_limit=", 10) == 0;
+}
+
+/*
+ * After a mem-limit was set: if the device holds as much already, say so
+ * and what follows (the daemon says the same in its log at start, through
+ * watch_limit()).  With a backing store, eviction writes pages back until
+ * the use is under the low watermark, and writes that need memory wait
+ * for it; without one, they fail with ENOSPC until discards (or a higher
+ * limit) make room.  A stat that fails only costs the warning.
+ */
+static void warn_limit(struct device *d, struct uz_reply *r)
+{
+    const char *verb = proto_verb_name(PROTO_STAT), *backing;
+    uint64_t limit, used, low;
+    char slimit[32], sused[32];
+
+    if (uz_request(d->fd, verb, r) < 0 || !r->ok || uz_get_u64(r, "mem_limit", &limit) < 0 ||
+        uz_get_u64(r, "mem_used_total", &used) < 0 || limit == 0 || used < limit)
+        return;
+    format_size(limit, slimit, sizeof(slimit));
+    format_size(used, sused, sizeof(sused));
+    backing = uz_get(r, "backing");
+    if (backing && *backing && uz_get_u64(r, "low_watermark", &low) == 0)
+        warn("%s: mem-limit %s is not above what the device holds (%s): pages go to the "
+             "backing store until it holds under %" PRIu64 "%% of the limit, and writes "
+             "that need memory wait for them",
+             d->arg, slimit, sused, low);
+    else
+        warn("%s: mem-limit %s is not above what the device holds (%s), and it has no "
+             "backing store: writes that need memory fail with ENOSPC until discards bring "
+             "it under the limit",
+             d->arg, slimit, sused);
+}
+
 int cmd_set(const struct cmdline *cl)
 {
     const char *verb = proto_verb_name(PROTO_SET);
@@ -240,6 +277,11 @@ int cmd_set(const struct cmdline *cl)
         if (device_call(&d, req, what, r) < 0)
             goto out;
     }
+    for (int i = 0; i < argc; i++)
+        if (is_mem_limit(argv[i])) {
+            warn_limit(&d, r);
+            break;
+        }
     status = EXIT_SUCCESS;
 out:
     device_close(&d);
