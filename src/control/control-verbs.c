@@ -398,6 +398,29 @@ static void req_recompress(struct control *ctl, struct client *c, int argc, char
     req_job(ctl, c, JOB_RECOMPRESS, argc, argv, r);
 }
 
+/*
+ * "progress": how far the writeback or recompression that runs has got
+ * (store_progress()), for a client that waits for one on another
+ * connection.  job=none when none runs, with the last one's figures.
+ */
+static void req_progress(struct control *ctl, struct client *c, int argc, char **argv,
+                         struct resp *r)
+{
+    struct store_progress p;
+
+    (void)c;
+    (void)argc;
+    (void)argv;
+    store_progress(ctl->store, &p);
+    resp_ok(r);
+    resp_str(r, "job",
+             !ctl->job.running                ? "none"
+             : ctl->job.kind == JOB_WRITEBACK ? "writeback"
+                                              : "recompress");
+    resp_u64(r, "selected", p.selected);
+    resp_u64(r, "done", p.done);
+}
+
 /* The answer to the job that has just ended. */
 void job_reply(const struct job *j, struct resp *r)
 {
@@ -478,6 +501,7 @@ static const struct verb {
     [PROTO_IDLE] = { false, true, req_idle },
     [PROTO_WRITEBACK] = { false, true, req_writeback },
     [PROTO_RECOMPRESS] = { false, true, req_recompress },
+    [PROTO_PROGRESS] = { true, false, req_progress },
     [PROTO_STOP] = { false, true, req_stop },
     [PROTO_HELP] = { true, false, req_help },
 };

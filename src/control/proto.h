@@ -50,6 +50,7 @@
     X(IDLE, "idle")                                                                                \
     X(WRITEBACK, "writeback")                                                                      \
     X(RECOMPRESS, "recompress")                                                                    \
+    X(PROGRESS, "progress")                                                                        \
     X(STOP, "stop")                                                                                \
     X(HELP, "help")
 /* clang-format on */

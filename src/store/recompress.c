@@ -52,11 +52,20 @@ struct recompress {
     int64_t kept;
 };
 
+/* Whether recompression takes slot sl (locked). */
+static bool recompress_pick(const struct slot *sl, const void *arg)
+{
+    const struct recompress *r = arg;
+    return slot_selected(sl, r->sel) && !(sl->flags & SF_RECOMP) && sl->size >= r->threshold;
+}
+
 static int recompress_one(struct store *s, uint64_t i, struct slot *sl, void *arg)
 {
     struct recompress *r = arg;
-    if (slot_selected(sl, r->sel) && !(sl->flags & SF_RECOMP) && sl->size >= r->threshold)
+    if (recompress_pick(sl, r)) {
         r->kept += slot_recompress_locked(s, r->t, i) > 0;
+        counter_add(&s->job_done, 1);
+    }
     return 0;
 }
 
@@ -66,10 +75,13 @@ int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
         return -ENOTSUP;
     if (!sel_valid(sel, STORE_SEL_IDLE | STORE_SEL_HUGE))
         return -EINVAL;
-    struct recompress r = { .t = tctx_get(s), .sel = sel, .threshold = threshold };
+    /* A job, not a request: it may make its context, as store_writeback() does. */
+    struct recompress r = { .t = tctx_of_thread(s, true), .sel = sel, .threshold = threshold };
     if (!r.t)
         return -ENOMEM;
+    job_begin(s, recompress_pick, &r, 0);
     slot_walk(s, recompress_one, &r);
+    job_end(s);
     if (r.kept > 0)
         compactor_wake(s);
     return r.kept;

@@ -171,6 +171,10 @@ struct store {
     _Atomic uint64_t refill_busy_since; /* ms (monotonic) a refill began; 0 when none runs */
     struct worker watchdog;
 
+    /* The writeback or recompression under way, or the last (store_progress()): atomic. */
+    _Atomic bool job_running;
+    _Atomic uint64_t job_selected, job_done;
+
     /*
      * Statistics, atomic (counter.h): the COUNTER entries of STORE_STATS
      * (store.h, where each is described), and pages_stored, from which
@@ -310,6 +314,14 @@ int slot_writeback_locked(struct store *s, struct tctx *t, uint64_t i);
 bool slot_selected(const struct slot *sl, unsigned sel);
 /* Whether sel is a selection made only of allowed bits. */
 bool sel_valid(unsigned sel, unsigned allowed);
+/*
+ * A job (writeback, recompression) begins: count the slots pick() takes
+ * (each under its lock), at most limit of them (0: no limit), as the
+ * figure store_progress() shows; done back to 0.  job_end() when it ends.
+ */
+void job_begin(struct store *s, bool (*pick)(const struct slot *sl, const void *arg),
+               const void *arg, uint64_t limit);
+void job_end(struct store *s);
 
 /* ---- evict.c: the eviction thread and its two policies ----------------------- */
 

@@ -266,7 +266,9 @@ enum store_select {
  * limit_pages of them (0: no limit).  Same-filled and empty slots are never
  * written back (they take no memory), nor slots written back already.
  * Returns the number of pages written back; -ENOTSUP without a backing
- * store; -EINVAL for a bad sel; the backing store's error (-EIO, -ENOSPC,
+ * store; -EINVAL for a bad sel; -ENOMEM if the calling thread has no
+ * context and none can be made (it makes one if need be, reserve or not:
+ * a job is not on the I/O path); the backing store's error (-EIO, -ENOSPC,
  * -ENOTCONN) if it failed before any page was written.  A failure leaves the
  * page it was writing in memory, untouched.
  */
@@ -279,10 +281,26 @@ int64_t store_writeback(struct store *s, unsigned sel, uint64_t limit_pages)
  * result only when it lands in a smaller size class of the pool than the
  * object it would replace (zram's rule).  Slots written back or recompressed
  * already are passed by.  Returns the number of pages whose new object was
- * kept; -ENOTSUP without a second codec; -EINVAL for a bad sel.
+ * kept; -ENOTSUP without a second codec; -EINVAL for a bad sel; -ENOMEM
+ * as store_writeback().
  */
 int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
     __attribute__((nonnull));
+
+/*
+ * How far the store_writeback() or store_recompress() under way has got
+ * (running), or the last one when none runs: the pages it selected,
+ * counted when it began (with writeback's limit applied; an estimate, as
+ * writes move slots meanwhile), and the selected pages it has dealt with
+ * (written back; tried for recompression).  For a progress display: any
+ * thread, any time, relaxed reads.  One job at a time is assumed (the
+ * control server runs one); two at once mix their figures.
+ */
+struct store_progress {
+    bool running;
+    uint64_t selected, done;
+};
+void store_progress(struct store *s, struct store_progress *ret) __attribute__((nonnull));
 
 /*
  * Settings that can change while the store serves.  A new mem_limit below

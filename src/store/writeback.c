@@ -132,6 +132,53 @@ bool sel_valid(unsigned sel, unsigned allowed)
     return !(sel & STORE_SEL_ALL) || sel == STORE_SEL_ALL;
 }
 
+struct job_count {
+    bool (*pick)(const struct slot *sl, const void *arg);
+    const void *arg;
+    uint64_t n, limit;
+};
+
+static int job_count_one(struct store *s, uint64_t i, struct slot *sl, void *arg)
+{
+    struct job_count *c = arg;
+    (void)s;
+    (void)i;
+    if (c->limit && c->n >= c->limit)
+        return 1;
+    c->n += c->pick(sl, c->arg);
+    return 0;
+}
+
+void job_begin(struct store *s, bool (*pick)(const struct slot *sl, const void *arg),
+               const void *arg, uint64_t limit)
+{
+    struct job_count c = { .pick = pick, .arg = arg, .limit = limit };
+    atomic_store_explicit(&s->job_done, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->job_selected, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->job_running, true, memory_order_relaxed);
+    slot_walk(s, job_count_one, &c);
+    atomic_store_explicit(&s->job_selected, c.n, memory_order_relaxed);
+}
+
+void job_end(struct store *s)
+{
+    atomic_store_explicit(&s->job_running, false, memory_order_relaxed);
+}
+
+void store_progress(struct store *s, struct store_progress *ret)
+{
+    *ret = (struct store_progress){
+        .running = atomic_load_explicit(&s->job_running, memory_order_relaxed),
+        .selected = counter_get(&s->job_selected),
+        .done = counter_get(&s->job_done),
+    };
+}
+
+static bool writeback_pick(const struct slot *sl, const void *arg)
+{
+    return slot_selected(sl, *(const unsigned *)arg);
+}
+
 struct writeback {
     struct tctx *t;
     unsigned sel;
@@ -151,6 +198,7 @@ static int writeback_one(struct store *s, uint64_t i, struct slot *sl, void *arg
     if (r < 0)
         return r;
     w->written++;
+    counter_add(&s->job_done, 1);
     return 0;
 }
 
@@ -160,10 +208,16 @@ int64_t store_writeback(struct store *s, unsigned sel, uint64_t limit_pages)
         return -ENOTSUP;
     if (!sel_valid(sel, STORE_SEL_IDLE | STORE_SEL_HUGE | STORE_SEL_ALL))
         return -EINVAL;
-    struct writeback w = { .t = tctx_get(s), .sel = sel, .limit_pages = limit_pages };
+    /* A job, not a request: it may make its context (with a reserve, those made
+     * ahead may all be held by the front end's threads). */
+    struct writeback w = { .t = tctx_of_thread(s, true),
+                           .sel = sel,
+                           .limit_pages = limit_pages };
     if (!w.t)
         return -ENOMEM;
+    job_begin(s, writeback_pick, &sel, limit_pages);
     int err = slot_walk(s, writeback_one, &w);
+    job_end(s);
     if (w.written > 0)
         compactor_wake(s);
     return w.written == 0 && err < 0 ? err : w.written;

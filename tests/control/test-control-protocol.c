@@ -595,7 +595,7 @@ static void check_evict_stats_equal(const char *r)
 
 static void test_evict_verbs(void)
 {
-    char r[LINE], v[64];
+    char r[LINE], v[128];
     int fd = ct_connect(&t);
 
     ct_ask(fd, "stat", r, sizeof(r));
@@ -619,6 +619,12 @@ static void test_evict_verbs(void)
     CHECK_RESP(r, "error EINVAL ");
     ct_ask(fd, "idle all now", r, sizeof(r));
     CHECK_RESP(r, "error EINVAL ");
+
+    /* No job has run: none, and nothing done. */
+    ct_ask(fd, "progress", r, sizeof(r));
+    CHECK_RESP(r, "ok job=none selected=0 done=0");
+    ct_ask(fd, "progress now", r, sizeof(r));
+    CHECK_RESP(r, "error EINVAL progress takes no arguments");
 
     /* No backing store, no second codec: said, and not as a usage error. */
     ct_ask(fd, "writeback all", r, sizeof(r));

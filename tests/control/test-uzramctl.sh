@@ -154,6 +154,18 @@ run_ok set "$T/dev0.sock" mem-limit=0 compact-threshold=20 mem-used-max=0
 run_ok stat dev0 --json
 [[ $(json_get "$out" '(j["mem_limit"], j["compact_threshold_pct"])') == "(0, 20)" ]] || fail "set: $out"
 
+# A limit below what the device holds is set (exit 0), with one warning
+# saying what follows; this server has no backing store.
+out=$("$UZRAMCTL" --dir "$T" set dev0 mem-limit=4K 2>"$T/err") || fail "set mem-limit=4K: $(cat "$T/err")"
+[[ $(wc -l <"$T/err") == 1 ]] || fail "set mem-limit=4K: not one warning: $(cat "$T/err")"
+grep -Eq "^uzramctl: dev0: mem-limit 4K is not above what the device holds \(.+\), and it has no backing store: writes that need memory fail with ENOSPC until discards bring it under the limit$" \
+    "$T/err" || fail "set mem-limit=4K: $(cat "$T/err")"
+run_ok stat dev0 --json
+[[ $(json_get "$out" 'j["mem_limit"]') == 4096 ]] || fail "mem-limit=4K not set: $out"
+# Above it, or none: no word.
+run_ok set dev0 mem-limit=1G
+run_ok set dev0 mem-limit=0
+
 # The daemon's refusals: exit 1, one line, saying what and why.
 run_fail 1 "^uzramctl: dev0: set mem-limit: Invalid argument \(bad size 'x'\)$" \
     --dir "$T" set dev0 mem-limit=x
@@ -312,7 +324,7 @@ run_fail 2 "bad device name ''" stat ""
 run_fail 2 "bad device name 'x y'" list "x y"
 run_fail 2 "--bytes is an option of list, not of compact" compact -b dev0
 run_fail 2 "--output is an option of list, not of stat" stat -o name dev0
-run_fail 2 "--json is an option of list and stat, not of set" set --json dev0 a=1
+run_fail 2 "--json is an option of list, stat, writeback and recompress, not of set" set --json dev0 a=1
 run_fail 2 "--dir needs a directory" --dir "" stat dev0
 run_fail 2 "socket path too long" stat "/$(printf 'a%.0s' {1..200})"
 # A bad setting is refused before any is sent.
@@ -341,9 +353,9 @@ run_ok idle "$T/dev0.sock" 3600
 run_fail 1 "writeback: .*no backing store" --dir "$T" writeback dev0 all
 run_fail 1 "writeback: .*no backing store" --dir "$T" writeback dev0 huge_idle --limit 1M
 run_ok recompress dev0 huge
-[[ $out =~ ^dev0:\ [0-9]+\ pages?\ recompressed$ ]] || fail "recompress huge: $out"
+[[ $out =~ ^dev0:\ [0-9]+\ pages?\ recompressed\ .*\ in\ [0-9.]+\ s,\ [0-9.]+\ MB/s$ ]] || fail "recompress huge: $out"
 run_ok recompress dev0 idle --threshold 1K
-[[ $out =~ ^dev0:\ [0-9]+\ pages?\ recompressed$ ]] || fail "recompress --threshold: $out"
+[[ $out =~ ^dev0:\ [0-9]+\ pages?\ recompressed\ .*\ in\ [0-9.]+\ s,\ [0-9.]+\ MB/s$ ]] || fail "recompress --threshold: $out"
 
 # The watermarks move together: 90/80 to 50/40 takes one request, in any order.
 run_ok set dev0 low-watermark=40 high-watermark=50
@@ -372,7 +384,7 @@ run_fail 2 "--threshold is an option of recompress, not of writeback" writeback 
 run_fail 2 "--limit is an option of writeback, not of list" --limit 1M
 run_fail 2 "recompress: expected idle, huge or huge_idle, got 'all'" recompress dev0 all
 run_fail 2 "--threshold: bad size '5000'" recompress dev0 huge --threshold 5000
-run_fail 2 "--json is an option of list and stat, not of idle" idle -J dev0 all
+run_fail 2 "--json is an option of list, stat, writeback and recompress, not of idle" idle -J dev0 all
 
 # ---- the server survives a stopped uzramctl and garbage ----------------------
 python3 - "$T/dev0.sock" <<'EOF'

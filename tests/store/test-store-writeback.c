@@ -98,10 +98,21 @@ static void test_writeback_by_hand(void)
     CHECK_EQ(store_writeback(w.s, 0, 0), -EINVAL);
     CHECK_EQ(store_writeback(w.s, STORE_SEL_ALL | STORE_SEL_HUGE, 0), -EINVAL);
     CHECK_EQ(store_writeback(w.s, 1u << 7, 0), -EINVAL);
+    struct store_progress p = { .running = true };
+    store_progress(w.s, &p);
+    CHECK(!p.running && p.selected == 0 && p.done == 0);
     CHECK_EQ(store_writeback(w.s, STORE_SEL_HUGE, 5), 5);
     CHECK_EQU(st_stats(w.s).bd_count, 5);
+    /* The progress of the last job: 32 huge pages, the limit's 5 selected. */
+    store_progress(w.s, &p);
+    CHECK(!p.running);
+    CHECK_EQU(p.selected, 5);
+    CHECK_EQU(p.done, 5);
     /* huge: only the random pages; the zero page never goes. */
     CHECK_EQ(store_writeback(w.s, STORE_SEL_HUGE, 0), 27);
+    store_progress(w.s, &p);
+    CHECK_EQU(p.selected, 27);
+    CHECK_EQU(p.done, 27);
     CHECK_EQ(store_writeback(w.s, STORE_SEL_ALL, 0), 31);
     st = st_stats(w.s);
     CHECK_EQU(st.bd_count, 63);
@@ -226,6 +237,12 @@ static void test_recompress(void)
     int64_t n = store_recompress(w.s, STORE_SEL_IDLE, 0);
     printf("  recompressed %jd of 31 text pages\n", (intmax_t)n);
     CHECK(n > 0 && n <= 31);
+    /* Every idle page was tried, and counted as done, kept or not. */
+    struct store_progress p;
+    store_progress(w.s, &p);
+    CHECK(!p.running);
+    CHECK_EQU(p.selected, 63);
+    CHECK_EQU(p.done, 63);
     struct store_stats st = st_stats(w.s);
     CHECK_EQU(st.recompressed, (uint64_t)n);
     CHECK(st.compr_data_size < compr);

@@ -132,6 +132,12 @@ static int parse_reply(struct uz_reply *r)
 
 int uz_request(int fd, const char *req, struct uz_reply *ret)
 {
+    return uz_request_tick(fd, req, ret, 0, NULL, NULL);
+}
+
+int uz_request_tick(int fd, const char *req, struct uz_reply *ret, unsigned tick_ms,
+                    void (*tick)(void *arg), void *arg)
+{
     char out[PROTO_LINE_MAX];
     size_t len = 0, n;
     int k = snprintf(out, sizeof(out), "%s\n", req);
@@ -164,12 +170,18 @@ int uz_request(int fd, const char *req, struct uz_reply *ret)
     for (;;) {
         if (limit_ms > 0) {
             int64_t left = deadline_ms - now_ms();
+            /* With a tick, wake every tick_ms to call it, until the deadline. */
+            bool ticking = tick && tick_ms > 0 && left > (int64_t)tick_ms;
             struct pollfd pfd = { .fd = fd, .events = POLLIN };
-            int pr = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+            int pr = left > 0 ? poll(&pfd, 1, ticking ? (int)tick_ms : (int)left) : 0;
             if (pr < 0 && errno == EINTR)
                 continue;
             if (pr < 0)
                 return -errno;
+            if (pr == 0 && ticking) {
+                tick(arg);
+                continue;
+            }
             if (pr == 0)
                 return -ETIMEDOUT;
         }

@@ -51,6 +51,14 @@ int uz_connect(const char *path, unsigned timeout_s) __attribute__((nonnull));
  */
 int uz_request(int fd, const char *req, struct uz_reply *ret) __attribute__((nonnull));
 
+/*
+ * uz_request(), calling tick(arg) every tick_ms while the answer has not
+ * come (a long job's progress, asked on another connection).  The deadline
+ * is the same; tick may not use fd.
+ */
+int uz_request_tick(int fd, const char *req, struct uz_reply *ret, unsigned tick_ms,
+                    void (*tick)(void *arg), void *arg) __attribute__((nonnull(2, 3)));
+
 /* The value of key in an ok reply, or NULL. */
 const char *uz_get(const struct uz_reply *r, const char *key) __attribute__((nonnull));
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * uzramctl's commands on one device: stat, compact, set, idle, writeback
- * and recompress.  Each checks its arguments' form before asking the
+ * and recompress (which show their progress on a terminal), and stop.  Each checks its arguments' form before asking the
  * daemon (a bad one is a usage error, exit 2), sends its requests through
  * device.c and prints what came back; the daemon judges the values.  The
  * request words are proto.h's, so that both ends spell them alike.
@@ -188,6 +188,43 @@ static int add_setting(char *req, size_t size, size_t *len, const char *setting)
     return 0;
 }
 
+static bool is_mem_limit(const char *s)
+{
+    return strncmp(s, "mem-limit=", 10) == 0 || strncmp(s, "mem_limit=", 10) == 0;
+}
+
+/*
+ * After a mem-limit was set: if the device holds as much already, say so
+ * and what follows (the daemon says the same in its log at start, through
+ * watch_limit()).  With a backing store, eviction writes pages back until
+ * the use is under the low watermark, and writes that need memory wait
+ * for it; without one, they fail with ENOSPC until discards (or a higher
+ * limit) make room.  A stat that fails only costs the warning.
+ */
+static void warn_limit(struct device *d, struct uz_reply *r)
+{
+    const char *verb = proto_verb_name(PROTO_STAT), *backing;
+    uint64_t limit, used, low;
+    char slimit[32], sused[32];
+
+    if (uz_request(d->fd, verb, r) < 0 || !r->ok || uz_get_u64(r, "mem_limit", &limit) < 0 ||
+        uz_get_u64(r, "mem_used_total", &used) < 0 || limit == 0 || used < limit)
+        return;
+    format_size(limit, slimit, sizeof(slimit));
+    format_size(used, sused, sizeof(sused));
+    backing = uz_get(r, "backing");
+    if (backing && *backing && uz_get_u64(r, "low_watermark", &low) == 0)
+        warn("%s: mem-limit %s is not above what the device holds (%s): pages go to the "
+             "backing store until it holds under %" PRIu64 "%% of the limit, and writes "
+             "that need memory wait for them",
+             d->arg, slimit, sused, low);
+    else
+        warn("%s: mem-limit %s is not above what the device holds (%s), and it has no "
+             "backing store: writes that need memory fail with ENOSPC until discards bring "
+             "it under the limit",
+             d->arg, slimit, sused);
+}
+
 int cmd_set(const struct cmdline *cl)
 {
     const char *verb = proto_verb_name(PROTO_SET);
@@ -240,6 +277,11 @@ int cmd_set(const struct cmdline *cl)
         if (device_call(&d, req, what, r) < 0)
             goto out;
     }
+    for (int i = 0; i < argc; i++)
+        if (is_mem_limit(argv[i])) {
+            warn_limit(&d, r);
+            break;
+        }
     status = EXIT_SUCCESS;
 out:
     device_close(&d);
@@ -316,6 +358,132 @@ static void check_select(enum proto_verb verb, const char *mode)
                   proto_select_names(verb, ", ", " or ", names, sizeof(names)), mode);
 }
 
+/*
+ * A long job (writeback, recompress) and what shows its progress.  The
+ * job's own connection is parked until the answer, so a second one asks
+ * "progress" (PROTOCOL.md) every TICK_MS; a daemon without that verb, or a
+ * second connection that fails, only costs the progress line.
+ */
+struct job_watch {
+    struct device peek; /* the second connection; fd -1 without one */
+    struct uz_reply r;
+    const char *verb;
+    uint64_t t0; /* monotonic_usec() when the request went */
+    bool live;   /* draw the progress line (a terminal, no --json) */
+    bool drawn;  /* a progress line is on the screen */
+    uint64_t selected, done;
+    bool known; /* selected and done came from the daemon */
+};
+
+/* MB/s (10^6 bytes) of pages 4 KiB pages in usec. */
+static double job_rate(uint64_t pages, uint64_t usec)
+{
+    return usec ? (double)pages * 4096.0 / (double)usec : 0.0;
+}
+
+/* Ask the daemon how far the job has got; false (and the peek closed) if it cannot say. */
+static bool job_ask(struct job_watch *w)
+{
+    const char *verb = proto_verb_name(PROTO_PROGRESS);
+
+    if (w->peek.fd < 0)
+        return false;
+    if (uz_request(w->peek.fd, verb, &w->r) < 0 || !w->r.ok ||
+        uz_get_u64(&w->r, "selected", &w->selected) < 0 ||
+        uz_get_u64(&w->r, "done", &w->done) < 0) {
+        device_close(&w->peek);
+        w->known = false;
+        return false;
+    }
+    w->known = true;
+    return true;
+}
+
+/* Every TICK_MS while the job runs: redraw its line in place. */
+static void job_tick(void *arg)
+{
+    struct job_watch *w = arg;
+    const char *job;
+
+    if (!w->live || !job_ask(w) || !(job = uz_get(&w->r, "job")) || strcmp(job, w->verb) != 0)
+        return;
+    uint64_t usec = monotonic_usec() - w->t0;
+    printf("\r%s: %s: %" PRIu64 " of %" PRIu64 " pages, %.1f MB/s\033[K", w->peek.name,
+           w->verb, w->done, w->selected, job_rate(w->done, usec));
+    fflush(stdout);
+    w->drawn = true;
+}
+
+/*
+ * Send req (a writeback or recompress request) to the device at arg and
+ * wait for its answer, with a progress line on a terminal; then print the
+ * summary: "NAME: N pages WHAT (SIZE) in T s, R MB/s", or with --json one
+ * object.  key is the answer's count.
+ */
+static int run_job(const struct cmdline *cl, const char *req, const char *verb,
+                   const char *key, const char *what)
+{
+    struct device d;
+    struct job_watch *w = calloc(1, sizeof(*w));
+    struct uz_reply *r = malloc(sizeof(*r));
+    int status = EXIT_FAILURE;
+    uint64_t n, usec;
+    char human[32];
+
+    device_resolve(&d, cl->args[0]);
+    if (!r || !w) {
+        warn("%s", strerror(ENOMEM));
+        goto out_free;
+    }
+    w->verb = verb;
+    w->live = !cl->list->json && isatty(STDOUT_FILENO);
+    device_resolve(&w->peek, cl->args[0]);
+    if (device_open(&d, TIMEOUT_LONG, false) < 0)
+        goto out;
+    if (device_open(&w->peek, TIMEOUT_QUERY, true) < 0)
+        device_close(&w->peek);
+    w->t0 = monotonic_usec();
+    int e = device_call_tick(&d, req, verb, r, job_tick, w);
+    usec = monotonic_usec() - w->t0;
+    if (w->drawn) {
+        printf("\r\033[K");
+        fflush(stdout);
+    }
+    if (e < 0)
+        goto out;
+    if (uz_get_u64(r, key, &n) < 0) {
+        device_error(&d, verb, EPROTO);
+        goto out;
+    }
+    /* The pages the job went through (recompression tries more than it keeps). */
+    uint64_t done = job_ask(w) ? w->done : n;
+    format_size(n > UINT64_MAX / 4096 ? UINT64_MAX : n * 4096, human, sizeof(human));
+    if (cl->list->json) {
+        printf("{\n   \"name\": ");
+        json_string(d.name);
+        printf(",\n   \"%s\": %" PRIu64 ",\n   \"bytes\": %" PRIu64, key, n,
+               n > UINT64_MAX / 4096 ? UINT64_MAX : n * 4096);
+        if (w->known)
+            printf(",\n   \"selected\": %" PRIu64 ",\n   \"done\": %" PRIu64, w->selected,
+                   w->done);
+        printf(",\n   \"seconds\": %.3f,\n   \"mb_per_s\": %.1f\n}\n", (double)usec / 1e6,
+               job_rate(done, usec));
+    } else {
+        printf("%s: %" PRIu64 " page%s %s (%s)", d.name, n, n == 1 ? "" : "s", what, human);
+        if (w->known && w->done != n)
+            printf(" of %" PRIu64 " tried", w->done);
+        printf(" in %.1f s, %.1f MB/s\n", (double)usec / 1e6, job_rate(done, usec));
+    }
+    status = fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+out:
+    device_close(&w->peek);
+    device_close(&d);
+out_free:
+    free(w);
+    free(r);
+    return status;
+}
+
 int cmd_writeback(const struct cmdline *cl)
 {
     const char *verb = proto_verb_name(PROTO_WRITEBACK), *mode = cl->args[1];
@@ -329,7 +497,7 @@ int cmd_writeback(const struct cmdline *cl)
         snprintf(req, sizeof(req), "%s %s limit=%" PRIu64, verb, mode, v);
     else
         snprintf(req, sizeof(req), "%s %s", verb, mode);
-    return run_simple(cl->args[0], req, verb, TIMEOUT_LONG, "written", "", "written back", true);
+    return run_job(cl, req, verb, "written", "written back");
 }
 
 int cmd_recompress(const struct cmdline *cl)
@@ -345,8 +513,7 @@ int cmd_recompress(const struct cmdline *cl)
         snprintf(req, sizeof(req), "%s %s threshold=%" PRIu64, verb, mode, v);
     else
         snprintf(req, sizeof(req), "%s %s", verb, mode);
-    return run_simple(cl->args[0], req, verb, TIMEOUT_LONG, "recompressed", "", "recompressed",
-                      false);
+    return run_job(cl, req, verb, "recompressed", "recompressed");
 }
 
 /*

@@ -115,7 +115,13 @@ void device_error(const struct device *d, const char *what, int err)
 
 int device_call(struct device *d, const char *req, const char *what, struct uz_reply *r)
 {
-    int e = uz_request(d->fd, req, r);
+    return device_call_tick(d, req, what, r, NULL, NULL);
+}
+
+int device_call_tick(struct device *d, const char *req, const char *what, struct uz_reply *r,
+                     void (*tick)(void *arg), void *arg)
+{
+    int e = uz_request_tick(d->fd, req, r, TICK_MS, tick, arg);
 
     if (e < 0) {
         device_error(d, what, -e);

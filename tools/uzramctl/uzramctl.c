@@ -59,10 +59,12 @@ static const struct command commands[] = {
     { "compact", cmd_compact, 1, 1, NULL, 0, "DEVICE", PROTO_HELLO, NULL },
     { "set", cmd_set, 2, -1, "KEY=VALUE", 0, "DEVICE KEY=VALUE...", PROTO_HELLO, NULL },
     { "idle", cmd_idle, 2, 2, "all or SECONDS", 0, "DEVICE all|SECONDS", PROTO_HELLO, NULL },
-    { "writeback", cmd_writeback, 2, 2, "idle, huge... (which pages)", OPTG(OPTG_LIMIT),
-      "DEVICE", PROTO_WRITEBACK, "[--limit SIZE]" },
-    { "recompress", cmd_recompress, 2, 2, "idle, huge... (which pages)", OPTG(OPTG_THRESHOLD),
-      "DEVICE", PROTO_RECOMPRESS, "[--threshold BYTES]" },
+    { "writeback", cmd_writeback, 2, 2, "idle, huge... (which pages)",
+      OPTG(OPTG_LIMIT) | OPTG(OPTG_JSON), "DEVICE", PROTO_WRITEBACK,
+      "[--limit SIZE] [--json]" },
+    { "recompress", cmd_recompress, 2, 2, "idle, huge... (which pages)",
+      OPTG(OPTG_THRESHOLD) | OPTG(OPTG_JSON), "DEVICE", PROTO_RECOMPRESS,
+      "[--threshold BYTES] [--json]" },
     { "stop", cmd_stop, 1, 1, NULL, OPTG(OPTG_FORCE), "DEVICE [--force]", PROTO_HELLO, NULL },
 };
 

@@ -33,6 +33,8 @@
  * run and still ends a wait for a daemon that hung.
  */
 #define TIMEOUT_LONG 3600
+/* How often a long job's progress line is brought up to date, in ms. */
+#define TICK_MS 200
 
 /* ---- report.c ----------------------------------------------------------- */
 
@@ -79,6 +81,9 @@ bool device_missing(int e);
  */
 int device_call(struct device *d, const char *req, const char *what, struct uz_reply *r)
     __attribute__((nonnull));
+/* device_call(), calling tick(arg) every TICK_MS until the answer comes. */
+int device_call_tick(struct device *d, const char *req, const char *what, struct uz_reply *r,
+                     void (*tick)(void *arg), void *arg) __attribute__((nonnull(1, 2, 3, 4)));
 /* Report a failed exchange with d (err an errno) in one line. */
 void device_error(const struct device *d, const char *what, int err) __attribute__((nonnull));
 /* Close the connection, if any. */
