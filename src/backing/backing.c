@@ -58,7 +58,8 @@ struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_m
         return NULL;
 
     pthread_mutex_init(&b->lock, NULL);
-    if (bitmap_init(b) < 0 || !(b->spec = strdup(spec))) {
+    if (bitmap_init(b) < 0 || !(b->spec = strdup(spec)) ||
+        !(b->crypt = backing_crypt_new(b->blocks))) {
         backing_close(b);
         open_fail(err, errlen, ENOMEM, "out of memory");
         return NULL;
@@ -71,6 +72,7 @@ void backing_close(struct backing *b)
     if (!b)
         return;
     b->ops->close(b);
+    backing_crypt_free(b->crypt);
     pthread_mutex_destroy(&b->lock);
     free(b->bitmap);
     free(b->spec);
@@ -151,6 +153,7 @@ void backing_free(struct backing *b, uint64_t blk, bool discard)
         return;
     if (discard)
         b->ops->discard(b, blk * BACKING_BLOCK_SIZE, BACKING_BLOCK_SIZE);
+    backing_crypt_forget(b->crypt, blk);
 
     LOCK_GUARD(&b->lock);
     uint64_t bit = 1ull << (blk % 64);
@@ -178,10 +181,21 @@ static bool io_args_ok(const struct backing *b, uint64_t blk, size_t len)
     return blk < b->blocks && len >= 1 && len <= BACKING_BLOCK_SIZE;
 }
 
+/*
+ * Sealed on the way out, opened on the way in (backing-crypt.c): the
+ * backends only ever see ciphertext.  The seal counts once the block is
+ * written; until then a read of the block still checks against the last
+ * one, which a failed write has made stale anyway.
+ */
 int backing_write(struct backing *b, uint64_t blk, const void *buf, size_t len)
 {
-    int r = io_args_ok(b, blk, len) ? b->ops->pwrite(b, buf, len, blk * BACKING_BLOCK_SIZE)
-                                    : -EINVAL;
+    if (!io_args_ok(b, blk, len))
+        return record(b, -EINVAL, &b->writes, &b->write_errors);
+    struct backing_seal_pending seal;
+    const void *sealed = backing_crypt_seal(b->crypt, blk, buf, len, &seal);
+    int r = b->ops->pwrite(b, sealed, len, blk * BACKING_BLOCK_SIZE);
+    if (r == 0)
+        backing_crypt_commit(b->crypt, blk, &seal);
     return record(b, r, &b->writes, &b->write_errors);
 }
 
@@ -189,6 +203,11 @@ int backing_read(struct backing *b, uint64_t blk, void *buf, size_t len)
 {
     int r = io_args_ok(b, blk, len) ? b->ops->pread(b, buf, len, blk * BACKING_BLOCK_SIZE)
                                     : -EINVAL;
+    if (r == 0) {
+        r = backing_crypt_open(b->crypt, blk, buf, len);
+        if (r < 0)
+            counter_add(&b->bad_seals, 1);
+    }
     return record(b, r, &b->reads, &b->read_errors);
 }
 
@@ -214,6 +233,8 @@ void backing_get_stats(struct backing *b, struct backing_stats *ret)
         .write_errors = counter_get(&b->write_errors),
         .last_error = atomic_load_explicit(&b->last_error, memory_order_relaxed),
         .reconnects = counter_get(&b->reconnects),
+        .bad_seals = counter_get(&b->bad_seals),
+        .meta_bytes = backing_crypt_bytes(b->blocks),
         .connected = true,
     };
     if (b->ops->stats)

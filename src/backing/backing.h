@@ -128,7 +128,14 @@ void backing_free(struct backing *b, uint64_t blk, bool discard) __attribute__((
 
 /*
  * Write len bytes (1..4096) from buf at the start of block blk / read them
- * back.  0, or -EIO, -ENOSPC, -ENOTCONN (NBD server away), -ETIMEDOUT (the
+ * back.  What reaches the backend is sealed (AES-256-GCM under a key of
+ * this process's, bound to blk and to this write: doc/backing.md, "Sealed
+ * blocks"); a read opens it, and fails with -EBADMSG, buf zeroed, when the
+ * block holds anything but what the last write to it wrote with the same
+ * len (altered, another block's, an older write's), or was freed or never
+ * written.  The seal of each block lives in memory (meta_bytes of
+ * struct backing_stats); nothing of the key leaves the process.
+ * 0, or -EBADMSG (reads only), -EIO, -ENOSPC, -ENOTCONN (NBD server away), -ETIMEDOUT (the
  * NBD server did not answer within the timeout; the connection is then
  * dropped), -EINVAL (blk out of range, len 0 or above 4096).  A short read
  * or write is -EIO.  A read that failed left buf's contents undefined.
@@ -151,6 +158,8 @@ struct backing_stats {
     uint64_t read_errors, write_errors;
     int last_error;         /* the last error returned (negative errno), or 0 */
     uint64_t reconnects;    /* NBD connections reopened */
+    uint64_t bad_seals;     /* reads that failed with -EBADMSG */
+    uint64_t meta_bytes;    /* memory of the seal table and key: 24 bytes a block */
     bool connected;         /* false while an NBD server is away */
     bool direct;            /* backing_use_direct() succeeded */
     bool pressure;          /* transfers go the direct way now */

@@ -80,10 +80,14 @@ static void test_existing_sizes(void)
     close(fd);
     b = bt_open(small, 1 * MiB);
     CHECK_EQU(backing_blocks(b), 256);
-    char buf[5];
-    CHECK_EQ(backing_read(b, 0, buf, 5), 0);
-    CHECK(memcmp(buf, "hello", 5) == 0);
     backing_close(b);
+    /* Read from the file itself: a block not sealed here does not open through the backing. */
+    char buf[5];
+    fd = open(small, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_EQ(pread(fd, buf, 5, 0), 5);
+    close(fd);
+    CHECK(memcmp(buf, "hello", 5) == 0);
     CHECK_EQ(stat(small, &st), 0);
     CHECK_EQU(st.st_size, 1 * MiB);
     CHECK_EQ((int)(st.st_mode & 07777), 0644);
@@ -217,7 +221,8 @@ static void test_alloc_words(void)
 
 /*
  * Every length a block takes, on a file that was there before (so that it
- * stays when closed): reopened, the data is still there.
+ * stays when closed): reopened, the data is there but sealed under a key
+ * that is gone.
  */
 static void test_roundtrip(void)
 {
@@ -252,11 +257,9 @@ static void test_roundtrip(void)
     CHECK_EQ(s.last_error, 0);
     backing_close(b);
 
-    /* Reopened, the data is still there. */
+    /* Reopened: a new key, and what the last open sealed does not open. */
     b = bt_open(p, 1 * MiB);
-    test_pattern(in, 4096, 0, 4096);
-    CHECK_EQ(backing_read(b, 0, out, 4096), 0);
-    CHECK(memcmp(in, out, 4096) == 0);
+    CHECK_EQ(backing_read(b, 0, out, 4096), -EBADMSG);
     backing_close(b);
     CHECK_EQ(unlink(p), 0);
 }
@@ -390,8 +393,8 @@ static void test_discard_punches(void)
         backing_free(b, i, false);
     CHECK_EQ(stat(p, &st), 0);
     CHECK_EQ(st.st_blocks, full);
-    CHECK_EQ(backing_read(b, 0, buf, sizeof(buf)), 0);
-    CHECK_EQ(buf[100], 0x5a);
+    /* A freed block no longer opens, whatever the file still holds. */
+    CHECK_EQ(backing_read(b, 0, buf, sizeof(buf)), -EBADMSG);
 
     /* Freed with discard: a hole, which reads as zeros. */
     for (uint64_t i = 32; i < 64; i++)
@@ -400,7 +403,10 @@ static void test_discard_punches(void)
     CHECKF(st.st_blocks <= full - 32 * 8, "punching 32 blocks left %jd of %jd sectors",
            (intmax_t)st.st_blocks, (intmax_t)full);
     CHECK_EQU(st.st_size, 1 * MiB);
-    CHECK_EQ(backing_read(b, 40, buf, sizeof(buf)), 0);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_EQ(pread(fd, buf, sizeof(buf), 40 * 4096), (ssize_t)sizeof(buf));
+    close(fd);
     for (size_t i = 0; i < sizeof(buf); i++)
         CHECK_EQ(buf[i], 0);
     CHECK_EQU(bt_stats(b).blocks_used, 0);
@@ -459,6 +465,67 @@ static void *t_worker(void *p)
     return NULL;
 }
 
+/*
+ * Sealed blocks (backing-crypt.c): the file holds no plaintext, and a block
+ * opens only with what its last write put there, at that place, with that
+ * length; anything else is -EBADMSG, counted in bad_seals, buf zeroed.
+ */
+static void test_sealed(void)
+{
+    const char *p = BT_PATH("sealed");
+    struct backing *b = bt_open(p, 1 * MiB);
+    unsigned char a[4096], c[4096], out[4096], disk[4096], old[4096];
+    memset(a, 0x5a, sizeof(a));
+    memcpy(a, "UZRAM-PLAINTEXT", 15);
+    memset(c, 0x3c, sizeof(c));
+    int fd = open(p, O_RDWR | O_CLOEXEC);
+    CHECK(fd >= 0);
+
+    CHECK_EQ(backing_write(b, 1, a, sizeof(a)), 0);
+    CHECK_EQ(backing_write(b, 2, c, sizeof(c)), 0);
+    CHECK_EQ(pread(fd, disk, sizeof(disk), 1 * 4096), (ssize_t)sizeof(disk));
+    CHECK(memcmp(disk, a, sizeof(a)) != 0);
+    CHECK(memmem(disk, sizeof(disk), "UZRAM-PLAINTEXT", 15) == NULL);
+    CHECK(memmem(disk, sizeof(disk), "\x5a\x5a\x5a\x5a\x5a\x5a\x5a\x5a", 8) == NULL);
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), 0);
+    CHECK(memcmp(out, a, sizeof(a)) == 0);
+    memcpy(old, disk, sizeof(old));
+
+    /* Another length than the one written. */
+    CHECK_EQ(backing_read(b, 1, out, 100), -EBADMSG);
+    /* One bit flipped. */
+    disk[7] ^= 1;
+    CHECK_EQ(pwrite(fd, disk, sizeof(disk), 1 * 4096), (ssize_t)sizeof(disk));
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), -EBADMSG);
+    for (size_t i = 0; i < sizeof(out); i++)
+        CHECK_EQ(out[i], 0);
+    /* Block 2 is untouched. */
+    CHECK_EQ(backing_read(b, 2, out, sizeof(out)), 0);
+    CHECK(memcmp(out, c, sizeof(c)) == 0);
+    /* Another block's sealed content copied over it. */
+    CHECK_EQ(pread(fd, disk, sizeof(disk), 2 * 4096), (ssize_t)sizeof(disk));
+    CHECK_EQ(pwrite(fd, disk, sizeof(disk), 1 * 4096), (ssize_t)sizeof(disk));
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), -EBADMSG);
+    /* An older write of the same block put back after a newer one. */
+    CHECK_EQ(backing_write(b, 1, a, sizeof(a)), 0);
+    CHECK_EQ(pread(fd, disk, sizeof(disk), 1 * 4096), (ssize_t)sizeof(disk));
+    CHECK(memcmp(disk, old, sizeof(old)) != 0); /* a fresh nonce: new ciphertext */
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), 0);
+    CHECK_EQ(pwrite(fd, old, sizeof(old), 1 * 4096), (ssize_t)sizeof(old));
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), -EBADMSG);
+    /* A block never written. */
+    CHECK_EQ(backing_read(b, 3, out, sizeof(out)), -EBADMSG);
+
+    struct backing_stats s = bt_stats(b);
+    CHECK_EQU(s.bad_seals, 5);
+    CHECK_EQ(s.last_error, -EBADMSG);
+    /* 24 bytes a block, in whole pages, and the key's page(s). */
+    CHECK(s.meta_bytes >= 256 * 24 && s.meta_bytes <= 256 * 24 + 3 * 4096 + 4096);
+    close(fd);
+    backing_close(b);
+    bt_check_removed(p);
+}
+
 static void test_threads(void)
 {
     const char *p = BT_PATH("threads");
@@ -495,6 +562,7 @@ int main(void)
     RUN_TEST(test_direct);
     RUN_TEST(test_bad_args);
     RUN_TEST(test_discard_punches);
+    RUN_TEST(test_sealed);
     RUN_TEST(test_threads);
     return 0;
 }
