@@ -67,10 +67,44 @@ struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_m
     return b;
 }
 
+/*
+ * Discard every block still in use, in runs of consecutive blocks: at a
+ * clean stop the pages in them mean nothing any more (their key dies with
+ * the process), and a device or file that is kept should not keep them.
+ * A run is at most 2^18 blocks (1 GiB), under NBD's 32-bit request
+ * length.  Best effort; an NBD server that is away, or stops answering,
+ * ends it after one run rather than costing a timeout per run.
+ */
+#define DISCARD_RUN_MAX (UINT64_C(1) << 18)
+
+static void discard_in_use(struct backing *b)
+{
+    uint64_t start = 0, n = 0;
+    for (uint64_t blk = 0; blk <= b->blocks; blk++) {
+        bool used = blk < b->blocks && (b->bitmap[blk / 64] & (1ull << (blk % 64)));
+        if (used && n > 0 && n < DISCARD_RUN_MAX) {
+            n++;
+            continue;
+        }
+        if (n > 0) {
+            b->ops->discard(b, start * BACKING_BLOCK_SIZE, n * BACKING_BLOCK_SIZE);
+            struct backing_stats st = { .connected = true };
+            if (b->ops->stats)
+                b->ops->stats(b, &st);
+            if (!st.connected)
+                return;
+        }
+        start = blk;
+        n = used ? 1 : 0;
+    }
+}
+
 void backing_close(struct backing *b)
 {
     if (!b)
         return;
+    if (b->bitmap)
+        discard_in_use(b);
     b->ops->close(b);
     backing_crypt_free(b->crypt);
     pthread_mutex_destroy(&b->lock);

@@ -103,7 +103,12 @@ void backing_set_pressure(struct backing *b, bool short_of_memory) __attribute__
  */
 int backing_thread_prepare(struct backing *b) __attribute__((nonnull));
 
-/* Close and free.  Accepts NULL.  No other call may be running. */
+/*
+ * Close and free.  The blocks still in use are discarded first (punch
+ * hole, BLKDISCARD, NBD_CMD_TRIM; best effort), so that the pages the
+ * store left there do not outlive it on a file, device or server that is
+ * kept.  Accepts NULL.  No other call may be running.
+ */
 void backing_close(struct backing *b);
 
 /* How many 4 KiB blocks can be allocated. */

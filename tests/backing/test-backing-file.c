@@ -526,6 +526,47 @@ static void test_sealed(void)
     bt_check_removed(p);
 }
 
+/*
+ * Close discards the blocks still in use, on a file that stays: the pages
+ * there outlive neither the daemon nor its key.  A block freed without
+ * discard before is not the close's business, and keeps its bytes.
+ */
+static void test_close_discards(void)
+{
+    const char *p = BT_PATH("keep");
+    make_file(p, 1 * MiB);
+    struct backing *b = bt_open(p, 1 * MiB);
+    unsigned char buf[4096];
+    memset(buf, 0x77, sizeof(buf));
+    static const uint64_t blks[] = { 3, 4, 5, 70, 255 };
+    for (size_t i = 0; i < sizeof(blks) / sizeof(blks[0]); i++) {
+        uint64_t got;
+        do
+            CHECK_EQ(backing_alloc(b, &got), 0);
+        while (got != blks[i]);
+        CHECK_EQ(backing_write(b, blks[i], buf, sizeof(buf)), 0);
+    }
+    CHECK_EQ(backing_flush(b), 0);
+    backing_free(b, 4, false);
+    backing_close(b);
+
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    for (size_t i = 0; i < sizeof(blks) / sizeof(blks[0]); i++) {
+        CHECK_EQ(pread(fd, buf, sizeof(buf), (off_t)(blks[i] * 4096)), (ssize_t)sizeof(buf));
+        bool zero = true;
+        for (size_t k = 0; k < sizeof(buf); k++)
+            zero = zero && buf[k] == 0;
+        CHECKF(zero == (blks[i] != 4), "block %ju after close: %s", (uintmax_t)blks[i],
+               zero ? "zeros" : "still holds data");
+    }
+    close(fd);
+    struct stat st;
+    CHECK_EQ(stat(p, &st), 0);
+    CHECKF(st.st_blocks <= 8 * 2, "%jd sectors still allocated", (intmax_t)st.st_blocks);
+    CHECK_EQ(unlink(p), 0);
+}
+
 static void test_threads(void)
 {
     const char *p = BT_PATH("threads");
@@ -563,6 +604,7 @@ int main(void)
     RUN_TEST(test_bad_args);
     RUN_TEST(test_discard_punches);
     RUN_TEST(test_sealed);
+    RUN_TEST(test_close_discards);
     RUN_TEST(test_threads);
     return 0;
 }
