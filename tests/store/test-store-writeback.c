@@ -306,8 +306,8 @@ static void test_backing_full(void)
 
 /*
  * A backing store that lost or changed data (a server restarted empty, a
- * file overwritten): the checksum turns those pages' reads into EIO, and
- * only theirs.
+ * file overwritten with another page in clear): the blocks' seals turn
+ * those pages' reads into EIO, counted in bd_bad_sums, and only theirs.
  */
 static void test_checksum(void)
 {
