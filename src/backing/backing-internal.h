@@ -125,8 +125,9 @@ static inline uint64_t usable_blocks(uint64_t have, uint64_t size)
 
 /* ---- backing-file.c ---- */
 
-struct backing *backing_file_open(const char *path, uint64_t size, char *err, size_t errlen)
-    __attribute__((nonnull(1)));
+/* flags: backing.h's enum backing_open_flags. */
+struct backing *backing_file_open(const char *path, uint64_t size, unsigned flags, char *err,
+                                  size_t errlen) __attribute__((nonnull(1)));
 
 /* ---- backing-crypt.c ---- */
 

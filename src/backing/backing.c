@@ -32,8 +32,8 @@ static int bitmap_init(struct backing *b)
     return 0;
 }
 
-struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms, char *err,
-                             size_t errlen)
+struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms,
+                             unsigned flags, char *err, size_t errlen)
 {
     if (err && errlen)
         err[0] = '\0';
@@ -41,8 +41,8 @@ struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_m
         open_fail(err, errlen, EINVAL, "empty backing store name");
         return NULL;
     }
-    /* off_t is signed: the last byte must be addressable. */
-    if (size < BACKING_BLOCK_SIZE || size > (uint64_t)INT64_MAX) {
+    /* off_t is signed: the last byte, after a file's header block, must be addressable. */
+    if (size < BACKING_BLOCK_SIZE || size > (uint64_t)INT64_MAX - BACKING_BLOCK_SIZE) {
         open_fail(err, errlen, EINVAL, "size %" PRIu64 " out of range", size);
         return NULL;
     }
@@ -53,7 +53,7 @@ struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_m
 
     struct backing *b = backing_spec_is_uri(spec)
                             ? backing_nbd_open(spec, size, timeout_ms, err, errlen)
-                            : backing_file_open(spec, size, err, errlen);
+                            : backing_file_open(spec, size, flags, err, errlen);
     if (!b)
         return NULL;
 

@@ -51,6 +51,12 @@
 
 struct backing;
 
+/* backing_open()'s flags. */
+enum backing_open_flags {
+    /* Adopt a file or device that holds data and no uzram header (uzramd's --backing-force). */
+    BACKING_FORCE = 1u << 0,
+};
+
 /*
  * Open spec: a path (a regular file, created sparse with mode 0600 when
  * missing, except under /dev/, and extended to size bytes when shorter;
@@ -63,14 +69,24 @@ struct backing;
  * is how long each NBD request, and each connect including this one, may
  * take; a file ignores it.
  *
- * On failure returns NULL, sets errno (ENOENT, EACCES, EINVAL for a spec
+ * A file or block device keeps a header in its first block (magic,
+ * version, a random id: doc/backing.md, "The header"), and the store's
+ * blocks come after it, so the file is extended to size + 4096 bytes and
+ * a device gives one block less.  One that exists, holds data in its
+ * first block and has no header is refused with EEXIST unless flags has
+ * BACKING_FORCE; one with the header, or all zeros there, is adopted.
+ * Either way the header is written anew.  An NBD export has no header
+ * (the server owns it).
+ *
+ * On failure returns NULL, sets errno (ENOENT, EACCES, EEXIST, EINVAL for a spec
  * that is neither or a timeout of 0, ECONNREFUSED, ETIMEDOUT for an NBD
  * server that did not finish the handshake in time, ENOTSUP for one that
  * is read-only...) and, when err is not NULL, writes a one-line reason
  * (without the spec itself) into err[errlen].
  */
-struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms, char *err,
-                             size_t errlen) __attribute__((nonnull(1)));
+struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms,
+                             unsigned flags, char *err, size_t errlen)
+    __attribute__((nonnull(1)));
 
 /*
  * Whether backing_open() takes spec as an NBD URI (its scheme is nbd or

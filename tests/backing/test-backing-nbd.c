@@ -304,7 +304,7 @@ static void test_server_hangs(void)
 {
     char err[256] = "";
     START("memory", "16M");
-    struct backing *b = backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, err, sizeof(err));
+    struct backing *b = backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, 0, err, sizeof(err));
     CHECKF(b != NULL, "backing_open: %s", err);
     unsigned char in[4][4096], out[4096];
     for (uint64_t i = 0; i < 4; i++) {
@@ -368,7 +368,7 @@ static void test_server_hangs(void)
 
     /* Opening fails in time too, with the reason. */
     errno = 0;
-    b = WITHIN_BOUND(backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, err, sizeof(err)));
+    b = WITHIN_BOUND(backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, 0, err, sizeof(err)));
     CHECK(b == NULL);
     CHECK_EQ(errno, ETIMEDOUT);
     printf("   stopped server: %s\n", err);
@@ -381,7 +381,7 @@ static void test_refused_at_open(void)
     char err[256] = "";
     START("-r", "memory", "16M");
     errno = 0;
-    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err)) == NULL);
+    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err)) == NULL);
     CHECK_EQ(errno, ENOTSUP);
     printf("   read-only: %s\n", err);
     CHECK(err[0] != '\0');
@@ -390,7 +390,7 @@ static void test_refused_at_open(void)
     /* Nobody listening. */
     errno = 0;
     err[0] = '\0';
-    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err)) == NULL);
+    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err)) == NULL);
     CHECK(errno != 0);
     printf("   no server: %s (%s)\n", err, strerrorname_np(errno) ?: "?");
     CHECK(err[0] != '\0');
@@ -399,7 +399,7 @@ static void test_refused_at_open(void)
     /* An export under one block. */
     START("memory", "1000");
     errno = 0;
-    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err)) == NULL);
+    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err)) == NULL);
     CHECK_EQ(errno, EINVAL);
     server_stop();
 }

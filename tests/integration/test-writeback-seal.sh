@@ -6,7 +6,8 @@
 # return a page it did not write.  uzramd serves 256 KiB (64 pages) over
 # NBD with --backing FILE (64 blocks); 32 pages of a recognisable text and
 # 32 of random bytes (stored raw) go in, and `uzramctl writeback all` puts
-# every one in the file, slot i in block i (next-fit from block 0).  Then,
+# every one in the file, slot i in block i (next-fit from block 0), at
+# file block i + 1 (block 0 is the header).  Then,
 # with the daemon running:
 #
 #   1. the file holds no trace of the text (grep), though its blocks hold
@@ -57,10 +58,11 @@ for i in range(n // 2):
 out += os.urandom(pg * (n - n // 2))
 sys.stdout.buffer.write(out)' "$PG" "$NPAGES" "$TEXT" >"$TMPD/data"
 
-# block N [FILE]: the 4 KiB block N of the backing file, into FILE or stdout.
-block() { dd if="$BACKING" bs=$PG skip="$1" count=1 status=none ${2:+of="$2"}; }
-# put_block N FILE: FILE's first 4 KiB into block N of the backing file.
-put_block() { dd if="$2" of="$BACKING" bs=$PG seek="$1" count=1 conv=notrunc status=none; }
+# block N [FILE]: the store's 4 KiB block N of the backing file (after its
+# header block), into FILE or stdout.
+block() { dd if="$BACKING" bs=$PG skip=$(($1 + 1)) count=1 status=none ${2:+of="$2"}; }
+# put_block N FILE: FILE's first 4 KiB into the store's block N of the backing file.
+put_block() { dd if="$2" of="$BACKING" bs=$PG seek=$(($1 + 1)) count=1 conv=notrunc status=none; }
 # check FILE OFF LEN: wb-pages check of [OFF, OFF + LEN) against FILE; prints its line.
 check() {
     "$WB_PAGES" check "$NBD_URI" "$1" "$2" "$3" "$TMPD/bad" || fail "wb-pages check could not run"
@@ -93,7 +95,7 @@ log "forge blocks 5 and 40, copy block 7 onto block 6"
 head -c $PG /dev/urandom >"$TMPD/forged"
 put_block 5 "$TMPD/forged"
 block 40 "$TMPD/b40"
-out=$("$WB_FORGE" "$BACKING" 40) || fail "wb-forge could not forge block 40"
+out=$("$WB_FORGE" "$BACKING" 41) || fail "wb-forge could not forge block 40"
 log "wb-forge: $out"
 cmp -s <(block 40) "$TMPD/b40" && fail "wb-forge left block 40 as it was"
 block 7 "$TMPD/b7"
