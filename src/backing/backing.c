@@ -19,6 +19,8 @@
 #include "cleanup.h"
 #include "counter.h"
 
+static bool discard_run(struct backing *b, uint64_t start, uint64_t n);
+
 /* Set the bits past the last block so no search ever returns them. */
 static int bitmap_init(struct backing *b)
 {
@@ -64,6 +66,13 @@ struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_m
         open_fail(err, errlen, ENOMEM, "out of memory");
         return NULL;
     }
+    /*
+     * Whatever an earlier run left in the blocks is sealed under a key that
+     * is gone, and the header (or --backing-force) said they are ours to
+     * lose: discard them all, best effort, so a kept device does not carry
+     * them on (doc/backing.md, "Whose file it is").
+     */
+    (void)discard_run(b, 0, b->blocks);
     return b;
 }
 
@@ -77,6 +86,26 @@ struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_m
  */
 #define DISCARD_RUN_MAX (UINT64_C(1) << 18)
 
+/*
+ * Discard blocks [start, start + n) in runs of DISCARD_RUN_MAX: false, and
+ * the rest left alone, once an NBD server is found away after a run.
+ */
+static bool discard_run(struct backing *b, uint64_t start, uint64_t n)
+{
+    while (n > 0) {
+        uint64_t k = n < DISCARD_RUN_MAX ? n : DISCARD_RUN_MAX;
+        b->ops->discard(b, start * BACKING_BLOCK_SIZE, k * BACKING_BLOCK_SIZE);
+        struct backing_stats st = { .connected = true };
+        if (b->ops->stats)
+            b->ops->stats(b, &st);
+        if (!st.connected)
+            return false;
+        start += k;
+        n -= k;
+    }
+    return true;
+}
+
 static void discard_in_use(struct backing *b)
 {
     uint64_t start = 0, n = 0;
@@ -86,14 +115,8 @@ static void discard_in_use(struct backing *b)
             n++;
             continue;
         }
-        if (n > 0) {
-            b->ops->discard(b, start * BACKING_BLOCK_SIZE, n * BACKING_BLOCK_SIZE);
-            struct backing_stats st = { .connected = true };
-            if (b->ops->stats)
-                b->ops->stats(b, &st);
-            if (!st.connected)
-                return;
-        }
+        if (n > 0 && !discard_run(b, start, n))
+            return;
         start = blk;
         n = used ? 1 : 0;
     }

@@ -76,7 +76,9 @@ enum backing_open_flags {
  * first block and has no header is refused with EEXIST unless flags has
  * BACKING_FORCE; one with the header, or all zeros there, is adopted.
  * Either way the header is written anew.  An NBD export has no header
- * (the server owns it).
+ * (the server owns it).  Every block is then discarded (punch hole,
+ * BLKDISCARD, NBD_CMD_TRIM; best effort), so that nothing an earlier run
+ * left stays on a device that is kept.
  *
  * On failure returns NULL, sets errno (ENOENT, EACCES, EEXIST, EINVAL for a spec
  * that is neither or a timeout of 0, ECONNREFUSED, ETIMEDOUT for an NBD

@@ -108,14 +108,24 @@ static void test_existing_sizes(void)
     b = bt_open(small, 1 * MiB);
     CHECK_EQU(backing_blocks(b), 256);
     backing_close(b);
-    /* Data past the first block only (zeros there): adopted too. */
-    fd = open(small, O_WRONLY | O_CLOEXEC);
+    /*
+     * Data past the first block only (zeros there): adopted too, and the
+     * open discards every block of the store's, so the data is gone.
+     */
+    fd = open(small, O_RDWR | O_CLOEXEC);
     CHECK(fd >= 0);
     CHECK_EQ(pwrite(fd, (char[4096]){ 0 }, 4096, 0), 4096);
     CHECK_EQ(pwrite(fd, "data", 4, 8192), 4);
-    close(fd);
+    CHECK_EQ(pwrite(fd, "more", 4, 1 * MiB), 4);
     b = bt_open(small, 1 * MiB);
+    CHECK_EQ(pread(fd, buf, 4, 8192), 4);
+    CHECK(memcmp(buf, "\0\0\0\0", 4) == 0);
+    CHECK_EQ(pread(fd, buf, 4, 1 * MiB), 4);
+    CHECK(memcmp(buf, "\0\0\0\0", 4) == 0);
+    CHECK_EQ(pread(fd, buf, 8, 0), 8);
+    CHECK(memcmp(buf, "UZRAMBK\n", 8) == 0);
     backing_close(b);
+    close(fd);
     CHECK_EQ(unlink(small), 0);
 }
 
