@@ -16,8 +16,16 @@
  * daemons never share one.  A file the open created is removed again at
  * close, while its path still names it: evicted pages do not outlive the
  * daemon there.  A file or device that was there already is left as it
- * is (doc/backing.md).
+ * is (doc/backing.md), but for its first block.
+ *
+ * The header.  The first block holds a header (magic, version, a random
+ * id), and block n of the store lives at (n + 1) * 4096.  An existing
+ * file or device whose first block holds anything but zeros or a header
+ * is refused unless BACKING_FORCE: a path given by mistake (a disk with a
+ * file system on it that is not mounted, a user's file) is not silently
+ * overwritten.  The header is written at every open.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -29,6 +37,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +53,18 @@ struct backing_file {
     bool blockdev;
     _Atomic bool pressure;      /* memory is short: use dfd */
     char *created;              /* the path of a file the open created, removed at close */
+};
+
+/* The first block: a header, then zeros to the end of the block. */
+#define HEADER_BYTES BACKING_BLOCK_SIZE
+#define HEADER_VERSION 1u
+static const char header_magic[8] = { 'U', 'Z', 'R', 'A', 'M', 'B', 'K', '\n' };
+
+struct header {
+    char magic[8];
+    uint32_t version; /* little-endian, as every field */
+    uint32_t block_size;
+    uint8_t id[16]; /* random, new at every open */
 };
 
 /* The calling thread's bounce block for O_DIRECT, freed when it exits. */
@@ -111,6 +132,7 @@ static bool file_direct_now(struct backing_file *f)
 static int file_pread(struct backing *b, void *buf, size_t len, uint64_t off)
 {
     struct backing_file *f = (struct backing_file *)b;
+    off += HEADER_BYTES;
     if (file_direct_now(f)) {
         unsigned char *blk = bounce_block();
         if (!blk)
@@ -126,6 +148,7 @@ static int file_pread(struct backing *b, void *buf, size_t len, uint64_t off)
 static int file_pwrite(struct backing *b, const void *buf, size_t len, uint64_t off)
 {
     struct backing_file *f = (struct backing_file *)b;
+    off += HEADER_BYTES;
     const char *p = buf;
     int fd = f->fd;
     if (file_direct_now(f)) {
@@ -146,6 +169,7 @@ static int file_pwrite(struct backing *b, const void *buf, size_t len, uint64_t 
 static void file_discard(struct backing *b, uint64_t off, uint64_t len)
 {
     struct backing_file *f = (struct backing_file *)b;
+    off += HEADER_BYTES;
     if (f->blockdev) {
         uint64_t range[2] = { off, len };
         (void)ioctl(f->fd, BLKDISCARD, range);
@@ -314,22 +338,68 @@ static int file_measure(int fd, uint64_t size, uint64_t *ret_have, bool *ret_blo
         }
     } else if (S_ISREG(st.st_mode)) {
         have = (uint64_t)st.st_size;
-        if (have < size) {
-            if (ftruncate(fd, (off_t)size) < 0) {
+        /* The front checked that size + HEADER_BYTES fits an off_t. */
+        if (have < size + HEADER_BYTES) {
+            if (ftruncate(fd, (off_t)(size + HEADER_BYTES)) < 0) {
                 int e = errno;
                 return open_fail(err, errlen, e, "cannot extend it to %" PRIu64 " bytes: %s",
-                                 size, strerror(e));
+                                 size + HEADER_BYTES, strerror(e));
             }
-            have = size;
+            have = size + HEADER_BYTES;
         }
     } else {
         return open_fail(err, errlen, EINVAL, "not a regular file or a block device");
     }
-    if (usable_blocks(have, size) == 0)
-        return open_fail(err, errlen, EINVAL, "smaller than one %u-byte block",
+    if (have < HEADER_BYTES || usable_blocks(have - HEADER_BYTES, size) == 0)
+        return open_fail(err, errlen, EINVAL,
+                         "smaller than two %u-byte blocks (a header and one)",
                          BACKING_BLOCK_SIZE);
-    *ret_have = have;
+    *ret_have = have - HEADER_BYTES;
     *ret_blockdev = S_ISBLK(st.st_mode);
+    return 0;
+}
+
+/*
+ * Whether fd's first block may be taken for a header: it holds one of
+ * ours, or zeros (or the file is shorter: what is missing reads as zeros),
+ * or force.  0, or EEXIST with errno and err set; an I/O error as itself.
+ */
+static int file_check_header(int fd, bool force, char *err, size_t errlen)
+{
+    unsigned char blk[HEADER_BYTES] = { 0 };
+    ssize_t n;
+    do
+        n = pread(fd, blk, sizeof(blk), 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        int e = errno;
+        return open_fail(err, errlen, e, "cannot read its first block: %s", strerror(e));
+    }
+    if (force || memcmp(blk, header_magic, sizeof(header_magic)) == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(blk); i++)
+        if (blk[i] != 0)
+            return open_fail(err, errlen, EEXIST,
+                             "holds data and no uzram header (not a backing store of "
+                             "uzramd's); --backing-force adopts it, overwriting it");
+    return 0;
+}
+
+/* Write a fresh header into fd's first block.  0, or a negative errno with errno and err set. */
+static int file_write_header(int fd, char *err, size_t errlen)
+{
+    unsigned char blk[HEADER_BYTES] = { 0 };
+    struct header h = { .version = htole32(HEADER_VERSION),
+                        .block_size = htole32(BACKING_BLOCK_SIZE) };
+    memcpy(h.magic, header_magic, sizeof(h.magic));
+    if (getrandom(h.id, sizeof(h.id), 0) != (ssize_t)sizeof(h.id)) {
+        int e = errno ? errno : EIO;
+        return open_fail(err, errlen, e, "cannot draw its id: %s", strerror(e));
+    }
+    memcpy(blk, &h, sizeof(h));
+    int r = file_transfer(fd, true, blk, sizeof(blk), 0);
+    if (r < 0)
+        return open_fail(err, errlen, -r, "cannot write its header: %s", strerror(-r));
     return 0;
 }
 
@@ -338,7 +408,8 @@ static int file_measure(int fd, uint64_t size, uint64_t *ret_have, bool *ret_blo
  * use (backing-internal.h).  A file this call created is removed again if a later step fails,
  * so a failed start leaves nothing behind.
  */
-struct backing *backing_file_open(const char *path, uint64_t size, char *err, size_t errlen)
+struct backing *backing_file_open(const char *path, uint64_t size, unsigned flags, char *err,
+                                  size_t errlen)
 {
     bool created, blockdev = false;
     uint64_t have = 0;
@@ -347,7 +418,10 @@ struct backing *backing_file_open(const char *path, uint64_t size, char *err, si
     if (fd < 0)
         return NULL;
 
-    if (file_measure(fd, size, &have, &blockdev, err, errlen) < 0)
+    if (!created && file_check_header(fd, flags & BACKING_FORCE, err, errlen) < 0)
+        goto fail;
+    if (file_measure(fd, size, &have, &blockdev, err, errlen) < 0 ||
+        file_write_header(fd, err, errlen) < 0)
         goto fail;
     f = calloc(1, sizeof(*f));
     if (!f) {

@@ -83,6 +83,9 @@ struct backing {
     _Atomic uint64_t read_errors, write_errors; /* failed ones; a failed flush is a write error */
     _Atomic uint64_t reconnects;                /* NBD connections reopened (backing-nbd.c) */
     _Atomic int last_error;                     /* the last error returned, or 0 */
+    _Atomic uint64_t bad_seals;                 /* reads whose block failed to open */
+
+    struct backing_crypt *crypt; /* the key and the seal table (backing-crypt.c) */
 };
 
 static inline int open_fail(char *err, size_t errlen, int e, const char *fmt, ...)
@@ -122,8 +125,49 @@ static inline uint64_t usable_blocks(uint64_t have, uint64_t size)
 
 /* ---- backing-file.c ---- */
 
-struct backing *backing_file_open(const char *path, uint64_t size, char *err, size_t errlen)
-    __attribute__((nonnull(1)));
+/* flags: backing.h's enum backing_open_flags. */
+struct backing *backing_file_open(const char *path, uint64_t size, unsigned flags, char *err,
+                                  size_t errlen) __attribute__((nonnull(1)));
+
+/* ---- backing-crypt.c ---- */
+
+struct backing_crypt;
+
+/* A write's seal, kept until the write has succeeded. */
+struct backing_seal_pending {
+    uint64_t counter;
+    uint8_t tag[16];
+};
+
+/*
+ * A fresh key, and a seal table for blocks blocks, all of it resident.
+ * NULL with errno set (ENOMEM; getrandom()'s error).
+ */
+struct backing_crypt *backing_crypt_new(uint64_t blocks);
+/* Wipe the key and free.  Accepts NULL. */
+void backing_crypt_free(struct backing_crypt *c);
+/* The memory backing_crypt_new(blocks) maps, for the statistics. */
+size_t backing_crypt_bytes(uint64_t blocks);
+/*
+ * Encrypt len bytes (1..4096) of src for block blk into the calling
+ * thread's block, which it returns (valid until the thread's next seal),
+ * with the seal in *ret.  Cannot fail.  blk is in range (the front checked).
+ */
+const void *backing_crypt_seal(struct backing_crypt *c, uint64_t blk, const void *src,
+                               size_t len, struct backing_seal_pending *ret)
+    __attribute__((nonnull));
+/* The write of a sealed block succeeded: from now on, reads check against this seal. */
+void backing_crypt_commit(struct backing_crypt *c, uint64_t blk,
+                          const struct backing_seal_pending *p) __attribute__((nonnull));
+/* Block blk holds nothing of ours any more (freed): nothing opens it. */
+void backing_crypt_forget(struct backing_crypt *c, uint64_t blk) __attribute__((nonnull));
+/*
+ * Decrypt the len bytes read from block blk in place and check them: 0, or
+ * -EBADMSG (wrong tag, another block's or an older write's content, a block
+ * never sealed, a length other than the one written) with buf zeroed.
+ */
+int backing_crypt_open(struct backing_crypt *c, uint64_t blk, void *buf, size_t len)
+    __attribute__((nonnull));
 
 /* ---- backing-nbd.c ---- */
 

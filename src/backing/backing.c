@@ -19,6 +19,8 @@
 #include "cleanup.h"
 #include "counter.h"
 
+static bool discard_run(struct backing *b, uint64_t start, uint64_t n);
+
 /* Set the bits past the last block so no search ever returns them. */
 static int bitmap_init(struct backing *b)
 {
@@ -32,8 +34,8 @@ static int bitmap_init(struct backing *b)
     return 0;
 }
 
-struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms, char *err,
-                             size_t errlen)
+struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms,
+                             unsigned flags, char *err, size_t errlen)
 {
     if (err && errlen)
         err[0] = '\0';
@@ -41,8 +43,8 @@ struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_m
         open_fail(err, errlen, EINVAL, "empty backing store name");
         return NULL;
     }
-    /* off_t is signed: the last byte must be addressable. */
-    if (size < BACKING_BLOCK_SIZE || size > (uint64_t)INT64_MAX) {
+    /* off_t is signed: the last byte, after a file's header block, must be addressable. */
+    if (size < BACKING_BLOCK_SIZE || size > (uint64_t)INT64_MAX - BACKING_BLOCK_SIZE) {
         open_fail(err, errlen, EINVAL, "size %" PRIu64 " out of range", size);
         return NULL;
     }
@@ -53,24 +55,81 @@ struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_m
 
     struct backing *b = backing_spec_is_uri(spec)
                             ? backing_nbd_open(spec, size, timeout_ms, err, errlen)
-                            : backing_file_open(spec, size, err, errlen);
+                            : backing_file_open(spec, size, flags, err, errlen);
     if (!b)
         return NULL;
 
     pthread_mutex_init(&b->lock, NULL);
-    if (bitmap_init(b) < 0 || !(b->spec = strdup(spec))) {
+    if (bitmap_init(b) < 0 || !(b->spec = strdup(spec)) ||
+        !(b->crypt = backing_crypt_new(b->blocks))) {
         backing_close(b);
         open_fail(err, errlen, ENOMEM, "out of memory");
         return NULL;
     }
+    /*
+     * Whatever an earlier run left in the blocks is sealed under a key that
+     * is gone, and the header (or --backing-force) said they are ours to
+     * lose: discard them all, best effort, so a kept device does not carry
+     * them on (doc/backing.md, "Whose file it is").
+     */
+    (void)discard_run(b, 0, b->blocks);
     return b;
+}
+
+/*
+ * Discard every block still in use, in runs of consecutive blocks: at a
+ * clean stop the pages in them mean nothing any more (their key dies with
+ * the process), and a device or file that is kept should not keep them.
+ * A run is at most 2^18 blocks (1 GiB), under NBD's 32-bit request
+ * length.  Best effort; an NBD server that is away, or stops answering,
+ * ends it after one run rather than costing a timeout per run.
+ */
+#define DISCARD_RUN_MAX (UINT64_C(1) << 18)
+
+/*
+ * Discard blocks [start, start + n) in runs of DISCARD_RUN_MAX: false, and
+ * the rest left alone, once an NBD server is found away after a run.
+ */
+static bool discard_run(struct backing *b, uint64_t start, uint64_t n)
+{
+    while (n > 0) {
+        uint64_t k = n < DISCARD_RUN_MAX ? n : DISCARD_RUN_MAX;
+        b->ops->discard(b, start * BACKING_BLOCK_SIZE, k * BACKING_BLOCK_SIZE);
+        struct backing_stats st = { .connected = true };
+        if (b->ops->stats)
+            b->ops->stats(b, &st);
+        if (!st.connected)
+            return false;
+        start += k;
+        n -= k;
+    }
+    return true;
+}
+
+static void discard_in_use(struct backing *b)
+{
+    uint64_t start = 0, n = 0;
+    for (uint64_t blk = 0; blk <= b->blocks; blk++) {
+        bool used = blk < b->blocks && (b->bitmap[blk / 64] & (1ull << (blk % 64)));
+        if (used && n > 0 && n < DISCARD_RUN_MAX) {
+            n++;
+            continue;
+        }
+        if (n > 0 && !discard_run(b, start, n))
+            return;
+        start = blk;
+        n = used ? 1 : 0;
+    }
 }
 
 void backing_close(struct backing *b)
 {
     if (!b)
         return;
+    if (b->bitmap)
+        discard_in_use(b);
     b->ops->close(b);
+    backing_crypt_free(b->crypt);
     pthread_mutex_destroy(&b->lock);
     free(b->bitmap);
     free(b->spec);
@@ -151,6 +210,7 @@ void backing_free(struct backing *b, uint64_t blk, bool discard)
         return;
     if (discard)
         b->ops->discard(b, blk * BACKING_BLOCK_SIZE, BACKING_BLOCK_SIZE);
+    backing_crypt_forget(b->crypt, blk);
 
     LOCK_GUARD(&b->lock);
     uint64_t bit = 1ull << (blk % 64);
@@ -178,10 +238,21 @@ static bool io_args_ok(const struct backing *b, uint64_t blk, size_t len)
     return blk < b->blocks && len >= 1 && len <= BACKING_BLOCK_SIZE;
 }
 
+/*
+ * Sealed on the way out, opened on the way in (backing-crypt.c): the
+ * backends only ever see ciphertext.  The seal counts once the block is
+ * written; until then a read of the block still checks against the last
+ * one, which a failed write has made stale anyway.
+ */
 int backing_write(struct backing *b, uint64_t blk, const void *buf, size_t len)
 {
-    int r = io_args_ok(b, blk, len) ? b->ops->pwrite(b, buf, len, blk * BACKING_BLOCK_SIZE)
-                                    : -EINVAL;
+    if (!io_args_ok(b, blk, len))
+        return record(b, -EINVAL, &b->writes, &b->write_errors);
+    struct backing_seal_pending seal;
+    const void *sealed = backing_crypt_seal(b->crypt, blk, buf, len, &seal);
+    int r = b->ops->pwrite(b, sealed, len, blk * BACKING_BLOCK_SIZE);
+    if (r == 0)
+        backing_crypt_commit(b->crypt, blk, &seal);
     return record(b, r, &b->writes, &b->write_errors);
 }
 
@@ -189,6 +260,11 @@ int backing_read(struct backing *b, uint64_t blk, void *buf, size_t len)
 {
     int r = io_args_ok(b, blk, len) ? b->ops->pread(b, buf, len, blk * BACKING_BLOCK_SIZE)
                                     : -EINVAL;
+    if (r == 0) {
+        r = backing_crypt_open(b->crypt, blk, buf, len);
+        if (r < 0)
+            counter_add(&b->bad_seals, 1);
+    }
     return record(b, r, &b->reads, &b->read_errors);
 }
 
@@ -214,6 +290,8 @@ void backing_get_stats(struct backing *b, struct backing_stats *ret)
         .write_errors = counter_get(&b->write_errors),
         .last_error = atomic_load_explicit(&b->last_error, memory_order_relaxed),
         .reconnects = counter_get(&b->reconnects),
+        .bad_seals = counter_get(&b->bad_seals),
+        .meta_bytes = backing_crypt_bytes(b->blocks),
         .connected = true,
     };
     if (b->ops->stats)

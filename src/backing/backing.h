@@ -51,6 +51,12 @@
 
 struct backing;
 
+/* backing_open()'s flags. */
+enum backing_open_flags {
+    /* Adopt a file or device that holds data and no uzram header (uzramd's --backing-force). */
+    BACKING_FORCE = 1u << 0,
+};
+
 /*
  * Open spec: a path (a regular file, created sparse with mode 0600 when
  * missing, except under /dev/, and extended to size bytes when shorter;
@@ -63,14 +69,26 @@ struct backing;
  * is how long each NBD request, and each connect including this one, may
  * take; a file ignores it.
  *
- * On failure returns NULL, sets errno (ENOENT, EACCES, EINVAL for a spec
+ * A file or block device keeps a header in its first block (magic,
+ * version, a random id: doc/backing.md, "The header"), and the store's
+ * blocks come after it, so the file is extended to size + 4096 bytes and
+ * a device gives one block less.  One that exists, holds data in its
+ * first block and has no header is refused with EEXIST unless flags has
+ * BACKING_FORCE; one with the header, or all zeros there, is adopted.
+ * Either way the header is written anew.  An NBD export has no header
+ * (the server owns it).  Every block is then discarded (punch hole,
+ * BLKDISCARD, NBD_CMD_TRIM; best effort), so that nothing an earlier run
+ * left stays on a device that is kept.
+ *
+ * On failure returns NULL, sets errno (ENOENT, EACCES, EEXIST, EINVAL for a spec
  * that is neither or a timeout of 0, ECONNREFUSED, ETIMEDOUT for an NBD
  * server that did not finish the handshake in time, ENOTSUP for one that
  * is read-only...) and, when err is not NULL, writes a one-line reason
  * (without the spec itself) into err[errlen].
  */
-struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms, char *err,
-                             size_t errlen) __attribute__((nonnull(1)));
+struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms,
+                             unsigned flags, char *err, size_t errlen)
+    __attribute__((nonnull(1)));
 
 /*
  * Whether backing_open() takes spec as an NBD URI (its scheme is nbd or
@@ -103,7 +121,12 @@ void backing_set_pressure(struct backing *b, bool short_of_memory) __attribute__
  */
 int backing_thread_prepare(struct backing *b) __attribute__((nonnull));
 
-/* Close and free.  Accepts NULL.  No other call may be running. */
+/*
+ * Close and free.  The blocks still in use are discarded first (punch
+ * hole, BLKDISCARD, NBD_CMD_TRIM; best effort), so that the pages the
+ * store left there do not outlive it on a file, device or server that is
+ * kept.  Accepts NULL.  No other call may be running.
+ */
 void backing_close(struct backing *b);
 
 /* How many 4 KiB blocks can be allocated. */
@@ -128,7 +151,14 @@ void backing_free(struct backing *b, uint64_t blk, bool discard) __attribute__((
 
 /*
  * Write len bytes (1..4096) from buf at the start of block blk / read them
- * back.  0, or -EIO, -ENOSPC, -ENOTCONN (NBD server away), -ETIMEDOUT (the
+ * back.  What reaches the backend is sealed (AES-256-GCM under a key of
+ * this process's, bound to blk and to this write: doc/backing.md, "Sealed
+ * blocks"); a read opens it, and fails with -EBADMSG, buf zeroed, when the
+ * block holds anything but what the last write to it wrote with the same
+ * len (altered, another block's, an older write's), or was freed or never
+ * written.  The seal of each block lives in memory (meta_bytes of
+ * struct backing_stats); nothing of the key leaves the process.
+ * 0, or -EBADMSG (reads only), -EIO, -ENOSPC, -ENOTCONN (NBD server away), -ETIMEDOUT (the
  * NBD server did not answer within the timeout; the connection is then
  * dropped), -EINVAL (blk out of range, len 0 or above 4096).  A short read
  * or write is -EIO.  A read that failed left buf's contents undefined.
@@ -151,6 +181,8 @@ struct backing_stats {
     uint64_t read_errors, write_errors;
     int last_error;         /* the last error returned (negative errno), or 0 */
     uint64_t reconnects;    /* NBD connections reopened */
+    uint64_t bad_seals;     /* reads that failed with -EBADMSG */
+    uint64_t meta_bytes;    /* memory of the seal table and key: 24 bytes a block */
     bool connected;         /* false while an NBD server is away */
     bool direct;            /* backing_use_direct() succeeded */
     bool pressure;          /* transfers go the direct way now */

@@ -477,6 +477,11 @@ const struct option_def option_table[OPTION_MAX] = {
         .help = "write cold pages back to FILE (created sparse) or\n"
                 "to an NBD server (nbd://HOST:PORT/EXPORT,\n"
                 "nbd+unix:///EXPORT?socket=PATH)" },
+    [OPT_BACKING_FORCE] = {
+        .name = "backing-force", .key = OPTION_KEY_BOOL, .flags = OPTION_BACKING_ONLY,
+        .set = set_flag, .field = offsetof(struct options, backing_force),
+        .help = "adopt a --backing file or device that holds\n"
+                "data and no uzram header (overwriting it)" },
     [OPT_BACKING_FORMAT] = {
         .name = "backing-format", .metavar = "compressed|raw", .key = OPTION_KEY_VALUE,
         .flags = OPTION_BACKING_ONLY, .set = set_backing_format, .want = "compressed or raw",
@@ -562,8 +567,8 @@ static const char synopsis[] =
     "              [--nbd-unix SOCKET] [--nbd-group GROUP] [--nbd-tcp [HOST]:PORT]\n"
     "              [--read-only] [--max-connections N] [--handshake-timeout SECONDS]\n"
     "              [--tls off|on|require] [--tls-psk FILE] [--tls-certificates DIR]\n"
-    "              [--backing FILE|NBD-URI] [--backing-format compressed|raw]\n"
-    "              [--backing-timeout SECONDS]\n"
+    "              [--backing FILE|NBD-URI] [--backing-force]\n"
+    "              [--backing-format compressed|raw] [--backing-timeout SECONDS]\n"
     "              [--high-watermark PCT] [--low-watermark PCT]\n"
     "              [--evict-policy lru|zspage]\n"
     "              [--recompress-algorithm ALGO] [--recompress-level N]\n"

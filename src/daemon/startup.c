@@ -104,7 +104,7 @@ static int start_backing(struct daemon *d)
         make_parent("--backing", d->opt.backing, true, (gid_t)-1) < 0)
         return -1;
     d->backing = backing_open(d->opt.backing, d->opt.size, d->opt.backing_timeout * 1000u,
-                              err, sizeof(err));
+                              d->opt.backing_force ? BACKING_FORCE : 0, err, sizeof(err));
     if (!d->backing)
         return startup_failed("--backing %s: %s", d->opt.backing, err[0] ? err : strerror(errno));
     d->bd_connected = true;

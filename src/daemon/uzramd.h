@@ -81,6 +81,7 @@ struct options {
     char *backing;                   /* an absolute path or an NBD URI, or NULL */
     bool backing_raw;                /* --backing-format raw */
     unsigned backing_timeout;        /* seconds an NBD backing request may take */
+    bool backing_force;              /* adopt a file or device without uzram's header */
     unsigned high_wm_pct, low_wm_pct;
     unsigned evict_policy;           /* enum store_evict_policy */
     const struct codec_type *recomp_codec;   /* NULL: no recompression */
@@ -114,7 +115,7 @@ enum option_id {
     OPT_CONFIG, OPT_NAME, OPT_SIZE, OPT_ALGORITHM, OPT_LEVEL, OPT_FUSE, OPT_NBD_UNIX,
     OPT_NBD_GROUP, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_HANDSHAKE_TIMEOUT, OPT_TLS,
     OPT_TLS_PSK, OPT_TLS_CERTIFICATES, OPT_CONTROL,
-    OPT_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORMAT, OPT_BACKING_TIMEOUT,
+    OPT_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORCE, OPT_BACKING_FORMAT, OPT_BACKING_TIMEOUT,
     OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,
     OPT_PIDFILE, OPT_FOREGROUND, OPT_LOG, OPT_THREADS, OPT_HELP, OPT_VERSION,
     OPTION_MAX

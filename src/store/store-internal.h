@@ -38,16 +38,14 @@
 
 enum slot_state {
     SLOT_EMPTY = 0,
-    SLOT_SAME,          /* val is the fill word */
-    SLOT_OBJ,           /* val is the handle of a compressed object */
-    SLOT_HUGE,          /* val is the handle of a raw page */
-    SLOT_WB,            /* on the backing store: val is the block and a checksum */
+    SLOT_SAME, /* val is the fill word */
+    SLOT_OBJ,  /* val is the handle of a compressed object */
+    SLOT_HUGE, /* val is the handle of a raw page */
+    SLOT_WB,   /* on the backing store: val is the block */
 };
 
-/* SLOT_WB's val: the block in the low 40 bits, a 24-bit checksum above. */
-#define WB_BLOCK_BITS 40
-#define WB_BLOCK(val) ((val) & ((UINT64_C(1) << WB_BLOCK_BITS) - 1))
-#define WB_CHECKSUM(val) ((uint32_t)((val) >> WB_BLOCK_BITS))
+/* SLOT_WB's val: the block (the backing store keeps its seal). */
+#define WB_BLOCK(val) (val)
 
 /* struct slot's flags, guarded by the slot lock like the rest of it. */
 enum slot_flags {
@@ -302,8 +300,6 @@ bool reserve_wait(struct store *s, uint64_t *deadline_ms);
 
 /* ---- writeback.c: writing slots back, idle marking ------------------------------ */
 
-/* The 24-bit checksum kept in a written-back slot, of what was written. */
-uint32_t wb_checksum(const void *buf, size_t len);
 /*
  * Write slot i's object (slot locked, holding an object) to a new backing
  * block and point the slot there.  0, or the backing store's error with

@@ -46,9 +46,6 @@ static int config_check(const struct store_config *cfg, struct levels *ret)
     if (pick_level(ret->codec, cfg->level, &ret->level) < 0 ||
         (cfg->recomp_codec && pick_level(cfg->recomp_codec, cfg->recomp_level, &ret->level2) < 0))
         return -EINVAL;
-    /* SLOT_WB keeps block numbers in 40 bits. */
-    if (cfg->backing && backing_blocks(cfg->backing) > (UINT64_C(1) << WB_BLOCK_BITS))
-        return -EINVAL;
     if (ret->high_pct > 100 || ret->low_pct >= ret->high_pct ||
         (cfg->evict_policy != STORE_EVICT_LRU && cfg->evict_policy != STORE_EVICT_ZSPAGE))
         return -EINVAL;
@@ -319,6 +316,7 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         ret->bd_last_error = bs.last_error;
         ret->bd_connected = bs.connected;
         ret->bd_blocks = bs.blocks;
+        ret->bd_meta_bytes = bs.meta_bytes;
     }
 }
 

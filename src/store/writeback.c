@@ -6,39 +6,14 @@
  * A slot is written back with its lock held across the backing write, so
  * its content cannot change between the copy and the swap; a failed
  * backing write leaves it as it was.  Nothing here allocates from the pool:
- * eviction calls it to make room.
+ * eviction calls it to make room.  What reaches the backing store is
+ * sealed there (backing.h): the slot keeps only the block's number.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "backing.h"
 #include "store-internal.h"
-
-/*
- * A 24-bit checksum of what is written back: a multiply-xorshift over
- * 8-byte words, cheap enough to cost less than the write it guards
- * (doc/store.md, "Writeback", has the figure).  Not cryptographic: it
- * catches a block that holds something else (zeros from a server that
- * lost its data, another page), not an adversary.
- */
-uint32_t wb_checksum(const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ len;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-    }
-    for (; i < len; i++)
-        h = (h ^ p[i]) * 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 29;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 32;
-    return (uint32_t)(h & 0xffffff);
-}
 
 /*
  * Write slot i's object (the slot locked by the caller, holding an object)
@@ -73,7 +48,7 @@ int slot_writeback_locked(struct store *s, struct tctx *t, uint64_t i)
         .state = SLOT_WB,
         .flags = len == PAGE ? 0 : (uint8_t)(sl->flags & SF_RECOMP),
         .size = (uint16_t)len,
-        .val = blk | (uint64_t)wb_checksum(buf, len) << WB_BLOCK_BITS,
+        .val = blk,
     };
     struct entry old = slot_swap(s, i, &e);
     entry_release(s, &old, false);

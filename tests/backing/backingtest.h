@@ -67,7 +67,8 @@ static inline void bt_make_dir(void)
 static inline struct backing *bt_open(const char *spec, uint64_t size)
 {
     char err[256];
-    struct backing *b = backing_open(spec, size, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err));
+    struct backing *b = backing_open(spec, size, BACKING_TIMEOUT_DEFAULT_MS, 0, err,
+                                     sizeof(err));
     CHECKF(b != NULL, "backing_open(%s): %s (%s)", spec, strerror(errno), err);
     return b;
 }

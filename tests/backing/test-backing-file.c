@@ -28,8 +28,10 @@ static void test_open_creates_sparse(void)
     CHECK_EQ(stat(p, &st), 0);
     CHECK(S_ISREG(st.st_mode));
     CHECK_EQ(st.st_mode & 07777, 0600);
-    CHECK_EQU(st.st_size, 1 * MiB);
-    CHECKF(st.st_blocks == 0, "a new backing file should be sparse, has %jd blocks",
+    /* The header block, then the store's 1 MiB. */
+    CHECK_EQU(st.st_size, 1 * MiB + 4096);
+    CHECKF(st.st_blocks <= 8,
+           "a new backing file should be sparse but for its header, has %jd blocks",
            (intmax_t)st.st_blocks);
     CHECK_EQU(backing_blocks(b), 256);
     CHECK(strcmp(backing_spec(b), p) == 0);
@@ -72,21 +74,58 @@ static void test_existing_sizes(void)
     CHECK_EQU(st.st_size, 2 * MiB);
     CHECK_EQ(unlink(big), 0);
 
-    /* Shorter: extended, and the data already there stays. */
+    /* Shorter, and data in its first block: refused without a header. */
     const char *small = BT_PATH("small");
     int fd = open(small, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     CHECK(fd >= 0);
     CHECK_EQ(write(fd, "hello", 5), 5);
     close(fd);
+    char err[256];
+    CHECK(backing_open(small, 1 * MiB, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err)) ==
+          NULL);
+    CHECK_EQ(errno, EEXIST);
+    CHECKF(strstr(err, "--backing-force") != NULL,
+           "the reason does not name --backing-force: %s", err);
+    printf("   refused %s: %s\n", small, err);
+    CHECK_EQ(stat(small, &st), 0);
+    CHECK_EQU(st.st_size, 5); /* untouched */
+    /* Forced: adopted, extended, the header written over what was there. */
+    b = backing_open(small, 1 * MiB, BACKING_TIMEOUT_DEFAULT_MS, BACKING_FORCE, err,
+                     sizeof(err));
+    CHECKF(b != NULL, "BACKING_FORCE: %s", err);
+    CHECK_EQU(backing_blocks(b), 256);
+    backing_close(b);
+    char buf[8];
+    fd = open(small, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_EQ(pread(fd, buf, 8, 0), 8);
+    close(fd);
+    CHECK(memcmp(buf, "UZRAMBK\n", 8) == 0);
+    CHECK_EQ(stat(small, &st), 0);
+    CHECK_EQU(st.st_size, 1 * MiB + 4096);
+    CHECK_EQ((int)(st.st_mode & 07777), 0644);
+    /* With the header: adopted without force. */
     b = bt_open(small, 1 * MiB);
     CHECK_EQU(backing_blocks(b), 256);
-    char buf[5];
-    CHECK_EQ(backing_read(b, 0, buf, 5), 0);
-    CHECK(memcmp(buf, "hello", 5) == 0);
     backing_close(b);
-    CHECK_EQ(stat(small, &st), 0);
-    CHECK_EQU(st.st_size, 1 * MiB);
-    CHECK_EQ((int)(st.st_mode & 07777), 0644);
+    /*
+     * Data past the first block only (zeros there): adopted too, and the
+     * open discards every block of the store's, so the data is gone.
+     */
+    fd = open(small, O_RDWR | O_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_EQ(pwrite(fd, (char[4096]){ 0 }, 4096, 0), 4096);
+    CHECK_EQ(pwrite(fd, "data", 4, 8192), 4);
+    CHECK_EQ(pwrite(fd, "more", 4, 1 * MiB), 4);
+    b = bt_open(small, 1 * MiB);
+    CHECK_EQ(pread(fd, buf, 4, 8192), 4);
+    CHECK(memcmp(buf, "\0\0\0\0", 4) == 0);
+    CHECK_EQ(pread(fd, buf, 4, 1 * MiB), 4);
+    CHECK(memcmp(buf, "\0\0\0\0", 4) == 0);
+    CHECK_EQ(pread(fd, buf, 8, 0), 8);
+    CHECK(memcmp(buf, "UZRAMBK\n", 8) == 0);
+    backing_close(b);
+    close(fd);
     CHECK_EQ(unlink(small), 0);
 }
 
@@ -94,7 +133,8 @@ static void expect_refused(const char *spec, uint64_t size, int want_errno)
 {
     char err[256] = "unset";
     errno = 0;
-    struct backing *b = backing_open(spec, size, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err));
+    struct backing *b = backing_open(spec, size, BACKING_TIMEOUT_DEFAULT_MS, 0, err,
+                                     sizeof(err));
     CHECKF(b == NULL, "backing_open(%s) should have failed", spec);
     CHECKF(errno == want_errno, "backing_open(%s): errno %s, want %s", spec,
            strerrorname_np(errno) ?: "?", strerrorname_np(want_errno) ?: "?");
@@ -102,7 +142,7 @@ static void expect_refused(const char *spec, uint64_t size, int want_errno)
     CHECKF(strstr(err, spec) == NULL || spec[0] == '\0', "the reason repeats the spec: %s", err);
     printf("   refused %s: %s\n", spec, err);
     /* err may be NULL. */
-    CHECK(backing_open(spec, size, BACKING_TIMEOUT_DEFAULT_MS, NULL, 0) == NULL);
+    CHECK(backing_open(spec, size, BACKING_TIMEOUT_DEFAULT_MS, 0, NULL, 0) == NULL);
     CHECK_EQ(errno, want_errno);
 }
 
@@ -217,7 +257,8 @@ static void test_alloc_words(void)
 
 /*
  * Every length a block takes, on a file that was there before (so that it
- * stays when closed): reopened, the data is still there.
+ * stays when closed): reopened, the data is there but sealed under a key
+ * that is gone.
  */
 static void test_roundtrip(void)
 {
@@ -252,21 +293,20 @@ static void test_roundtrip(void)
     CHECK_EQ(s.last_error, 0);
     backing_close(b);
 
-    /* Reopened, the data is still there. */
+    /* Reopened: a new key, and what the last open sealed does not open. */
     b = bt_open(p, 1 * MiB);
-    test_pattern(in, 4096, 0, 4096);
-    CHECK_EQ(backing_read(b, 0, out, 4096), 0);
-    CHECK(memcmp(in, out, 4096) == 0);
+    CHECK_EQ(backing_read(b, 0, out, 4096), -EBADMSG);
     backing_close(b);
     CHECK_EQ(unlink(p), 0);
 }
 
-/* How many of the file's first npages pages are in the page cache. */
+/* How many of the file's blocks 0 to npages - 1 are in the page cache. */
 static unsigned cached_pages(const char *path, unsigned npages)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     CHECK(fd >= 0);
-    void *m = mmap(NULL, (size_t)npages * 4096, PROT_READ, MAP_SHARED, fd, 0);
+    /* Blocks 0 to npages - 1, after the header (which goes through the cache). */
+    void *m = mmap(NULL, (size_t)npages * 4096, PROT_READ, MAP_SHARED, fd, 4096);
     CHECK(m != MAP_FAILED);
     unsigned char v[256];
     CHECK(npages <= sizeof(v));
@@ -390,8 +430,8 @@ static void test_discard_punches(void)
         backing_free(b, i, false);
     CHECK_EQ(stat(p, &st), 0);
     CHECK_EQ(st.st_blocks, full);
-    CHECK_EQ(backing_read(b, 0, buf, sizeof(buf)), 0);
-    CHECK_EQ(buf[100], 0x5a);
+    /* A freed block no longer opens, whatever the file still holds. */
+    CHECK_EQ(backing_read(b, 0, buf, sizeof(buf)), -EBADMSG);
 
     /* Freed with discard: a hole, which reads as zeros. */
     for (uint64_t i = 32; i < 64; i++)
@@ -399,8 +439,11 @@ static void test_discard_punches(void)
     CHECK_EQ(stat(p, &st), 0);
     CHECKF(st.st_blocks <= full - 32 * 8, "punching 32 blocks left %jd of %jd sectors",
            (intmax_t)st.st_blocks, (intmax_t)full);
-    CHECK_EQU(st.st_size, 1 * MiB);
-    CHECK_EQ(backing_read(b, 40, buf, sizeof(buf)), 0);
+    CHECK_EQU(st.st_size, 1 * MiB + 4096);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    CHECK_EQ(pread(fd, buf, sizeof(buf), (40 + 1) * 4096), (ssize_t)sizeof(buf));
+    close(fd);
     for (size_t i = 0; i < sizeof(buf); i++)
         CHECK_EQ(buf[i], 0);
     CHECK_EQU(bt_stats(b).blocks_used, 0);
@@ -459,6 +502,110 @@ static void *t_worker(void *p)
     return NULL;
 }
 
+/*
+ * Sealed blocks (backing-crypt.c): the file holds no plaintext, and a block
+ * opens only with what its last write put there, at that place, with that
+ * length; anything else is -EBADMSG, counted in bad_seals, buf zeroed.
+ */
+static void test_sealed(void)
+{
+    const char *p = BT_PATH("sealed");
+    struct backing *b = bt_open(p, 1 * MiB);
+    unsigned char a[4096], c[4096], out[4096], disk[4096], old[4096];
+    memset(a, 0x5a, sizeof(a));
+    memcpy(a, "UZRAM-PLAINTEXT", 15);
+    memset(c, 0x3c, sizeof(c));
+    int fd = open(p, O_RDWR | O_CLOEXEC);
+    CHECK(fd >= 0);
+
+    CHECK_EQ(backing_write(b, 1, a, sizeof(a)), 0);
+    CHECK_EQ(backing_write(b, 2, c, sizeof(c)), 0);
+    CHECK_EQ(pread(fd, disk, sizeof(disk), 2 * 4096), (ssize_t)sizeof(disk));
+    CHECK(memcmp(disk, a, sizeof(a)) != 0);
+    CHECK(memmem(disk, sizeof(disk), "UZRAM-PLAINTEXT", 15) == NULL);
+    CHECK(memmem(disk, sizeof(disk), "\x5a\x5a\x5a\x5a\x5a\x5a\x5a\x5a", 8) == NULL);
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), 0);
+    CHECK(memcmp(out, a, sizeof(a)) == 0);
+    memcpy(old, disk, sizeof(old));
+
+    /* Another length than the one written. */
+    CHECK_EQ(backing_read(b, 1, out, 100), -EBADMSG);
+    /* One bit flipped. */
+    disk[7] ^= 1;
+    CHECK_EQ(pwrite(fd, disk, sizeof(disk), 2 * 4096), (ssize_t)sizeof(disk));
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), -EBADMSG);
+    for (size_t i = 0; i < sizeof(out); i++)
+        CHECK_EQ(out[i], 0);
+    /* Block 2 is untouched. */
+    CHECK_EQ(backing_read(b, 2, out, sizeof(out)), 0);
+    CHECK(memcmp(out, c, sizeof(c)) == 0);
+    /* Another block's sealed content copied over it. */
+    CHECK_EQ(pread(fd, disk, sizeof(disk), 3 * 4096), (ssize_t)sizeof(disk));
+    CHECK_EQ(pwrite(fd, disk, sizeof(disk), 2 * 4096), (ssize_t)sizeof(disk));
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), -EBADMSG);
+    /* An older write of the same block put back after a newer one. */
+    CHECK_EQ(backing_write(b, 1, a, sizeof(a)), 0);
+    CHECK_EQ(pread(fd, disk, sizeof(disk), 2 * 4096), (ssize_t)sizeof(disk));
+    CHECK(memcmp(disk, old, sizeof(old)) != 0); /* a fresh nonce: new ciphertext */
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), 0);
+    CHECK_EQ(pwrite(fd, old, sizeof(old), 2 * 4096), (ssize_t)sizeof(old));
+    CHECK_EQ(backing_read(b, 1, out, sizeof(out)), -EBADMSG);
+    /* A block never written. */
+    CHECK_EQ(backing_read(b, 3, out, sizeof(out)), -EBADMSG);
+
+    struct backing_stats s = bt_stats(b);
+    CHECK_EQU(s.bad_seals, 5);
+    CHECK_EQ(s.last_error, -EBADMSG);
+    /* 24 bytes a block, in whole pages, and the key's page(s). */
+    CHECK(s.meta_bytes >= 256 * 24 && s.meta_bytes <= 256 * 24 + 3 * 4096 + 4096);
+    close(fd);
+    backing_close(b);
+    bt_check_removed(p);
+}
+
+/*
+ * Close discards the blocks still in use, on a file that stays: the pages
+ * there outlive neither the daemon nor its key.  A block freed without
+ * discard before is not the close's business, and keeps its bytes.
+ */
+static void test_close_discards(void)
+{
+    const char *p = BT_PATH("keep");
+    make_file(p, 1 * MiB);
+    struct backing *b = bt_open(p, 1 * MiB);
+    unsigned char buf[4096];
+    memset(buf, 0x77, sizeof(buf));
+    static const uint64_t blks[] = { 3, 4, 5, 70, 255 };
+    for (size_t i = 0; i < sizeof(blks) / sizeof(blks[0]); i++) {
+        uint64_t got;
+        do
+            CHECK_EQ(backing_alloc(b, &got), 0);
+        while (got != blks[i]);
+        CHECK_EQ(backing_write(b, blks[i], buf, sizeof(buf)), 0);
+    }
+    CHECK_EQ(backing_flush(b), 0);
+    backing_free(b, 4, false);
+    backing_close(b);
+
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    for (size_t i = 0; i < sizeof(blks) / sizeof(blks[0]); i++) {
+        CHECK_EQ(pread(fd, buf, sizeof(buf), (off_t)((blks[i] + 1) * 4096)),
+                 (ssize_t)sizeof(buf));
+        bool zero = true;
+        for (size_t k = 0; k < sizeof(buf); k++)
+            zero = zero && buf[k] == 0;
+        CHECKF(zero == (blks[i] != 4), "block %ju after close: %s", (uintmax_t)blks[i],
+               zero ? "zeros" : "still holds data");
+    }
+    close(fd);
+    struct stat st;
+    CHECK_EQ(stat(p, &st), 0);
+    /* The header, block 4 (freed without discard), and one block of slack. */
+    CHECKF(st.st_blocks <= 8 * 3, "%jd sectors still allocated", (intmax_t)st.st_blocks);
+    CHECK_EQ(unlink(p), 0);
+}
+
 static void test_threads(void)
 {
     const char *p = BT_PATH("threads");
@@ -495,6 +642,8 @@ int main(void)
     RUN_TEST(test_direct);
     RUN_TEST(test_bad_args);
     RUN_TEST(test_discard_punches);
+    RUN_TEST(test_sealed);
+    RUN_TEST(test_close_discards);
     RUN_TEST(test_threads);
     return 0;
 }

@@ -111,13 +111,11 @@ static void test_roundtrip_trim(void)
     }
     CHECK_EQ(backing_flush(b), 0);
 
-    /* Trim: the memory plugin forgets the data, and reads zeros. */
+    /* Trim: the block is gone, and what it held no longer opens. */
     memset(in, 0xff, sizeof(in));
     CHECK_EQ(backing_write(b, 10, in, sizeof(in)), 0);
     backing_free(b, 10, true);
-    CHECK_EQ(backing_read(b, 10, out, sizeof(out)), 0);
-    for (size_t k = 0; k < sizeof(out); k++)
-        CHECK_EQ(out[k], 0);
+    CHECK_EQ(backing_read(b, 10, out, sizeof(out)), -EBADMSG);
     CHECK_EQ(backing_alloc(b, &blk), 0);
     CHECK_EQU(blk, 300);
 
@@ -125,10 +123,12 @@ static void test_roundtrip_trim(void)
     CHECK(s.connected);
     CHECK_EQU(s.blocks_used, 300);
     CHECK_EQU(s.writes, 301);
-    CHECK_EQU(s.reads, 301);
-    CHECK_EQU(s.read_errors + s.write_errors, 0);
+    CHECK_EQU(s.reads, 300);
+    CHECK_EQU(s.read_errors, 1);
+    CHECK_EQU(s.bad_seals, 1);
+    CHECK_EQU(s.write_errors, 0);
     CHECK_EQU(s.reconnects, 0);
-    CHECK_EQ(s.last_error, 0);
+    CHECK_EQ(s.last_error, -EBADMSG);
     CHECK_EQ(backing_read(b, 2048, out, 1), -EINVAL);
     backing_close(b);
     server_stop();
@@ -221,9 +221,8 @@ static void test_kill_and_restart(void)
     CHECK_EQU(s.reconnects, 1);
     CHECK_EQ(backing_read(b, 1, out, sizeof(out)), 0);
     CHECK(memcmp(in, out, sizeof(out)) == 0);
-    /* A fresh server: block 0 is gone, and that is the store's business. */
-    CHECK_EQ(backing_read(b, 0, out, sizeof(out)), 0);
-    CHECK_EQ(out[0], 0);
+    /* A fresh server: block 0 is gone (and freed), and does not open. */
+    CHECK_EQ(backing_read(b, 0, out, sizeof(out)), -EBADMSG);
 
     /* Back smaller than before: refused, stays away. */
     server_stop();
@@ -305,7 +304,7 @@ static void test_server_hangs(void)
 {
     char err[256] = "";
     START("memory", "16M");
-    struct backing *b = backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, err, sizeof(err));
+    struct backing *b = backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, 0, err, sizeof(err));
     CHECKF(b != NULL, "backing_open: %s", err);
     unsigned char in[4][4096], out[4096];
     for (uint64_t i = 0; i < 4; i++) {
@@ -369,7 +368,7 @@ static void test_server_hangs(void)
 
     /* Opening fails in time too, with the reason. */
     errno = 0;
-    b = WITHIN_BOUND(backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, err, sizeof(err)));
+    b = WITHIN_BOUND(backing_open(uri, 16 * MiB, HANG_TIMEOUT_MS, 0, err, sizeof(err)));
     CHECK(b == NULL);
     CHECK_EQ(errno, ETIMEDOUT);
     printf("   stopped server: %s\n", err);
@@ -382,7 +381,7 @@ static void test_refused_at_open(void)
     char err[256] = "";
     START("-r", "memory", "16M");
     errno = 0;
-    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err)) == NULL);
+    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err)) == NULL);
     CHECK_EQ(errno, ENOTSUP);
     printf("   read-only: %s\n", err);
     CHECK(err[0] != '\0');
@@ -391,7 +390,7 @@ static void test_refused_at_open(void)
     /* Nobody listening. */
     errno = 0;
     err[0] = '\0';
-    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err)) == NULL);
+    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err)) == NULL);
     CHECK(errno != 0);
     printf("   no server: %s (%s)\n", err, strerrorname_np(errno) ?: "?");
     CHECK(err[0] != '\0');
@@ -400,7 +399,7 @@ static void test_refused_at_open(void)
     /* An export under one block. */
     START("memory", "1000");
     errno = 0;
-    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err)) == NULL);
+    CHECK(backing_open(uri, 16 * MiB, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err)) == NULL);
     CHECK_EQ(errno, EINVAL);
     server_stop();
 }

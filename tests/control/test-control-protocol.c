@@ -584,6 +584,7 @@ static void check_evict_stats_equal(const char *r)
     EQ(idle_pages);
     EQ(recompressed);
     EQ(bd_bad_sums);
+    EQ(bd_meta_bytes);
 #undef EQ
     CHECK_EQU(ct_u64(r, "bd_connected"), st.bd_connected);
     CHECK_EQU(ct_u64(r, "high_watermark"), st.high_watermark);

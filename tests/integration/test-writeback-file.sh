@@ -8,7 +8,8 @@
 #   - mem_used_total, sampled every 0.2 s from outside and as the store's
 #     own mem_used_max, stays within the limit (plus the slack that
 #     tests/lib/writeback.sh explains) during the copy and during the read back;
-#   - the backing file was created sparse at the device's size, and the
+#   - the backing file was created sparse at the device's size (and a
+#     header block), and the
 #     store counts pages written back (bd_writes, bd_count > 0) and no
 #     failed write;
 #   - the whole device reads back identical to the corpus (sha256), which
@@ -34,10 +35,10 @@ BACKING=$TMPD/backing.img
 
 start_nbd_daemon 1G --mem-limit 64M --backing "$BACKING"
 
-# The backing file: made by uzramd, sparse, as large as the device.
+# The backing file: made by uzramd, sparse, a header block and the device's size.
 [[ -f $BACKING ]] || fail "uzramd did not create the backing file $BACKING"
-[[ $(stat -c %s "$BACKING") == $((1024 * MiB)) ]] ||
-    fail "the backing file is $(stat -c %s "$BACKING") bytes, not the device's 1 GiB"
+[[ $(stat -c %s "$BACKING") == $((1024 * MiB + 4096)) ]] ||
+    fail "the backing file is $(stat -c %s "$BACKING") bytes, not the device's 1 GiB and a header block"
 alloc=$(($(stat -c '%b * %B' "$BACKING")))
 ((alloc < 64 * MiB)) || fail "the new backing file is not sparse: $alloc bytes allocated"
 

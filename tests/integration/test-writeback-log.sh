@@ -15,7 +15,7 @@
 #      log says once that the backing store is unreachable.
 #   4. A new, empty nbdkit takes the socket: the log says it is reachable
 #      again, and reads of the pages written back before still fail with
-#      EIO, counted in bd_bad_sums (their checksum does not match the zeros
+#      EIO, counted in bd_bad_sums (their seal does not match the zeros
 #      the new server returns), not as zeros; every page that stayed in
 #      memory reads back intact.
 #

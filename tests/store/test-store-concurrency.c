@@ -210,7 +210,7 @@ static void run(int policy)
         int fd = mkstemp(path);
         CHECK(fd >= 0);
         close(fd);
-        b = backing_open(path, SIZE, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err));
+        b = backing_open(path, SIZE, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err));
         CHECKF(b, "backing_open: %s", err);
         unlink(path);
         cfg.backing = b;

@@ -332,7 +332,8 @@ static struct store *model_store(const char *codec, int policy, struct backing *
     CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
     close(fd);
     char err[256] = "";
-    struct backing *b = backing_open(path, SIZE, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err));
+    struct backing *b = backing_open(path, SIZE, BACKING_TIMEOUT_DEFAULT_MS, 0, err,
+                                     sizeof(err));
     CHECKF(b, "backing_open(%s): %s", path, err);
     unlink(path);
     struct store_config cfg = {

@@ -33,7 +33,7 @@ static struct wb wb_new(uint64_t backing_size, const struct store_config *extra)
     CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
     close(fd);
     char err[256] = "";
-    w.b = backing_open(w.path, backing_size, BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err));
+    w.b = backing_open(w.path, backing_size, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err));
     CHECKF(w.b, "backing_open: %s", err);
     struct store_config cfg = extra ? *extra : (struct store_config){ 0 };
     cfg.size = SIZE;
@@ -323,8 +323,8 @@ static void test_backing_full(void)
 
 /*
  * A backing store that lost or changed data (a server restarted empty, a
- * file overwritten): the checksum turns those pages' reads into EIO, and
- * only theirs.
+ * file overwritten with another page in clear): the blocks' seals turn
+ * those pages' reads into EIO, counted in bd_bad_sums, and only theirs.
  */
 static void test_checksum(void)
 {
@@ -333,12 +333,15 @@ static void test_checksum(void)
     unsigned char page[PG];
     CHECK_EQ(store_write(w.s, data, 64 * PG, 0), 0);
     CHECK_EQ(store_writeback(w.s, STORE_SEL_ALL, 0), 63);
-    /* Blocks are handed out in order: slot 0 is in block 0, slot 1 in block 1. */
+    /*
+     * Blocks are handed out in order: slot 0 is in block 0, slot 1 in block
+     * 1, at 4096 and 8192 in the file (after the header).
+     */
     int fd = open(w.path, O_WRONLY);
     CHECK(fd >= 0);
     static const unsigned char zeros[PG];
-    CHECK_EQ(pwrite(fd, zeros, PG, 0), (ssize_t)PG);             /* lost: zeros */
-    CHECK_EQ(pwrite(fd, data + 3 * PG, PG, PG), (ssize_t)PG);    /* another page */
+    CHECK_EQ(pwrite(fd, zeros, PG, PG), (ssize_t)PG);             /* lost: zeros */
+    CHECK_EQ(pwrite(fd, data + 3 * PG, PG, 2 * PG), (ssize_t)PG); /* another page */
     close(fd);
     CHECK_EQ(store_read(w.s, page, PG, 0), -EIO);
     CHECK_EQ(store_read(w.s, page, 100, PG + 5), -EIO);

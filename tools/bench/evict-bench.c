@@ -130,7 +130,7 @@ static struct backing *backing_make(uint64_t size)
         close(fd);
     }
     struct backing *b = backing_open(backing_arg ? backing_arg : path, size,
-                                     BACKING_TIMEOUT_DEFAULT_MS, err, sizeof(err));
+                                     BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err));
     if (!b) {
         fprintf(stderr, "evict-bench: backing_open: %s\n", err);
         exit(1);
