@@ -12,6 +12,18 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The value of one hexadecimal digit, either case; -1 for any other character. */
+static inline int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /*
  * Parse an unsigned decimal integer (no sign, no spaces, nothing after it)
  * into *ret.  -EINVAL for anything else, -ERANGE past UINT64_MAX.

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util.h"
+
 static const char *const verb_names[PROTO_VERB_MAX] = {
 #define PROTO_VERB_NAME(id, name) [PROTO_##id] = name,
     PROTO_VERBS(PROTO_VERB_NAME)
@@ -127,17 +129,6 @@ int proto_encode(const char *src, char *dst, size_t len)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int proto_decode(char *s)
 {
     char *w = s;
@@ -148,7 +139,7 @@ int proto_decode(char *s)
             continue;
         }
         /* hi first: a NUL in its place ends the string, never read past. */
-        int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
+        int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
         if (lo < 0 || (hi | lo) == 0)
             return -EINVAL;
         *w++ = (char)(hi * 16 + lo);

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "util.h"
 
 /* A TLS record's most plaintext (RFC 8446, 5.1): one record per sendv(). */
 #define TLS_RECORD_MAX 16384
@@ -67,17 +68,6 @@ struct nbd_tls_session {
 };
 
 /* ---- credentials --------------------------------------------------------- */
-
-static int hex_digit(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
 
 /* One line of a PSK file, USERNAME:HEXKEY, without its newline. */
 static int psk_add(struct nbd_tls_creds *cr, const char *line, size_t n)
