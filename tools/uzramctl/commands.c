@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * uzramctl's commands on one device: stat, compact, set, idle, writeback
- * and recompress (which show their progress on a terminal), and stop.  Each checks its arguments' form before asking the
- * daemon (a bad one is a usage error, exit 2), sends its requests through
- * device.c and prints what came back; the daemon judges the values.  The
- * request words are proto.h's, so that both ends spell them alike.
+ * and recompress (which show their progress on a terminal), and stop.
+ * Each checks its arguments' form before asking the daemon (a bad one is a
+ * usage error, exit 2), sends its requests through device.c and prints
+ * what came back; the daemon judges the values.  The request words are
+ * proto.h's, so that both ends spell them alike.
  */
 #include "uzramctl.h"
 
