@@ -101,6 +101,9 @@ rc=0
 as "$nbd_group" "$UZRAMCTL" stat "$DEV_SOCK" >"$TMPD/out" 2>&1 || rc=$?
 ((rc != 0)) || fail "a member of --nbd-group used the control socket"
 grep -q 'Permission denied' "$TMPD/out" || fail "uzramctl stat as a member of --nbd-group: $(cat "$TMPD/out")"
+# The refusal names the group that would let the user in.
+grep -q "only root and members of $watch_group may use it" "$TMPD/out" ||
+    fail "uzramctl's refusal does not name the group --group gave: $(cat "$TMPD/out")"
 
 # ---- root still may change it ---------------------------------------------------
 "$UZRAMCTL" set "$DEV_SOCK" mem-limit=12M >"$TMPD/out" 2>&1 || fail "uzramctl set as root: $(cat "$TMPD/out")"

@@ -11,6 +11,8 @@
 #include "uzramctl.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +93,43 @@ void device_resolve(struct device *d, const char *arg)
         die_usage("device name '%s': %s", arg, strerror(-r));
 }
 
+/*
+ * The control socket refused us: say whose it is and which group lets a
+ * user in, so that the fix (a group membership, or root) is plain; the
+ * daemon sets the group with --group (uzramd(8), SECURITY).
+ */
+static void access_denied(const struct device *d)
+{
+    struct stat st;
+
+    if (stat(d->path, &st) < 0) {
+        warn("%s: connect: %s", d->arg, strerror(EACCES));
+        return;
+    }
+    struct group *g = getgrgid(st.st_gid);
+    struct passwd *pw = getpwuid(st.st_uid);
+    char gname[64], uname[64];
+    if (g)
+        snprintf(gname, sizeof(gname), "%s", g->gr_name);
+    else
+        snprintf(gname, sizeof(gname), "%u", (unsigned)st.st_gid);
+    if (pw)
+        snprintf(uname, sizeof(uname), "%s", pw->pw_name);
+    else
+        snprintf(uname, sizeof(uname), "%u", (unsigned)st.st_uid);
+    /* "root" alone when root owns it, as a system daemon's socket. */
+    char who[80];
+    snprintf(who, sizeof(who), st.st_uid == 0 ? "root" : "root, %s", uname);
+    if (st.st_mode & S_IRWXG)
+        warn("%s: connect: %s: %s is %s's, for group %s: only %s and members of %s may use "
+             "it (its members only to watch)",
+             d->arg, strerror(EACCES), d->path, uname, gname, who, gname);
+    else
+        warn("%s: connect: %s: %s is %s's, and no group may use it: only %s may (uzramd "
+             "--group GROUP lets a group watch)",
+             d->arg, strerror(EACCES), d->path, uname, who);
+}
+
 void device_error(const struct device *d, const char *what, int err)
 {
     switch (err) {
@@ -107,6 +146,14 @@ void device_error(const struct device *d, const char *what, int err)
         break;
     case EPROTO:
         warn("%s: %s: the daemon's answer makes no sense to this uzramctl", d->arg, what);
+        break;
+    case EACCES:
+    case EPERM:
+        if (strcmp(what, "connect") == 0) {
+            access_denied(d);
+            break;
+        }
+        warn("%s: %s: %s", d->arg, what, strerror(err));
         break;
     default:
         warn("%s: %s: %s", d->arg, what, strerror(err));
