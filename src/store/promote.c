@@ -5,9 +5,9 @@
  *
  * A written-back page is read under its slot lock; the backing store
  * checks it against the seal of the block's last write (backing.h) and
- * says -EBADMSG when it holds anything else, which counts in bd_bad_sums.  It comes back
- * into memory on its second read, and only into room under the high
- * watermark, so that promotion never makes eviction run.
+ * says -EBADMSG when it holds anything else, and counts it (bd_bad_sums).
+ * It comes back into memory on its second read, and only into room under
+ * the high watermark, so that promotion never makes eviction run.
  */
 #include <errno.h>
 
@@ -20,10 +20,8 @@ int wb_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst)
     struct slot *sl = &s->slots[i];
     bool raw = sl->size == PAGE;
     void *buf = raw ? dst : t->cbuf;
-    int r = backing_read(s->backing, WB_BLOCK(sl->val), buf, sl->size);
-    if (r == -EBADMSG)
-        counter_add(&s->bd_bad_sums, 1);
-    if (r < 0)
+    /* -EBADMSG (a block that fails its seal) counts in the backing's bad_seals: bd_bad_sums. */
+    if (backing_read(s->backing, WB_BLOCK(sl->val), buf, sl->size) < 0)
         return -EIO;
     counter_add(&s->bd_reads, 1);
     return raw ? 0 : slot_decompress(t, sl->flags, t->cbuf, sl->size, dst);

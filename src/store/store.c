@@ -317,6 +317,7 @@ void store_get_stats(struct store *s, struct store_stats *ret)
         ret->bd_connected = bs.connected;
         ret->bd_blocks = bs.blocks;
         ret->bd_meta_bytes = bs.meta_bytes;
+        ret->bd_bad_sums = bs.bad_seals;
     }
 }
 
