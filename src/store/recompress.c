@@ -81,7 +81,6 @@ int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
         return -ENOMEM;
     job_begin(s, recompress_pick, &r, 0);
     slot_walk(s, recompress_one, &r);
-    job_end(s);
     if (r.kept > 0)
         compactor_wake(s);
     return r.kept;

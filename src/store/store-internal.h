@@ -170,7 +170,6 @@ struct store {
     struct worker watchdog;
 
     /* The writeback or recompression under way, or the last (store_progress()): atomic. */
-    _Atomic bool job_running;
     _Atomic uint64_t job_selected, job_done;
 
     /*
@@ -313,11 +312,10 @@ bool sel_valid(unsigned sel, unsigned allowed);
 /*
  * A job (writeback, recompression) begins: count the slots pick() takes
  * (each under its lock), at most limit of them (0: no limit), as the
- * figure store_progress() shows; done back to 0.  job_end() when it ends.
+ * figure store_progress() shows; done back to 0.
  */
 void job_begin(struct store *s, bool (*pick)(const struct slot *sl, const void *arg),
                const void *arg, uint64_t limit);
-void job_end(struct store *s);
 
 /* ---- evict.c: the eviction thread and its two policies ----------------------- */
 

@@ -288,8 +288,9 @@ int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
     __attribute__((nonnull));
 
 /*
- * How far the store_writeback() or store_recompress() under way has got
- * (running), or the last one when none runs: the pages it selected,
+ * How far the store_writeback() or store_recompress() under way has got,
+ * or the last one when none runs (whether one runs is the caller's to
+ * know: it started it): the pages it selected,
  * counted when it began (with writeback's limit applied; an estimate, as
  * writes move slots meanwhile), and the selected pages it has dealt with
  * (written back; tried for recompression).  For a progress display: any
@@ -297,7 +298,6 @@ int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
  * control server runs one); two at once mix their figures.
  */
 struct store_progress {
-    bool running;
     uint64_t selected, done;
 };
 void store_progress(struct store *s, struct store_progress *ret) __attribute__((nonnull));

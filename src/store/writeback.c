@@ -130,20 +130,13 @@ void job_begin(struct store *s, bool (*pick)(const struct slot *sl, const void *
     struct job_count c = { .pick = pick, .arg = arg, .limit = limit };
     atomic_store_explicit(&s->job_done, 0, memory_order_relaxed);
     atomic_store_explicit(&s->job_selected, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->job_running, true, memory_order_relaxed);
     slot_walk(s, job_count_one, &c);
     atomic_store_explicit(&s->job_selected, c.n, memory_order_relaxed);
-}
-
-void job_end(struct store *s)
-{
-    atomic_store_explicit(&s->job_running, false, memory_order_relaxed);
 }
 
 void store_progress(struct store *s, struct store_progress *ret)
 {
     *ret = (struct store_progress){
-        .running = atomic_load_explicit(&s->job_running, memory_order_relaxed),
         .selected = counter_get(&s->job_selected),
         .done = counter_get(&s->job_done),
     };
@@ -192,7 +185,6 @@ int64_t store_writeback(struct store *s, unsigned sel, uint64_t limit_pages)
         return -ENOMEM;
     job_begin(s, writeback_pick, &sel, limit_pages);
     int err = slot_walk(s, writeback_one, &w);
-    job_end(s);
     if (w.written > 0)
         compactor_wake(s);
     return w.written == 0 && err < 0 ? err : w.written;
