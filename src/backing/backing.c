@@ -19,8 +19,6 @@
 #include "cleanup.h"
 #include "counter.h"
 
-static bool discard_run(struct backing *b, uint64_t start, uint64_t n);
-
 /* Set the bits past the last block so no search ever returns them. */
 static int bitmap_init(struct backing *b)
 {
@@ -32,6 +30,34 @@ static int bitmap_init(struct backing *b)
     if (tail)
         b->bitmap[b->words - 1] = ~0ull << tail;
     return 0;
+}
+
+/*
+ * The longest discard sent at once: 2^18 blocks (1 GiB), under NBD's
+ * 32-bit request length.
+ */
+#define DISCARD_RUN_MAX (UINT64_C(1) << 18)
+
+/*
+ * Discard blocks [start, start + n) in requests of DISCARD_RUN_MAX at
+ * most.  Best effort; an NBD server that is away, or stops answering,
+ * ends it after one request rather than costing a timeout per request:
+ * false then, the rest left alone.
+ */
+static bool discard_run(struct backing *b, uint64_t start, uint64_t n)
+{
+    while (n > 0) {
+        uint64_t k = n < DISCARD_RUN_MAX ? n : DISCARD_RUN_MAX;
+        b->ops->discard(b, start * BACKING_BLOCK_SIZE, k * BACKING_BLOCK_SIZE);
+        struct backing_stats st = { .connected = true };
+        if (b->ops->stats)
+            b->ops->stats(b, &st);
+        if (!st.connected)
+            return false;
+        start += k;
+        n -= k;
+    }
+    return true;
 }
 
 struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_ms,
@@ -77,49 +103,26 @@ struct backing *backing_open(const char *spec, uint64_t size, unsigned timeout_m
 }
 
 /*
- * Discard every block still in use, in runs of consecutive blocks: at a
- * clean stop the pages in them mean nothing any more (their key dies with
- * the process), and a device or file that is kept should not keep them.
- * A run is at most 2^18 blocks (1 GiB), under NBD's 32-bit request
- * length.  Best effort; an NBD server that is away, or stops answering,
- * ends it after one run rather than costing a timeout per run.
+ * Discard every block still in use, a run of consecutive ones at a time:
+ * at a clean stop the pages in them mean nothing any more (their key dies
+ * with the process), and a device or file that is kept should not keep
+ * them.
  */
-#define DISCARD_RUN_MAX (UINT64_C(1) << 18)
-
-/*
- * Discard blocks [start, start + n) in runs of DISCARD_RUN_MAX: false, and
- * the rest left alone, once an NBD server is found away after a run.
- */
-static bool discard_run(struct backing *b, uint64_t start, uint64_t n)
-{
-    while (n > 0) {
-        uint64_t k = n < DISCARD_RUN_MAX ? n : DISCARD_RUN_MAX;
-        b->ops->discard(b, start * BACKING_BLOCK_SIZE, k * BACKING_BLOCK_SIZE);
-        struct backing_stats st = { .connected = true };
-        if (b->ops->stats)
-            b->ops->stats(b, &st);
-        if (!st.connected)
-            return false;
-        start += k;
-        n -= k;
-    }
-    return true;
-}
-
 static void discard_in_use(struct backing *b)
 {
     uint64_t start = 0, n = 0;
-    for (uint64_t blk = 0; blk <= b->blocks; blk++) {
-        bool used = blk < b->blocks && (b->bitmap[blk / 64] & (1ull << (blk % 64)));
-        if (used && n > 0 && n < DISCARD_RUN_MAX) {
-            n++;
-            continue;
+    for (uint64_t blk = 0; blk < b->blocks; blk++) {
+        if (b->bitmap[blk / 64] & (1ull << (blk % 64))) {
+            if (n++ == 0)
+                start = blk;
+        } else if (n > 0) {
+            if (!discard_run(b, start, n))
+                return;
+            n = 0;
         }
-        if (n > 0 && !discard_run(b, start, n))
-            return;
-        start = blk;
-        n = used ? 1 : 0;
     }
+    if (n > 0)
+        (void)discard_run(b, start, n);
 }
 
 void backing_close(struct backing *b)
