@@ -81,33 +81,32 @@ static int psk_add(struct nbd_tls_creds *cr, const char *line, size_t n)
         return -EINVAL;
 
     struct psk_key k = { .len = hexlen / 2 };
+    int r = -ENOMEM;
     k.user = strndup(line, (size_t)(colon - line));
     k.key = malloc(k.len);
-    if (!k.user || !k.key) {
-        free(k.user);
-        free(k.key);
-        return -ENOMEM;
-    }
+    if (!k.user || !k.key)
+        goto fail;
     for (size_t i = 0; i < k.len; i++) {
         int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
-            explicit_bzero(k.key, k.len);
-            free(k.user);
-            free(k.key);
-            return -EINVAL;
+            r = -EINVAL;
+            goto fail;
         }
         k.key[i] = (uint8_t)(hi << 4 | lo);
     }
     struct psk_key *keys = realloc(cr->keys, (cr->nkeys + 1) * sizeof(*keys));
-    if (!keys) {
-        explicit_bzero(k.key, k.len);
-        free(k.user);
-        free(k.key);
-        return -ENOMEM;
-    }
+    if (!keys)
+        goto fail;
     cr->keys = keys;
     cr->keys[cr->nkeys++] = k;
     return 0;
+
+fail:
+    if (k.key)
+        explicit_bzero(k.key, k.len);
+    free(k.user);
+    free(k.key);
+    return r;
 }
 
 /* GnuTLS asks for a user's key during a handshake; a user we lack fails it. */
