@@ -153,8 +153,7 @@ void device_error(const struct device *d, const char *what, int err)
             access_denied(d);
             break;
         }
-        warn("%s: %s: %s", d->arg, what, strerror(err));
-        break;
+        __attribute__((fallthrough));
     default:
         warn("%s: %s: %s", d->arg, what, strerror(err));
     }
