@@ -233,18 +233,9 @@ bad "--control: bad value '/$(printf 'c%.0s' {1..120})' (want a socket path of a
     --size 64M --control "/$(printf 'c%.0s' {1..120})"
 expect_usage_error "nothing to serve: give --fuse FILE" \
     "$UZRAMD" --foreground --name "bad-$$" --size 64M --control "$TMPD/bad.sock"
-# expect_start_error PATTERN ARGS...: uzramd --foreground ARGS is a start
-# that fails (exit 1, not a usage error), and its stderr matches PATTERN.
-expect_start_error() {
-    local pat=$1 rc=0
-    shift
-    timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" --size 64M "$@" 2>"$TMPD/err" || rc=$?
-    ((rc == 1)) || fail "uzramd $*: exit $rc, not 1: $(<"$TMPD/err")"
-    grep -q -- "$pat" "$TMPD/err" || fail "uzramd $*: $(<"$TMPD/err")"
-}
 # A control socket path where a file is: it is named, and left alone.
 echo keep >"$TMPD/notsock"
-expect_start_error "$TMPD/notsock: not a socket but a regular file" \
+expect_start_error 1 "$TMPD/notsock: not a socket but a regular file" --size 64M \
     --fuse "$TMPD/bad" --control "$TMPD/notsock"
 [[ $(<"$TMPD/notsock") == keep ]] || fail "--control replaced a regular file"
 # --fuse, --nbd-unix and --backing in directories that are not there: each
@@ -306,8 +297,8 @@ for lim in 1M 32M; do
     fi
 done
 # What a path under a file cannot have: its directory made.
-expect_start_error "--nbd-unix $TMPD/notsock/x.nbd: cannot make its directory: Not a directory" \
-    --fuse "$TMPD/bad" --nbd-unix "$TMPD/notsock/x.nbd" --control "$TMPD/bad.sock"
+expect_start_error 1 "--nbd-unix $TMPD/notsock/x.nbd: cannot make its directory: Not a directory" \
+    --size 64M --fuse "$TMPD/bad" --nbd-unix "$TMPD/notsock/x.nbd" --control "$TMPD/bad.sock"
 # The evict path's options.
 bad backing --size 64M --backing ''
 bad backing-format --size 64M --backing "$TMPD/bk" --backing-format gzip
@@ -354,7 +345,7 @@ fuse_mounted "$TMPD/bad" && fail "a uzramd without its backing store left a moun
 # A FUSE file uzramd made goes when it stops, or when its start fails; one
 # that was there before stays.
 # (The NBD socket fails after the FUSE file is mounted: a file is there.)
-expect_start_error "$TMPD/notsock: not a socket" \
+expect_start_error 1 "$TMPD/notsock: not a socket" --size 64M \
     --fuse "$TMPD/made.img" --control "$TMPD/bad.sock" --nbd-unix "$TMPD/notsock"
 [[ ! -e $TMPD/made.img ]] || fail "a failed start left the FUSE file it made"
 env --default-signal=INT,TERM "$UZRAMD" --foreground --name "made-$$" --size 64M \

@@ -241,3 +241,15 @@ stat_value() {
 import json, sys
 print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
+
+# expect_start_error RC PATTERN ARGS...: uzramd --foreground ARGS refuses to
+# start with exit RC (2: a usage error; 1: a start that failed) and a
+# message matching PATTERN (grep), within 20 s.  Its stderr stays in
+# $TMPD/err for further checks.
+expect_start_error() {
+    local want=$1 pat=$2 rc=0
+    shift 2
+    timeout -s KILL 20 "$UZRAMD" --foreground --name "bad-$$" "$@" 2>"$TMPD/err" || rc=$?
+    ((rc == want)) || fail "uzramd $*: exit $rc, not $want: $(<"$TMPD/err")"
+    grep -q -- "$pat" "$TMPD/err" || fail "uzramd $*: no '$pat' in: $(<"$TMPD/err")"
+}

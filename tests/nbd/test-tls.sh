@@ -39,28 +39,20 @@ cp "$TMPD/wrong.psk" "$TMPD/qwrong/keys.psk"
 
 # ---- refusals at start ------------------------------------------------------
 port=$(free_tcp_port) || fail "no free TCP port"
-# expect_start_error RC PATTERN ARGS...: uzramd ARGS exits RC, saying PATTERN.
-expect_start_error() {
-    local want=$1 pattern=$2 rc=0
-    shift 2
-    "$UZRAMD" --size 64M --control "$TMPD/refused.sock" --foreground "$@" \
-        2>"$TMPD/refused.err" || rc=$?
-    ((rc == want)) || fail "uzramd $* exited $rc, not $want: $(<"$TMPD/refused.err")"
-    grep -q -e "$pattern" "$TMPD/refused.err" ||
-        fail "uzramd $*: no '$pattern' in: $(<"$TMPD/refused.err")"
-}
-expect_start_error 2 '--tls=off' --nbd-tcp "127.0.0.1:$port"
-grep -q -- '--tls-psk FILE or --tls-certificates DIR' "$TMPD/refused.err" ||
-    fail "the refusal does not say what to add: $(<"$TMPD/refused.err")"
-expect_start_error 2 '--tls=require: needs --tls-psk' --nbd-tcp "127.0.0.1:$port" --tls=require
-expect_start_error 2 '--tls-psk: needs --tls=on' --nbd-unix "$TMPD/x.sock" --tls-psk "$TMPD/keys.psk"
-expect_start_error 1 "$TMPD/none.psk: No such file" --nbd-tcp "127.0.0.1:$port" --tls=require \
+# What every refused start below is given beside its own options.
+START=(--size 64M --control "$TMPD/refused.sock")
+expect_start_error 2 '--tls=off' "${START[@]}" --nbd-tcp "127.0.0.1:$port"
+grep -q -- '--tls-psk FILE or --tls-certificates DIR' "$TMPD/err" ||
+    fail "the refusal does not say what to add: $(<"$TMPD/err")"
+expect_start_error 2 '--tls=require: needs --tls-psk' "${START[@]}" --nbd-tcp "127.0.0.1:$port" --tls=require
+expect_start_error 2 '--tls-psk: needs --tls=on' "${START[@]}" --nbd-unix "$TMPD/x.sock" --tls-psk "$TMPD/keys.psk"
+expect_start_error 1 "$TMPD/none.psk: No such file" "${START[@]}" --nbd-tcp "127.0.0.1:$port" --tls=require \
     --tls-psk "$TMPD/none.psk"
 echo 'alice:nothex' >"$TMPD/bad.psk"
-expect_start_error 1 'not a PSK file' --nbd-tcp "127.0.0.1:$port" --tls=require \
+expect_start_error 1 'not a PSK file' "${START[@]}" --nbd-tcp "127.0.0.1:$port" --tls=require \
     --tls-psk "$TMPD/bad.psk"
 mkdir "$TMPD/nocerts"
-expect_start_error 1 'server-cert.pem: No such file' --nbd-tcp "127.0.0.1:$port" --tls=on \
+expect_start_error 1 'server-cert.pem: No such file' "${START[@]}" --nbd-tcp "127.0.0.1:$port" --tls=on \
     --tls-certificates "$TMPD/nocerts"
 
 # ---- --tls=off on TCP: served, with the warning ------------------------------
