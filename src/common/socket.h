@@ -8,6 +8,7 @@
 #define UZRAM_SOCKET_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /*
@@ -40,5 +41,18 @@ int unix_dir_check(const char *path, char *why, size_t len) __attribute__((nonnu
  * call made, if any, is removed.
  */
 int unix_listen(const char *path, gid_t gid, int flags) __attribute__((nonnull));
+
+/*
+ * Who is at the other end of the connected Unix socket fd, as the kernel
+ * recorded it at connect(): its uid (SO_PEERCRED) in *ret_uid, and in
+ * *ret_in bit i set when it is a member of want[i] (i < 32), by its primary
+ * gid (SO_PEERCRED) or a supplementary one (SO_PEERGROUPS, read into a
+ * buffer that grows while the kernel says ERANGE).  A want[i] of (gid_t)-1
+ * matches nobody.  Returns 0 or a negative errno (-ENOPROTOOPT: a kernel
+ * without SO_PEERGROUPS, older than 4.13); a caller refuses a peer it
+ * cannot tell.
+ */
+int unix_peer(int fd, const gid_t *want, unsigned nwant, uid_t *ret_uid, uint32_t *ret_in)
+    __attribute__((nonnull(4, 5)));
 
 #endif
