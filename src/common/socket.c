@@ -76,7 +76,7 @@ int unix_dir_check(const char *path, char *why, size_t len)
     return 0;
 }
 
-int unix_listen(const char *path, gid_t gid, int flags)
+int unix_listen(const char *path, gid_t gid, mode_t mode, int flags)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     int r;
@@ -107,7 +107,7 @@ int unix_listen(const char *path, gid_t gid, int flags)
     /* Exactly this mode, whatever the umask took away. */
     if (gid != (gid_t)-1 && fchownat(AT_FDCWD, path, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) < 0)
         goto fail;
-    if (fchmodat(AT_FDCWD, path, gid != (gid_t)-1 ? 0660 : 0600, AT_SYMLINK_NOFOLLOW) < 0)
+    if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) < 0)
         goto fail;
     if (listen(fd, SOMAXCONN) < 0)
         goto fail;

@@ -354,7 +354,7 @@ static int control_bind(struct control *ctl, gid_t gid)
     r = make_parent_dirs(ctl->path, geteuid() == 0 || gid != (gid_t)-1 ? 0755 : 0700);
     if (r < 0)
         return r;
-    _cleanup_close_ int fd = unix_listen(ctl->path, gid, SOCK_NONBLOCK);
+    _cleanup_close_ int fd = unix_listen(ctl->path, gid, gid != (gid_t)-1 ? 0660 : 0600, SOCK_NONBLOCK);
     if (fd < 0)
         return fd;
     /* control_free() removes the file only while it is still this one. */

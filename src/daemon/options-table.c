@@ -404,7 +404,8 @@ const struct option_def option_table[OPTION_MAX] = {
         .set = set_group, .field = offsetof(struct options, nbd_gid),
         .want = "a group name or number",
         .help = "let GROUP read and write the device through\n"
-                "--nbd-unix's socket (mode 0660)" },
+                "the NBD Unix socket (mode 0660); no one else but\n"
+                "root and uzramd's user is served there" },
     [OPT_NBD_TCP] = {
         .name = "nbd-tcp", .metavar = "[HOST]:PORT", .key = OPTION_KEY_VALUE,
         .set = set_nbd_tcp, .want = "[HOST]:PORT with PORT 1-65535, e.g. :10809",

@@ -28,7 +28,8 @@
  * gave whoever was meant to watch the whole device's data as well; a
  * group that may change settings there is none (doc/control.md, "Who may
  * do what").  A socket passed by the service manager keeps the mode and
- * group it was given there.
+ * group it was given there, and its clients are checked against
+ * --nbd-group all the same.
  *
  * The evict path.  With --backing, the backing store is opened once the
  * size is known and before the store, which writes cold pages to it.
@@ -438,7 +439,8 @@ static int start_nbd(struct daemon *d)
     if (!d->nbd)
         return startup_failed("cannot create the NBD server: %s", strerror(errno));
     for (int i = 0; i < d->npassed; i++) {
-        r = nbd_export_listen_fd(d->nbd, d->passed[i].fd);
+        /* A passed Unix socket's clients are checked against --nbd-group too. */
+        r = nbd_export_listen_fd(d->nbd, d->passed[i].fd, d->opt.nbd_gid);
         if (r < 0)
             return startup_failed("socket activation: %s: %s", d->passed[i].address,
                                   strerror(-r));

@@ -9,7 +9,10 @@
 #   - --group G opens the control socket alone, and G's members may only
 #     watch: stat and list work, every change is refused with EPERM;
 #   - --nbd-group H opens the NBD Unix socket alone: H's members may read
-#     and write the disk, and cannot connect to the control socket.
+#     and write the disk, and cannot connect to the control socket;
+#   - the daemon checks each NBD peer too: with the file opened to all
+#     (chmod 0666), a user outside H is closed at once and counted, and
+#     H's members still read.
 # The members are the user nobody, with one temporary group each
 # (setpriv); the daemon runs as root.
 
@@ -105,11 +108,23 @@ grep -q 'Permission denied' "$TMPD/out" || fail "uzramctl stat as a member of --
 grep -q "only root and members of $watch_group may use it" "$TMPD/out" ||
     fail "uzramctl's refusal does not name the group --group gave: $(cat "$TMPD/out")"
 
+# Open the NBD socket's file to all: the daemon's own check still keeps
+# strangers out.
+chmod 0666 "$nbd_sock"
+if as "$watch_group" nbdinfo --size "$nbd_uri" >"$TMPD/out" 2>&1; then
+    fail "a user outside --nbd-group read the device through a 0666 NBD socket: $(cat "$TMPD/out")"
+fi
+as "$nbd_group" nbdinfo --size "$nbd_uri" >"$TMPD/out" 2>&1 ||
+    fail "nbdinfo as a member of --nbd-group through the 0666 socket: $(cat "$TMPD/out")"
+
 # ---- root still may change it ---------------------------------------------------
 "$UZRAMCTL" set "$DEV_SOCK" mem-limit=12M >"$TMPD/out" 2>&1 || fail "uzramctl set as root: $(cat "$TMPD/out")"
 limit=$(stat_field mem_limit)
 ((limit == 12 * MiB)) || fail "root's set left mem_limit at $limit"
 stop_daemon
 ((DEV_STATUS == 0)) || fail "uzramd exited $DEV_STATUS: $(cat "$DEV_LOG")"
+# The one refused NBD client is counted, and nothing was logged for it alone.
+grep -q ' 1 refused as strangers ' "$DEV_LOG" ||
+    fail "the stranger on the NBD socket is not counted: $(grep 'NBD stopped' "$DEV_LOG")"
 
 log "PASS"
