@@ -131,7 +131,10 @@ static int log_setup(const struct options *o, bool *ret_syslog, const char **ret
             log_err("out of memory");
             return -1;
         }
-        if (log_setup_file(path, geteuid() == 0 || o->gid != (gid_t)-1 ? 0755 : 0700) < 0)
+        if (log_setup_file(path,
+                           geteuid() == 0 || o->gid != (gid_t)-1 || o->admin_gid != (gid_t)-1
+                               ? 0755
+                               : 0700) < 0)
             return -1;
         snprintf(note, sizeof(note), "logging to %s (no syslog here)", path);
         *ret_note = note;
