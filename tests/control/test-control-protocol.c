@@ -440,6 +440,35 @@ static void socket_check_group(const char *path, struct store *s,
     CHECK(lstat(path, &st) < 0 && errno == ENOENT);
 }
 
+/*
+ * The mode with the admin group: alone, or the same as the watch group,
+ * 0660 and its; with a different watch group, 0666 (the check at accept
+ * admits).
+ */
+static void socket_check_groups(const char *path, struct store *s,
+                                const struct control_info *info)
+{
+    const gid_t g = getgid();
+    const struct {
+        gid_t watch, admin;
+        unsigned mode;
+    } cases[] = {
+        { (gid_t)-1, g, 0660 },
+        { g, g, 0660 },
+        { g, g + 1, 0666 },
+    };
+    struct stat st;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct control *c = control_new(path, s, info, cases[i].watch, cases[i].admin);
+        CHECKF(c, "control_new %s: %s", path, strerror(errno));
+        CHECK_EQ(lstat(path, &st), 0);
+        CHECKF((st.st_mode & 07777) == cases[i].mode, "case %zu: mode %o", i,
+               st.st_mode & 07777);
+        control_free(c);
+    }
+}
+
 /* Bind a Unix socket at path and close it, as a dead daemon leaves it. */
 static void socket_make_stale(const char *path, bool listening)
 {
@@ -550,6 +579,7 @@ static void test_socket_file(void)
     struct store *s = store_new(&cfg);
     CHECK(s);
     socket_check_group(path, s, &info);
+    socket_check_groups(path, s, &info);
     socket_check_stale(path, s, &info);
     socket_check_not_socket(path, s, &info);
     socket_check_long_path(s, &info);
