@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -75,7 +76,7 @@ int unix_dir_check(const char *path, char *why, size_t len)
     return 0;
 }
 
-int unix_listen(const char *path, gid_t gid, int flags)
+int unix_listen(const char *path, gid_t gid, mode_t mode, int flags)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     int r;
@@ -106,7 +107,7 @@ int unix_listen(const char *path, gid_t gid, int flags)
     /* Exactly this mode, whatever the umask took away. */
     if (gid != (gid_t)-1 && fchownat(AT_FDCWD, path, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) < 0)
         goto fail;
-    if (fchmodat(AT_FDCWD, path, gid != (gid_t)-1 ? 0660 : 0600, AT_SYMLINK_NOFOLLOW) < 0)
+    if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) < 0)
         goto fail;
     if (listen(fd, SOMAXCONN) < 0)
         goto fail;
@@ -116,4 +117,56 @@ fail:
     r = -errno;
     unlink(path);
     return r;
+}
+
+/* SO_PEERGROUPS's first guess: most users are in a handful of groups. */
+#define PEER_GROUPS_FIRST 32
+/* The kernel's NGROUPS_MAX: a longer answer is not one it would give. */
+#define PEER_GROUPS_MAX 65536
+
+int unix_peer(int fd, const gid_t *want, unsigned nwant, uid_t *ret_uid, uint32_t *ret_in)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    uint32_t in = 0, left = 0;
+
+    if (nwant > 32)
+        return -EINVAL;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return -errno;
+    if (len != sizeof(cred))
+        return -EPROTO;
+    for (unsigned i = 0; i < nwant; i++) {
+        if (want[i] == (gid_t)-1)
+            continue;
+        if (want[i] == cred.gid)
+            in |= 1u << i;
+        else
+            left |= 1u << i;
+    }
+    /* The supplementary groups only when the primary one did not settle it. */
+    if (left) {
+        _cleanup_free_ gid_t *groups = NULL;
+        socklen_t cap = PEER_GROUPS_FIRST * sizeof(gid_t);
+        for (;;) {
+            gid_t *g = realloc(groups, cap);
+            if (!g)
+                return -ENOMEM;
+            groups = g;
+            len = cap;
+            if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
+                break;
+            /* ERANGE: len is now what the kernel needs. */
+            if (errno != ERANGE || len <= cap || len > PEER_GROUPS_MAX * sizeof(gid_t))
+                return errno == ERANGE ? -EPROTO : -errno;
+            cap = len;
+        }
+        for (size_t k = 0; k < len / sizeof(gid_t); k++)
+            for (unsigned i = 0; i < nwant; i++)
+                if ((left & (1u << i)) && groups[k] == want[i])
+                    in |= 1u << i;
+    }
+    *ret_uid = cred.uid;
+    *ret_in = in;
+    return 0;
 }

@@ -8,6 +8,7 @@
 #define UZRAM_SOCKET_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /*
@@ -33,12 +34,26 @@ int unix_dir_check(const char *path, char *why, size_t len) __attribute__((nonnu
  *   -EPERM         its directory fails unix_dir_check();
  *   other          from socket(), bind(), chown(), chmod(), listen().
  * The socket file is made mode 0600 (the mode is set on the socket before
- * bind(), so it never exists wider), or 0660 and group gid when gid is not
- * (gid_t)-1, before listen(), so nobody connects under another mode.  The
+ * bind(), so it never exists wider), then given group gid when gid is not
+ * (gid_t)-1 and mode (0600, 0660 or 0666), before listen(), so nobody
+ * connects under another mode.  The
  * file is changed by name without following a symlink, in a directory the
  * check above says nobody else controls.  On failure the socket file this
  * call made, if any, is removed.
  */
-int unix_listen(const char *path, gid_t gid, int flags) __attribute__((nonnull));
+int unix_listen(const char *path, gid_t gid, mode_t mode, int flags) __attribute__((nonnull));
+
+/*
+ * Who is at the other end of the connected Unix socket fd, as the kernel
+ * recorded it at connect(): its uid (SO_PEERCRED) in *ret_uid, and in
+ * *ret_in bit i set when it is a member of want[i] (i < 32), by its primary
+ * gid (SO_PEERCRED) or a supplementary one (SO_PEERGROUPS, read into a
+ * buffer that grows while the kernel says ERANGE).  A want[i] of (gid_t)-1
+ * matches nobody.  Returns 0 or a negative errno (-ENOPROTOOPT: a kernel
+ * without SO_PEERGROUPS, older than 4.13); a caller refuses a peer it
+ * cannot tell.
+ */
+int unix_peer(int fd, const gid_t *want, unsigned nwant, uid_t *ret_uid, uint32_t *ret_in)
+    __attribute__((nonnull(4, 5)));
 
 #endif

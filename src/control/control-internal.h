@@ -9,12 +9,12 @@
  * "Long requests").
  *
  * Roles (doc/control.md, "Who may do what"): who a client is, it says
- * once, by connecting: its uid is read with SO_PEERCRED at accept and
- * never again, so nothing it sends can change it.  Root and the daemon's
- * own user may use every verb; anyone else who could connect (the
- * socket's group) may only watch, and each verb that changes something is
- * marked so in the verb table, which refuses it with EPERM before its
- * handler runs.
+ * once, by connecting: its uid and groups are read with SO_PEERCRED and
+ * SO_PEERGROUPS at accept and never again, so nothing it sends can change
+ * them.  Root, the daemon's own user and the admin group's members may
+ * use every verb; the watch group's members may only watch, and each verb
+ * that changes something is marked so in the verb table, which refuses it
+ * with EPERM before its handler runs; anyone else is not let in.
  */
 #ifndef UZRAM_CONTROL_INTERNAL_H
 #define UZRAM_CONTROL_INTERNAL_H
@@ -41,7 +41,7 @@
 struct client {
     int fd;
     uid_t uid;          /* SO_PEERCRED at accept: who connected */
-    bool may_change;    /* uid 0 or the daemon's euid (struct control.owner) */
+    bool may_change;    /* uid 0, the daemon's euid or a member of admin_gid */
     bool eof;           /* the client shut down its side */
     bool closing;       /* close once out is flushed */
     bool waiting;       /* its request runs on the job thread */
@@ -76,6 +76,9 @@ struct control {
     char *path;
     /* The daemon's euid at control_new(): its clients may change, as root's may. */
     uid_t owner;
+    /* The watch and admin groups ((gid_t)-1: none), and their names for errors. */
+    gid_t watch_gid, admin_gid;
+    char watch_group[64], admin_group[64];
     struct store *store;
     char *name, *algorithm, *fuse_file, *nbd, *backing, *log;
     int level;

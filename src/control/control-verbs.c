@@ -486,11 +486,11 @@ static void req_stop(struct control *ctl, struct client *c, int argc, char **arg
  * Every verb's handler, by its name in proto.h (whose order help keeps).
  * Adding one is its name there, its handler and its line here (and its
  * section of PROTOCOL.md).  A new verb that changes anything must say so:
- * `changes` is what keeps it from the socket's group.
+ * `changes` is what keeps it from the watch group.
  */
 static const struct verb {
     bool no_args;           /* anything after the verb is refused here */
-    bool changes;           /* only root and the daemon's user may use it */
+    bool changes;           /* only root, the daemon's user and the admin group may use it */
     verb_fn *fn;
 } verbs[PROTO_VERB_MAX] = {
     [PROTO_HELLO] = { false, false, req_hello },
@@ -514,14 +514,23 @@ static void resp_verb_names(struct resp *r, const char *key)
         resp_printf(r, "%s%s", i ? "," : "", proto_verb_name(i));
 }
 
-/* EPERM for a client that may only watch, naming the rule. */
+/*
+ * EPERM for a client that may only watch, naming who may: root, the
+ * daemon's uid, and the admin group if there is one.
+ */
 static void resp_refuse_change(const struct control *ctl, struct resp *r)
 {
+    char who[160];
+
     if (ctl->owner == 0)
-        resp_error(r, EPERM, "read-only: only root may change the device");
+        snprintf(who, sizeof(who), "root");
     else
-        resp_error(r, EPERM, "read-only: only root or uid %u may change the device",
-                   (unsigned)ctl->owner);
+        snprintf(who, sizeof(who), "root, uid %u", (unsigned)ctl->owner);
+    if (ctl->admin_gid != (gid_t)-1)
+        resp_error(r, EPERM, "read-only: changing the device needs %s or group admin-group %s",
+                   who, ctl->admin_group);
+    else
+        resp_error(r, EPERM, "read-only: changing the device needs %s (no admin-group)", who);
 }
 
 void control_handle(struct control *ctl, struct client *c, char *line, size_t len,

@@ -11,16 +11,29 @@
  * socket's mode is set between bind() and listen(), and the file is
  * unlinked only while it is still ours ("The socket file").
  *
- * Who a client is comes from the kernel, once: SO_PEERCRED at accept
- * gives the uid that connected, and the client may change the device only
- * if that is root or the daemon's own user; anyone else the socket's mode
- * lets in (its group) may only watch ("Who may do what").  A client whose
- * credentials cannot be read is refused rather than guessed at.
+ * Who a client is comes from the kernel, once: SO_PEERCRED and
+ * SO_PEERGROUPS at accept give the uid that connected and its groups
+ * ("Who may do what").  Root, the daemon's own user and the members of
+ * the admin group (--admin-group) may change the device; the members of
+ * the watch group (--control-group) may only watch; anyone else is sent
+ * one error line naming who may connect and closed, before a byte of
+ * theirs is read.  A client whose credentials cannot be read is refused
+ * rather than guessed at.
+ *
+ * The socket file's mode follows the groups: 0600 with none, 0660 and the
+ * group with one (or the same group twice).  A file has only one group,
+ * so with two different ones it is 0666, and the check at accept is what
+ * admits: every local user can reach the listening socket, and is told
+ * at once to go unless the kernel vouches for them.  Making the file
+ * group-owned by one and leaving the other to a setgid helper or an ACL
+ * would be more moving parts for the same rule (service managers do the
+ * same for sockets meant for several kinds of clients).
  */
 #include "control-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -190,12 +203,33 @@ static int client_read(struct client *c)
 /* Tell a client we cannot take it, without waiting for it, and close. */
 static void refuse(int fd, int err, const char *msg)
 {
-    char line[128];
+    char line[320];
     int n = snprintf(line, sizeof(line), "error %s %s\n", strerrorname_np(err) ?: "EIO", msg);
 
     if (n > 0)
         (void)!send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     close(fd);
+}
+
+/*
+ * A peer in neither group, let through by a mode wider than it (0666, for
+ * two groups): say who may connect, in the words of uzramd(8).
+ */
+static void refuse_stranger(const struct control *ctl, int fd)
+{
+    char msg[256];
+    int n = ctl->owner == 0 ? snprintf(msg, sizeof(msg), "not allowed: only root")
+                            : snprintf(msg, sizeof(msg), "not allowed: only root, uid %u",
+                                       (unsigned)ctl->owner);
+    if (ctl->watch_gid != (gid_t)-1 && n > 0 && (size_t)n < sizeof(msg))
+        n += snprintf(msg + n, sizeof(msg) - (size_t)n, ", members of %s (control-group)",
+                      ctl->watch_group);
+    if (ctl->admin_gid != (gid_t)-1 && n > 0 && (size_t)n < sizeof(msg))
+        n += snprintf(msg + n, sizeof(msg) - (size_t)n, ", members of %s (admin-group)",
+                      ctl->admin_group);
+    if (n > 0 && (size_t)n < sizeof(msg))
+        snprintf(msg + n, sizeof(msg) - (size_t)n, " may connect");
+    refuse(fd, EACCES, msg);
 }
 
 /* Accept what is waiting.  Returns the time until which accepting pauses, or 0. */
@@ -219,12 +253,17 @@ static uint64_t control_accept(struct control *ctl)
                 return 0;
             }
         }
-        /* Read now, for the whole connection: the peer's uid at connect(). */
-        struct ucred cred;
-        socklen_t cred_len = sizeof(cred);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0 ||
-            cred_len != sizeof(cred)) {
+        /* Read now, for the whole connection: who connected, and its groups. */
+        const gid_t want[2] = { ctl->watch_gid, ctl->admin_gid };
+        uid_t uid;
+        uint32_t in;
+        if (unix_peer(fd, want, 2, &uid, &in) < 0) {
             refuse(fd, EACCES, "cannot tell who connected");
+            continue;
+        }
+        bool may_change = uid == 0 || uid == ctl->owner || (in & 2);
+        if (!may_change && !(in & 1)) {
+            refuse_stranger(ctl, fd);
             continue;
         }
         unsigned i;
@@ -240,8 +279,8 @@ static uint64_t control_accept(struct control *ctl)
             continue;
         }
         c->fd = fd;
-        c->uid = cred.uid;
-        c->may_change = cred.uid == 0 || cred.uid == ctl->owner;
+        c->uid = uid;
+        c->may_change = may_change;
         c->eof = c->closing = c->waiting = false;
         c->in_len = c->out_len = c->out_off = 0;
         c->deadline_ms = monotonic_ms() + CONTROL_IDLE_MS;
@@ -343,18 +382,23 @@ static void *control_thread(void *arg)
 
 /* ---- the socket --------------------------------------------------------- */
 
-static int control_bind(struct control *ctl, gid_t gid)
+static int control_bind(struct control *ctl)
 {
+    gid_t gid = ctl->watch_gid != (gid_t)-1 ? ctl->watch_gid : ctl->admin_gid;
+    bool two = ctl->watch_gid != (gid_t)-1 && ctl->admin_gid != (gid_t)-1 &&
+               ctl->watch_gid != ctl->admin_gid;
+    mode_t mode = two ? 0666 : gid != (gid_t)-1 ? 0660 : 0600;
     struct stat st;
     int r;
 
     /* 0755 when others must reach the socket (root's /run/uzram, or a
-     * --group's), else 0700.  Whether the last one is safe to use is
+     * group's), else 0700.  Whether the last one is safe to use is
      * unix_listen()'s to check. */
     r = make_parent_dirs(ctl->path, geteuid() == 0 || gid != (gid_t)-1 ? 0755 : 0700);
     if (r < 0)
         return r;
-    _cleanup_close_ int fd = unix_listen(ctl->path, gid, SOCK_NONBLOCK);
+    /* With two groups the file has neither: the check at accept admits. */
+    _cleanup_close_ int fd = unix_listen(ctl->path, two ? (gid_t)-1 : gid, mode, SOCK_NONBLOCK);
     if (fd < 0)
         return fd;
     /* control_free() removes the file only while it is still this one. */
@@ -369,8 +413,20 @@ static int control_bind(struct control *ctl, gid_t gid)
     return 0;
 }
 
+/* The group's name for messages, or its number where it has none. */
+static void group_name(gid_t gid, char *buf, size_t len)
+{
+    struct group g, *res = NULL;
+    char tmp[1024];
+
+    if (gid != (gid_t)-1 && getgrgid_r(gid, &g, tmp, sizeof(tmp), &res) == 0 && res)
+        snprintf(buf, len, "%s", g.gr_name);
+    else
+        snprintf(buf, len, "%u", (unsigned)gid);
+}
+
 struct control *control_new(const char *path, struct store *store,
-                            const struct control_info *info, gid_t gid)
+                            const struct control_info *info, gid_t watch_gid, gid_t admin_gid)
 {
     struct control *ctl = calloc(1, sizeof(*ctl));
     int r = -ENOMEM;
@@ -379,6 +435,10 @@ struct control *control_new(const char *path, struct store *store,
         return NULL;
     ctl->listen_fd = ctl->wake_fd = ctl->job.done_fd = -1;
     ctl->owner = geteuid();
+    ctl->watch_gid = watch_gid;
+    ctl->admin_gid = admin_gid;
+    group_name(watch_gid, ctl->watch_group, sizeof(ctl->watch_group));
+    group_name(admin_gid, ctl->admin_group, sizeof(ctl->admin_group));
     ctl->store = store;
     ctl->job.store = store;
     ctl->level = info->level;
@@ -409,7 +469,7 @@ struct control *control_new(const char *path, struct store *store,
         r = -errno;
         goto fail;
     }
-    r = control_bind(ctl, gid);
+    r = control_bind(ctl);
     if (r < 0)
         goto fail;
     return ctl;

@@ -8,11 +8,14 @@
  * The server turns each request into store calls; it knows nothing of the
  * front ends beyond the strings the daemon gives it in control_info.
  *
- * Who may do what: a client whose uid (SO_PEERCRED, at connect) is 0 or
- * the effective uid of the process that called control_new() may use
- * every verb; any other client the socket's mode lets in may only watch
- * (hello, info, stat, help), and every verb that changes something gets
- * EPERM (PROTOCOL.md, "Roles").
+ * Who may do what (PROTOCOL.md, "Roles"; doc/control.md, "Who may do
+ * what"): the kernel says who connected (SO_PEERCRED, SO_PEERGROUPS, at
+ * accept).  Root, the effective uid of the process that called
+ * control_new() and the members of the admin group may use every verb;
+ * the members of the watch group may only watch (hello, info, stat, help,
+ * progress), and every verb that changes something gets EPERM; anyone
+ * else is refused at accept, before a byte of theirs is read, whatever
+ * the socket file's mode let through.
  *
  * Conventions: 0 or a negative errno; control_new() returns NULL and sets
  * errno.  Nothing here logs.
@@ -53,13 +56,15 @@ struct control_info {
 /*
  * Bind and listen on path (a stale socket left there by a dead daemon is
  * replaced; a live one is not: -EADDRINUSE).  The parent directory is
- * created (mode 0755) if missing.  The socket gets mode 0600, or 0660 and
- * group gid when gid is not (gid_t)-1.  Serving starts with
- * control_start().
+ * created (mode 0755) if missing.  watch_gid and admin_gid are the watch
+ * and admin groups, (gid_t)-1 for none.  The socket's mode: 0600 with
+ * neither; 0660 and that group with one (or both the same); 0666 with two,
+ * since a file has one group, and then the check at accept is what keeps
+ * everyone else out.  Serving starts with control_start().
  * errno: EADDRINUSE, ENAMETOOLONG (path over 107 bytes), EACCES, ENOMEM...
  */
 struct control *control_new(const char *path, struct store *store,
-                            const struct control_info *info, gid_t gid)
+                            const struct control_info *info, gid_t watch_gid, gid_t admin_gid)
     __attribute__((nonnull(1, 2, 3)));
 
 /* Start the server's thread.  -errno if it cannot be started. */

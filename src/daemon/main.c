@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -131,7 +132,10 @@ static int log_setup(const struct options *o, bool *ret_syslog, const char **ret
             log_err("out of memory");
             return -1;
         }
-        if (log_setup_file(path, geteuid() == 0 || o->gid != (gid_t)-1 ? 0755 : 0700) < 0)
+        if (log_setup_file(path,
+                           geteuid() == 0 || o->gid != (gid_t)-1 || o->admin_gid != (gid_t)-1
+                               ? 0755
+                               : 0700) < 0)
             return -1;
         snprintf(note, sizeof(note), "logging to %s (no syslog here)", path);
         *ret_note = note;
@@ -169,8 +173,6 @@ int main(int argc, char **argv)
     /* Said once, at startup: a reload that keeps the setting would say it again. */
     if (d.opt.backing_only && !d.opt.backing)
         log_warn("--%s has no effect without --backing", d.opt.backing_only);
-    if (d.opt.nbd_gid != (gid_t)-1 && !d.opt.nbd_unix)
-        log_warn("--nbd-group has no effect without --nbd-unix");
     if (d.opt.backing && !d.opt.mem_limit)
         log_warn("--backing without --mem-limit: nothing is written back by itself, "
                  "only by 'uzramctl writeback'");
@@ -181,6 +183,12 @@ int main(int argc, char **argv)
         options_free(&d.opt);
         return EXIT_USAGE;
     }
+    /* A Unix socket from the service manager is checked against --nbd-group too. */
+    bool nbd_unix = d.opt.nbd_unix;
+    for (int i = 0; i < d.npassed; i++)
+        nbd_unix |= d.passed[i].family == AF_UNIX;
+    if (d.opt.nbd_gid != (gid_t)-1 && !nbd_unix)
+        log_warn("--nbd-group has no effect without an NBD Unix socket");
 
     bool use_syslog;
     const char *note;

@@ -126,7 +126,7 @@ static int default_threads(void)
 void option_defaults(struct options *o)
 {
     o->name = DEFAULT_NAME;
-    o->gid = o->nbd_gid = (gid_t)-1;
+    o->gid = o->admin_gid = o->nbd_gid = (gid_t)-1;
     o->compact_threshold_pct = DEFAULT_COMPACT_PCT;
     o->threads = (unsigned)default_threads();
     o->max_connections = NBD_EXPORT_DEFAULT_CONNECTIONS;
@@ -404,7 +404,8 @@ const struct option_def option_table[OPTION_MAX] = {
         .set = set_group, .field = offsetof(struct options, nbd_gid),
         .want = "a group name or number",
         .help = "let GROUP read and write the device through\n"
-                "--nbd-unix's socket (mode 0660)" },
+                "the NBD Unix socket (mode 0660); no one else but\n"
+                "root and uzramd's user is served there" },
     [OPT_NBD_TCP] = {
         .name = "nbd-tcp", .metavar = "[HOST]:PORT", .key = OPTION_KEY_VALUE,
         .set = set_nbd_tcp, .want = "[HOST]:PORT with PORT 1-65535, e.g. :10809",
@@ -449,12 +450,25 @@ const struct option_def option_table[OPTION_MAX] = {
         .set = set_socket_path, .field = offsetof(struct options, control_path),
         .want = "a socket path of at most 107 bytes",
         .help = "control socket (default RUNDIR/NAME.sock)" },
+    [OPT_CONTROL_GROUP] = {
+        .name = "control-group", .metavar = "GROUP", .key = OPTION_KEY_VALUE,
+        .set = set_group, .field = offsetof(struct options, gid),
+        .want = "a group name or number",
+        .help = "let GROUP watch the device through the control\n"
+                "socket: stat and list, not change" },
+    /* The older name of --control-group, kept for the files and units that use it. */
     [OPT_GROUP] = {
         .name = "group", .short_name = 'g', .metavar = "GROUP", .key = OPTION_KEY_VALUE,
         .set = set_group, .field = offsetof(struct options, gid),
         .want = "a group name or number",
-        .help = "let GROUP watch the device through the control\n"
-                "socket (mode 0660): stat, not change" },
+        .help = "the same as --control-group" },
+    [OPT_ADMIN_GROUP] = {
+        .name = "admin-group", .metavar = "GROUP", .key = OPTION_KEY_VALUE,
+        .set = set_group, .field = offsetof(struct options, admin_gid),
+        .want = "a group name or number",
+        .help = "let GROUP change the device's settings through\n"
+                "the control socket (set, compact, idle, writeback,\n"
+                "recompress, stop)" },
     [OPT_MEM_LIMIT] = {
         .name = "mem-limit", .short_name = 'm', .metavar = "SIZE", .key = OPTION_KEY_VALUE,
         .set = set_mem_limit, .want = "a size, e.g. 512M; 0 for none",
@@ -560,7 +574,8 @@ const struct option_def *option_key_find(const char *key)
 static const char synopsis[] =
     "Usage: uzramd [--config FILE] [--name NAME] --size SIZE [--algorithm ALGO]\n"
     "              [--level N]\n"
-    "              [--fuse FILE] [--control SOCKET] [--group GROUP]\n"
+    "              [--fuse FILE] [--control SOCKET] [--control-group GROUP]\n"
+    "              [--admin-group GROUP]\n"
     "              [--mem-limit SIZE] [--compact-threshold PCT] [--reserve SIZE]\n"
     "              [--pidfile FILE] [--foreground] [--log syslog|stderr|FILE]\n"
     "              [--threads N]\n"

@@ -21,14 +21,16 @@
  * address, is used instead of binding that address; any other passed
  * socket is served as well.
  *
- * Groups (uzramd(8), SECURITY).  Each Unix socket has its own: --group
- * gives the control socket to members who may only watch (the control
- * server refuses them every change, by SO_PEERCRED), --nbd-group the NBD
- * socket to members who may read and write the disk.  One group for both
- * gave whoever was meant to watch the whole device's data as well; a
- * group that may change settings there is none (doc/control.md, "Who may
- * do what").  A socket passed by the service manager keeps the mode and
- * group it was given there.
+ * Groups (uzramd(8), SECURITY).  Each Unix socket has its own: the
+ * control socket --control-group (--group, its older name), whose members
+ * may only watch, and --admin-group, whose members may change settings
+ * too (the control server tells them apart by SO_PEERCRED and
+ * SO_PEERGROUPS, doc/control.md, "Who may do what"); --nbd-group the NBD
+ * socket, whose members may read and write the disk.  One group for both
+ * sockets gave whoever was meant to watch the whole device's data as
+ * well.  A socket passed by the service manager keeps the mode and group
+ * it was given there, and its clients are checked against --nbd-group
+ * all the same.
  *
  * The evict path.  With --backing, the backing store is opened once the
  * size is known and before the store, which writes cold pages to it.
@@ -302,7 +304,8 @@ static int start_control(struct daemon *d)
         .stop_arg = d,
     };
 
-    d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid);
+    d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid,
+                             d->opt.admin_gid);
     if (!d->control) {
         return listen_failed(d->opt.control_path, -errno,
                              "another uzramd? choose another --name or --control");
@@ -438,7 +441,8 @@ static int start_nbd(struct daemon *d)
     if (!d->nbd)
         return startup_failed("cannot create the NBD server: %s", strerror(errno));
     for (int i = 0; i < d->npassed; i++) {
-        r = nbd_export_listen_fd(d->nbd, d->passed[i].fd);
+        /* A passed Unix socket's clients are checked against --nbd-group too. */
+        r = nbd_export_listen_fd(d->nbd, d->passed[i].fd, d->opt.nbd_gid);
         if (r < 0)
             return startup_failed("socket activation: %s: %s", d->passed[i].address,
                                   strerror(-r));

@@ -45,10 +45,12 @@ static void stop_nbd(struct daemon *d)
     nbd_export_free(d->nbd);
     d->nbd = NULL;
     log_info("NBD stopped: %llu connections, %llu refused (--max-connections), "
+             "%llu refused as strangers (not root, uzramd's user or --nbd-group), "
              "%llu dropped for breaking the protocol, %llu for a handshake too slow "
              "(--handshake-timeout)",
              (unsigned long long)st.connections, (unsigned long long)st.refused,
-             (unsigned long long)st.dropped, (unsigned long long)st.timed_out);
+             (unsigned long long)st.strangers, (unsigned long long)st.dropped,
+             (unsigned long long)st.timed_out);
 }
 
 int request_stop(void *daemon, bool force, char *why, size_t len)

@@ -55,7 +55,8 @@ struct options {
     int level;                       /* 0: the codec's default */
     char *fuse_file;                 /* absolute, or NULL */
     char *control_path;              /* absolute */
-    gid_t gid;                       /* --group: the control socket's (watch); -1: none */
+    gid_t gid;                       /* --control-group (watch); -1: none */
+    gid_t admin_gid;                 /* --admin-group (change); -1: none */
     gid_t nbd_gid;                   /* --nbd-group: the NBD Unix socket's; -1: none */
     uint64_t mem_limit;              /* 0: none */
     unsigned compact_threshold_pct;
@@ -115,7 +116,7 @@ enum option_id {
     OPT_CONFIG, OPT_NAME, OPT_SIZE, OPT_ALGORITHM, OPT_LEVEL, OPT_FUSE, OPT_NBD_UNIX,
     OPT_NBD_GROUP, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_HANDSHAKE_TIMEOUT, OPT_TLS,
     OPT_TLS_PSK, OPT_TLS_CERTIFICATES, OPT_CONTROL,
-    OPT_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORCE, OPT_BACKING_FORMAT, OPT_BACKING_TIMEOUT,
+    OPT_CONTROL_GROUP, OPT_GROUP, OPT_ADMIN_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORCE, OPT_BACKING_FORMAT, OPT_BACKING_TIMEOUT,
     OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,
     OPT_PIDFILE, OPT_FOREGROUND, OPT_LOG, OPT_THREADS, OPT_HELP, OPT_VERSION,
     OPTION_MAX

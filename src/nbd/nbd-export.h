@@ -112,10 +112,12 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
 
 /*
  * Listen on the Unix socket path: created with mode 0600, or 0660 and group
- * gid when gid is not (gid_t)-1.  A socket left by a dead server is
- * replaced; a live one, or a file that is not a socket, is not:
- * -EADDRINUSE.  -ENAMETOOLONG for a path over 107 bytes; other -errno.  The
- * file is removed by nbd_export_free().
+ * gid when gid is not (gid_t)-1.  Whatever the file's mode, only root, the
+ * export's user (geteuid() at nbd_export_new()) and members of gid are
+ * served: anyone else is closed at accept and counted in strangers.  A
+ * socket left by a dead server is replaced; a live one, or a file that is
+ * not a socket, is not: -EADDRINUSE.  -ENAMETOOLONG for a path over 107
+ * bytes; other -errno.  The file is removed by nbd_export_free().
  */
 int nbd_export_listen_unix(struct nbd_export *ne, const char *path, gid_t gid)
     __attribute__((nonnull));
@@ -134,9 +136,10 @@ int nbd_export_listen_tcp(struct nbd_export *ne, const char *host, uint16_t port
  * fd and closes it at the end, but never removes a Unix socket's file: its
  * maker (the socket unit) keeps it for the next start.  -EINVAL if fd is
  * not a listening stream socket, -EAFNOSUPPORT for another family, -ENOSPC
- * past 8 listeners, other -errno; fd is the caller's then.
+ * past 8 listeners, other -errno; fd is the caller's then.  A Unix socket's
+ * clients are checked as nbd_export_listen_unix()'s, with gid.
  */
-int nbd_export_listen_fd(struct nbd_export *ne, int fd) __attribute__((nonnull));
+int nbd_export_listen_fd(struct nbd_export *ne, int fd, gid_t gid) __attribute__((nonnull));
 
 /* Start accepting clients and the worker threads.  -errno if a thread cannot start. */
 int nbd_export_start(struct nbd_export *ne) __attribute__((nonnull));
@@ -145,6 +148,7 @@ int nbd_export_start(struct nbd_export *ne) __attribute__((nonnull));
 struct nbd_export_stats {
     uint64_t connections;       /* accepted since start */
     uint64_t refused;           /* closed at once: its listener's max_connections reached */
+    uint64_t strangers;         /* closed at once: a Unix peer not root, ours or gid's */
     uint64_t dropped;           /* broke the protocol, or hung up mid-request */
     uint64_t timed_out;         /* still in the handshake at handshake_timeout: closed */
     unsigned active;            /* connected now, on all listeners */

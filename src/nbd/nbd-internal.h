@@ -170,7 +170,9 @@ struct nbd_export {
     pthread_mutex_t clients_lock;
     struct nbd_client *clients;
 
-    atomic_uint_fast64_t n_connections, n_refused, n_dropped, n_timed_out;
+    atomic_uint_fast64_t n_connections, n_refused, n_strangers, n_dropped, n_timed_out;
+    /* geteuid() at nbd_export_new(): its user may connect to a Unix socket. */
+    uid_t owner;
     atomic_uint active;
     /* Sends under way, and when one last completed (ms, CLOCK_MONOTONIC): nbd-reply.c. */
     atomic_uint sends_active;

@@ -34,6 +34,17 @@
  * The deadline covers NBD_OPT_STARTTLS's TLS handshake too: it runs on the
  * same socket, in the client's thread, before established().
  *
+ * A Unix listener checks who connected (SO_PEERCRED, SO_PEERGROUPS) as
+ * it accepts: root, the daemon's own user and the members of the
+ * listener's group (--nbd-group) are served, anyone else is closed at once
+ * and counted as a stranger, before a byte is read or sent.  The socket
+ * file's mode says the same thing, so this is the second lock on the same
+ * door: it still holds when the mode is widened by mistake (a chmod, a
+ * socket unit's SocketMode=), and a socket passed by the service manager
+ * gets the same check, with --nbd-group's group.  Nothing is logged per
+ * client: whoever can connect could fill the log; the count is in the
+ * daemon's line at stop.  TCP has no peer credentials: TLS is its check.
+ *
  * There is no idle timeout in transmission, on purpose: the kernel's NBD
  * client serving swap sends nothing for as long as nothing is swapped,
  * and dropping it would take the swap device away (doc/nbd.md, "Bounds").
@@ -73,6 +84,8 @@ struct nbd_listener {
      * adds, each client's thread takes away as it ends.
      */
     atomic_uint active;
+    /* Unix: who may connect besides root and the owner; (gid_t)-1: nobody. */
+    gid_t gid;
     char *path;                 /* Unix: the file, removed at the end if still ours */
     dev_t dev;
     ino_t ino;
@@ -188,6 +201,16 @@ static void reap_clients(struct nbd_export *ne, bool all)
 /* A client accepted on l.  The accept thread only. */
 static void new_client(struct nbd_export *ne, struct nbd_listener *l, int fd)
 {
+    if (!l->tcp) {
+        uid_t uid;
+        uint32_t in;
+        if (unix_peer(fd, &l->gid, 1, &uid, &in) < 0 ||
+            (uid != 0 && uid != ne->owner && !(in & 1))) {
+            atomic_fetch_add(&ne->n_strangers, 1);
+            close(fd);
+            return;
+        }
+    }
     if (atomic_load(&l->active) >= ne->max_connections) {
         atomic_fetch_add(&ne->n_refused, 1);
         close(fd);
@@ -289,12 +312,12 @@ static void *accept_main(void *arg)
 
 /* ---- listening ----------------------------------------------------------- */
 
-static int add_listener(struct nbd_export *ne, int fd, bool tcp, const char *path)
+static int add_listener(struct nbd_export *ne, int fd, bool tcp, gid_t gid, const char *path)
 {
     if (ne->nlisteners == NBD_MAX_LISTENERS)
         return -ENOSPC;
     struct nbd_listener *l = &ne->listeners[ne->nlisteners];
-    *l = (struct nbd_listener){ .fd = fd, .tcp = tcp };
+    *l = (struct nbd_listener){ .fd = fd, .tcp = tcp, .gid = gid };
     if (path) {
         struct stat st;
         l->path = strdup(path);
@@ -311,10 +334,10 @@ static int add_listener(struct nbd_export *ne, int fd, bool tcp, const char *pat
 
 int nbd_export_listen_unix(struct nbd_export *ne, const char *path, gid_t gid)
 {
-    int fd = unix_listen(path, gid, 0);
+    int fd = unix_listen(path, gid, gid != (gid_t)-1 ? 0660 : 0600, 0);
     if (fd < 0)
         return fd;
-    int r = add_listener(ne, fd, false, path);
+    int r = add_listener(ne, fd, false, gid, path);
     if (r < 0) {
         close(fd);
         unlink(path);
@@ -367,7 +390,7 @@ int nbd_export_listen_tcp(struct nbd_export *ne, const char *host, uint16_t port
             r = fd;
             continue;
         }
-        r = add_listener(ne, fd, true, NULL);
+        r = add_listener(ne, fd, true, (gid_t)-1, NULL);
         if (r < 0)
             close(fd);
         break;
@@ -376,7 +399,7 @@ int nbd_export_listen_tcp(struct nbd_export *ne, const char *host, uint16_t port
     return r;
 }
 
-int nbd_export_listen_fd(struct nbd_export *ne, int fd)
+int nbd_export_listen_fd(struct nbd_export *ne, int fd, gid_t gid)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -395,7 +418,8 @@ int nbd_export_listen_fd(struct nbd_export *ne, int fd)
     if (ss.ss_family != AF_UNIX && ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
         return -EAFNOSUPPORT;
     /* No path: the file is the socket unit's to remove, not ours. */
-    return add_listener(ne, fd, ss.ss_family != AF_UNIX, NULL);
+    bool tcp = ss.ss_family != AF_UNIX;
+    return add_listener(ne, fd, tcp, tcp ? (gid_t)-1 : gid, NULL);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -414,6 +438,7 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
     if (!ne)
         return NULL;
     ne->store = s;
+    ne->owner = geteuid();
     ne->size = store_size(s);
     ne->read_only = o->read_only;
     ne->max_connections = maxc;
@@ -462,6 +487,7 @@ void nbd_export_get_stats(struct nbd_export *ne, struct nbd_export_stats *ret)
     *ret = (struct nbd_export_stats){
         .connections = atomic_load(&ne->n_connections),
         .refused = atomic_load(&ne->n_refused),
+        .strangers = atomic_load(&ne->n_strangers),
         .dropped = atomic_load(&ne->n_dropped),
         .timed_out = atomic_load(&ne->n_timed_out),
         .active = atomic_load(&ne->active),

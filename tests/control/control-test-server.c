@@ -63,7 +63,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    struct control *ctl = control_new(argv[1], s, &info, (gid_t)-1);
+    struct control *ctl = control_new(argv[1], s, &info, (gid_t)-1, (gid_t)-1);
     if (!ctl) {
         fprintf(stderr, "control_new %s: %s\n", argv[1], strerror(errno));
         return 1;

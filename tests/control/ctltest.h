@@ -45,7 +45,7 @@ static inline void ct_setup(struct ct *t)
     snprintf(t->path, sizeof(t->path), "%s/t0.sock", t->dir);
     t->store = store_new(&cfg);
     CHECKF(t->store, "store_new: %s", strerror(errno));
-    t->ctl = control_new(t->path, t->store, &info, (gid_t)-1);
+    t->ctl = control_new(t->path, t->store, &info, (gid_t)-1, (gid_t)-1);
     CHECKF(t->ctl, "control_new: %s", strerror(errno));
     CHECK_EQ(control_start(t->ctl), 0);
 }

@@ -411,7 +411,7 @@ static void socket_check_live(const struct control_info *info)
 
     /* A live socket is not taken over, whatever the caller's umask. */
     errno = 0;
-    CHECK(control_new(t.path, t.store, info, (gid_t)-1) == NULL);
+    CHECK(control_new(t.path, t.store, info, (gid_t)-1, (gid_t)-1) == NULL);
     CHECK_EQ(errno, EADDRINUSE);
     CHECK_EQ(lstat(t.path, &st), 0);
     int fd = ct_connect(&t);
@@ -424,7 +424,7 @@ static void socket_check_group(const char *path, struct store *s,
 {
     struct stat st;
 
-    struct control *c = control_new(path, s, info, getgid());
+    struct control *c = control_new(path, s, info, getgid(), (gid_t)-1);
     CHECKF(c, "control_new %s: %s", path, strerror(errno));
     CHECK_EQ(lstat(path, &st), 0);
     CHECKF((st.st_mode & 07777) == 0660, "mode %o", st.st_mode & 07777);
@@ -438,6 +438,35 @@ static void socket_check_group(const char *path, struct store *s,
      * freeing it unlinks the socket. */
     control_free(c);
     CHECK(lstat(path, &st) < 0 && errno == ENOENT);
+}
+
+/*
+ * The mode with the admin group: alone, or the same as the watch group,
+ * 0660 and its; with a different watch group, 0666 (the check at accept
+ * admits).
+ */
+static void socket_check_groups(const char *path, struct store *s,
+                                const struct control_info *info)
+{
+    const gid_t g = getgid();
+    const struct {
+        gid_t watch, admin;
+        unsigned mode;
+    } cases[] = {
+        { (gid_t)-1, g, 0660 },
+        { g, g, 0660 },
+        { g, g + 1, 0666 },
+    };
+    struct stat st;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct control *c = control_new(path, s, info, cases[i].watch, cases[i].admin);
+        CHECKF(c, "control_new %s: %s", path, strerror(errno));
+        CHECK_EQ(lstat(path, &st), 0);
+        CHECKF((st.st_mode & 07777) == cases[i].mode, "case %zu: mode %o", i,
+               st.st_mode & 07777);
+        control_free(c);
+    }
 }
 
 /* Bind a Unix socket at path and close it, as a dead daemon leaves it. */
@@ -464,7 +493,7 @@ static void socket_check_stale(const char *path, struct store *s,
     socket_make_stale(path, true);
     CHECK_EQ(lstat(path, &st), 0);
     CHECK_EQ(ct_try_connect(path), -ECONNREFUSED);
-    struct control *c = control_new(path, s, info, (gid_t)-1);
+    struct control *c = control_new(path, s, info, (gid_t)-1, (gid_t)-1);
     CHECKF(c, "control_new over a stale socket: %s", strerror(errno));
     CHECK_EQ(control_start(c), 0);
     CHECK_EQ(control_start(c), -EALREADY);
@@ -488,7 +517,7 @@ static void socket_check_refused(const char *path, struct store *s,
     struct stat st;
 
     errno = 0;
-    CHECK(control_new(path, s, info, (gid_t)-1) == NULL);
+    CHECK(control_new(path, s, info, (gid_t)-1, (gid_t)-1) == NULL);
     CHECK_EQ(errno, EADDRINUSE);
     CHECK_EQ(lstat(path, &st), 0);
     CHECK((st.st_mode & S_IFMT) == type);
@@ -534,7 +563,7 @@ static void socket_check_long_path(struct store *s, const struct control_info *i
     longp[0] = '/';
     longp[sizeof(longp) - 1] = '\0';
     errno = 0;
-    CHECK(control_new(longp, s, info, (gid_t)-1) == NULL);
+    CHECK(control_new(longp, s, info, (gid_t)-1, (gid_t)-1) == NULL);
     CHECK_EQ(errno, ENAMETOOLONG);
     control_free(NULL);
 }
@@ -550,6 +579,7 @@ static void test_socket_file(void)
     struct store *s = store_new(&cfg);
     CHECK(s);
     socket_check_group(path, s, &info);
+    socket_check_groups(path, s, &info);
     socket_check_stale(path, s, &info);
     socket_check_not_socket(path, s, &info);
     socket_check_long_path(s, &info);
@@ -755,7 +785,7 @@ static void roles_watch(const char *path)
     }
     /* With arguments, good or bad, the same: the role is checked first. */
     ct_ask(fd, "set mem-limit=0", r, sizeof(r));
-    CHECK_RESP(r, "error EPERM read-only: only root may change the device");
+    CHECK_RESP(r, "error EPERM read-only: changing the device needs root (no admin-group)");
     ct_ask(fd, "set nonsense", r, sizeof(r));
     CHECK_RESP(r, "error EPERM ");
     ct_ask(fd, "writeback all limit=4096", r, sizeof(r));
@@ -782,7 +812,7 @@ static void test_roles(void)
         return;
     }
     snprintf(path, sizeof(path), "%s/roles.sock", t.dir);
-    struct control *c = control_new(path, t.store, &info, WATCHER_ID);
+    struct control *c = control_new(path, t.store, &info, WATCHER_ID, (gid_t)-1);
     CHECKF(c, "control_new %s: %s", path, strerror(errno));
     CHECK_EQ(control_start(c), 0);
     /* The watcher must reach the socket: through the directory, not into it. */

@@ -173,7 +173,7 @@ expect '--fuse' _uzramd uzramd --fu
 expect '--max-connections --mem-limit' _uzramd uzramd --m
 opts=$(complete_line _uzramd uzramd --)
 for o in --name --size --algorithm --level --fuse --nbd-unix --nbd-tcp --read-only \
-    --max-connections --handshake-timeout --control --group --mem-limit \
+    --max-connections --handshake-timeout --control --control-group --group --admin-group --mem-limit \
     --compact-threshold --pidfile --foreground --threads --config --help --version; do
     [[ " $opts " == *" $o "* ]] || fail "uzramd --<TAB> lacks $o: $opts"
 done
@@ -201,6 +201,8 @@ COMP_WORDS=(uzramd --fuse "$T/a"); COMP_CWORD=2; _uzramd || true
 [[ ${#COMPREPLY[@]} == 1 && ${COMPREPLY[0]} == "$T/a file.img" ]] ||
     fail "--fuse '$T/a': got ${#COMPREPLY[@]} completions: ${COMPREPLY[*]}"
 expect 'root' _uzramd uzramd --group roo
+expect 'root' _uzramd uzramd --control-group roo
+expect 'root' _uzramd uzramd --admin-group roo
 expect '' _uzramd uzramd --size ''
 expect '' _uzramd uzramd --name u
 

@@ -8,6 +8,10 @@
 #     works, and the file is still there (the socket unit's) after uzramd
 #     stops;
 #   - a passed socket with no matching option (a TCP one) is served too;
+#   - the passed Unix socket's clients are checked as uzramd's own
+#     socket's (as root, where there is a second user to be): with its
+#     file opened to all, a user outside --nbd-group is refused and
+#     counted, and a member reads;
 #   - $LISTEN_PID naming another process: the sockets are not ours, and
 #     uzramd binds its own --nbd-unix as usual;
 #   - a descriptor that is not a listening socket, or socket activation
@@ -37,8 +41,24 @@ start_activated() {
     wait_started_fg "uzramd did not start"
 }
 
+# A second user: nobody, in nobody's group (--nbd-group) or in another.
+peers=false
+group_args=()
+if ((EUID == 0)) && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+    peers=true
+    chmod 0755 "$TMPD"
+    group_args=(--nbd-group "$(id -g nobody)")
+fi
+# as_nobody GID CMD...: CMD as nobody with GID as its only group.
+as_nobody() {
+    local g=$1
+    shift
+    setpriv --reuid=nobody --regid="$g" --clear-groups "$@"
+}
+
 # A Unix socket at the configured path, and a TCP one nobody configured.
-start_activated "unix:$SOCK" "tcp:127.0.0.1:0" -- --name act0 --size 64M --nbd-unix "$SOCK" --tls=off
+start_activated "unix:$SOCK" "tcp:127.0.0.1:0" -- --name act0 --size 64M --nbd-unix "$SOCK" --tls=off \
+    "${group_args[@]}"
 port=$(<"$TMPD/port")
 ino=$(stat -c %i "$SOCK")
 [[ $(nbdinfo --size "$URI") == $((64 << 20)) ]] || fail "nbdinfo on the passed Unix socket"
@@ -48,8 +68,21 @@ grep -q "NBD on unix:$SOCK,tcp:127.0.0.1:$port (sockets from the service manager
 [[ $("$UZRAMCTL" list --noheadings --output MOUNTPOINT "$DEV_SOCK" | tr -d ' ') == "unix:$SOCK,tcp:127.0.0.1:$port" ]] ||
     fail "uzramctl list shows '$("$UZRAMCTL" list --noheadings --output MOUNTPOINT "$DEV_SOCK")'"
 [[ $(stat -c %i "$SOCK") == "$ino" ]] || fail "uzramd replaced the passed socket file"
+strangers=0
+if $peers; then
+    # The socket unit's mode is not the only check: open it to all.
+    chmod 0666 "$SOCK"
+    if as_nobody 65533 nbdinfo --size "$URI" >"$TMPD/out" 2>&1; then
+        fail "a user outside --nbd-group read the device through the passed socket"
+    fi
+    strangers=1
+    [[ $(as_nobody "$(id -g nobody)" nbdinfo --size "$URI") == $((64 << 20)) ]] ||
+        fail "a member of --nbd-group could not read through the passed socket"
+fi
 stop_daemon
 [[ $DEV_STATUS == 0 ]] || fail "uzramd exited $DEV_STATUS"
+grep -q " $strangers refused as strangers " "$TMPD/uzramd.log" ||
+    fail "want $strangers refused as strangers: $(grep 'NBD stopped' "$TMPD/uzramd.log")"
 [[ -S $SOCK ]] || fail "uzramd removed the passed socket's file: it is the socket unit's"
 cleanup_pop
 rm -f "$SOCK" "$TMPD/ctl.sock"

@@ -141,6 +141,7 @@ int uz_request_tick(int fd, const char *req, struct uz_reply *ret, unsigned tick
     char out[PROTO_LINE_MAX];
     size_t len = 0, n;
     int k = snprintf(out, sizeof(out), "%s\n", req);
+    int send_err = 0;
 
     if (k < 0 || (size_t)k >= sizeof(out))
         return -E2BIG;
@@ -149,6 +150,12 @@ int uz_request_tick(int fd, const char *req, struct uz_reply *ret, unsigned tick
         if (s < 0) {
             if (errno == EINTR)
                 continue;
+            /* A daemon that refused us may have said why before closing:
+             * read that, and report the broken send only if there is none. */
+            if (errno == EPIPE || errno == ECONNRESET) {
+                send_err = -errno;
+                break;
+            }
             return errno == EAGAIN ? -ETIMEDOUT : -errno;
         }
         off += (size_t)s;
@@ -189,10 +196,12 @@ int uz_request_tick(int fd, const char *req, struct uz_reply *ret, unsigned tick
         if (s < 0) {
             if (errno == EINTR)
                 continue;
+            if (send_err)
+                return send_err;
             return errno == EAGAIN ? -ETIMEDOUT : -errno;
         }
         if (s == 0)
-            return -ECONNRESET;
+            return send_err ? send_err : -ECONNRESET;
         char *nl = memchr(ret->line + len, '\n', (size_t)s);
         len += (size_t)s;
         if (nl) {

@@ -96,7 +96,8 @@ void device_resolve(struct device *d, const char *arg)
 /*
  * The control socket refused us: say whose it is and which group lets a
  * user in, so that the fix (a group membership, or root) is plain; the
- * daemon sets the group with --group (uzramd(8), SECURITY).
+ * daemon sets the group with --control-group or --admin-group (uzramd(8),
+ * SECURITY).
  */
 static void access_denied(const struct device *d)
 {
@@ -122,11 +123,11 @@ static void access_denied(const struct device *d)
     snprintf(who, sizeof(who), st.st_uid == 0 ? "root" : "root, %s", uname);
     if (st.st_mode & S_IRWXG)
         warn("%s: connect: %s: %s is %s's, for group %s: only %s and members of %s may use "
-             "it (its members only to watch)",
-             d->arg, strerror(EACCES), d->path, uname, gname, who, gname);
+             "it (its members only to watch, unless uzramd's --admin-group is also %s)",
+             d->arg, strerror(EACCES), d->path, uname, gname, who, gname, gname);
     else
         warn("%s: connect: %s: %s is %s's, and no group may use it: only %s may (uzramd "
-             "--group GROUP lets a group watch)",
+             "--control-group GROUP lets a group watch)",
              d->arg, strerror(EACCES), d->path, uname, who);
 }
 
@@ -209,7 +210,10 @@ int device_open(struct device *d, unsigned timeout, bool quiet_missing)
     if (e < 0) {
         device_error(d, verb, -e);
     } else if (!r->ok) {
-        if (r->err == EPROTONOSUPPORT)
+        /* Refused at accept: the daemon's line says who may connect. */
+        if (r->err == EACCES)
+            warn("%s: connect: %s (%s)", d->arg, strerror(r->err), r->msg);
+        else if (r->err == EPROTONOSUPPORT)
             warn("%s: the daemon does not speak protocol %d (%s)", d->arg, PROTO_VERSION, r->msg);
         else
             warn("%s: %s: %s (%s)", d->arg, verb, strerror(r->err), r->msg);

@@ -303,7 +303,7 @@ static void hint_root_devices(void)
     closedir(d);
     if (n)
         warn("no device of this user's; %s has %u control socket%s of root's daemons "
-             "(uzramctl --dir %s, as root or a member of their --group)",
+             "(uzramctl --dir %s, as root or a member of their --control-group)",
              UZRAM_ROOT_RUN_DIR, n, n == 1 ? "" : "s", UZRAM_ROOT_RUN_DIR);
 }
 
