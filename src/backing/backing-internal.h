@@ -135,6 +135,7 @@ struct backing_crypt;
 
 /* A write's seal, kept until the write has succeeded. */
 struct backing_seal_pending {
+    const void *sealed; /* the ciphertext: the calling thread's block */
     uint64_t counter;
     uint8_t tag[16];
 };
@@ -150,12 +151,13 @@ void backing_crypt_free(struct backing_crypt *c);
 size_t backing_crypt_bytes(uint64_t blocks);
 /*
  * Encrypt len bytes (1..4096) of src for block blk into the calling
- * thread's block, which it returns (valid until the thread's next seal),
- * with the seal in *ret.  Cannot fail.  blk is in range (the front checked).
+ * thread's block (ret->sealed, valid until the thread's next seal), with
+ * the seal in *ret.  0, or a negative errno from the cipher, which does
+ * not fail with valid arguments (-EIO, -ENOMEM; *ret untouched).  blk is
+ * in range (the front checked).  Any thread; no lock, no allocation.
  */
-const void *backing_crypt_seal(struct backing_crypt *c, uint64_t blk, const void *src,
-                               size_t len, struct backing_seal_pending *ret)
-    __attribute__((nonnull));
+int backing_crypt_seal(struct backing_crypt *c, uint64_t blk, const void *src, size_t len,
+                       struct backing_seal_pending *ret) __attribute__((nonnull));
 /* The write of a sealed block succeeded: from now on, reads check against this seal. */
 void backing_crypt_commit(struct backing_crypt *c, uint64_t blk,
                           const struct backing_seal_pending *p) __attribute__((nonnull));
@@ -164,7 +166,9 @@ void backing_crypt_forget(struct backing_crypt *c, uint64_t blk) __attribute__((
 /*
  * Decrypt the len bytes read from block blk in place and check them: 0, or
  * -EBADMSG (wrong tag, another block's or an older write's content, a block
- * never sealed, a length other than the one written) with buf zeroed.
+ * never sealed, a length other than the one written) with buf zeroed; any
+ * other error of the cipher (which it has no reason to give) as -EIO, buf
+ * zeroed too.  Any thread; no lock, no allocation.
  */
 int backing_crypt_open(struct backing_crypt *c, uint64_t blk, void *buf, size_t len)
     __attribute__((nonnull));

@@ -252,8 +252,9 @@ int backing_write(struct backing *b, uint64_t blk, const void *buf, size_t len)
     if (!io_args_ok(b, blk, len))
         return record(b, -EINVAL, &b->writes, &b->write_errors);
     struct backing_seal_pending seal;
-    const void *sealed = backing_crypt_seal(b->crypt, blk, buf, len, &seal);
-    int r = b->ops->pwrite(b, sealed, len, blk * BACKING_BLOCK_SIZE);
+    int r = backing_crypt_seal(b->crypt, blk, buf, len, &seal);
+    if (r == 0)
+        r = b->ops->pwrite(b, seal.sealed, len, blk * BACKING_BLOCK_SIZE);
     if (r == 0)
         backing_crypt_commit(b->crypt, blk, &seal);
     return record(b, r, &b->writes, &b->write_errors);
@@ -265,7 +266,7 @@ int backing_read(struct backing *b, uint64_t blk, void *buf, size_t len)
                                     : -EINVAL;
     if (r == 0) {
         r = backing_crypt_open(b->crypt, blk, buf, len);
-        if (r < 0)
+        if (r == -EBADMSG)
             counter_add(&b->bad_seals, 1);
     }
     return record(b, r, &b->reads, &b->read_errors);

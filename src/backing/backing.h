@@ -182,7 +182,7 @@ struct backing_stats {
     int last_error;         /* the last error returned (negative errno), or 0 */
     uint64_t reconnects;    /* NBD connections reopened */
     uint64_t bad_seals;     /* reads that failed with -EBADMSG */
-    uint64_t meta_bytes;    /* memory of the seal table and key: 24 bytes a block */
+    uint64_t meta_bytes;    /* memory of the seal table: 24 bytes a block */
     bool connected;         /* false while an NBD server is away */
     bool direct;            /* backing_use_direct() succeeded */
     bool pressure;          /* transfers go the direct way now */

@@ -380,7 +380,7 @@ void store_reset_mem_used_max(struct store *s) __attribute__((nonnull));
     X(u64, idle_pages, COUNTER)             /* slots marked idle now */                         \
     X(u64, recompressed, COUNTER)           /* slots holding an object of the second codec */   \
     X(u64, bd_bad_sums, DERIVED)            /* backing reads whose seal failed (-EIO) */        \
-    X(u64, bd_meta_bytes, DERIVED)          /* memory of the backing's seals and key */         \
+    X(u64, bd_meta_bytes, DERIVED)          /* memory of the backing's seal table */            \
     X(u64, reserve, DERIVED)                /* the reserve's target, bytes (0: no reserve) */   \
     X(u64, reserve_free, DERIVED)           /* populated and unused now */                      \
     X(u64, reserve_min, DERIVED)            /* the least reserve_free has been */               \
