@@ -24,10 +24,15 @@
 /* Whether a recv() that timed out finds c idle: see above. */
 static bool conn_idle(struct nbd_conn *c)
 {
+    unsigned free_txs = 0;
+
     if (!c->wait_request || c->rx_len != c->rx_pos)
         return false;
     LOCK_GUARD(&c->lock);
-    return c->jobs == 0 && !c->queue_head;
+    /* Every batch but the one being gathered (flushed, so empty) is free: none is sending. */
+    for (const struct nbd_tx *tx = c->free_txs; tx; tx = tx->next)
+        free_txs++;
+    return c->jobs == 0 && (!c->sender_running || free_txs == NBD_CONN_TXS - 1);
 }
 
 /* recv() into buf; -ETIMEDOUT when idle past the idle timeout, -ECONNRESET at the end. */
