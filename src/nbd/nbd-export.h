@@ -92,8 +92,9 @@ struct nbd_export_options {
     /*
      * Seconds from accept() to the end of the handshake, 1..3600; 0: 10.
      * A client that has not reached the transmission phase by then is
-     * disconnected.  Transmission itself has no deadline: the kernel's
-     * client serving swap may be silent for hours.
+     * disconnected.  Transmission has only send_timeout and idle_timeout
+     * below, the second off unless asked for: the kernel's client serving
+     * swap may be silent for hours.
      */
     unsigned handshake_timeout;
     /*
