@@ -85,6 +85,7 @@ struct control {
     bool memory_locked, io_flusher, oom_protected;  /* as control_info says */
     int (*stop)(void *stop_arg, bool force, char *why, size_t len);
     void *stop_arg;
+    void (*nbd_stats)(void *stop_arg, struct control_nbd_stats *ret);
     int listen_fd;
     int wake_fd;
     struct job job;

@@ -124,6 +124,18 @@ static void req_stat(struct control *ctl, struct client *c, int argc, char **arg
 #define STAT(type, name, source) STAT_##type(r, #name, st.name);
     STORE_STATS(STAT)
 #undef STAT
+    struct control_nbd_stats ns = { 0 };
+    if (ctl->nbd_stats)
+        ctl->nbd_stats(ctl->stop_arg, &ns);
+    resp_u64(r, "nbd_active", ns.active);
+    resp_u64(r, "nbd_connections", ns.connections);
+    resp_u64(r, "nbd_refused", ns.refused);
+    resp_u64(r, "nbd_strangers", ns.strangers);
+    resp_u64(r, "nbd_dropped", ns.dropped);
+    resp_u64(r, "nbd_timed_out", ns.timed_out);
+    resp_u64(r, "nbd_send_timeouts", ns.send_timeouts);
+    resp_u64(r, "nbd_idle_timeouts", ns.idle_timeouts);
+    resp_u64(r, "nbd_queued_bytes", ns.queued_bytes);
     resp_u64(r, "memory_locked", ctl->memory_locked);
     resp_u64(r, "io_flusher", ctl->io_flusher);
     resp_u64(r, "oom_protected", ctl->oom_protected);

@@ -447,6 +447,7 @@ struct control *control_new(const char *path, struct store *store,
     ctl->oom_protected = info->oom_protected;
     ctl->stop = info->stop;
     ctl->stop_arg = info->stop_arg;
+    ctl->nbd_stats = info->nbd_stats;
     ctl->path = strdup(path);
     ctl->name = strdup(info->name ? info->name : "");
     ctl->algorithm = strdup(info->algorithm ? info->algorithm : "");

@@ -30,6 +30,19 @@
 struct store;
 struct control;
 
+/* The NBD front end's figures, for stat (PROTOCOL.md); all 0 without one. */
+struct control_nbd_stats {
+    uint64_t active;        /* clients connected now */
+    uint64_t connections;   /* accepted since start */
+    uint64_t refused;       /* past their socket's --max-connections */
+    uint64_t strangers;     /* a Unix peer not root, uzramd's user or --nbd-group's */
+    uint64_t dropped;       /* broke the protocol */
+    uint64_t timed_out;     /* past --handshake-timeout */
+    uint64_t send_timeouts; /* a reply made no progress for --send-timeout */
+    uint64_t idle_timeouts; /* idle past --idle-timeout */
+    uint64_t queued_bytes;  /* reply bytes handed to senders, not sent yet */
+};
+
 /* What the daemon tells the server about itself, copied by control_new(). */
 struct control_info {
     const char *name;        /* device name, e.g. "uzram0" */
@@ -51,6 +64,11 @@ struct control_info {
      */
     int (*stop)(void *stop_arg, bool force, char *why, size_t len);
     void *stop_arg;
+    /*
+     * Fill *ret with the NBD front end's figures, on the control thread,
+     * with stop_arg; it cannot fail.  NULL: all 0.
+     */
+    void (*nbd_stats)(void *stop_arg, struct control_nbd_stats *ret);
 };
 
 /*

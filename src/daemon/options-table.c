@@ -131,6 +131,7 @@ void option_defaults(struct options *o)
     o->threads = (unsigned)default_threads();
     o->max_connections = NBD_EXPORT_DEFAULT_CONNECTIONS;
     o->handshake_timeout = NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT;
+    o->send_timeout = NBD_EXPORT_DEFAULT_SEND_TIMEOUT;
     o->backing_timeout = DEFAULT_BACKING_TIMEOUT;
     o->high_wm_pct = DEFAULT_HIGH_WM;
     o->low_wm_pct = DEFAULT_LOW_WM;
@@ -189,6 +190,15 @@ static int set_uint(const struct option_def *def, struct options *o, const char 
         return -EINVAL;
     *FIELD(o, def, unsigned) = (unsigned)v;
     return 0;
+}
+
+/* --send-timeout: given, it reaches the Unix sockets too (uzramd(8)). */
+static int set_send_timeout(const struct option_def *def, struct options *o, const char *arg)
+{
+    int r = set_uint(def, o, arg);
+    if (r == 0)
+        o->send_timeout_given = true;
+    return r;
 }
 
 static int set_flag(const struct option_def *def, struct options *o, const char *arg)
@@ -429,6 +439,21 @@ const struct option_def option_table[OPTION_MAX] = {
         .help = "disconnect an NBD client that has not finished\n"
                 "its handshake after SECONDS (default "
                 STR(NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT) ")" },
+    [OPT_SEND_TIMEOUT] = {
+        .name = "send-timeout", .metavar = "SECONDS", .key = OPTION_KEY_VALUE,
+        .set = set_send_timeout, .field = offsetof(struct options, send_timeout),
+        .min = 0, .max = NBD_EXPORT_MAX_TIMEOUT, .want = "0-" STR(NBD_EXPORT_MAX_TIMEOUT),
+        .help = "drop an NBD client whose reply has made no\n"
+                "progress for SECONDS: it does not read (default "
+                STR(NBD_EXPORT_DEFAULT_SEND_TIMEOUT) "\n"
+                "on TCP, none on Unix sockets unless given;\n0: never)" },
+    [OPT_IDLE_TIMEOUT] = {
+        .name = "idle-timeout", .metavar = "SECONDS", .key = OPTION_KEY_VALUE,
+        .set = set_uint, .field = offsetof(struct options, idle_timeout),
+        .min = 0, .max = NBD_EXPORT_MAX_TIMEOUT, .want = "0-" STR(NBD_EXPORT_MAX_TIMEOUT),
+        .help = "disconnect an NBD client that has asked for\n"
+                "nothing for SECONDS (default 0: never; keep it\n"
+                "off for swap through the kernel's NBD client)" },
     [OPT_TLS] = {
         .name = "tls", .metavar = "off|on|require", .key = OPTION_KEY_VALUE,
         .set = set_tls, .want = "off, on or require",
@@ -581,6 +606,7 @@ static const char synopsis[] =
     "              [--threads N]\n"
     "              [--nbd-unix SOCKET] [--nbd-group GROUP] [--nbd-tcp [HOST]:PORT]\n"
     "              [--read-only] [--max-connections N] [--handshake-timeout SECONDS]\n"
+    "              [--send-timeout SECONDS] [--idle-timeout SECONDS]\n"
     "              [--tls off|on|require] [--tls-psk FILE] [--tls-certificates DIR]\n"
     "              [--backing FILE|NBD-URI] [--backing-force]\n"
     "              [--backing-format compressed|raw] [--backing-timeout SECONDS]\n"

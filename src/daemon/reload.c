@@ -46,6 +46,9 @@ static void warn_restart(const struct options *o, const struct options *n)
         { "read-only", o->read_only != n->read_only },
         { "max-connections", o->max_connections != n->max_connections },
         { "handshake-timeout", o->handshake_timeout != n->handshake_timeout },
+        { "send-timeout", o->send_timeout != n->send_timeout ||
+                              o->send_timeout_given != n->send_timeout_given },
+        { "idle-timeout", o->idle_timeout != n->idle_timeout },
         { "tls", o->tls != n->tls || o->tls_given != n->tls_given },
         { "tls-psk", str_differ(o->tls_psk, n->tls_psk) },
         { "tls-certificates", str_differ(o->tls_certificates, n->tls_certificates) },

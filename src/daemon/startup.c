@@ -302,6 +302,7 @@ static int start_control(struct daemon *d)
         .oom_protected = d->hardening.oom_protected,
         .stop = request_stop,
         .stop_arg = d,
+        .nbd_stats = daemon_nbd_stats,
     };
 
     d->control = control_new(d->opt.control_path, d->store, &info, d->opt.gid,
@@ -430,6 +431,10 @@ static int start_nbd(struct daemon *d)
         .read_only = d->opt.read_only,
         .max_connections = d->opt.max_connections,
         .handshake_timeout = d->opt.handshake_timeout,
+        .send_timeout = d->opt.send_timeout,
+        /* Not unasked on Unix sockets: the kernel's client serving swap is there. */
+        .send_timeout_unix = d->opt.send_timeout_given ? d->opt.send_timeout : 0,
+        .idle_timeout = d->opt.idle_timeout,
         .threads = d->opt.threads,
         .sender_init = harden_reply_thread,
         .tls = d->opt.tls,

@@ -47,10 +47,39 @@ static void stop_nbd(struct daemon *d)
     log_info("NBD stopped: %llu connections, %llu refused (--max-connections), "
              "%llu refused as strangers (not root, uzramd's user or --nbd-group), "
              "%llu dropped for breaking the protocol, %llu for a handshake too slow "
-             "(--handshake-timeout)",
+             "(--handshake-timeout), %llu for not reading replies (--send-timeout), "
+             "%llu closed idle (--idle-timeout)",
              (unsigned long long)st.connections, (unsigned long long)st.refused,
              (unsigned long long)st.strangers, (unsigned long long)st.dropped,
-             (unsigned long long)st.timed_out);
+             (unsigned long long)st.timed_out, (unsigned long long)st.send_timeouts,
+             (unsigned long long)st.idle_timeouts);
+}
+
+/*
+ * The NBD figures for stat, on the control thread: under stop_lock, as
+ * request_stop() looks at d->nbd, so that teardown cannot free it meanwhile.
+ */
+void daemon_nbd_stats(void *daemon, struct control_nbd_stats *ret)
+{
+    struct daemon *d = daemon;
+    struct nbd_export_stats st;
+
+    *ret = (struct control_nbd_stats){ 0 };
+    LOCK_GUARD(&d->stop_lock);
+    if (!d->serving || d->stopping || !d->nbd)
+        return;
+    nbd_export_get_stats(d->nbd, &st);
+    *ret = (struct control_nbd_stats){
+        .active = st.active,
+        .connections = st.connections,
+        .refused = st.refused,
+        .strangers = st.strangers,
+        .dropped = st.dropped,
+        .timed_out = st.timed_out,
+        .send_timeouts = st.send_timeouts,
+        .idle_timeouts = st.idle_timeouts,
+        .queued_bytes = st.queued_bytes,
+    };
 }
 
 int request_stop(void *daemon, bool force, char *why, size_t len)

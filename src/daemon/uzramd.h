@@ -74,6 +74,9 @@ struct options {
     bool read_only;                  /* NBD clients may not write */
     unsigned max_connections;        /* NBD clients at once, on each socket */
     unsigned handshake_timeout;      /* seconds an NBD client has to finish its handshake */
+    unsigned send_timeout;           /* seconds a reply may make no progress; 0: none */
+    bool send_timeout_given;         /* --send-timeout given: it holds on Unix sockets too */
+    unsigned idle_timeout;           /* seconds an NBD client may idle; 0: for ever */
     unsigned tls;                    /* enum nbd_tls_mode, for every NBD listener */
     bool tls_given;                  /* --tls was given: required with --nbd-tcp */
     char *tls_psk;                   /* absolute, or NULL */
@@ -114,7 +117,8 @@ void options_free(struct options *o) __attribute__((nonnull));
 /* clang-format off */
 enum option_id {
     OPT_CONFIG, OPT_NAME, OPT_SIZE, OPT_ALGORITHM, OPT_LEVEL, OPT_FUSE, OPT_NBD_UNIX,
-    OPT_NBD_GROUP, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_HANDSHAKE_TIMEOUT, OPT_TLS,
+    OPT_NBD_GROUP, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_HANDSHAKE_TIMEOUT,
+    OPT_SEND_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_TLS,
     OPT_TLS_PSK, OPT_TLS_CERTIFICATES, OPT_CONTROL,
     OPT_CONTROL_GROUP, OPT_GROUP, OPT_ADMIN_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORCE, OPT_BACKING_FORMAT, OPT_BACKING_TIMEOUT,
     OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,
@@ -432,6 +436,9 @@ struct daemon {
  * file's users at once rather than wait for them.  Control thread.
  */
 int request_stop(void *daemon, bool force, char *why, size_t len);
+/* control_info.nbd_stats: the NBD export's figures, 0 before it serves and once it stops. */
+struct control_nbd_stats;
+void daemon_nbd_stats(void *daemon, struct control_nbd_stats *ret);
 
 /* ---- startup.c ------------------------------------------------------------ */
 

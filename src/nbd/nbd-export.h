@@ -70,6 +70,15 @@ void nbd_tls_creds_free(struct nbd_tls_creds *cr);
  */
 #define NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT 10
 #define NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT 3600
+/*
+ * Seconds a reply may make no progress (no byte taken by the socket)
+ * before its client is dropped.  A client that reads does not come near
+ * it: the kernel's NBD client under memory pressure has waited seconds
+ * for a socket buffer (uzramd(8), SWAP), not a minute.  0: none.
+ */
+#define NBD_EXPORT_DEFAULT_SEND_TIMEOUT 60
+/* A day: past that a timeout is no bound.  The same for the idle timeout. */
+#define NBD_EXPORT_MAX_TIMEOUT 86400
 
 struct nbd_export_options {
     const char *description;  /* sent as NBD_INFO_DESCRIPTION, e.g. the device name; may be NULL */
@@ -83,10 +92,31 @@ struct nbd_export_options {
     /*
      * Seconds from accept() to the end of the handshake, 1..3600; 0: 10.
      * A client that has not reached the transmission phase by then is
-     * disconnected.  Transmission itself has no deadline: the kernel's
-     * client serving swap may be silent for hours.
+     * disconnected.  Transmission has only send_timeout and idle_timeout
+     * below, the second off unless asked for: the kernel's client serving
+     * swap may be silent for hours.
      */
     unsigned handshake_timeout;
+    /*
+     * Seconds a connection in transmission may hold a reply that makes no
+     * progress (its client does not read) before it is dropped, 0..86400;
+     * 0: none.  Unlike the others, 0 here is no default: the caller gives
+     * NBD_EXPORT_DEFAULT_SEND_TIMEOUT.
+     */
+    unsigned send_timeout;
+    /*
+     * The same for the clients of Unix sockets, 0..86400; 0: none.  Apart,
+     * because a Unix socket is where the kernel's client serving swap
+     * connects, and dropping it takes the swap device away: its caller
+     * sets it only when asked to.
+     */
+    unsigned send_timeout_unix;
+    /*
+     * Seconds a connection in transmission may stay with no request in
+     * flight and nothing received before it is closed, 0..86400; 0: never,
+     * as the kernel's client serving swap needs (it may be silent for hours).
+     */
+    unsigned idle_timeout;
     /*
      * Worker threads for large requests (see nbd-pool.c); 0: none, every
      * request is served by its connection's thread.
@@ -144,13 +174,16 @@ int nbd_export_listen_fd(struct nbd_export *ne, int fd, gid_t gid) __attribute__
 /* Start accepting clients and the worker threads.  -errno if a thread cannot start. */
 int nbd_export_start(struct nbd_export *ne) __attribute__((nonnull));
 
-/* Counters for the daemon's log; approximate while serving. */
+/* Counters for the daemon's log and `stat`; approximate while serving. */
 struct nbd_export_stats {
     uint64_t connections;       /* accepted since start */
     uint64_t refused;           /* closed at once: its listener's max_connections reached */
     uint64_t strangers;         /* closed at once: a Unix peer not root, ours or gid's */
     uint64_t dropped;           /* broke the protocol, or hung up mid-request */
     uint64_t timed_out;         /* still in the handshake at handshake_timeout: closed */
+    uint64_t send_timeouts;     /* a reply made no progress for send_timeout: dropped */
+    uint64_t idle_timeouts;     /* nothing asked nor received for idle_timeout: closed */
+    uint64_t queued_bytes;      /* reply bytes handed to senders and not yet sent, now */
     unsigned active;            /* connected now, on all listeners */
     /*
      * How long replies have been waiting to go out, in ms: 0 when no send

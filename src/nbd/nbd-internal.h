@@ -14,6 +14,15 @@
  * guards the pool's queue and free job buffers; clients_lock the client
  * list.  No thread holds two of them at once, except that a reply batch is
  * given back (nbd_job_put(), taking pool_lock) under the connection's lock.
+ *
+ * A client that does not read (doc/nbd.md, "Bounds"): its socket has
+ * SO_SNDTIMEO from transmission on (nbd-server.c), so a sendv() that makes
+ * no progress for send_timeout returns; the transport shuts the socket
+ * down (nbd-transport.c, nbd-tls.c), which marks the connection broken
+ * (sendv_all()) and ends its thread's recv().  Its sender then gives every
+ * queued batch back unsent, and each job buffer with it.  Nothing new is
+ * locked for it: the shutdown runs in the sending thread, under the send
+ * lock, on a descriptor that stays open until every sender has ended.
  */
 #ifndef UZRAM_NBD_INTERNAL_H
 #define UZRAM_NBD_INTERNAL_H
@@ -67,6 +76,7 @@ struct nbd_tx {
     uint8_t *data;              /* a connection's batch: its read data (NBD_DATA_SIZE) */
     int niov;
     size_t hdr_used;
+    size_t queued;              /* bytes counted in ne->queued_bytes while with the sender */
     bool ext_busy;              /* ext is referenced by a pending iovec */
     struct iovec iov[NBD_TX_IOV];
     uint8_t hdr[NBD_TX_HDR];
@@ -85,6 +95,8 @@ struct nbd_conn {
     bool tls_active; /* NBD_OPT_STARTTLS succeeded: io goes through TLS */
     uint16_t tflags;
     atomic_bool broken;         /* a send failed: stop serving */
+    bool send_timed_out;        /* and for want of progress: counted once (send lock) */
+    bool wait_request;          /* rx_fill() waits for a request: may end idle (c's thread) */
 
     /* Unread input is rx[rx_pos, rx_len).  The connection's thread only. */
     uint8_t *rx;
@@ -142,6 +154,11 @@ struct nbd_export {
     unsigned max_connections; /* per listener (nbd-server.c) */
     unsigned handshake_ms;    /* from accept() to transmission (nbd-server.c) */
     unsigned nthreads;
+    unsigned send_timeout_s; /* SO_SNDTIMEO in transmission, TCP; 0: none (nbd-server.c) */
+    unsigned send_timeout_unix_s; /* the same on Unix sockets */
+    unsigned idle_timeout_s;      /* SO_RCVTIMEO in transmission; 0: none (nbd-input.c) */
+    /* Job buffers one connection may hold, so that one stays for the others (nbd-pool.c). */
+    unsigned conn_jobs_max;
     void (*sender_init)(void);  /* nbd_export_options.sender_init */
     enum nbd_tls_mode tls;      /* for every client (nbd-server.c) */
     const struct nbd_tls_creds *tls_creds;  /* the caller's; NULL when tls is OFF */
@@ -171,6 +188,8 @@ struct nbd_export {
     struct nbd_client *clients;
 
     atomic_uint_fast64_t n_connections, n_refused, n_strangers, n_dropped, n_timed_out;
+    atomic_uint_fast64_t n_send_timeouts, n_idle_timeouts;
+    atomic_uint_fast64_t queued_bytes; /* of batches with a sender (nbd-reply.c) */
     /* geteuid() at nbd_export_new(): its user may connect to a Unix socket. */
     uid_t owner;
     atomic_uint active;
@@ -202,6 +221,12 @@ struct nbd_transport {
 };
 /* A plain transport over socket fd. */
 void nbd_transport_init(struct nbd_transport *t, int fd) __attribute__((nonnull));
+/*
+ * A send made no progress for the socket's SO_SNDTIMEO: shut the socket
+ * down, so that the connection's recv() ends too, and set errno to
+ * ETIMEDOUT for the failed sendv() to return.
+ */
+void nbd_transport_stalled(struct nbd_transport *t) __attribute__((nonnull));
 /*
  * Run the TLS handshake on t's socket with cr and switch t to the session.
  * -EACCES: the peer's credentials were refused (a wrong PSK, a certificate
@@ -300,7 +325,10 @@ int conn_handshake(struct nbd_conn *c);
  * fail: errors go to the client.
  */
 void nbd_job_run(struct nbd_job *j) __attribute__((nonnull));
-/* Wait until fewer than max_jobs jobs of c are queued or running (c's thread). */
+/*
+ * Wait until fewer than max_jobs jobs of c are queued, running or waiting
+ * to be sent (c's thread).
+ */
 void wait_jobs(struct nbd_conn *c, unsigned max_jobs);
 /* Requests until the client leaves or breaks the framing.  0 or a negative errno. */
 int conn_transmission(struct nbd_conn *c);

@@ -10,6 +10,12 @@
  * before serving, so that serving never allocates.  A connection takes a
  * job buffer with nbd_job_get(), waiting while all are in use; the reply's
  * sender gives it back with nbd_job_put() once the reply is sent.
+ *
+ * One connection holds at most conn_jobs_max job buffers (queued, running
+ * or with its sender), one fewer than there are when there are two or
+ * more: a client that does not read keeps the ones its unsent replies
+ * hold until the send timeout drops it (nbd-reply.c), and meanwhile the
+ * last one still serves everybody else.
  */
 #include "nbd-internal.h"
 
@@ -128,6 +134,9 @@ int nbd_pool_start(struct nbd_export *ne)
     int r = jobs_make(ne);
     if (r < 0)
         return r;
+    ne->conn_jobs_max = ne->nthreads > 1 ? ne->nthreads - 1 : 1;
+    if (ne->conn_jobs_max > NBD_MAX_JOBS)
+        ne->conn_jobs_max = NBD_MAX_JOBS;
     ne->workers = calloc(ne->nthreads, sizeof(*ne->workers));
     if (!ne->workers)
         return -ENOMEM;

@@ -8,7 +8,11 @@
  * batch over and goes on with its other one; workers hand theirs over too,
  * so nothing that serves ever waits on a client that does not read.  A
  * failed send marks the connection broken; later batches are given back
- * unsent.
+ * unsent.  A send that made no progress for the send timeout failed too
+ * (the transport shut the socket down, nbd-transport.c), and is counted:
+ * that is how a client that never reads gives its buffers back.  Bytes
+ * with a sender are counted in ne->queued_bytes from tx_submit() until
+ * sent or dropped, so that a stalled client shows in the statistics.
  */
 #include "nbd-internal.h"
 
@@ -47,8 +51,10 @@ static ssize_t sendv_counted(struct nbd_conn *c, const struct iovec *iov, int n)
     if (atomic_fetch_add(&ne->sends_active, 1) == 0)
         atomic_store(&ne->send_done_ms, monotonic_coarse_ms());
     ssize_t w = c->io->sendv(c->io->ctx, iov, n);
+    int e = errno;
     atomic_store(&ne->send_done_ms, monotonic_coarse_ms());
     atomic_fetch_sub(&ne->sends_active, 1);
+    errno = e;
     return w;
 }
 
@@ -61,6 +67,10 @@ int sendv_all(struct nbd_conn *c, struct iovec *iov, int n)
     while (n > 0) {
         ssize_t w = sendv_counted(c, iov, n);
         if (w <= 0) {
+            if (w < 0 && errno == ETIMEDOUT && !c->send_timed_out) {
+                c->send_timed_out = true;
+                atomic_fetch_add(&c->ne->n_send_timeouts, 1);
+            }
             atomic_store(&c->broken, true);
             return -EPIPE;
         }
@@ -122,6 +132,10 @@ void tx_done_locked(struct nbd_conn *c, struct nbd_tx *tx)
 /* Hand a gathered batch to the sender.  c->lock not held. */
 void tx_submit(struct nbd_conn *c, struct nbd_tx *tx)
 {
+    tx->queued = 0;
+    for (int i = 0; i < tx->niov; i++)
+        tx->queued += tx->iov[i].iov_len;
+    atomic_fetch_add_explicit(&c->ne->queued_bytes, tx->queued, memory_order_relaxed);
     LOCK_GUARD(&c->lock);
     tx->next = NULL;
     if (c->queue_tail)
@@ -159,6 +173,7 @@ void *conn_sender_main(void *arg)
             LOCK_GUARD(&c->send_lock);
             (void)sendv_all(c, tx->iov, tx->niov);  /* a failure marks c broken */
         }
+        atomic_fetch_sub_explicit(&c->ne->queued_bytes, tx->queued, memory_order_relaxed);
         mutex_lock(&c->lock);
         tx_done_locked(c, tx);
     }

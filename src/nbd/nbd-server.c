@@ -45,9 +45,24 @@
  * client: whoever can connect could fill the log; the count is in the
  * daemon's line at stop.  TCP has no peer credentials: TLS is its check.
  *
- * There is no idle timeout in transmission, on purpose: the kernel's NBD
- * client serving swap sends nothing for as long as nothing is swapped,
- * and dropping it would take the swap device away (doc/nbd.md, "Bounds").
+ * In transmission the bounds are the socket's own timeouts, set as it
+ * begins (sock_established()), because there they mean exactly what is
+ * wanted: SO_SNDTIMEO is "a reply made no progress for send_timeout"
+ * (nbd-reply.c drops the client), SO_RCVTIMEO "nothing received for
+ * idle_timeout" (nbd-input.c closes the connection if nothing is in
+ * flight).  A deadline kept here by the accept thread would need every
+ * send to report its progress under clients_lock; the kernel already
+ * keeps the clock, per call, in the thread that waits.
+ *
+ * The idle timeout is off by default, on purpose: the kernel's NBD client
+ * serving swap sends nothing for as long as nothing is swapped, and
+ * dropping it would take the swap device away (doc/nbd.md, "Bounds").
+ * The send timeout is on by default on TCP, where anyone the port and TLS
+ * let in may connect, and off on Unix sockets unless asked for: that is
+ * where the kernel's client serving swap connects, and a reply that waits
+ * long under memory pressure must not cost the swap device.  A client of a
+ * Unix socket that does not read costs the others little anyway: it holds
+ * at most all job buffers but one.
  */
 #include "nbd-internal.h"
 
@@ -62,6 +77,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -134,8 +150,20 @@ static void sock_established(void *ctx)
 {
     struct nbd_client *cl = ((struct client_io *)ctx)->cl;
 
-    LOCK_GUARD(&cl->ne->clients_lock);
+    struct nbd_export *ne = cl->ne;
+
+    LOCK_GUARD(&ne->clients_lock);
     cl->deadline_ms = 0;
+    /* cl->fd is open: only this connection's thread closes it. */
+    unsigned send_s = cl->l->tcp ? ne->send_timeout_s : ne->send_timeout_unix_s;
+    if (send_s) {
+        struct timeval tv = { .tv_sec = send_s };
+        (void)setsockopt(cl->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
+    if (ne->idle_timeout_s) {
+        struct timeval tv = { .tv_sec = ne->idle_timeout_s };
+        (void)setsockopt(cl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    }
 }
 
 static void *client_main(void *arg)
@@ -429,7 +457,10 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
     unsigned maxc = o->max_connections ? o->max_connections : NBD_EXPORT_DEFAULT_CONNECTIONS;
 
     if (maxc > NBD_EXPORT_MAX_CONNECTIONS ||
-        o->handshake_timeout > NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT || o->tls >= NBD_TLS_MAX ||
+        o->handshake_timeout > NBD_EXPORT_MAX_HANDSHAKE_TIMEOUT ||
+        o->send_timeout > NBD_EXPORT_MAX_TIMEOUT ||
+        o->send_timeout_unix > NBD_EXPORT_MAX_TIMEOUT ||
+        o->idle_timeout > NBD_EXPORT_MAX_TIMEOUT || o->tls >= NBD_TLS_MAX ||
         (o->tls != NBD_TLS_OFF && !o->tls_creds)) {
         errno = EINVAL;
         return NULL;
@@ -444,6 +475,9 @@ struct nbd_export *nbd_export_new(struct store *s, const struct nbd_export_optio
     ne->max_connections = maxc;
     ne->handshake_ms = 1000u * (o->handshake_timeout ? o->handshake_timeout
                                                      : NBD_EXPORT_DEFAULT_HANDSHAKE_TIMEOUT);
+    ne->send_timeout_s = o->send_timeout;
+    ne->send_timeout_unix_s = o->send_timeout_unix;
+    ne->idle_timeout_s = o->idle_timeout;
     ne->nthreads = o->threads;
     ne->sender_init = o->sender_init;
     ne->tls = o->tls;
@@ -490,6 +524,9 @@ void nbd_export_get_stats(struct nbd_export *ne, struct nbd_export_stats *ret)
         .strangers = atomic_load(&ne->n_strangers),
         .dropped = atomic_load(&ne->n_dropped),
         .timed_out = atomic_load(&ne->n_timed_out),
+        .send_timeouts = atomic_load(&ne->n_send_timeouts),
+        .idle_timeouts = atomic_load(&ne->n_idle_timeouts),
+        .queued_bytes = atomic_load(&ne->queued_bytes),
         .active = atomic_load(&ne->active),
     };
     if (atomic_load(&ne->sends_active) > 0) {

@@ -26,7 +26,9 @@
  * lock only.
  *
  * The handshake has no timeout of its own: the connection's handshake
- * deadline (nbd-server.c) shuts the socket down, which ends it.
+ * deadline (nbd-server.c) shuts the socket down, which ends it.  In
+ * transmission GNUTLS_E_AGAIN means the socket's timeouts passed, as
+ * EAGAIN does for a plain socket (nbd-transport.c).
  */
 #include "nbd-internal.h"
 
@@ -257,6 +259,11 @@ static ssize_t tls_recv(struct nbd_transport *t, void *buf, size_t len)
         ssize_t r = gnutls_record_recv(t->tls->s, buf, len);
         if (r >= 0)
             return r;
+        /* SO_RCVTIMEO passed (nbd-transport.c): the caller judges; a retry resumes the record. */
+        if (r == GNUTLS_E_AGAIN) {
+            errno = EAGAIN;
+            return -1;
+        }
         /* A renegotiation is refused: TLS 1.3 has none, and we need none. */
         if (r != GNUTLS_E_REHANDSHAKE && !gnutls_error_is_fatal((int)r))
             continue;
@@ -286,7 +293,12 @@ static ssize_t tls_sendv(struct nbd_transport *t, const struct iovec *iov, int i
         ssize_t r = gnutls_record_send(ts->s, p, n);
         if (r >= 0)
             return r;
-        if (r != GNUTLS_E_INTERRUPTED && r != GNUTLS_E_AGAIN) {
+        if (r == GNUTLS_E_AGAIN) {
+            /* SO_SNDTIMEO passed: no progress; the record can never be finished. */
+            nbd_transport_stalled(t);
+            return -1;
+        }
+        if (r != GNUTLS_E_INTERRUPTED) {
             errno = EPIPE;
             return -1;
         }

@@ -343,7 +343,10 @@ static int serve_large(struct nbd_conn *c, const struct nbd_req *req)
     if (!c->ne->pool_running || req->len > NBD_JOB_BUF_SIZE)
         return req->type == NBD_CMD_WRITE ? stream_write(c, req) : stream_read(c, req);
 
-    wait_jobs(c, NBD_MAX_JOBS);
+    wait_jobs(c, c->ne->conn_jobs_max);
+    /* Dropped while it waited (the send timeout): serve nothing more. */
+    if (atomic_load_explicit(&c->broken, memory_order_relaxed))
+        return -ECONNRESET;
     struct nbd_job *j = nbd_job_get(c->ne);
     if (!j)
         return -ECONNRESET;     /* the export is stopping */
@@ -406,7 +409,14 @@ int conn_transmission(struct nbd_conn *c)
     for (;;) {
         if (atomic_load_explicit(&c->broken, memory_order_relaxed))
             return -ECONNRESET;
+        c->wait_request = true;
         int r = rx_fill(c, NBD_REQUEST_SIZE);
+        c->wait_request = false;
+        if (r == -ETIMEDOUT) {
+            /* Idle past the idle timeout: a clean end (nbd-input.c). */
+            atomic_fetch_add(&c->ne->n_idle_timeouts, 1);
+            return 0;
+        }
         if (r < 0)
             return r;
         const uint8_t *p = c->rx + c->rx_pos;

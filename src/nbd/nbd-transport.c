@@ -6,6 +6,12 @@
  * swaps for the TLS session's (nbd-tls.c).  The swap happens in the
  * handshake, in the connection's thread, before the sender thread exists,
  * so no one else is using the transport while it changes.
+ *
+ * In transmission the socket may have SO_SNDTIMEO and SO_RCVTIMEO
+ * (nbd-server.c): a send that times out has made no progress for that
+ * long, and the connection is given up (nbd_transport_stalled()); a
+ * receive that times out returns EAGAIN for the connection to judge
+ * whether it is idle (nbd-input.c).
  */
 #include "nbd-internal.h"
 
@@ -28,9 +34,17 @@ static ssize_t plain_sendv(struct nbd_transport *t, const struct iovec *iov, int
     for (;;) {
         /* MSG_NOSIGNAL: a client that hangs up costs EPIPE, not SIGPIPE. */
         ssize_t r = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            nbd_transport_stalled(t);
         if (r >= 0 || errno != EINTR)
             return r;
     }
+}
+
+void nbd_transport_stalled(struct nbd_transport *t)
+{
+    (void)shutdown(t->fd, SHUT_RDWR);
+    errno = ETIMEDOUT;
 }
 
 static void plain_end(struct nbd_transport *t, bool clean)

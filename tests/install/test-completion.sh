@@ -173,7 +173,7 @@ expect '--fuse' _uzramd uzramd --fu
 expect '--max-connections --mem-limit' _uzramd uzramd --m
 opts=$(complete_line _uzramd uzramd --)
 for o in --name --size --algorithm --level --fuse --nbd-unix --nbd-tcp --read-only \
-    --max-connections --handshake-timeout --control --control-group --group --admin-group --mem-limit \
+    --max-connections --handshake-timeout --send-timeout --idle-timeout --control --control-group --group --admin-group --mem-limit \
     --compact-threshold --pidfile --foreground --threads --config --help --version; do
     [[ " $opts " == *" $o "* ]] || fail "uzramd --<TAB> lacks $o: $opts"
 done
@@ -189,6 +189,8 @@ expect 'require' _uzramd uzramd --tls = r
 expect 'zstd' _uzramd uzramd --recompress-algorithm z
 expect '' _uzramd uzramd --high-watermark ''
 expect '' _uzramd uzramd --handshake-timeout ''
+expect '' _uzramd uzramd --send-timeout ''
+expect '' _uzramd uzramd --idle-timeout ''
 touch "$T/disk.img" "$T/daemon.pid" "$T/swap0.conf"
 for o in --fuse -F --pidfile -p --control -c --nbd-unix --config --backing; do
     expect "$T/daemon.pid $T/disk.img" _uzramd uzramd --size 1G "$o" "$T/d"
