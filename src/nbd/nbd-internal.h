@@ -168,7 +168,8 @@ struct nbd_export {
     pthread_mutex_t pool_lock;
     pthread_cond_t pool_cond;
     struct nbd_job *queue_head, *queue_tail;
-    struct nbd_job *jobs;       /* every job buffer (nworkers of them) */
+    struct nbd_job *jobs;       /* every job buffer */
+    unsigned njobs;             /* one more than the workers (nbd-pool.c) */
     struct nbd_job *jobs_free;  /* (pool_lock) */
     pthread_cond_t jobs_cond;   /* a job buffer came free (pool_lock) */
     bool pool_stop;

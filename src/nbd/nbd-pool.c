@@ -11,11 +11,12 @@
  * job buffer with nbd_job_get(), waiting while all are in use; the reply's
  * sender gives it back with nbd_job_put() once the reply is sent.
  *
- * One connection holds at most conn_jobs_max job buffers (queued, running
- * or with its sender), one fewer than there are when there are two or
- * more: a client that does not read keeps the ones its unsent replies
- * hold until the send timeout drops it (nbd-reply.c), and meanwhile the
- * last one still serves everybody else.
+ * There is one job buffer more than there are workers, and one connection
+ * holds at most conn_jobs_max of them (queued, running or with its
+ * sender), one per worker: a single client still keeps every worker busy,
+ * and a client that does not read, which keeps the buffers its unsent
+ * replies hold until the send timeout drops it (nbd-reply.c), leaves the
+ * last one to serve everybody else.  The spare costs NBD_JOB_BUF_SIZE.
  */
 #include "nbd-internal.h"
 
@@ -102,10 +103,11 @@ static void *worker_main(void *arg)
 /* The job buffers, one per worker, made and populated before serving. */
 static int jobs_make(struct nbd_export *ne)
 {
-    ne->jobs = calloc(ne->nthreads, sizeof(*ne->jobs));
+    ne->njobs = ne->nthreads + 1;
+    ne->jobs = calloc(ne->njobs, sizeof(*ne->jobs));
     if (!ne->jobs)
         return -ENOMEM;
-    for (unsigned i = 0; i < ne->nthreads; i++) {
+    for (unsigned i = 0; i < ne->njobs; i++) {
         struct nbd_job *j = &ne->jobs[i];
         if (!(j->tx = nbd_tx_new()))
             return -ENOMEM;
@@ -121,7 +123,7 @@ static int jobs_make(struct nbd_export *ne)
 
 static void jobs_free(struct nbd_export *ne)
 {
-    for (unsigned i = 0; ne->jobs && i < ne->nthreads; i++) {
+    for (unsigned i = 0; ne->jobs && i < ne->njobs; i++) {
         free(ne->jobs[i].buf);
         nbd_tx_free(ne->jobs[i].tx);
     }
@@ -134,7 +136,7 @@ int nbd_pool_start(struct nbd_export *ne)
     int r = jobs_make(ne);
     if (r < 0)
         return r;
-    ne->conn_jobs_max = ne->nthreads > 1 ? ne->nthreads - 1 : 1;
+    ne->conn_jobs_max = ne->nthreads;
     if (ne->conn_jobs_max > NBD_MAX_JOBS)
         ne->conn_jobs_max = NBD_MAX_JOBS;
     ne->workers = calloc(ne->nthreads, sizeof(*ne->workers));

@@ -61,8 +61,8 @@
  * let in may connect, and off on Unix sockets unless asked for: that is
  * where the kernel's client serving swap connects, and a reply that waits
  * long under memory pressure must not cost the swap device.  A client of a
- * Unix socket that does not read costs the others little anyway: it holds
- * at most all job buffers but one.
+ * Unix socket that does not read costs the others little anyway: it never
+ * holds the spare job buffer (nbd-pool.c).
  */
 #include "nbd-internal.h"
 
