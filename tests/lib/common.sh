@@ -90,6 +90,13 @@ require_cmd() {
     done
 }
 
+# require_system_python: PY is /usr/bin/python3, or skip.  Never python3
+# from PATH: a virtual environment's could be anything.
+require_system_python() {
+    PY=/usr/bin/python3
+    [[ -x $PY ]] || skip "needs $PY"
+}
+
 # ---- temporary directory -------------------------------------------------
 
 # make_tmpdir PREFIX: a new directory /tmp/PREFIX.XXXXXX in TMPD, removed

@@ -24,9 +24,7 @@
 require_cmd nbdinfo
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
-# Never python3 from PATH: a virtual environment's could be anything.
-PY=/usr/bin/python3
-[[ -x $PY ]] || skip "needs $PY"
+require_system_python
 HOLD=$(dirname "$0")/nbd-hold.py
 
 make_tmpdir uznbd

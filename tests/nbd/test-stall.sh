@@ -31,9 +31,7 @@ require_cmd nbdinfo
 require_cmd timeout
 require_binaries
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
-# Never python3 from PATH: a virtual environment's could be anything.
-PY=/usr/bin/python3
-[[ -x $PY ]] || skip "needs $PY"
+require_system_python
 STALL=$(dirname "$0")/nbd-stall.py
 
 make_tmpdir uznbd

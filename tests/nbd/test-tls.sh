@@ -21,8 +21,9 @@
 # shellcheck source=tests/lib/nbd.sh
 . "$(dirname "$0")/../lib/nbd.sh"
 
-require_cmd nbdinfo nbdcopy qemu-io qemu-img psktool certtool sha256sum python3
+require_cmd nbdinfo nbdcopy qemu-io qemu-img psktool certtool sha256sum
 require_binaries
+require_system_python
 NBD_IO=${1:?usage: $0 UZRAMD UZRAMCTL NBD-IO}
 OPT="$(dirname "$0")/nbd-opt.py"
 
@@ -102,12 +103,12 @@ qemu-img info --object "tls-creds-psk,id=tls0,endpoint=client,dir=$TMPD/qwrong,u
 nbdinfo "nbd://127.0.0.1:$port/" >"$TMPD/plain.out" 2>&1 && fail "a plain client was served"
 grep -q 'without TLS' "$TMPD/plain.out" && grep -q 'opt_go' "$TMPD/plain.out" ||
     fail "the plain client failed elsewhere than at NBD_OPT_GO: $(<"$TMPD/plain.out")"
-/usr/bin/python3 "$OPT" "127.0.0.1:$port" reqd || fail "TCP: not NBD_REP_ERR_TLS_REQD"
-/usr/bin/python3 "$OPT" "$NBD_SOCK" reqd || fail "Unix socket: not NBD_REP_ERR_TLS_REQD"
-/usr/bin/python3 "$OPT" "127.0.0.1:$port" exportname ||
+"$PY" "$OPT" "127.0.0.1:$port" reqd || fail "TCP: not NBD_REP_ERR_TLS_REQD"
+"$PY" "$OPT" "$NBD_SOCK" reqd || fail "Unix socket: not NBD_REP_ERR_TLS_REQD"
+"$PY" "$OPT" "127.0.0.1:$port" exportname ||
     fail "plain NBD_OPT_EXPORT_NAME under --tls=require"
-/usr/bin/python3 "$OPT" "127.0.0.1:$port" inject || fail "plain text after NBD_OPT_STARTTLS"
-/usr/bin/python3 "$OPT" "127.0.0.1:$port" stall 20 ||
+"$PY" "$OPT" "127.0.0.1:$port" inject || fail "plain text after NBD_OPT_STARTTLS"
+"$PY" "$OPT" "127.0.0.1:$port" stall 20 ||
     fail "the handshake deadline did not cover the TLS handshake"
 require_alive "the TLS clients"
 nbdinfo --can connect "$TLS_URI" || fail "no TLS client after the refused ones"
