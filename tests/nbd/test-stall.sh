@@ -9,7 +9,8 @@
 #                        buffers) and never reads: its replies queue
 #                        (nbd_queued_bytes), yet another client's 1 MiB
 #                        read is answered while it is still connected (it
-#                        holds one job buffer at most, not both), then the
+#                        holds two of the three job buffers at most, one
+#                        per worker, never the spare), then the
 #                        stalled client is dropped (nbd_send_timeouts 1),
 #                        its queued bytes go, and the data written before
 #                        reads back whole.  Before the fix the other read
