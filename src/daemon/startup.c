@@ -384,10 +384,13 @@ static int start_fuse(struct daemon *d)
     if (r < 0)
         return startup_failed("%s: FUSE did not start: %s", d->opt.fuse_file, strerror(-r));
 
+    if (d->control)
+        control_set_fuse(d->control, conn.uring ? "io_uring" : "dev", conn.uring_bytes);
     if (conn.uring)
-        log_info("FUSE %u.%u on %s over io_uring: %u queues, %llu KiB of buffers, max_write %u",
-                 conn.proto_major, conn.proto_minor, d->opt.fuse_file, conn.uring_queues,
-                 (unsigned long long)(conn.uring_bytes >> 10), conn.max_write);
+        log_info(
+            "FUSE %u.%u on %s over io_uring: %u queues, %llu KiB of buffers, max_write %u",
+            conn.proto_major, conn.proto_minor, d->opt.fuse_file, conn.uring_queues,
+            (unsigned long long)(conn.uring_bytes >> 10), conn.max_write);
     else
         log_info("FUSE %u.%u on %s over /dev/fuse: max_write %u, max_background %u, "
                  "async direct I/O %s%s%s",

@@ -87,10 +87,10 @@ struct fuse_export {
     unsigned threads;
     int done_fd;
     enum fuse_export_transport want;
-    struct fx_ring *ring;       /* made before INIT; NULL on /dev/fuse */
+    struct fx_ring *ring; /* made before INIT; NULL on /dev/fuse */
     bool ring_started;
-    bool uring_refused;         /* want URING, and the kernel did not offer it */
-    char note[160];             /* why auto chose /dev/fuse: fuse_export_get_conn() */
+    bool uring_refused; /* want URING, and the kernel did not offer it */
+    char note[160];     /* why auto chose /dev/fuse: fuse_export_get_conn() */
 
     pthread_t thread;
     bool started;
@@ -477,7 +477,7 @@ static const struct fuse_lowlevel_ops fx_ops = {
 static void init_seen(struct fuse_export *fe, const void *mem, size_t n)
 {
     const struct fuse_in_header *in = mem;
-    struct fuse_init_in ii = {0};
+    struct fuse_init_in ii = { 0 };
     bool offered;
 
     if (!fe->ring)
@@ -559,13 +559,15 @@ int fuse_export_uring_available(char *why, size_t len)
         close(dev);
     _cleanup_close_ int fd = open(FX_URING_PARAM, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(why, len, "this kernel has no FUSE over io_uring (it needs Linux 6.14 or "
-                           "later with CONFIG_FUSE_IO_URING)");
+        snprintf(why, len,
+                 "this kernel has no FUSE over io_uring (it needs Linux 6.14 or "
+                 "later with CONFIG_FUSE_IO_URING)");
         return 0;
     }
     if (read(fd, &c, 1) != 1 || (c != 'Y' && c != '1')) {
-        snprintf(why, len, "FUSE over io_uring is off in this kernel: as root, "
-                           "echo Y > " FX_URING_PARAM " turns it on");
+        snprintf(why, len,
+                 "FUSE over io_uring is off in this kernel: as root, "
+                 "echo Y > " FX_URING_PARAM " turns it on");
         return 0;
     }
     return 1;

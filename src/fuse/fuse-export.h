@@ -26,9 +26,9 @@ struct fuse_export;
 
 /* How requests reach the workers (doc/fuse.md, "Transports"). */
 enum fuse_export_transport {
-    FUSE_EXPORT_AUTO,   /* io_uring where the kernel offers it, else /dev/fuse */
-    FUSE_EXPORT_URING,  /* io_uring or fail */
-    FUSE_EXPORT_DEV,    /* read() and write() on /dev/fuse */
+    FUSE_EXPORT_AUTO,  /* io_uring where the kernel offers it, else /dev/fuse */
+    FUSE_EXPORT_URING, /* io_uring or fail */
+    FUSE_EXPORT_DEV,   /* read() and write() on /dev/fuse */
 };
 
 struct fuse_export_options {

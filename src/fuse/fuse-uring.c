@@ -57,17 +57,17 @@
 #define FXR_HEADER_AREA 128
 struct fxr_ent_in_out {
     uint64_t flags;
-    uint64_t commit_id;         /* the request's, to name it in the commit */
-    uint32_t payload_sz;        /* bytes in the payload buffer, either way */
+    uint64_t commit_id;  /* the request's, to name it in the commit */
+    uint32_t payload_sz; /* bytes in the payload buffer, either way */
     uint32_t padding;
     uint64_t reserved;
 };
 struct fxr_req_header {
-    uint8_t in_out[FXR_HEADER_AREA];    /* fuse_in_header, then fuse_out_header */
-    uint8_t op_in[FXR_HEADER_AREA];     /* the operation's own header */
+    uint8_t in_out[FXR_HEADER_AREA]; /* fuse_in_header, then fuse_out_header */
+    uint8_t op_in[FXR_HEADER_AREA];  /* the operation's own header */
     struct fxr_ent_in_out ent;
 };
-struct fxr_cmd_req {            /* in the SQE's 80-byte command area */
+struct fxr_cmd_req { /* in the SQE's 80-byte command area */
     uint64_t flags;
     uint64_t commit_id;
     uint16_t qid;
@@ -91,7 +91,7 @@ _Static_assert(sizeof(struct fxr_req_header) + sizeof(struct fuse_in_header) + F
 struct fxr_entry {
     struct fxr_req_header *hdr;
     uint8_t *payload;
-    struct iovec iov[2];        /* what REGISTER names; read again by no one */
+    struct iovec iov[2]; /* what REGISTER names; read again by no one */
     bool replied;
 };
 
@@ -103,25 +103,25 @@ struct fxr_queue {
     struct fxr_entry *ents;
     pthread_t thread;
     bool thread_made;
-    int setup_err;              /* queue_setup()'s, under the ring's lock */
+    int setup_err; /* queue_setup()'s, under the ring's lock */
 };
 
 struct fx_ring {
     struct fuse_session *se;
-    int fd;                     /* /dev/fuse, the session's */
-    int stop_fd;                /* eventfd: every queue thread ends */
+    int fd;      /* /dev/fuse, the session's */
+    int stop_fd; /* eventfd: every queue thread ends */
     unsigned nqueues, depth;
     size_t payload;
     void (*thread_init)(void *);
     void *arg;
     atomic_uint_fast64_t requests;
-    atomic_uint_fast64_t lost;  /* entries completed with an error */
-    atomic_uint running;        /* queue threads not yet ended */
+    atomic_uint_fast64_t lost; /* entries completed with an error */
+    atomic_uint running;       /* queue threads not yet ended */
     struct fxr_queue *queues;
 
-    pthread_mutex_t lock;       /* guards go and quit, for threads not yet serving */
+    pthread_mutex_t lock; /* guards go and quit, for threads not yet serving */
     pthread_cond_t cond;
-    unsigned ready;             /* queues set up (or failed to) */
+    unsigned ready; /* queues set up (or failed to) */
     bool go, quit;
 };
 
@@ -241,8 +241,7 @@ static void serve_entry(struct fxr_queue *qu, unsigned idx)
     size_t op_len;
 
     memcpy(&in, e->hdr->in_out, sizeof(in));
-    if (in.len < sizeof(in) || payload_sz > r->payload ||
-        in.len - sizeof(in) < payload_sz ||
+    if (in.len < sizeof(in) || payload_sz > r->payload || in.len - sizeof(in) < payload_sz ||
         (op_len = in.len - sizeof(in) - payload_sz) > FXR_HEADER_AREA) {
         /* Not a request the kernel makes: answer EIO rather than guess. */
         struct fuse_out_header out = { .len = sizeof(out), .error = -EIO, .unique = in.unique };
@@ -363,7 +362,7 @@ static void *queue_main(void *arg)
             if (tag == FXR_STOP_TAG) {
                 stop = true;
             } else if (tag >= r->depth) {
-                continue;       /* not ours: nothing else is submitted */
+                continue; /* not ours: nothing else is submitted */
             } else if (res < 0) {
                 atomic_fetch_add(&r->lost, 1);
                 held--;
