@@ -385,7 +385,7 @@ static int start_fuse(struct daemon *d)
         return startup_failed("%s: FUSE did not start: %s", d->opt.fuse_file, strerror(-r));
 
     if (d->control)
-        control_set_fuse(d->control, conn.uring ? "io_uring" : "dev", conn.uring_bytes);
+        control_set_fuse(d->control, conn.uring ? "uring" : "dev", conn.uring_bytes);
     if (conn.uring)
         log_info(
             "FUSE %u.%u on %s over io_uring: %u queues, %llu KiB of buffers, max_write %u",
