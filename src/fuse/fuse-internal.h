@@ -20,7 +20,7 @@
 struct fx_ring;
 
 struct fx_ring_options {
-    unsigned depth;                 /* entries per queue (one queue per possible CPU) */
+    unsigned depth; /* entries per queue (one per possible CPU), split between its two rings */
     size_t payload;                 /* bytes per entry: at least max_write and 8192 */
     void (*thread_init)(void *arg); /* run first by each queue thread */
     void *arg;
