@@ -20,6 +20,7 @@
 #define UZRAM_CONTROL_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,6 +82,9 @@ struct control {
     char watch_group[64], admin_group[64];
     struct store *store;
     char *name, *algorithm, *fuse_file, *nbd, *backing, *log;
+    /* control_set_fuse(): set by the main thread once FUSE serves. */
+    _Atomic(const char *) fuse_transport;
+    atomic_uint_fast64_t fuse_buffer_bytes;
     int level;
     bool memory_locked, io_flusher, oom_protected;  /* as control_info says */
     int (*stop)(void *stop_arg, bool force, char *why, size_t len);

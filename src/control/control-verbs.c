@@ -119,6 +119,9 @@ static void req_stat(struct control *ctl, struct client *c, int argc, char **arg
     /* Who serves, and through what: as info says. */
     resp_u64(r, "pid", (uint64_t)getpid());
     resp_str(r, "fuse", ctl->fuse_file ? ctl->fuse_file : "");
+    const char *transport = atomic_load(&ctl->fuse_transport);
+    resp_str(r, "fuse_transport", transport ? transport : "");
+    resp_u64(r, "fuse_buffer_bytes", atomic_load(&ctl->fuse_buffer_bytes));
     resp_str(r, "nbd", ctl->nbd ? ctl->nbd : "");
     resp_str(r, "log", ctl->log ? ctl->log : "");
 #define STAT(type, name, source) STAT_##type(r, #name, st.name);

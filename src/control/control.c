@@ -495,6 +495,12 @@ int control_start(struct control *ctl)
     return 0;
 }
 
+void control_set_fuse(struct control *ctl, const char *transport, uint64_t buffer_bytes)
+{
+    atomic_store(&ctl->fuse_buffer_bytes, buffer_bytes);
+    atomic_store(&ctl->fuse_transport, transport);
+}
+
 void control_free(struct control *ctl)
 {
     struct stat st;

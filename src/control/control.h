@@ -85,6 +85,14 @@ struct control *control_new(const char *path, struct store *store,
                             const struct control_info *info, gid_t watch_gid, gid_t admin_gid)
     __attribute__((nonnull(1, 2, 3)));
 
+/*
+ * How the FUSE file is served, for stat (fuse_transport, fuse_buffer_bytes):
+ * transport is a string that outlives the server (a literal), buffer_bytes
+ * what its request buffers hold.  Any thread, any time after control_new().
+ */
+void control_set_fuse(struct control *ctl, const char *transport, uint64_t buffer_bytes)
+    __attribute__((nonnull));
+
 /* Start the server's thread.  -errno if it cannot be started. */
 int control_start(struct control *ctl) __attribute__((nonnull));
 

@@ -33,6 +33,7 @@
 
 #include "backing.h"
 #include "codec.h"
+#include "fuse-export.h"
 #include "config.h"
 #include "nbd-export.h"
 #include "store.h"
@@ -301,6 +302,24 @@ static int set_tls(const struct option_def *def, struct options *o, const char *
     return -EINVAL;
 }
 
+static int set_fuse_transport(const struct option_def *def, struct options *o, const char *arg)
+{
+    static const char *const names[] = {
+        [FUSE_EXPORT_AUTO] = "auto",
+        [FUSE_EXPORT_URING] = "uring",
+        [FUSE_EXPORT_DEV] = "dev",
+    };
+
+    (void)def;
+    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(arg, names[i]) == 0) {
+            o->fuse_transport = i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 static int set_nbd_tcp(const struct option_def *def, struct options *o, const char *arg)
 {
     (void)def;
@@ -404,6 +423,12 @@ const struct option_def option_table[OPTION_MAX] = {
         .name = "fuse", .short_name = 'F', .metavar = "FILE", .key = OPTION_KEY_PATH,
         .set = set_path, .field = offsetof(struct options, fuse_file), .want = "a path",
         .help = "serve the device as the regular file FILE" },
+    [OPT_FUSE_TRANSPORT] = {
+        .name = "fuse-transport", .metavar = "auto|uring|dev", .key = OPTION_KEY_VALUE,
+        .set = set_fuse_transport, .want = "auto, uring or dev",
+        .help = "how FUSE requests arrive: io_uring where the kernel\n"
+                "offers it (auto, the default), io_uring or fail\n"
+                "(uring), or /dev/fuse (dev)" },
     [OPT_NBD_UNIX] = {
         .name = "nbd-unix", .metavar = "SOCKET", .key = OPTION_KEY_PATH,
         .set = set_socket_path, .field = offsetof(struct options, nbd_unix),
@@ -599,8 +624,8 @@ const struct option_def *option_key_find(const char *key)
 static const char synopsis[] =
     "Usage: uzramd [--config FILE] [--name NAME] --size SIZE [--algorithm ALGO]\n"
     "              [--level N]\n"
-    "              [--fuse FILE] [--control SOCKET] [--control-group GROUP]\n"
-    "              [--admin-group GROUP]\n"
+    "              [--fuse FILE] [--fuse-transport auto|uring|dev]\n"
+    "              [--control SOCKET] [--control-group GROUP] [--admin-group GROUP]\n"
     "              [--mem-limit SIZE] [--compact-threshold PCT] [--reserve SIZE]\n"
     "              [--pidfile FILE] [--foreground] [--log syslog|stderr|FILE]\n"
     "              [--threads N]\n"

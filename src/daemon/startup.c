@@ -345,9 +345,14 @@ static int start_fuse(struct daemon *d)
          * block device: the file's mode (0600, root's) still decides.
          */
         .allow_other = geteuid() == 0,
+        .transport = d->opt.fuse_transport,
     };
     struct fuse_export_conn conn;
+    char why[160];
     int r;
+
+    if (o.transport == FUSE_EXPORT_URING && !fuse_export_uring_available(why, sizeof(why)))
+        return startup_failed("--fuse-transport=uring: %s", why);
 
     /* Only root's FUSE file is open to others (allow_other), whatever the
      * groups: no group has anything to reach there. */
@@ -373,13 +378,25 @@ static int start_fuse(struct daemon *d)
         return startup_failed("%s: cannot mount: %s", d->opt.fuse_file, strerror(errno));
     }
     r = fuse_export_start(d->fuse);
+    fuse_export_get_conn(d->fuse, &conn);
+    if (r == -EOPNOTSUPP)
+        return startup_failed("--fuse-transport=uring: %s", conn.note);
     if (r < 0)
         return startup_failed("%s: FUSE did not start: %s", d->opt.fuse_file, strerror(-r));
 
-    fuse_export_get_conn(d->fuse, &conn);
-    log_info("FUSE %u.%u on %s: max_write %u, max_background %u, async direct I/O %s",
-             conn.proto_major, conn.proto_minor, d->opt.fuse_file, conn.max_write,
-             conn.max_background, conn.async_dio ? "on" : "off");
+    if (d->control)
+        control_set_fuse(d->control, conn.uring ? "uring" : "dev", conn.uring_bytes);
+    if (conn.uring)
+        log_info(
+            "FUSE %u.%u on %s over io_uring: %u queues, %llu KiB of buffers, max_write %u",
+            conn.proto_major, conn.proto_minor, d->opt.fuse_file, conn.uring_queues,
+            (unsigned long long)(conn.uring_bytes >> 10), conn.max_write);
+    else
+        log_info("FUSE %u.%u on %s over /dev/fuse: max_write %u, max_background %u, "
+                 "async direct I/O %s%s%s",
+                 conn.proto_major, conn.proto_minor, d->opt.fuse_file, conn.max_write,
+                 conn.max_background, conn.async_dio ? "on" : "off",
+                 conn.note[0] ? "; not io_uring: " : "", conn.note);
     return 0;
 }
 

@@ -54,6 +54,7 @@ struct options {
     const struct codec_type *codec;
     int level;                       /* 0: the codec's default */
     char *fuse_file;                 /* absolute, or NULL */
+    unsigned fuse_transport;         /* enum fuse_export_transport */
     char *control_path;              /* absolute */
     gid_t gid;                       /* --control-group (watch); -1: none */
     gid_t admin_gid;                 /* --admin-group (change); -1: none */
@@ -116,9 +117,9 @@ void options_free(struct options *o) __attribute__((nonnull));
 /* uzramd's options, in the order --help lists them (in rows: clang-format would make 29 lines). */
 /* clang-format off */
 enum option_id {
-    OPT_CONFIG, OPT_NAME, OPT_SIZE, OPT_ALGORITHM, OPT_LEVEL, OPT_FUSE, OPT_NBD_UNIX,
-    OPT_NBD_GROUP, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS, OPT_HANDSHAKE_TIMEOUT,
-    OPT_SEND_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_TLS,
+    OPT_CONFIG, OPT_NAME, OPT_SIZE, OPT_ALGORITHM, OPT_LEVEL, OPT_FUSE, OPT_FUSE_TRANSPORT,
+    OPT_NBD_UNIX, OPT_NBD_GROUP, OPT_NBD_TCP, OPT_READ_ONLY, OPT_MAX_CONNECTIONS,
+    OPT_HANDSHAKE_TIMEOUT, OPT_SEND_TIMEOUT, OPT_IDLE_TIMEOUT, OPT_TLS,
     OPT_TLS_PSK, OPT_TLS_CERTIFICATES, OPT_CONTROL,
     OPT_CONTROL_GROUP, OPT_GROUP, OPT_ADMIN_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORCE, OPT_BACKING_FORMAT, OPT_BACKING_TIMEOUT,
     OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,

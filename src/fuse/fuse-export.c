@@ -10,13 +10,12 @@
  * detaches the mount lazily and serves on until the last user lets go
  * ("Stopping").
  */
-#define FUSE_USE_VERSION 314
+#include "fuse-internal.h"
 
 #include "fuse-export.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <fuse_lowlevel.h>
 #include <limits.h>
 #include <linux/fuse.h>
 #include <pthread.h>
@@ -62,6 +61,20 @@
 /* FUSE_INIT is the kernel's first message: it is waiting already. */
 #define FX_INIT_TIMEOUT_S 30
 #define FX_FUSECTL "/sys/fs/fuse/connections"
+#define FX_URING_PARAM "/sys/module/fuse/parameters/enable_uring"
+/*
+ * The io_uring transport (doc/fuse.md, "Transports"): each entry holds a
+ * request of up to max_write, so max_write is smaller there than on
+ * /dev/fuse, and the entries of all queues share one budget, so that a
+ * machine with many CPUs does not lock hundreds of MiB for them.
+ */
+#define FX_URING_MAX_IO (256u << 10)
+#define FX_URING_BUDGET (64u << 20)
+#define FX_URING_MIN_DEPTH 2u
+#define FX_URING_MAX_DEPTH 16u
+/* fuse_init_out.flags2 bit of FUSE_OVER_IO_URING (1 << 41), and FUSE_INIT_EXT. */
+#define FX_INIT2_OVER_IO_URING (1u << 9)
+#define FX_INIT_EXT (1u << 30)
 #define FX_FUSE_MAGIC 0x65735546   /* statfs f_type of any FUSE file system */
 
 extern char **environ;
@@ -73,6 +86,11 @@ struct fuse_export {
     struct fuse_session *se;
     unsigned threads;
     int done_fd;
+    enum fuse_export_transport want;
+    struct fx_ring *ring; /* made before INIT; NULL on /dev/fuse */
+    bool ring_started;
+    bool uring_refused; /* want URING, and the kernel did not offer it */
+    char note[160];     /* why auto chose /dev/fuse: fuse_export_get_conn() */
 
     pthread_t thread;
     bool started;
@@ -125,6 +143,11 @@ static void *thread_buffer(struct fuse_export *fe, size_t len)
         (void)store_thread_prepare(fe->store);
         tls_prepared = fe->store;
     }
+    /* On a ring thread, the request's own payload buffer: the reply needs no copy. */
+    size_t ring_len;
+    void *ring_buf = fx_ring_payload(&ring_len);
+    if (ring_buf && len <= ring_len)
+        return ring_buf;
     if (len <= tls_buf_len)
         return tls_buf;
 
@@ -398,8 +421,12 @@ static void fx_init(void *userdata, struct fuse_conn_info *conn)
 {
     struct fuse_export *fe = userdata;
 
-    /* libfuse lowers max_write to what its buffers hold, after this. */
-    conn->max_write = FX_MAX_IO;
+    /*
+     * libfuse lowers max_write to what its buffers hold, after this; a
+     * ring entry holds FX_URING_MAX_IO.  fe->ring is settled by now: the
+     * INIT request was seen (worker_main) before libfuse called us.
+     */
+    conn->max_write = fe->ring ? FX_URING_MAX_IO : FX_MAX_IO;
     conn->max_read = 0;                         /* no limit beyond max_pages */
     conn->max_background = FX_MAX_BACKGROUND;
     conn->congestion_threshold = FX_MAX_BACKGROUND * 3 / 4;
@@ -417,6 +444,9 @@ static void fx_init(void *userdata, struct fuse_conn_info *conn)
         .max_readahead = conn->max_readahead,
         .max_background = conn->max_background,
         .async_dio = (conn->want & FUSE_CAP_ASYNC_DIO) != 0,
+        .uring = fe->ring != NULL,
+        .uring_queues = fe->ring ? fx_ring_queues(fe->ring) : 0,
+        .uring_bytes = fe->ring ? fx_ring_bytes(fe->ring) : 0,
     };
     fe->init_done = true;
     pthread_cond_broadcast(&fe->cond);
@@ -436,6 +466,154 @@ static const struct fuse_lowlevel_ops fx_ops = {
     .fallocate = fx_fallocate,
     .lseek = fx_lseek,
 };
+
+/* ---- transport ----------------------------------------------------------- */
+
+/*
+ * The kernel's FUSE_INIT, seen by the worker that read it before libfuse
+ * dispatches it (and so before fx_init()): does the kernel offer io_uring?
+ * If not, auto falls back to /dev/fuse here, and uring fails the start.
+ */
+static void init_seen(struct fuse_export *fe, const void *mem, size_t n)
+{
+    const struct fuse_in_header *in = mem;
+    struct fuse_init_in ii = { 0 };
+    bool offered;
+
+    if (!fe->ring)
+        return;
+    memcpy(&ii, in + 1, n - sizeof(*in) < sizeof(ii) ? n - sizeof(*in) : sizeof(ii));
+    offered = (ii.flags & FX_INIT_EXT) && (ii.flags2 & FX_INIT2_OVER_IO_URING);
+    if (offered)
+        return;
+    snprintf(fe->note, sizeof(fe->note),
+             "the kernel did not offer io_uring in FUSE_INIT (protocol 7.%u)", ii.minor);
+    fx_ring_free(fe->ring);
+    fe->ring = NULL;
+    if (fe->want == FUSE_EXPORT_URING)
+        fe->uring_refused = true;
+}
+
+/* The opcode of the request this thread is dispatching from /dev/fuse. */
+static __thread uint32_t tls_dev_opcode;
+
+static ssize_t fx_io_read(int fd, void *buf, size_t len, void *userdata UNUSED)
+{
+    return read(fd, buf, len);
+}
+
+/*
+ * Every reply libfuse sends.  A ring request's goes to its entry.  The
+ * INIT reply, when the rings are ready, offers the transport; once the
+ * kernel has taken it, the queue threads register their entries.
+ */
+static ssize_t fx_io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+    struct fuse_export *fe = userdata;
+    ssize_t n;
+
+    if (fx_ring_reply(iov, count, &n)) {
+        if (n < 0) {
+            errno = (int)-n;
+            return -1;
+        }
+        return n;
+    }
+    bool offer = tls_dev_opcode == FUSE_INIT && fe->ring && !fe->ring_started && count >= 2 &&
+                 iov[1].iov_len >= offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t);
+    if (offer) {
+        struct fuse_init_out *out = iov[1].iov_base;
+        out->flags |= FX_INIT_EXT;
+        out->flags2 |= FX_INIT2_OVER_IO_URING;
+    }
+    n = writev(fd, iov, count);
+    if (offer && n >= 0) {
+        fe->ring_started = true;
+        fx_ring_start(fe->ring);
+    }
+    return n;
+}
+
+static const struct fuse_custom_io fx_io = {
+    .read = fx_io_read,
+    .writev = fx_io_writev,
+};
+
+/* Each ring thread, before its first request: what worker_main() does. */
+static void ring_thread_init(void *arg)
+{
+    struct fuse_export *fe = arg;
+
+    stack_prefault(IO_STACK_BYTES);
+    (void)store_thread_prepare(fe->store);
+    tls_prepared = fe->store;
+}
+
+int fuse_export_uring_available(char *why, size_t len)
+{
+    char c = 0;
+
+    /* Loads the fuse module if it is one, and with it its parameters. */
+    int dev = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (dev >= 0)
+        close(dev);
+    _cleanup_close_ int fd = open(FX_URING_PARAM, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, len,
+                 "this kernel has no FUSE over io_uring (it needs Linux 6.14 or "
+                 "later with CONFIG_FUSE_IO_URING)");
+        return 0;
+    }
+    if (read(fd, &c, 1) != 1 || (c != 'Y' && c != '1')) {
+        snprintf(why, len,
+                 "FUSE over io_uring is off in this kernel: as root, "
+                 "echo Y > " FX_URING_PARAM " turns it on");
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * After the mount, before INIT is answered: the rings for auto or uring.
+ * auto notes why it falls back (fe->note); uring fails with -EOPNOTSUPP
+ * (the reason in fe->note) or what making the rings failed with.
+ */
+static int transport_prepare(struct fuse_export *fe)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+    int r;
+
+    if (fe->want == FUSE_EXPORT_DEV)
+        return 0;
+    if (!fuse_export_uring_available(fe->note, sizeof(fe->note)))
+        return fe->want == FUSE_EXPORT_URING ? -EOPNOTSUPP : 0;
+    size_t entry = FX_URING_MAX_IO + 4096;
+    unsigned depth = ncpu > 0 ? (unsigned)(FX_URING_BUDGET / ((size_t)ncpu * entry)) : 0;
+    if (depth < FX_URING_MIN_DEPTH)
+        depth = FX_URING_MIN_DEPTH;
+    if (depth > FX_URING_MAX_DEPTH)
+        depth = FX_URING_MAX_DEPTH;
+    const struct fx_ring_options ro = {
+        .depth = depth,
+        .payload = FX_URING_MAX_IO,
+        .thread_init = ring_thread_init,
+        .arg = fe,
+    };
+    fe->ring = fx_ring_new(fe->se, fuse_session_fd(fe->se), &ro);
+    if (!fe->ring) {
+        r = -errno;
+        snprintf(fe->note, sizeof(fe->note), "io_uring rings could not be made: %s",
+                 strerror(-r));
+        return fe->want == FUSE_EXPORT_URING ? r : 0;
+    }
+    if (fuse_session_custom_io(fe->se, &fx_io, fuse_session_fd(fe->se)) != 0) {
+        fx_ring_free(fe->ring);
+        fe->ring = NULL;
+        snprintf(fe->note, sizeof(fe->note), "libfuse refused a custom io");
+        return fe->want == FUSE_EXPORT_URING ? -EOPNOTSUPP : 0;
+    }
+    return 0;
+}
 
 /* ---- life cycle ---------------------------------------------------------- */
 
@@ -476,6 +654,7 @@ struct fuse_export *fuse_export_new(struct store *s, const char *file,
 {
     _cleanup_free_ char *opts = NULL;
     struct fuse_export *fe;
+    bool mounted = false;
     int r;
 
     pthread_once(&tls_once, tls_init);
@@ -532,10 +711,19 @@ struct fuse_export *fuse_export_new(struct store *s, const char *file,
             errno = EIO;
         goto fail;
     }
+    mounted = true;
+    fe->want = o->transport;
+    r = transport_prepare(fe);
+    if (r < 0) {
+        errno = -r;
+        goto fail;
+    }
     return fe;
 
 fail:
     r = errno;
+    if (mounted)
+        fuse_session_unmount(fe->se);
     if (fe->se)
         fuse_session_destroy(fe->se);
     if (fe->done_fd >= 0)
@@ -581,8 +769,13 @@ static void *worker_main(void *arg)
             fuse_session_exit(fe->se);      /* not the kernel speaking */
             break;
         }
+        const struct fuse_in_header *in = mem;
+        if (in->opcode == FUSE_INIT)
+            init_seen(fe, mem, (size_t)n);
         struct fuse_buf fbuf = { .mem = mem, .size = (size_t)n };
+        tls_dev_opcode = in->opcode;
         fuse_session_process_buf(fe->se, &fbuf);
+        tls_dev_opcode = 0;
     }
     free(mem);
     return NULL;
@@ -634,6 +827,9 @@ int fuse_export_start(struct fuse_export *fe)
     }
     if (!ready)
         return -EIO;
+    /* The kernel did not offer io_uring after all: the note says so. */
+    if (fe->uring_refused)
+        return -EOPNOTSUPP;
 
     /*
      * The mount's device names its fusectl directory.  This stat is served
@@ -649,6 +845,7 @@ void fuse_export_get_conn(const struct fuse_export *fe, struct fuse_export_conn 
 {
     LOCK_GUARD((pthread_mutex_t *)&fe->lock);
     *ret = fe->conn;
+    ret->note = fe->note;
 }
 
 unsigned fuse_export_opens(const struct fuse_export *fe)
@@ -747,6 +944,8 @@ void fuse_export_free(struct fuse_export *fe)
      * mount is then idle: the kernel waits on INIT).
      */
     fuse_session_unmount(fe->se);
+    /* The connection is gone: the queue threads have ended or end now. */
+    fx_ring_free(fe->ring);
     fuse_session_destroy(fe->se);
     close(fe->done_fd);
     /* Unmounted (or detached while a loop device holds it): the path names

@@ -24,6 +24,13 @@ struct fuse_export;
 
 #define FUSE_EXPORT_MAX_THREADS 256
 
+/* How requests reach the workers (doc/fuse.md, "Transports"). */
+enum fuse_export_transport {
+    FUSE_EXPORT_AUTO,  /* io_uring where the kernel offers it, else /dev/fuse */
+    FUSE_EXPORT_URING, /* io_uring or fail */
+    FUSE_EXPORT_DEV,   /* read() and write() on /dev/fuse */
+};
+
 struct fuse_export_options {
     const char *name;        /* device name, for fsname=uzram:NAME */
     /*
@@ -38,6 +45,7 @@ struct fuse_export_options {
      * user_allow_other in /etc/fuse.conf.
      */
     bool allow_other;
+    enum fuse_export_transport transport;
 };
 
 /* What the kernel agreed to in FUSE_INIT, for the daemon to report. */
@@ -47,7 +55,18 @@ struct fuse_export_conn {
     unsigned max_readahead;
     unsigned max_background; /* asynchronous requests in flight */
     bool async_dio;          /* the kernel splits large direct I/O in parallel */
+    bool uring;              /* requests come by io_uring */
+    unsigned uring_queues;   /* one per possible CPU */
+    uint64_t uring_bytes;    /* the entries' buffers, all queues, resident */
+    const char *note;        /* why auto chose /dev/fuse; "" if it did not */
 };
+
+/*
+ * Whether this kernel would serve FUSE over io_uring now: 1, or 0 with
+ * the reason (and what turns it on) in why.  Opens /dev/fuse once, so
+ * that a fuse module not yet loaded shows its parameters.
+ */
+int fuse_export_uring_available(char *why, size_t len) __attribute__((nonnull));
 
 /*
  * Mount a FUSE file system on file, whose only inode is a regular file of

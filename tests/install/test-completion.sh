@@ -169,7 +169,8 @@ expect "$T/somedir" _uzramctl uzramctl --dir "$T/som"
 expect 'lz4 lz4hc zstd' _uzramd uzramd --algorithm ''
 expect 'lz4 lz4hc' _uzramd uzramd -a lz
 expect 'zstd' _uzramd uzramd --algorithm = z
-expect '--fuse' _uzramd uzramd --fu
+expect '--fuse --fuse-transport' _uzramd uzramd --fu
+expect 'auto dev uring' _uzramd uzramd --fuse-transport ''
 expect '--max-connections --mem-limit' _uzramd uzramd --m
 opts=$(complete_line _uzramd uzramd --)
 for o in --name --size --algorithm --level --fuse --nbd-unix --nbd-tcp --read-only \

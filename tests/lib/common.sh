@@ -77,10 +77,37 @@ trap 'exit 143' TERM
 
 require_root() { [[ $(id -u) == 0 ]] || skip "needs root"; }
 
+# The FUSE transport under test.  Meson runs each FUSE test once per
+# transport, with UZTEST_FUSE_TRANSPORT=dev (also the default) or uring;
+# uzramd.sh passes it to the daemons it starts.  With uring, require_fuse
+# turns the kernel's switch for it on and sets it back at exit; daemons
+# started by a test itself then choose io_uring too (auto, the default).
+FUSE_TRANSPORT=${UZTEST_FUSE_TRANSPORT:-dev}
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+
 require_fuse() {
     [[ -c /dev/fuse ]] || skip "needs /dev/fuse"
     grep -qw fuse /proc/filesystems || modprobe fuse 2>/dev/null || true
     grep -qw fuse /proc/filesystems || skip "the kernel has no FUSE"
+    case $FUSE_TRANSPORT in
+    dev) ;;
+    uring)
+        [[ -e $URING_PARAM ]] || skip "this kernel has no FUSE over io_uring ($URING_PARAM)"
+        set_enable_uring Y
+        ;;
+    *) fail "UZTEST_FUSE_TRANSPORT=$FUSE_TRANSPORT: dev or uring" ;;
+    esac
+}
+
+# set_enable_uring Y|N: the kernel's switch for FUSE over io_uring, which
+# holds for the whole machine, set back to what it was when the test exits.
+# The FUSE tests run one at a time (is_parallel: false), so no other test
+# sees the change.
+set_enable_uring() {
+    local was
+    was=$(<"$URING_PARAM") || fail "cannot read $URING_PARAM"
+    cleanup_push "echo '$was' >'$URING_PARAM'"
+    echo "$1" >"$URING_PARAM" || fail "cannot write $1 to $URING_PARAM"
 }
 
 require_cmd() {

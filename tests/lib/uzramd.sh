@@ -84,9 +84,20 @@ start_daemon() {
     log "uzramd --name $DEV_NAME --size $size --fuse $DEV_FILE ${ctl[*]} --pidfile $DEV_PIDFILE $*"
     local rc=0
     "$UZRAMD" --name "$DEV_NAME" --size "$size" --fuse "$DEV_FILE" \
-        "${ctl[@]}" --pidfile "$DEV_PIDFILE" "$@" || rc=$?
+        --fuse-transport "$FUSE_TRANSPORT" "${ctl[@]}" --pidfile "$DEV_PIDFILE" "$@" || rc=$?
     daemon_started "$rc"
     fuse_mounted "$DEV_FILE" || fail "uzramd returned before $DEV_FILE was a FUSE mount"
+    check_fuse_transport "$@"
+}
+
+# check_fuse_transport [UZRAMD ARGS...]: the daemon serves its FUSE file
+# over the transport under test, unless ARGS chose another.
+check_fuse_transport() {
+    local a got
+    for a; do [[ $a != --fuse-transport* ]] || return 0; done
+    got=$(stat_value fuse_transport) || fail "uzramctl stat has no fuse_transport"
+    [[ $got == "$FUSE_TRANSPORT" ]] ||
+        fail "the daemon serves its FUSE file over '$got', not $FUSE_TRANSPORT"
 }
 
 # start_daemon_fg SIZE [ARGS...]: the same with --foreground, as a child of
@@ -106,7 +117,8 @@ start_daemon_fg() {
     # ignored, and libfuse leaves an ignored signal alone: give the daemon
     # the default disposition it would get from a terminal.
     env --default-signal=INT,TERM "$UZRAMD" --foreground --name "$DEV_NAME" --size "$size" \
-        --fuse "$DEV_FILE" --control "$DEV_SOCK" --pidfile "$DEV_PIDFILE" "$@" 2>"$DEV_LOG" &
+        --fuse "$DEV_FILE" --fuse-transport "$FUSE_TRANSPORT" --control "$DEV_SOCK" \
+        --pidfile "$DEV_PIDFILE" "$@" 2>"$DEV_LOG" &
     DEV_PID=$!
     cleanup_push "stop_daemon_quietly"
     if ! wait_for "[[ -S '$DEV_SOCK' ]] && fuse_mounted '$DEV_FILE' || ! pid_alive $DEV_PID" 30 ||
@@ -114,6 +126,7 @@ start_daemon_fg() {
         cat "$DEV_LOG" >&2 || true
         fail "uzramd --foreground did not become ready"
     fi
+    check_fuse_transport "$@"
 }
 
 # stop_daemon [SECS]: SIGTERM, then wait (default 30 s) for the process to
