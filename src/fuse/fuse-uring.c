@@ -192,12 +192,12 @@ struct fx_ring *fx_ring_new(struct fuse_session *se, int fd, const struct fx_rin
         goto fail;
 
     /*
-     * Each queue's thread makes its ring and buffers itself, on its CPU
-     * (its pages near it; the ring's submitter is the thread that made
-     * it), says so, and waits for fx_ring_start().  Once the INIT reply
-     * has offered the transport nothing may fail before every queue has
-     * registered, or the kernel would hold the mount's requests for ever:
-     * so all of it happens here, before.
+     * Each ring's thread makes its ring and buffers itself (a main ring's
+     * on its queue's CPU, its pages near it; a ring's only submitter is
+     * the thread that made it), says so, and waits for fx_ring_start().
+     * Once the INIT reply has offered the transport nothing may fail
+     * before every queue has registered, or the kernel would hold the
+     * mount's requests for ever: so all of it happens here, before.
      */
     for (unsigned q = 0; q < r->nrings; q++) {
         struct fxr_queue *qu = &r->queues[q];
@@ -300,7 +300,7 @@ static void serve_entry(struct fxr_queue *qu, unsigned idx)
     queue_cmd(qu, idx, FXR_CMD_COMMIT_AND_FETCH, commit_id);
 }
 
-/* A queue's ring and entries, made by its thread.  0 or an errno. */
+/* A ring and its entries, made by its thread.  0 or an errno. */
 static int queue_setup(struct fxr_queue *qu)
 {
     struct fx_ring *r = qu->ring;
