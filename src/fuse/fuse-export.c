@@ -70,7 +70,6 @@
  */
 #define FX_URING_MAX_IO (256u << 10)
 #define FX_URING_BUDGET (64u << 20)
-#define FX_URING_MIN_DEPTH 2u
 #define FX_URING_MAX_DEPTH 16u
 /* fuse_init_out.flags2 bit of FUSE_OVER_IO_URING (1 << 41), and FUSE_INIT_EXT. */
 #define FX_INIT2_OVER_IO_URING (1u << 9)
@@ -580,22 +579,16 @@ int fuse_export_uring_available(char *why, size_t len)
  */
 static int transport_prepare(struct fuse_export *fe)
 {
-    long ncpu = sysconf(_SC_NPROCESSORS_CONF);
     int r;
 
     if (fe->want == FUSE_EXPORT_DEV)
         return 0;
     if (!fuse_export_uring_available(fe->note, sizeof(fe->note)))
         return fe->want == FUSE_EXPORT_URING ? -EOPNOTSUPP : 0;
-    size_t entry = FX_URING_MAX_IO + 4096;
-    unsigned depth = ncpu > 0 ? (unsigned)(FX_URING_BUDGET / ((size_t)ncpu * entry)) : 0;
-    if (depth < FX_URING_MIN_DEPTH)
-        depth = FX_URING_MIN_DEPTH;
-    if (depth > FX_URING_MAX_DEPTH)
-        depth = FX_URING_MAX_DEPTH;
     const struct fx_ring_options ro = {
-        .depth = depth,
         .payload = FX_URING_MAX_IO,
+        .budget = FX_URING_BUDGET,
+        .max_depth = FX_URING_MAX_DEPTH,
         .thread_init = ring_thread_init,
         .arg = fe,
     };

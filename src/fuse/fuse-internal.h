@@ -20,8 +20,9 @@
 struct fx_ring;
 
 struct fx_ring_options {
-    unsigned depth; /* entries per queue (one per possible CPU), split between its two rings */
-    size_t payload;                 /* bytes per entry: at least max_write and 8192 */
+    size_t payload;     /* bytes per entry: at least max_write and 8192 */
+    uint64_t budget;    /* the entries of all queues (one per possible CPU) together */
+    unsigned max_depth; /* entries per queue, split between its two rings; 2 at least */
     void (*thread_init)(void *arg); /* run first by each queue thread */
     void *arg;
 };
@@ -56,10 +57,7 @@ bool fx_ring_reply(const struct iovec *iov, int count, ssize_t *ret);
 void *fx_ring_payload(size_t *len);
 
 unsigned fx_ring_queues(const struct fx_ring *r);
-uint64_t fx_ring_bytes(const struct fx_ring *r);    /* buffers, all queues */
-uint64_t fx_ring_requests(const struct fx_ring *r); /* served so far */
-uint64_t fx_ring_lost(const struct fx_ring *r);     /* entries the kernel failed */
-bool fx_ring_running(const struct fx_ring *r);      /* a queue thread still serves */
+uint64_t fx_ring_bytes(const struct fx_ring *r); /* buffers, all queues */
 
 /*
  * Stop the queue threads, close the rings (the kernel cancels what it

@@ -52,7 +52,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -132,9 +131,6 @@ struct fx_ring {
     size_t payload;
     void (*thread_init)(void *);
     void *arg;
-    atomic_uint_fast64_t requests;
-    atomic_uint_fast64_t lost; /* entries completed with an error */
-    atomic_uint running;       /* queue threads not yet ended */
     struct fxr_queue *queues;
 
     pthread_mutex_t lock; /* guards go and quit, for threads not yet serving */
@@ -163,13 +159,25 @@ static unsigned main_share(unsigned depth)
     return depth / 2 > 0 ? depth / 2 : 1;
 }
 
+/*
+ * Entries per queue: as many as the budget holds for every queue, within
+ * 2 (one a ring) and max_depth.  Past 128 CPUs or so, 2 a queue is more
+ * than a 64 MiB budget: the minimum wins.
+ */
+static unsigned depth_within(const struct fx_ring_options *o, unsigned nqueues)
+{
+    uint64_t d = o->budget / ((uint64_t)nqueues * (FXR_ROOM + o->payload));
+
+    return d < 2 ? 2 : d > o->max_depth ? o->max_depth : (unsigned)d;
+}
+
 struct fx_ring *fx_ring_new(struct fuse_session *se, int fd, const struct fx_ring_options *o)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_CONF);
     struct fx_ring *r;
     int err;
 
-    if (ncpu < 1 || ncpu > 4096 || o->depth < 2 || o->payload < 8192) {
+    if (ncpu < 1 || ncpu > 4096 || o->max_depth < 2 || o->payload < 8192) {
         errno = EINVAL;
         return NULL;
     }
@@ -180,7 +188,7 @@ struct fx_ring *fx_ring_new(struct fuse_session *se, int fd, const struct fx_rin
     r->fd = fd;
     r->nqueues = (unsigned)ncpu;
     r->nrings = 2 * r->nqueues;
-    r->depth = o->depth;
+    r->depth = depth_within(o, r->nqueues);
     r->payload = o->payload;
     r->thread_init = o->thread_init;
     r->arg = o->arg;
@@ -212,7 +220,6 @@ struct fx_ring *fx_ring_new(struct fuse_session *se, int fd, const struct fx_rin
             goto fail;
         }
         qu->thread_made = true;
-        atomic_fetch_add(&r->running, 1);
     }
     err = 0;
     pthread_mutex_lock(&r->lock);
@@ -296,7 +303,6 @@ static void serve_entry(struct fxr_queue *qu, unsigned idx)
         memcpy(e->hdr->in_out, &out, sizeof(out));
         e->hdr->ent.payload_sz = 0;
     }
-    atomic_fetch_add(&r->requests, 1);
     queue_cmd(qu, idx, FXR_CMD_COMMIT_AND_FETCH, commit_id);
 }
 
@@ -358,10 +364,8 @@ static void *queue_main(void *arg)
             pthread_cond_wait(&r->cond, &r->lock);
         bool quit = r->quit;
         pthread_mutex_unlock(&r->lock);
-        if (quit) {
-            atomic_fetch_sub(&r->running, 1);
+        if (quit)
             return NULL;
-        }
     }
 
     struct io_uring_sqe *sqe;
@@ -397,7 +401,6 @@ static void *queue_main(void *arg)
             } else if (tag >= qu->depth) {
                 continue; /* not ours: nothing else is submitted */
             } else if (res < 0) {
-                atomic_fetch_add(&r->lost, 1);
                 held--;
                 stop = res == -ENOTCONN || res == -ECANCELED || res == -ENODEV;
             } else {
@@ -405,7 +408,6 @@ static void *queue_main(void *arg)
             }
         }
     }
-    atomic_fetch_sub(&r->running, 1);
     return NULL;
 }
 
@@ -461,21 +463,6 @@ unsigned fx_ring_queues(const struct fx_ring *r)
 uint64_t fx_ring_bytes(const struct fx_ring *r)
 {
     return (uint64_t)r->nqueues * r->depth * (FXR_ROOM + r->payload);
-}
-
-uint64_t fx_ring_requests(const struct fx_ring *r)
-{
-    return atomic_load(&r->requests);
-}
-
-uint64_t fx_ring_lost(const struct fx_ring *r)
-{
-    return atomic_load(&r->lost);
-}
-
-bool fx_ring_running(const struct fx_ring *r)
-{
-    return atomic_load(&r->running) > 0;
 }
 
 void fx_ring_free(struct fx_ring *r)
