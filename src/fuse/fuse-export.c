@@ -88,7 +88,6 @@ struct fuse_export {
     enum fuse_export_transport want;
     struct fx_ring *ring; /* made before INIT; NULL on /dev/fuse */
     bool ring_started;
-    bool uring_refused; /* want URING, and the kernel did not offer it */
     char note[160];     /* why auto chose /dev/fuse: fuse_export_get_conn() */
 
     pthread_t thread;
@@ -471,7 +470,8 @@ static const struct fuse_lowlevel_ops fx_ops = {
 /*
  * The kernel's FUSE_INIT, seen by the worker that read it before libfuse
  * dispatches it (and so before fx_init()): does the kernel offer io_uring?
- * If not, auto falls back to /dev/fuse here, and uring fails the start.
+ * If not, the rings go: auto falls back to /dev/fuse, and uring fails the
+ * start (fuse_export_start()).
  */
 static void init_seen(struct fuse_export *fe, const void *mem, size_t n)
 {
@@ -489,8 +489,6 @@ static void init_seen(struct fuse_export *fe, const void *mem, size_t n)
              "the kernel did not offer io_uring in FUSE_INIT (protocol 7.%u)", ii.minor);
     fx_ring_free(fe->ring);
     fe->ring = NULL;
-    if (fe->want == FUSE_EXPORT_URING)
-        fe->uring_refused = true;
 }
 
 /* The opcode of the request this thread is dispatching from /dev/fuse. */
@@ -820,8 +818,12 @@ int fuse_export_start(struct fuse_export *fe)
     }
     if (!ready)
         return -EIO;
-    /* The kernel did not offer io_uring after all: the note says so. */
-    if (fe->uring_refused)
+    /*
+     * uring made its rings (or fuse_export_new() failed), so none now means
+     * the kernel did not offer io_uring after all (init_seen()): the note
+     * says so.
+     */
+    if (fe->want == FUSE_EXPORT_URING && !fe->ring)
         return -EOPNOTSUPP;
 
     /*
