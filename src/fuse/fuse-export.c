@@ -133,14 +133,20 @@ static void tls_init(void)
     (void)pthread_key_create(&tls_key, tls_free);
 }
 
-/* The calling worker's buffer, of at least len bytes; NULL if out of memory. */
-static void *thread_buffer(struct fuse_export *fe, size_t len)
+/* The store's per-thread state (its codec context) for the calling thread, once. */
+static void thread_prepare(struct fuse_export *fe)
 {
     if (tls_prepared != fe->store) {
         /* On failure the store tries again on each request; nothing to add. */
         (void)store_thread_prepare(fe->store);
         tls_prepared = fe->store;
     }
+}
+
+/* The calling worker's buffer, of at least len bytes; NULL if out of memory. */
+static void *thread_buffer(struct fuse_export *fe, size_t len)
+{
+    thread_prepare(fe);
     /* On a ring thread, the request's own payload buffer: the reply needs no copy. */
     size_t ring_len;
     void *ring_buf = fx_ring_payload(&ring_len);
@@ -542,8 +548,7 @@ static void ring_thread_init(void *arg)
     struct fuse_export *fe = arg;
 
     stack_prefault(IO_STACK_BYTES);
-    (void)store_thread_prepare(fe->store);
-    tls_prepared = fe->store;
+    thread_prepare(fe);
 }
 
 int fuse_export_uring_available(char *why, size_t len)
