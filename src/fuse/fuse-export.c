@@ -88,7 +88,7 @@ struct fuse_export {
     enum fuse_export_transport want;
     struct fx_ring *ring; /* made before INIT; NULL on /dev/fuse */
     bool ring_started;
-    char note[160];     /* why auto chose /dev/fuse: fuse_export_get_conn() */
+    char note[160]; /* why auto chose /dev/fuse: fuse_export_get_conn() */
 
     pthread_t thread;
     bool started;
