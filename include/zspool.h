@@ -3,9 +3,9 @@
  * libzspool: a compressed-object allocator after the kernel's zsmalloc.
  *
  * A pool stores many small objects (1 to 4096 bytes, typically compressed
- * pages) densely in "zspages": runs of 1 to 16 pages of 4 KiB, one size class
- * per zspage, objects packed back to back and allowed to straddle page
- * boundaries.  Callers hold opaque 64-bit handles; the pool may move an object
+ * pages; up to 64 KiB for compressed bundles of pages) densely in "zspages":
+ * runs of 1 to 32 pages of 4 KiB, one size class per zspage, objects packed
+ * back to back and allowed to straddle page boundaries.  Callers hold opaque 64-bit handles; the pool may move an object
  * (compaction) at any time the object is not being accessed, and the handle
  * keeps pointing at it.
  *
@@ -24,10 +24,24 @@
 extern "C" {
 #endif
 
-/* Largest object a pool stores: one uncompressed page. */
+/*
+ * Largest per-page object: one uncompressed page.  Classes up to this size
+ * step by 16 bytes; zs_huge_class_size() is at most this.
+ */
 #define ZS_MAX_ALLOC_SIZE 4096u
-/* Longest zspage, in 4 KiB pages. */
+/*
+ * Largest object a pool stores: a compressed bundle of pages.  Classes above
+ * ZS_MAX_ALLOC_SIZE step by 1/64 of their size's power of two (64 bytes from
+ * 4 KiB, 512 bytes from 32 KiB).
+ */
+#define ZS_MAX_OBJECT_SIZE (64u << 10)
+/* Longest zspage of a class up to ZS_MAX_ALLOC_SIZE, in 4 KiB pages. */
 #define ZS_MAX_PAGES_PER_ZSPAGE 16u
+/*
+ * Longest zspage of a class above ZS_MAX_ALLOC_SIZE, in 4 KiB pages: a
+ * reserve (zs_reserve_set()) smaller than this many pages cannot serve them.
+ */
+#define ZS_MAX_PAGES_PER_LARGE_ZSPAGE 32u
 /*
  * Fullness groups of a class.  Group 0 holds empty zspages (never listed: an
  * empty zspage is freed at once), groups 1..9 hold partly used zspages by
@@ -81,8 +95,9 @@ struct zs_pool *zs_create(const struct zs_ops *ops, void *arg);
 void zs_destroy(struct zs_pool *pool);
 
 /*
- * Allocate an object of size bytes (1..ZS_MAX_ALLOC_SIZE).  Its contents are
- * unspecified until written.  Returns the handle, or 0 with errno set:
+ * Allocate an object of size bytes (1..ZS_MAX_OBJECT_SIZE).  Its contents are
+ * unspecified until written.  Objects are 16-byte aligned, those above
+ * ZS_MAX_ALLOC_SIZE 64-byte aligned; none is page aligned.  Returns the handle, or 0 with errno set:
  * EINVAL for a size out of range, ENOMEM when no memory can be had.
  */
 uint64_t zs_malloc(struct zs_pool *pool, size_t size)
@@ -113,8 +128,11 @@ int zs_write(struct zs_pool *pool, uint64_t handle, const void *src, size_t len)
 
 /*
  * Copy the whole object into dst, which must have room for its size (at most
- * ZS_MAX_ALLOC_SIZE).  Returns the number of bytes copied (the object's size)
- * or -ESTALE for a handle that is not live.
+ * ZS_MAX_OBJECT_SIZE; at most ZS_MAX_ALLOC_SIZE for a user that allocates no
+ * more).  Returns the number of bytes copied (the object's size) or -ESTALE
+ * for a handle that is not live.  The object is pinned for the copy: a large
+ * one is passed by compaction and eviction, and delays zs_free(), for that
+ * long.
  */
 int zs_read(struct zs_pool *pool, uint64_t handle, void *dst)
     __attribute__((nonnull(1, 3)));
@@ -287,7 +305,7 @@ int zs_get_class_stats(struct zs_pool *pool, unsigned idx, struct zs_class_stats
 
 /*
  * The slot size of the class that stores objects of size bytes
- * (1..ZS_MAX_ALLOC_SIZE), merged classes resolved: two sizes with the same
+ * (1..ZS_MAX_OBJECT_SIZE), merged classes resolved: two sizes with the same
  * answer take the same room in the pool.  0 for a size out of range.
  */
 size_t zs_class_size(size_t size);
@@ -301,8 +319,10 @@ size_t zs_class_size(size_t size);
 uint32_t zs_handle_index(uint64_t handle);
 
 /*
- * Objects of this size or larger live alone in one page (the "huge" class):
- * a caller that compresses pages may as well store such a page uncompressed.
+ * Objects of this size or larger, up to ZS_MAX_ALLOC_SIZE, live alone in one
+ * page (the "huge" class): a caller that compresses pages may as well store
+ * such a page uncompressed.  (Classes above ZS_MAX_ALLOC_SIZE share zspages
+ * of up to ZS_MAX_PAGES_PER_LARGE_ZSPAGE pages and are not huge.)
  */
 size_t zs_huge_class_size(void);
 

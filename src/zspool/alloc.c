@@ -21,7 +21,7 @@ static uint64_t zs_malloc_(struct zs_pool *pool, size_t size);
 ZS_EXPORT uint64_t zs_malloc(struct zs_pool *pool, size_t size)
 {
     uint64_t h = zs_malloc_(pool, size);
-    if (pool->rsv.on && size > 0 && size <= ZS_MAX_ALLOC_SIZE) {
+    if (pool->rsv.on && size > 0 && size <= ZS_MAX_OBJECT_SIZE) {
         int e = errno;
         rsv_after(pool, h == 0);
         errno = e;
@@ -31,7 +31,7 @@ ZS_EXPORT uint64_t zs_malloc(struct zs_pool *pool, size_t size)
 
 static uint64_t zs_malloc_(struct zs_pool *pool, size_t size)
 {
-    if (size == 0 || size > ZS_MAX_ALLOC_SIZE) {
+    if (size == 0 || size > ZS_MAX_OBJECT_SIZE) {
         errno = EINVAL;
         return 0;
     }

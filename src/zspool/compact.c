@@ -171,9 +171,8 @@ ZS_EXPORT int64_t zs_compact(struct zs_pool *pool)
 {
     int64_t freed = 0;
 
-    for (uint32_t i = 0; i < NUM_SIZES; i++)
-        if (geometry[i].merged_into == i)
-            freed += class_compact(pool, &pool->classes[i]);
+    for (uint32_t i = 0; i < num_classes; i++)
+        freed += class_compact(pool, &pool->classes[i]);
     atomic_fetch_add_explicit(&pool->pages_compacted, (uint64_t)freed, memory_order_relaxed);
     return freed;
 }

@@ -20,12 +20,13 @@ ZS_EXPORT struct zs_pool *zs_create(const struct zs_ops *ops, void *arg)
     geometry_ensure();
 
     struct zs_pool *pool;
-    int r = posix_memalign((void **)&pool, 64, sizeof(*pool));
+    size_t bytes = sizeof(*pool) + num_classes * sizeof(struct size_class);
+    int r = posix_memalign((void **)&pool, 64, bytes);
     if (r != 0) {
         errno = r;
         return NULL;
     }
-    memset(pool, 0, sizeof(*pool));
+    memset(pool, 0, bytes);
     if (ops)
         pool->ops = *ops;
     pool->arg = arg;
@@ -34,11 +35,13 @@ ZS_EXPORT struct zs_pool *zs_create(const struct zs_ops *ops, void *arg)
     pthread_mutex_init(&pool->frontier.lock, NULL);
     pthread_mutex_init(&pool->rsv.refill_lock, NULL);
     atomic_init(&pool->rsv.low, UINT64_MAX);
-    for (uint32_t k = 0; k <= ZS_MAX_PAGES_PER_ZSPAGE; k++)
+    for (uint32_t k = 0; k <= MAX_ZSPAGE_PAGES; k++)
         pthread_mutex_init(&pool->arenas[k].lock, NULL);
     for (uint32_t i = 0; i < NUM_SIZES; i++) {
-        struct size_class *c = &pool->classes[i];
-        const struct class_geometry *g = &geometry[geometry[i].merged_into];
+        if (geometry[i].merged_into != i)
+            continue;
+        struct size_class *c = &pool->classes[geometry[i].dense];
+        const struct class_geometry *g = &geometry[i];
         pthread_mutex_init(&c->lock, NULL);
         c->size = g->size;
         c->pages = g->pages;
@@ -69,13 +72,13 @@ ZS_EXPORT void zs_destroy(struct zs_pool *pool)
     free(pool->frontier.regions.v);
     pthread_mutex_destroy(&pool->frontier.lock);
     pthread_mutex_destroy(&pool->rsv.refill_lock);
-    for (uint32_t k = 0; k <= ZS_MAX_PAGES_PER_ZSPAGE; k++) {
+    for (uint32_t k = 0; k <= MAX_ZSPAGE_PAGES; k++) {
         struct arena *a = &pool->arenas[k];
         free(a->warm.v);
         free(a->cold.v);
         pthread_mutex_destroy(&a->lock);
     }
-    for (uint32_t i = 0; i < NUM_SIZES; i++)
+    for (uint32_t i = 0; i < num_classes; i++)
         pthread_mutex_destroy(&pool->classes[i].lock);
     vtable_fini(&pool->handles);
     vtable_fini(&pool->ids);

@@ -22,7 +22,8 @@
  * Table room the refill keeps populated past what is in use, in reserve
  * mode: a handle per 64 bytes of reserve (objects of a compressed page are
  * rarely smaller), a zspage id per page of it, and descriptor bytes for a
- * zspage per page of it (each at most 1088 bytes, a 16-page zspage's ~200).
+ * zspage per page of it (each at most 1088 bytes, a 16-page zspage's ~200,
+ * a large class's at most 172).
  */
 #define HANDLE_SLACK(target) ((target) / 64 + 4096)
 #define ID_SLACK(target) ((target) / PAGE_SIZE + 256)
@@ -151,7 +152,7 @@ static int rsv_refill_tables(struct zs_pool *pool, uint64_t target)
  */
 static int rsv_refill_runs(struct zs_pool *pool, uint64_t target)
 {
-    for (uint32_t k = 1; k <= ZS_MAX_PAGES_PER_ZSPAGE; k++) {
+    for (uint32_t k = 1; k <= MAX_ZSPAGE_PAGES; k++) {
         struct arena *a = &pool->arenas[k];
         size_t bytes = (size_t)k * PAGE_SIZE;
 
@@ -227,7 +228,7 @@ ZS_EXPORT uint64_t zs_reserve_release(struct zs_pool *pool, uint64_t bytes)
         return 0;
     /* The frontier first: it is the larger part, and one call frees it. */
     uint64_t released = frontier_shrink(pool, bytes);
-    for (uint32_t k = ZS_MAX_PAGES_PER_ZSPAGE; k >= 1 && released < bytes; k--) {
+    for (uint32_t k = MAX_ZSPAGE_PAGES; k >= 1 && released < bytes; k--) {
         struct arena *a = &pool->arenas[k];
         size_t run = (size_t)k * PAGE_SIZE;
         LOCK_GUARD(&a->lock);

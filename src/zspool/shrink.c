@@ -26,9 +26,7 @@ static struct zspage *isolate_oldest(struct zs_pool *pool, struct size_class **r
         struct size_class *best = NULL;
         uint32_t now = now_stamp(), best_age = 0;
 
-        for (uint32_t i = 0; i < NUM_SIZES; i++) {
-            if (geometry[i].merged_into != i)
-                continue;
+        for (uint32_t i = 0; i < num_classes; i++) {
             struct size_class *c = &pool->classes[i];
             LOCK_GUARD(&c->lock);
             if (ihead_empty(&c->lru))

@@ -22,9 +22,7 @@ ZS_EXPORT void zs_get_stats(struct zs_pool *pool, struct zs_pool_stats *ret)
 {
     struct zs_pool_stats s = {0};
 
-    for (uint32_t i = 0; i < NUM_SIZES; i++) {
-        if (geometry[i].merged_into != i)
-            continue;
+    for (uint32_t i = 0; i < num_classes; i++) {
         s.objects += load(&pool->classes[i].objects);
         s.bytes_stored += load(&pool->classes[i].bytes);
     }
@@ -51,7 +49,7 @@ ZS_EXPORT int zs_get_class_stats(struct zs_pool *pool, unsigned idx, struct zs_c
         .merged_into = g->merged_into,
     };
     if (g->merged_into == idx) {
-        struct size_class *c = &pool->classes[idx];
+        struct size_class *c = &pool->classes[g->dense];
         LOCK_GUARD(&c->lock);
         s.zspages = c->zspages;
         s.pages = load(&c->pages_held);

@@ -94,6 +94,12 @@ static void id_release(struct zs_pool *pool, uint32_t id)
 
 /* ---- zspages ------------------------------------------------------------- */
 
+/* Pages first..last of a zspage as a bitmap; last < MAX_ZSPAGE_PAGES (32). */
+static uint32_t page_span(uint32_t first, uint32_t last)
+{
+    return (uint32_t)(((2ull << last) - 1) & ~((1ull << first) - 1));
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -170,7 +176,7 @@ struct zspage *zspage_create(struct zs_pool *pool, struct size_class *c, uint16_
     c->zspages++;
     atomic_fetch_add_explicit(&pool->zspages, 1, memory_order_relaxed);
     if (pool->rsv.on) {
-        z->resident = (uint16_t)((1u << c->pages) - 1);
+        z->resident = page_span(0, c->pages - 1);
         pages_add(pool, c, c->pages);
     }
     return z;
@@ -203,19 +209,20 @@ void zspage_destroy(struct zs_pool *pool, struct size_class *c, struct zspage *z
 
 /* ---- slots and the pages under them -------------------------------------- */
 
-/* The pages slot covers, as a bitmap. */
-static uint16_t slot_pages(const struct size_class *c, uint32_t slot)
+
+/* The pages slot covers, as a bitmap; a large object covers up to 17. */
+static uint32_t slot_pages(const struct size_class *c, uint32_t slot)
 {
     uint32_t first = slot * c->size >> PAGE_SHIFT;
     uint32_t last = ((slot + 1) * c->size - 1) >> PAGE_SHIFT;
-    return (uint16_t)(((2u << last) - 1) & ~((1u << first) - 1));
+    return page_span(first, last);
 }
 
 /* Count the pages under slot as resident: it is about to be written. */
 void slot_touch(struct zs_pool *pool, struct size_class *c, struct zspage *z,
                 uint32_t slot)
 {
-    uint16_t fresh = slot_pages(c, slot) & ~z->resident;
+    uint32_t fresh = slot_pages(c, slot) & ~z->resident;
 
     if (fresh) {
         z->resident |= fresh;
@@ -230,17 +237,18 @@ void slot_touch(struct zs_pool *pool, struct size_class *c, struct zspage *z,
  */
 uint32_t zspage_trim(struct zs_pool *pool, struct size_class *c, struct zspage *z)
 {
-    uint16_t used = 0;
+    uint32_t used = 0;
 
     for (uint32_t slot = 0; slot < z->bump; slot++)
         if (!(z->slots[slot] & SLOT_FREE))
             used |= slot_pages(c, slot);
-    uint16_t idle = z->resident & ~used;
-    for (uint32_t p = 0; idle >> p; p++) {
-        if (!(idle >> p & 1))
+    uint32_t idle = z->resident & ~used;
+    /* p and run count to MAX_ZSPAGE_PAGES (32): shift a 64-bit copy. */
+    for (uint32_t p = 0; (uint64_t)idle >> p; p++) {
+        if (!((uint64_t)idle >> p & 1))
             continue;
         uint32_t run = 0;
-        while (idle >> (p + run) & 1)
+        while ((uint64_t)idle >> (p + run) & 1)
             run++;
         release_pages(z->base + (size_t)p * PAGE_SIZE, (size_t)run * PAGE_SIZE);
         p += run;

@@ -49,17 +49,44 @@
 #define PAGE_SIZE 4096u
 /* 16-byte steps: 256 classes, rounding waste under 1% above 1.6 KiB. */
 #define CLASS_DELTA 16u
-#define NUM_SIZES (ZS_MAX_ALLOC_SIZE / CLASS_DELTA)
+#define NUM_SMALL (ZS_MAX_ALLOC_SIZE / CLASS_DELTA)
+/*
+ * Above a page, 64 steps per doubling of the size (64 bytes from 4 KiB to
+ * 8 KiB, ..., 512 from 32 KiB to 64 KiB): rounding wastes under 1.6%, with
+ * 64 classes per doubling where 16-byte steps would need 3,840 in all.
+ */
+#define LARGE_STEP_SHIFT 6
+#define LARGE_STEPS (1u << LARGE_STEP_SHIFT)
+#define LARGE_DOUBLINGS 4u
+#define NUM_SIZES (NUM_SMALL + LARGE_DOUBLINGS * LARGE_STEPS)
+_Static_assert(ZS_MAX_ALLOC_SIZE << LARGE_DOUBLINGS == ZS_MAX_OBJECT_SIZE,
+               "the large classes must end at ZS_MAX_OBJECT_SIZE");
+/* The longest zspage of any class: the arenas and the resident bitmap. */
+#define MAX_ZSPAGE_PAGES ZS_MAX_PAGES_PER_LARGE_ZSPAGE
+_Static_assert(MAX_ZSPAGE_PAGES >= ZS_MAX_PAGES_PER_ZSPAGE, "large zspages are the longest");
+_Static_assert(MAX_ZSPAGE_PAGES <= 32, "a zspage's resident bitmap is 32 bits");
+/* The most objects a zspage of a class up to a page, or above it, holds. */
 #define MAX_OBJS_PER_ZSPAGE (ZS_MAX_PAGES_PER_ZSPAGE * PAGE_SIZE / CLASS_DELTA)
+#define MAX_OBJS_PER_LARGE_ZSPAGE   \
+    (MAX_ZSPAGE_PAGES * PAGE_SIZE / \
+     (ZS_MAX_ALLOC_SIZE + (ZS_MAX_ALLOC_SIZE >> LARGE_STEP_SHIFT)))
 #define GROUP_FULL (ZS_FULLNESS_GROUPS - 1)
 
 /*
- * Handle table entry.  Allocated:
+ * Handle table entry.  Allocated, an object of 1..ZS_MAX_ALLOC_SIZE bytes:
  *   bits  0..3   pin count (0 none, 1..14 readers/writers, 15 exclusive)
  *   bit   4      allocated
  *   bits  5..10  generation
+ *   bit   11     0: a per-page object
  *   bits 12..24  object size (1..4096)
  *   bits 25..36  slot in the zspage (up to 4096 slots)
+ *   bits 37..63  zspage id
+ * Allocated, an object of ZS_MAX_ALLOC_SIZE + 1..ZS_MAX_OBJECT_SIZE bytes,
+ * whose zspage holds at most MAX_OBJS_PER_LARGE_ZSPAGE (31) objects:
+ *   bits  0..10  as above
+ *   bit   11     1: a large object
+ *   bits 12..28  object size (4097..65536)
+ *   bits 29..36  slot in the zspage (up to 256 slots)
  *   bits 37..63  zspage id
  * Free: bits 5..10 keep the generation, bits 32..63 link the free stack.
  */
@@ -69,10 +96,14 @@
 #define E_ALLOC (1ull << 4)
 #define E_GEN_SHIFT 5
 #define E_GEN_MASK 0x3full
+#define E_LARGE (1ull << 11)
 #define E_SIZE_SHIFT 12
 #define E_SIZE_MASK 0x1fffull
 #define E_SLOT_SHIFT 25
 #define E_SLOT_MASK 0xfffull
+#define E_LSIZE_MASK 0x1ffffull
+#define E_LSLOT_SHIFT 29
+#define E_LSLOT_MASK 0xffull
 #define E_ID_SHIFT 37
 #define E_NEXT_SHIFT 32
 #define MAX_ZSPAGE_IDS (1u << 27)
@@ -82,8 +113,15 @@
 #define SLOT_FREE (1u << 31)
 #define SLOT_NONE 0xffffu
 
-/* Slot indices must fit an entry (12 bits) and a zspage's 16-bit counters. */
+/* Sizes and slot indices must fit an entry and a zspage's 16-bit counters. */
+_Static_assert(ZS_MAX_ALLOC_SIZE <= E_SIZE_MASK, "size overflows an entry");
+_Static_assert(ZS_MAX_OBJECT_SIZE <= E_LSIZE_MASK, "large size overflows an entry");
+_Static_assert(E_SIZE_SHIFT + 17 == E_LSLOT_SHIFT && E_LSLOT_SHIFT + 8 == E_ID_SHIFT &&
+                   E_SLOT_SHIFT + 12 == E_ID_SHIFT,
+               "the entry's fields overlap");
 _Static_assert(MAX_OBJS_PER_ZSPAGE - 1 <= E_SLOT_MASK, "slot index overflows an entry");
+_Static_assert(MAX_OBJS_PER_LARGE_ZSPAGE - 1 <= E_LSLOT_MASK,
+               "large slot overflows an entry");
 _Static_assert(MAX_OBJS_PER_ZSPAGE < SLOT_NONE, "slot index collides with SLOT_NONE");
 
 /* Regions of virtual memory that zspage runs are carved from. */
@@ -92,9 +130,12 @@ _Static_assert(MAX_OBJS_PER_ZSPAGE < SLOT_NONE, "slot index collides with SLOT_N
 #define TABLE_COMMIT_STEP (64ull << 10)
 /*
  * Descriptors: at most 48 + 4 * 256 bytes each (the most objects a zspage
- * holds is 256), one per zspage id.
+ * holds is 256, a page of 16-byte objects; a large class's hold at most
+ * MAX_OBJS_PER_LARGE_ZSPAGE), one per zspage id.
  */
 #define DESC_TABLE_BYTES ((size_t)MAX_ZSPAGE_IDS * 1088)
+_Static_assert(48 + 4 * MAX_OBJS_PER_LARGE_ZSPAGE <= 1088,
+               "a large descriptor outgrows the table");
 /*
  * The refill populates the reserve in steps of this much, with no lock held
  * while it waits for the memory, so that allocations go on meanwhile.
@@ -107,10 +148,16 @@ struct class_geometry {
     uint32_t pages;
     uint32_t objs;
     uint32_t merged_into;
+    uint32_t dense; /* index in pool->classes of the class that serves it */
 };
 
-/* Every class's geometry, valid once geometry_ensure() has run (class.c). */
+/*
+ * Every class's geometry, and the number of classes not merged into another
+ * (those a pool has a struct size_class for), valid once geometry_ensure()
+ * has run (class.c).
+ */
 extern struct class_geometry geometry[NUM_SIZES];
+extern uint32_t num_classes;
 
 /*
  * Zspages are linked into their class's lists by id rather than by pointer,
@@ -140,8 +187,8 @@ struct zspage {
     uint16_t cls;
     uint16_t inuse;
     uint16_t bump;          /* slots [0, bump) have been handed out */
+    uint32_t resident;      /* bit p: page p has been touched (MAX_ZSPAGE_PAGES) */
     uint16_t free_head;     /* freed slots, linked through slots[] */
-    uint16_t resident;      /* bit p: page p has been touched */
     uint8_t group;          /* fullness group; 0 = not listed */
     bool isolated;          /* being evicted: off every list */
     uint32_t slots[];       /* owner handle index, or SLOT_FREE | next */
@@ -157,7 +204,7 @@ struct size_class {
     uint16_t pass;          /* compaction passes, for skip marks */
     struct ihead groups[ZS_FULLNESS_GROUPS];
     struct ihead lru;       /* first: most recently allocated into */
-    uint64_t ngroup[ZS_FULLNESS_GROUPS]; /* zspages in each group */
+    uint32_t ngroup[ZS_FULLNESS_GROUPS]; /* zspages in each group (< MAX_ZSPAGE_IDS) */
     uint64_t zspages;       /* zspages of the class, isolated ones too */
     uint64_t compacted;     /* pages compaction freed, net */
     /* Written under the lock, read without it by zs_get_stats(). */
@@ -224,7 +271,7 @@ struct reserve {
     _Atomic uint64_t refills;       /* refill calls that populated memory */
     _Atomic bool kicked;            /* ops.reserve_low called, no refill since */
     /* Runs of length k taken from the frontier while cold ones waited. */
-    _Atomic uint32_t rewarm[ZS_MAX_PAGES_PER_ZSPAGE + 1];
+    _Atomic uint32_t rewarm[MAX_ZSPAGE_PAGES + 1];
     pthread_mutex_t refill_lock;    /* one refill at a time */
 };
 
@@ -261,8 +308,9 @@ struct zs_pool {
 
     struct frontier frontier;
     struct reserve rsv;
-    struct arena arenas[ZS_MAX_PAGES_PER_ZSPAGE + 1];
-    struct size_class classes[NUM_SIZES];
+    struct arena arenas[MAX_ZSPAGE_PAGES + 1];
+    /* One per class not merged into another (num_classes), by size. */
+    struct size_class classes[];
 };
 
 /* ---- inline helpers: counters, tables, entries, id-linked lists ---------- */
@@ -307,11 +355,14 @@ static inline uint64_t entry_gen(uint64_t e)
 
 static inline uint32_t entry_size(uint64_t e)
 {
-    return (uint32_t)((e >> E_SIZE_SHIFT) & E_SIZE_MASK);
+    uint64_t mask = (e & E_LARGE) ? E_LSIZE_MASK : E_SIZE_MASK;
+    return (uint32_t)((e >> E_SIZE_SHIFT) & mask);
 }
 
 static inline uint32_t entry_slot(uint64_t e)
 {
+    if (e & E_LARGE)
+        return (uint32_t)((e >> E_LSLOT_SHIFT) & E_LSLOT_MASK);
     return (uint32_t)((e >> E_SLOT_SHIFT) & E_SLOT_MASK);
 }
 
@@ -320,10 +371,13 @@ static inline uint32_t entry_id(uint64_t e)
     return (uint32_t)(e >> E_ID_SHIFT);
 }
 
+/* The layout follows the size: a large object lives only in a large class. */
 static inline uint64_t entry_make(uint32_t id, uint32_t slot, uint32_t size, uint64_t gen)
 {
-    return (uint64_t)id << E_ID_SHIFT | (uint64_t)slot << E_SLOT_SHIFT |
-           (uint64_t)size << E_SIZE_SHIFT | gen << E_GEN_SHIFT | E_ALLOC;
+    uint64_t where = size > ZS_MAX_ALLOC_SIZE ? E_LARGE | (uint64_t)slot << E_LSLOT_SHIFT
+                                              : (uint64_t)slot << E_SLOT_SHIFT;
+    return (uint64_t)id << E_ID_SHIFT | where | (uint64_t)size << E_SIZE_SHIFT |
+           gen << E_GEN_SHIFT | E_ALLOC;
 }
 
 static inline bool entry_live(uint64_t e, uint64_t gen)
@@ -346,10 +400,26 @@ static inline char *entry_addr(struct zs_pool *pool, uint64_t e)
     return z->base + (size_t)entry_slot(e) * pool->classes[z->cls].size;
 }
 
-/* The class that objects of size bytes go to: 1 <= size <= ZS_MAX_ALLOC_SIZE. */
+/*
+ * The index of the class step that size falls in, 1 <= size <=
+ * ZS_MAX_OBJECT_SIZE, before merging: 16-byte steps up to a page, then
+ * LARGE_STEPS steps per doubling.
+ */
+static inline uint32_t size_index(size_t size)
+{
+    if (size <= ZS_MAX_ALLOC_SIZE)
+        return (uint32_t)((size - 1) / CLASS_DELTA);
+    /* 0 for 4097..8192, 1 for 8193..16384, ... */
+    uint32_t d = (uint32_t)(31 - __builtin_clz((uint32_t)size - 1)) - PAGE_SHIFT;
+    uint32_t step_shift = PAGE_SHIFT + d - LARGE_STEP_SHIFT;
+    size_t from = (size_t)ZS_MAX_ALLOC_SIZE << d;
+    return NUM_SMALL + d * LARGE_STEPS + (uint32_t)((size - from - 1) >> step_shift);
+}
+
+/* The class that objects of size bytes go to: 1 <= size <= ZS_MAX_OBJECT_SIZE. */
 static inline struct size_class *class_for(struct zs_pool *pool, size_t size)
 {
-    return &pool->classes[geometry[(size - 1) / CLASS_DELTA].merged_into];
+    return &pool->classes[geometry[size_index(size)].dense];
 }
 
 /* Id-linked lists of zspages: the class lock held. */

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The class table (zs_class_count, zs_get_class_stats) and the huge class
- * (zs_huge_class_size): sizes increase and cover 1..4096, zspage geometry
- * fits, merges point at a class that serves itself, and each size is served
- * by the class the table says (allocate one and see whose count rose).
+ * (zs_huge_class_size): sizes increase and cover 1..ZS_MAX_OBJECT_SIZE,
+ * zspage geometry fits, merges point at a class that serves itself, the
+ * classes above a page waste little (their table is printed), and each size
+ * is served by the class the table says (allocate one and see whose count
+ * rose).
  */
 #include "zstest.h"
 
@@ -13,7 +15,7 @@ static void test_table(void)
 {
     unsigned n = zs_class_count();
     printf("%u classes\n", n);
-    CHECKF(n >= 2 && n <= ZS_MAX_ALLOC_SIZE, "zs_class_count() = %u", n);
+    CHECKF(n >= 2 && n <= ZS_MAX_OBJECT_SIZE, "zs_class_count() = %u", n);
     CHECK_EQU(zs_class_count(), n);
 
     unsigned prev = 0, unmerged = 0;
@@ -21,8 +23,10 @@ static void test_table(void)
         struct zs_class_stats c = zt_class(pool, i);
         CHECKF(c.size > prev, "class %u has size %u after class size %u: sizes "
                "must increase", i, c.size, prev);
-        CHECKF(c.size <= ZS_MAX_ALLOC_SIZE, "class %u has size %u", i, c.size);
-        CHECKF(c.pages_per_zspage >= 1 && c.pages_per_zspage <= ZS_MAX_PAGES_PER_ZSPAGE,
+        CHECKF(c.size <= ZS_MAX_OBJECT_SIZE, "class %u has size %u", i, c.size);
+        unsigned longest = c.size <= ZS_MAX_ALLOC_SIZE ? ZS_MAX_PAGES_PER_ZSPAGE
+                                                       : ZS_MAX_PAGES_PER_LARGE_ZSPAGE;
+        CHECKF(c.pages_per_zspage >= 1 && c.pages_per_zspage <= longest,
                "class %u (size %u): %u pages per zspage", i, c.size, c.pages_per_zspage);
         CHECKF(c.objs_per_zspage >= 1, "class %u (size %u): %u objects per zspage",
                i, c.size, c.objs_per_zspage);
@@ -48,7 +52,8 @@ static void test_table(void)
         CHECK_EQU(c.pages, 0);
         prev = c.size;
     }
-    CHECKF(prev >= ZS_MAX_ALLOC_SIZE, "largest class is %u bytes: 4096 not served", prev);
+    CHECKF(prev == ZS_MAX_OBJECT_SIZE, "largest class is %u bytes, want %u", prev,
+           ZS_MAX_OBJECT_SIZE);
     printf("%u classes serve themselves\n", unmerged);
 
     /* Every size 1..4096 has a class, and that class is big enough. */
@@ -58,6 +63,43 @@ static void test_table(void)
         CHECKF(c.size >= s, "size %zu is served by class %u of size %u", s, idx, c.size);
         CHECKF(c.merged_into == idx, "size %zu is served by merged class %u", s, idx);
     }
+}
+
+/*
+ * The classes above a page, as doc/zspool.md "Large objects" reports them:
+ * for each, the worst share of its zspage's bytes that an object of the
+ * smallest size it serves leaves unused (rounding and the zspage's tail).
+ * Steps of 1/64 of the size and zspages of up to 32 pages keep it under 5%.
+ */
+static void test_large_waste(void)
+{
+    unsigned n = zs_class_count(), count = 0;
+    uint32_t prev = ZS_MAX_ALLOC_SIZE;
+    double worst = 0, sum = 0;
+
+    printf("  class  sizes          pages objs  worst waste\n");
+    for (unsigned i = 0; i < n; i++) {
+        struct zs_class_stats c = zt_class(pool, i);
+        if (c.size <= ZS_MAX_ALLOC_SIZE)
+            continue;
+        CHECKF(c.size - prev <= c.size / 64, "class %u (size %u) steps %u bytes from %u", i,
+               c.size, c.size - prev, prev);
+        struct zs_class_stats t = zt_class(pool, c.merged_into);
+        double bytes = (double)t.pages_per_zspage * ZT_PAGE;
+        double waste = 1 - (double)t.objs_per_zspage * (prev + 1) / bytes;
+        printf("  %5u  %5u..%5u  %5u %4u  %5.2f%%%s\n", i, prev + 1, c.size,
+               t.pages_per_zspage, t.objs_per_zspage, 100 * waste,
+               c.merged_into == i ? "" : " (merged)");
+        if (waste > worst)
+            worst = waste;
+        sum += waste;
+        count++;
+        prev = c.size;
+    }
+    CHECK(count > 0);
+    printf("%u classes above a page: waste at worst %.2f%%, mean %.2f%%\n", count,
+           100 * worst, 100 * sum / count);
+    CHECKF(worst < 0.05, "a large class wastes %.2f%%", 100 * worst);
 }
 
 static void test_out_of_range(void)
@@ -77,16 +119,42 @@ static void test_out_of_range(void)
     }
 }
 
+/*
+ * The sizes test_served_by() allocates: every size up to a page, and above it
+ * each class's size, one more, and one less.
+ */
+static size_t served_sizes(size_t *ret, size_t cap)
+{
+    size_t k = 0;
+    for (size_t s = 1; s <= ZS_MAX_ALLOC_SIZE; s++)
+        ret[k++] = s;
+    for (unsigned i = 0; i < zs_class_count(); i++) {
+        size_t size = zt_class(pool, i).size;
+        if (size <= ZS_MAX_ALLOC_SIZE)
+            continue;
+        CHECK(k + 3 <= cap);
+        ret[k++] = size - 1;
+        ret[k++] = size;
+        if (size < ZS_MAX_OBJECT_SIZE)
+            ret[k++] = size + 1;
+    }
+    return k;
+}
+
 /* Allocate each size once; only the class the table names may gain it. */
 static void test_served_by(void)
 {
-    static uint64_t h[ZS_MAX_ALLOC_SIZE + 1];
-    for (size_t s = 1; s <= ZS_MAX_ALLOC_SIZE; s++) {
+    enum { CAP = ZS_MAX_ALLOC_SIZE + 3 * 1024 };
+    static size_t sizes[CAP];
+    static uint64_t h[CAP];
+    size_t count = served_sizes(sizes, CAP);
+    for (size_t k = 0; k < count; k++) {
+        size_t s = sizes[k];
         unsigned idx = zt_class_for(pool, s);
         struct zs_class_stats before = zt_class(pool, idx);
         uint64_t total = zt_stats(pool).objects;
-        h[s] = zs_malloc(pool, s);
-        CHECKF(h[s], "zs_malloc(%zu): %m", s);
+        h[k] = zs_malloc(pool, s);
+        CHECKF(h[k], "zs_malloc(%zu): %m", s);
         struct zs_class_stats after = zt_class(pool, idx);
         CHECKF(after.objects == before.objects + 1 &&
                after.bytes_stored == before.bytes_stored + s,
@@ -95,8 +163,10 @@ static void test_served_by(void)
         CHECK_EQU(zt_stats(pool).objects, total + 1);
     }
     zt_check_consistent(pool);
-    for (size_t s = 1; s <= ZS_MAX_ALLOC_SIZE; s++)
-        zs_free(pool, h[s]);
+    for (size_t k = 0; k < count; k++) {
+        CHECK_EQ(zs_size(pool, h[k]), sizes[k]);
+        zs_free(pool, h[k]);
+    }
     struct zs_pool_stats st = zt_check_consistent(pool);
     CHECK_EQU(st.objects, 0);
 }
@@ -111,14 +181,21 @@ static int cmp_u32(const void *a, const void *b)
 static void test_class_size_and_index(void)
 {
     CHECK_EQU(zs_class_size(0), 0);
-    CHECK_EQU(zs_class_size(ZS_MAX_ALLOC_SIZE + 1), 0);
-    for (size_t s = 1; s <= ZS_MAX_ALLOC_SIZE; s++) {
-        struct zs_class_stats c = zt_class(pool, zt_class_for(pool, s));
-        CHECKF(zs_class_size(s) == c.size, "zs_class_size(%zu) = %zu, objects land in class size %u",
-               s, zs_class_size(s), c.size);
+    CHECK_EQU(zs_class_size(ZS_MAX_OBJECT_SIZE + 1), 0);
+    /* Walk the table beside the sizes: the first class at least s, resolved. */
+    unsigned ci = 0;
+    struct zs_class_stats c = zt_class(pool, ci);
+    for (size_t s = 1; s <= ZS_MAX_OBJECT_SIZE; s++) {
+        while (c.size < s)
+            c = zt_class(pool, ++ci);
+        struct zs_class_stats t = zt_class(pool, c.merged_into);
+        CHECKF(zs_class_size(s) == t.size,
+               "zs_class_size(%zu) = %zu, objects land in class size %u", s, zs_class_size(s),
+               t.size);
         CHECK(zs_class_size(s) >= s);
     }
     CHECK_EQU(zs_class_size(ZS_MAX_ALLOC_SIZE), ZS_MAX_ALLOC_SIZE);
+    CHECK_EQU(zs_class_size(ZS_MAX_OBJECT_SIZE), ZS_MAX_OBJECT_SIZE);
 
     /*
      * 1000 live handles get 1000 distinct indexes, within the handles the
@@ -210,6 +287,7 @@ int main(void)
     pool = zs_create(NULL, NULL);
     CHECKF(pool, "zs_create: %m");
     RUN_TEST(test_table);
+    RUN_TEST(test_large_waste);
     RUN_TEST(test_out_of_range);
     RUN_TEST(test_served_by);
     RUN_TEST(test_huge);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * zs_malloc() and zs_size(): the sizes at the edges of the range and of the
- * 16-byte classes, sizes out of range (0 with EINVAL), and handles that are
- * nonzero and distinct.
+ * zs_malloc() and zs_size(): the sizes at the edges of the range, of the
+ * 16-byte classes and of the large ones, sizes out of range (0 with EINVAL),
+ * and handles that are nonzero and distinct.
  */
 #include "zstest.h"
 #include "u64map.h"
@@ -11,8 +11,9 @@ static struct zs_pool *pool;
 
 static void test_edge_sizes(void)
 {
-    static const size_t sizes[] = { 1, 2, 15, 16, 17, 31, 32, 33, 2047, 2048,
-                                    2049, 4080, 4081, 4095, 4096 };
+    static const size_t sizes[] = { 1,    2,    15,   16,   17,    31,    32,    33,
+                                    2047, 2048, 2049, 4080, 4081,  4095,  4096,  4097,
+                                    4160, 4161, 8192, 8193, 32768, 32769, 65535, 65536 };
     uint64_t h[sizeof(sizes) / sizeof(sizes[0])];
     uint64_t bytes = 0;
 
@@ -39,8 +40,8 @@ static void test_edge_sizes(void)
 
 static void test_out_of_range(void)
 {
-    static const size_t bad[] = { 0, ZS_MAX_ALLOC_SIZE + 1, 8192, 65536,
-                                  (size_t)INT32_MAX + 1, SIZE_MAX };
+    static const size_t bad[] = { 0,      ZS_MAX_OBJECT_SIZE + 1, ZS_MAX_OBJECT_SIZE + 4096,
+                                  131072, (size_t)INT32_MAX + 1,  SIZE_MAX };
     struct zs_pool_stats before = zt_stats(pool);
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
