@@ -298,7 +298,7 @@ unsigned zs_class_count(void);
 
 /*
  * Fill *ret with class idx's figures (a consistent snapshot under the class
- * lock).  Returns 0, or -EINVAL for idx >= zs_class_count().
+ * lock, held while the class's listed zspages are counted by fullness).  Returns 0, or -EINVAL for idx >= zs_class_count().
  */
 int zs_get_class_stats(struct zs_pool *pool, unsigned idx, struct zs_class_stats *ret)
     __attribute__((nonnull(1, 3)));

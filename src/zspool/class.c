@@ -20,6 +20,7 @@
 
 struct class_geometry geometry[NUM_SIZES];
 uint32_t num_classes;
+uint64_t zspage_lengths;
 static size_t huge_class_size;
 static pthread_once_t geometry_once = PTHREAD_ONCE_INIT;
 
@@ -77,8 +78,10 @@ static void geometry_init(void)
     }
     /* Only classes that serve themselves get a struct size_class, in order. */
     for (uint32_t i = 0; i < NUM_SIZES; i++)
-        if (geometry[i].merged_into == i)
+        if (geometry[i].merged_into == i) {
             geometry[i].dense = num_classes++;
+            zspage_lengths |= 1ull << geometry[i].pages;
+        }
     for (uint32_t i = 0; i < NUM_SIZES; i++)
         geometry[i].dense = geometry[geometry[i].merged_into].dense;
     /* The huge class is among the per-page ones: large classes share zspages. */

@@ -47,7 +47,7 @@ static int migrate(struct zs_pool *pool, struct size_class *c, struct zspage *sr
 static bool class_can_free(const struct size_class *c)
 {
     uint64_t objects = atomic_load_explicit(&c->objects, memory_order_relaxed);
-    return c->zspages * c->objs - objects >= c->objs;
+    return (uint64_t)c->zspages * c->objs - objects >= c->objs;
 }
 
 /*

@@ -44,10 +44,8 @@ ZS_EXPORT struct zs_pool *zs_create(const struct zs_ops *ops, void *arg)
         const struct class_geometry *g = &geometry[i];
         pthread_mutex_init(&c->lock, NULL);
         c->size = g->size;
-        c->pages = g->pages;
-        c->objs = g->objs;
-        /* 8-aligned, for the descriptor's pointer. */
-        c->desc_bytes = (uint32_t)((sizeof(struct zspage) + g->objs * sizeof(uint32_t) + 7) & ~7u);
+        c->pages = (uint16_t)g->pages;
+        c->objs = (uint16_t)g->objs;
         for (unsigned j = 0; j < ZS_FULLNESS_GROUPS; j++)
             ihead_init(&c->groups[j]);
         ihead_init(&c->lru);

@@ -156,6 +156,8 @@ static int rsv_refill_runs(struct zs_pool *pool, uint64_t target)
         struct arena *a = &pool->arenas[k];
         size_t bytes = (size_t)k * PAGE_SIZE;
 
+        if (!(zspage_lengths >> k & 1))
+            continue; /* no zspage has this length: no run will come */
         mutex_lock(&a->lock);
         size_t cold = a->cold.n;
         a->cold_full = false;

@@ -4,9 +4,10 @@
  *
  * The pool's counters are atomic and relaxed: each is exact, but several
  * are not read at one instant.  A class's figures are read under its lock,
- * so they agree with each other.  mem_used is the resident zspage pages
- * plus the metadata; the reserve's unused memory is outside it
- * (zs_reserve_get_stats(), reserve.c).
+ * so they agree with each other; its fullness groups are counted by walking
+ * their lists, which takes time in the class's zspages under its lock.
+ * mem_used is the resident zspage pages plus the metadata; the reserve's
+ * unused memory is outside it (zs_reserve_get_stats(), reserve.c).
  */
 #include <errno.h>
 
@@ -56,8 +57,11 @@ ZS_EXPORT int zs_get_class_stats(struct zs_pool *pool, unsigned idx, struct zs_c
         s.objects = load(&c->objects);
         s.bytes_stored = load(&c->bytes);
         s.pages_compacted = c->compacted;
-        for (unsigned j = 0; j < ZS_FULLNESS_GROUPS; j++)
-            s.fullness[j] = c->ngroup[j];
+        /* Counted here rather than kept: a class's struct stays small. */
+        for (unsigned j = 1; j < ZS_FULLNESS_GROUPS; j++)
+            for (struct zspage *z = zspage_by_id(pool, c->groups[j].first); z;
+                 z = zspage_by_id(pool, z->link[LINK_GROUP].next))
+                s.fullness[j]++;
     }
     *ret = s;
     return 0;

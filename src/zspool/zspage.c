@@ -38,7 +38,7 @@ static struct zspage *desc_get(struct zs_pool *pool, struct size_class *c)
     }
     uint64_t off = load(&pool->desc_top);
     for (;;) {
-        uint64_t end = off + c->desc_bytes;
+        uint64_t end = off + desc_bytes(c);
         if (end > pool->descs.reserved)
             return NULL;
         if (end > atomic_load_explicit(&pool->descs.committed, memory_order_acquire) &&
@@ -126,7 +126,6 @@ void group_del(struct zs_pool *pool, struct size_class *c, struct zspage *z)
 {
     if (z->group) {
         ilist_del(pool, &c->groups[z->group], z, LINK_GROUP);
-        c->ngroup[z->group]--;
         z->group = 0;
     }
 }
@@ -141,7 +140,6 @@ void regroup(struct zs_pool *pool, struct size_class *c, struct zspage *z)
     group_del(pool, c, z);
     if (g) {
         ilist_add(pool, &c->groups[g], z, LINK_GROUP);
-        c->ngroup[g]++;
         z->group = (uint8_t)g;
     }
 }

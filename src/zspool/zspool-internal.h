@@ -158,6 +158,8 @@ struct class_geometry {
  */
 extern struct class_geometry geometry[NUM_SIZES];
 extern uint32_t num_classes;
+/* Bit k: some class has zspages of k pages (the refill keeps run lists for those alone). */
+extern uint64_t zspage_lengths;
 
 /*
  * Zspages are linked into their class's lists by id rather than by pointer,
@@ -195,21 +197,31 @@ struct zspage {
 };
 _Static_assert(sizeof(struct zspage) == 48, "the descriptor grew: update the comment above");
 
-/* A size class of one pool.  Set by zs_create(), then under lock. */
+/*
+ * A size class of one pool.  Set by zs_create(), then under lock.  Kept to
+ * three cache lines: a pool has one per class that serves itself (360),
+ * and the pool's own struct is in every mem_used (zspool-bench's ratios).
+ */
 struct size_class {
     pthread_mutex_t lock;
-    uint32_t size, pages, objs; /* the class's geometry: immutable */
-    uint32_t desc_bytes;    /* a descriptor's size, rounded to 8; immutable */
-    struct zspage *desc_free; /* freed descriptors of this class, linked by link[0].next */
+    uint32_t size;          /* the class's geometry: immutable */
+    uint16_t pages, objs;   /* at most MAX_ZSPAGE_PAGES, 256: immutable */
+    uint32_t zspages;       /* zspages of the class, isolated ones too (< MAX_ZSPAGE_IDS) */
     uint16_t pass;          /* compaction passes, for skip marks */
+    struct zspage *desc_free; /* freed descriptors of this class, linked by link[0].next */
     struct ihead groups[ZS_FULLNESS_GROUPS];
     struct ihead lru;       /* first: most recently allocated into */
-    uint32_t ngroup[ZS_FULLNESS_GROUPS]; /* zspages in each group (< MAX_ZSPAGE_IDS) */
-    uint64_t zspages;       /* zspages of the class, isolated ones too */
     uint64_t compacted;     /* pages compaction freed, net */
     /* Written under the lock, read without it by zs_get_stats(). */
     _Atomic uint64_t objects, bytes, pages_held;
 } __attribute__((aligned(64)));
+_Static_assert(sizeof(struct size_class) == 192, "struct size_class outgrew three lines");
+
+/* A descriptor's size for class c, rounded to 8 for its pointer. */
+static inline size_t desc_bytes(const struct size_class *c)
+{
+    return (sizeof(struct zspage) + c->objs * sizeof(uint32_t) + 7) & ~(size_t)7;
+}
 
 /* Virtual memory reserved up front and made accessible as it fills. */
 struct vtable {
