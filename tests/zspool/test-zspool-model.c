@@ -5,7 +5,8 @@
  * The model is a plain map from handle to the bytes the object should hold,
  * plus a side store for objects the evict callback moved out (as zram moves
  * pages to its backing device).  A fixed seed drives a million random
- * operations on both: allocations with a realistic spread of sizes, frees,
+ * operations on both: allocations with a realistic spread of sizes (1% of
+ * them above a page, as the store's compressed bundles are), frees,
  * full and partial writes, reads, maps that read and modify in place, stale
  * and doubled frees, and now and then a compaction or a small shrink.  After
  * every operation the object it touched is compared byte for byte, and the
@@ -87,7 +88,7 @@ static void print_context(void)
     }
 }
 
-/* A size as a compressed-page store sees them. */
+/* A size as a compressed-page store sees them, bundles of pages included. */
 static size_t random_size(void)
 {
     uint64_t r = rng_below(&m.rng, 100);
@@ -101,13 +102,15 @@ static size_t random_size(void)
         return rng_range(&m.rng, 3073, 4095);
     if (r < 90)
         return ZS_MAX_ALLOC_SIZE;
+    if (r == 99)
+        return rng_range(&m.rng, ZS_MAX_ALLOC_SIZE + 1, ZS_MAX_OBJECT_SIZE);
     return rng_range(&m.rng, 1, ZS_MAX_ALLOC_SIZE);
 }
 
 /* Compare the pool's copy of live[i] with the model's. */
 static void check_obj(size_t i)
 {
-    static unsigned char got[ZS_MAX_ALLOC_SIZE + 16];
+    static unsigned char got[ZS_MAX_OBJECT_SIZE + 16];
     const struct mobj *o = &m.live[i];
     memset(got + o->size, 0xc3, 16);
     int r = zs_read(m.pool, o->h, got);
@@ -238,7 +241,7 @@ static void op_free(size_t i)
 
 static void op_write(size_t i)
 {
-    static unsigned char buf[ZS_MAX_ALLOC_SIZE + 100];
+    static unsigned char buf[ZS_MAX_OBJECT_SIZE + 100];
     struct mobj *o = &m.live[i];
     m.what = "write";
     m.what_h = o->h;
@@ -328,7 +331,7 @@ static void op_swapin(void)
 
 static int evict(struct zs_pool *pool, uint64_t h, void *arg)
 {
-    static unsigned char buf[ZS_MAX_ALLOC_SIZE];
+    static unsigned char buf[ZS_MAX_OBJECT_SIZE];
     (void)arg;
     m.calls++;
     if (m.fail_at && m.calls == m.fail_at)
