@@ -174,12 +174,34 @@ need_built() {
 
 # ---- the corpus ----------------------------------------------------------------
 
-# bench_corpus FILE: make FILE the 1 GiB corpus (corpus.sh) if it does not
-# exist.  An existing FILE is used as it is, whatever its size (--corpus).
+# bench_corpus FILE [BYTES]: make FILE a corpus (corpus.sh) of BYTES
+# (default 1 GiB) if it does not exist.  An existing FILE is used as it is,
+# whatever its size (--corpus).
 bench_corpus() {
+    local bytes=${2:-$((1 << 30))}
     [[ -f $1 ]] && return 0
-    note "making the corpus $1 (1 GiB of /usr/lib and /usr/share)"
-    corpus_make "$1" $((1 << 30)) || die "/usr/lib and /usr/share hold less than 1 GiB"
+    note "making the corpus $1 ($((bytes / MiB)) MiB of /usr/lib and /usr/share)"
+    corpus_make "$1" "$bytes" || die "/usr/lib and /usr/share hold less than $((bytes / MiB)) MiB"
+}
+
+# bench_corpus_cut FILE MAX: the data a run fills with: the first MAX bytes
+# of FILE (all of it if smaller), rounded down to whole MiBs.  Sets bytes
+# (its size) and src (FILE itself, or a cut copy in $tmp), and reads src
+# once so that the first server's fill is not the one that waits for the
+# disk.
+bench_corpus_cut() {
+    local size
+    size=$(stat -c %s "$1") || die "$1: cannot stat"
+    bytes=$size
+    if ((bytes > $2)); then bytes=$2; fi
+    bytes=$((bytes / MiB * MiB))
+    ((bytes > 0)) || die "$1: under 1 MiB"
+    src=$1
+    if ((bytes != size)); then
+        src=$tmp/corpus
+        head -c "$bytes" "$1" >"$src" || die "cannot cut $1 to $bytes bytes"
+    fi
+    cat "$src" >/dev/null
 }
 
 # ---- processes -----------------------------------------------------------------
@@ -201,6 +223,67 @@ proc_stop() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     return 1
+}
+
+# proc_cpu_ticks PID: the CPU time of PID, all its threads (those gone
+# included), user and system, in clock ticks (getconf CLK_TCK a second).
+proc_cpu_ticks() {
+    local stat f
+    stat=$(<"/proc/$1/stat") || return 1
+    stat=${stat##*) }
+    read -ra f <<<"$stat"
+    echo $((f[11] + f[12]))
+}
+
+# put_memory NAME PID: the memory PID holds, as figures (put) in bytes:
+# NAME.vmrss, and where the kernel has smaps_rollup NAME.rss (what it
+# touches) and NAME.pss (what it alone holds: shared pages split between
+# their users).
+put_memory() {
+    put "$1.vmrss" "$(awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$2/status")"
+    if [[ -r /proc/$2/smaps_rollup ]]; then
+        put "$1.rss" "$(awk '/^Rss:/ { print $2 * 1024 }' "/proc/$2/smaps_rollup")"
+        put "$1.pss" "$(awk '/^Pss:/ { print $2 * 1024 }' "/proc/$2/smaps_rollup")"
+    fi
+}
+
+# ---- NBD servers ---------------------------------------------------------------
+
+# nbd_wait_ready PID SOCK: until the server PID answers an NBD handshake on
+# the Unix socket SOCK.  Dies if PID exits first, or after 10 s.
+nbd_wait_ready() {
+    local pid=$1 sock=$2
+    for _ in $(seq 200); do
+        kill -0 "$pid" 2>/dev/null || die "the server (pid $pid) exited at start"
+        if [[ -S $sock ]] && nbdinfo --size "nbd+unix:///?socket=$sock" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "the server (pid $pid) did not answer on $sock in 10 s"
+}
+
+# nbdkit_memory_usable [ALLOCATOR]: skip (exit 77) unless nbdkit and its
+# memory plugin are installed, and, if ALLOCATOR is zstd, its zstd
+# allocator was built.
+nbdkit_memory_usable() {
+    command -v nbdkit >/dev/null || skip "needs nbdkit"
+    nbdkit memory --dump-plugin >/dev/null 2>&1 || skip "needs nbdkit's memory plugin"
+    if [[ ${1:-} == zstd ]] && ! grep -qx 'zstd=yes' <<<"$(nbdkit --dump-config)"; then
+        skip "this nbdkit has no zstd allocator"
+    fi
+}
+
+# nbdkit_memory_start SOCK SIZE ALLOCATOR: nbdkit's memory plugin, SIZE
+# bytes kept by ALLOCATOR (sparse, zstd...), on the Unix socket SOCK, a
+# child of this shell (it exits with it), its pid nbdkit_pid.  Returns
+# once it answers; pushes its stop.
+nbdkit_memory_start() {
+    rm -f "$1"
+    nbdkit --exit-with-parent -U "$1" -f memory "$2" "allocator=$3" &
+    nbdkit_pid=$!
+    push "proc_stop $nbdkit_pid nbdkit"
+    nbd_wait_ready "$nbdkit_pid" "$1"
 }
 
 # ---- uzramd --------------------------------------------------------------------
@@ -231,6 +314,18 @@ uzramd_start_fuse() {
     : >"$uzramd_fuse"
     uzramd_start "$name" "$size" --fuse "$uzramd_fuse" "$@"
     loop_attach "$uzramd_fuse"
+}
+
+# put_uzramd_stat NAME FIGURE...: each FIGURE of `uzramctl stat` on the
+# uzramd started last, as NAME.FIGURE (nan where it has none); the whole
+# answer kept as $tmp/stat-NAME.json.
+put_uzramd_stat() {
+    local name=$1 f
+    shift
+    "$uzramctl" stat "$uzramd_ctl" --json >"$tmp/stat-$name.json" || die "uzramctl stat failed"
+    for f; do
+        put "$name.$f" "$(json_get "$tmp/stat-$name.json" "j.get('$f', 'nan')")"
+    done
 }
 
 # uzramd_stop: stop the uzramd started last (proc_stop).  One that had to
