@@ -96,6 +96,7 @@ struct cmdline {
     const struct list_opts *list;  /* list's options, and --json for stat */
     const char *limit;             /* writeback --limit, or NULL */
     const char *threshold;         /* recompress --threshold, or NULL */
+    bool bundle;                   /* recompress --bundle */
     bool force;                    /* stop --force */
     int nargs;                     /* the words after the command */
     char **args;
