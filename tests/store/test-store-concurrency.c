@@ -224,7 +224,10 @@ static void run(int policy)
     const struct codec_type *c = codec_find("lz4");
     CHECK(c);
     struct store_config cfg = {
-        .size = SIZE, .codec = c, .compact_threshold_pct = 5, .prealloc_threads = 2,
+        .size = SIZE,
+        .codec = c,
+        .compact_threshold_pct = 5,
+        .prealloc_threads = 2,
         .cold_codec = codec_find("zstd"),
     };
     struct backing *b = NULL;

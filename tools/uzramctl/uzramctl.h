@@ -108,7 +108,7 @@ typedef int cmd_fn(const struct cmdline *cl);
 /* ---- list.c ------------------------------------------------------------- */
 
 /* Columns in one --output: room for each twice over (list.c checks). */
-#define LIST_MAX_COLS 26
+#define LIST_MAX_COLS 28
 
 /* list's options (the table's columns and form), filled by main. */
 struct list_opts {
