@@ -31,11 +31,15 @@
  * into the thread's buffer (no allocation) and verify the checksum: a
  * bundle damaged in memory reads as -EIO, never as wrong data.  A page read
  * a second time since it was bundled is hot again: it is stored alone (an
- * "unpack"), and leaves the bundle.
+ * "unpack"), and leaves the bundle; when that leaves half of the bundle or
+ * less, the rest is unpacked too, from the pages just decompressed (a
+ * "split"), so that a bundle gone hot gives its memory back at once.  A
+ * thread keeps the last bundle it decompressed, so that reading one in
+ * order decompresses it once.
  *
  * Left out for now: bundles are never written back nor evicted (the clock
- * and zs_shrink() pass them by), partly dead bundles are not rebuilt, and
- * the pass runs only on request.
+ * and zs_shrink() pass them by), bundles emptied by writes and discards
+ * are not rebuilt, and the pass runs only on request.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -67,19 +71,40 @@ static uint64_t bundle_sum(const unsigned char *p, size_t n)
 }
 
 /*
- * Decompress bundle b (mapped, size bytes) into t->braw and check it.
- * The number of pages, or -EIO.
+ * Bundle h's pages (b, mapped, size bytes) in t->braw, checked: decompressed
+ * now, or there already from the thread's last read of the same bundle
+ * (the same handle and the same checksum of its pages; a bundle never
+ * changes, and a handle freed and reused for another bundle would need
+ * pages whose 64-bit checksum is the same).  The number of pages, or -EIO.
  */
-static int bundle_unpack_all(struct store *s, struct tctx *t, const struct bundle_hdr *b,
-                             size_t size)
+static int bundle_load(struct store *s, struct tctx *t, uint64_t h,
+                       const struct bundle_hdr *b, size_t size)
 {
     size_t raw = (size_t)b->npages * PAGE;
     if (size <= sizeof(*b) || b->npages > s->bundle_pages || !t->codec3)
         return -EIO;
+    if (t->braw_h == h && t->braw_sum == b->sum && t->braw_n == b->npages)
+        return b->npages;
+    t->braw_h = 0;
     ssize_t n = codec_decompress(t->codec3, b + 1, size - sizeof(*b), t->braw, raw);
     if (n != (ssize_t)raw || bundle_sum(t->braw, raw) != b->sum)
         return -EIO;
+    t->braw_h = h;
+    t->braw_sum = b->sum;
+    t->braw_n = b->npages;
     return b->npages;
+}
+
+/* Bundle h, mapped: its page at pos into dst.  0 or -EIO. */
+static int bundle_copy(struct store *s, struct tctx *t, uint64_t h,
+                       const struct bundle_hdr *b, size_t size, unsigned pos, void *dst)
+{
+    int n = bundle_load(s, t, h, b, size);
+    if (n <= (int)pos)
+        return -EIO;
+    memcpy(dst, t->braw + (size_t)pos * PAGE, PAGE);
+    counter_add(&s->bundle_reads, 1);
+    return 0;
 }
 
 int bundle_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst)
@@ -89,25 +114,23 @@ int bundle_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst)
     const struct bundle_hdr *b = zs_map(s->pool, sl->val, &size);
     if (!b)
         return -EIO;
-    int n = bundle_unpack_all(s, t, b, size);
+    int r = bundle_copy(s, t, sl->val, b, size, sl->size, dst);
     zs_unmap(s->pool, sl->val);
-    if (n <= (int)sl->size)
-        return -EIO;
-    memcpy(dst, t->braw + (size_t)sl->size * PAGE, PAGE);
-    counter_add(&s->bundle_reads, 1);
-    return 0;
+    return r;
 }
 
 /*
- * Slot i was read a second time since it was bundled (slot unlocked): store
- * its page alone, if the slot still holds the same position of bundle h.
- * Allocation does not wait (this is a read); on failure the page stays in
- * the bundle.
+ * Store page (slot j's, at pos of bundle h) alone, if slot j still holds
+ * that position.  entry_make() runs unlocked and does not wait (this is a
+ * read): on failure the page stays in the bundle.  If split is not NULL,
+ * decide under the slot's lock whether the bundle is to be split, and if
+ * so take its BUNDLE_LIVE_SPLIT bit, which keeps it alive until
+ * bundle_split() ends.
  */
-static void bundle_unpack(struct store *s, struct tctx *t, uint64_t i, uint64_t h,
-                          unsigned pos, const void *page)
+static void unpack_one(struct store *s, struct tctx *t, uint64_t j, uint64_t h, unsigned pos,
+                       const void *page, bool *split)
 {
-    struct slot *sl = &s->slots[i];
+    struct slot *sl = &s->slots[j];
     struct entry e, old;
     if (entry_make(s, t, page, &e, false) < 0)
         return;
@@ -117,10 +140,39 @@ static void bundle_unpack(struct store *s, struct tctx *t, uint64_t i, uint64_t 
         entry_release(s, &e, false);
         return;
     }
-    old = slot_swap(s, i, &e);
+    if (split) {
+        /* Half of it or less left once this page is out, and nobody splitting it yet. */
+        uint32_t m = bundle_live_update(s, h, BUNDLE_LIVE_SPLIT, true);
+        unsigned left = (unsigned)__builtin_popcount(m & BUNDLE_LIVE_PAGES & ~(1u << pos));
+        *split = !(m & BUNDLE_LIVE_SPLIT) && 2 * left <= t->braw_n;
+        if (!(m & BUNDLE_LIVE_SPLIT) && !*split)
+            bundle_live_update(s, h, BUNDLE_LIVE_SPLIT, false);
+    }
+    old = slot_swap(s, j, &e);
     slot_unlock(sl);
     entry_release(s, &old, false);
     counter_add(&s->bundle_unpacks, 1);
+}
+
+/*
+ * Bundle h (in t->braw, its BUNDLE_LIVE_SPLIT bit ours) has lost half its
+ * pages or more: unpack the rest, so that its memory goes now rather than
+ * when the last of them is read or written.  Slot i is one of the group.
+ */
+static void bundle_split(struct store *s, struct tctx *t, uint64_t i, uint64_t h)
+{
+    uint64_t g = i - i % s->bundle_pages;
+    for (uint64_t j = g; j < g + s->bundle_pages && j < s->nslots; j++) {
+        struct slot *sl = &s->slots[j];
+        slot_lock(sl);
+        /* Alive while the split bit is ours: a slot naming h is one of its pages. */
+        bool member = sl->state == SLOT_BUNDLE && sl->val == h;
+        unsigned pos = sl->size;
+        slot_unlock(sl);
+        if (member && pos < t->braw_n)
+            unpack_one(s, t, j, h, pos, t->braw + (size_t)pos * PAGE, NULL);
+    }
+    bundle_drop(s, h, BUNDLE_LIVE_SPLIT_POS);
 }
 
 int bundle_read(struct store *s, struct tctx *t, uint64_t i, void *dst)
@@ -136,14 +188,15 @@ int bundle_read(struct store *s, struct tctx *t, uint64_t i, void *dst)
     slot_unlock(sl);
     if (!b)
         return -EIO;
-    int n = bundle_unpack_all(s, t, b, size);
+    int r = bundle_copy(s, t, h, b, size, pos, dst);
     zs_unmap(s->pool, h);
-    if (n <= (int)pos)
-        return -EIO;
-    memcpy(dst, t->braw + (size_t)pos * PAGE, PAGE);
-    counter_add(&s->bundle_reads, 1);
-    if (again)
-        bundle_unpack(s, t, i, h, pos, dst);
+    if (r < 0 || !again)
+        return r;
+    /* Read twice: hot again.  t->braw holds the bundle's pages for a split. */
+    bool split = false;
+    unpack_one(s, t, i, h, pos, dst, &split);
+    if (split)
+        bundle_split(s, t, i, h);
     return 0;
 }
 
@@ -183,6 +236,7 @@ static int group_read(struct store *s, struct tctx *t, uint64_t g, unsigned sel,
 {
     gr->n = 0;
     gr->held = 0;
+    t->braw_h = 0; /* t->braw is the pass's from here */
     for (uint64_t i = g; i < g + s->bundle_pages && i < s->nslots; i++) {
         struct slot *sl = &s->slots[i];
         slot_lock(sl);

@@ -85,6 +85,9 @@ struct entry {
  * that compaction cannot move it meanwhile.
  */
 #define BUNDLE_LIVE_BUILDER (1u << 31) /* the cold pass is still installing it */
+#define BUNDLE_LIVE_SPLIT_POS 30u      /* a read is unpacking what is left of it */
+#define BUNDLE_LIVE_SPLIT (1u << BUNDLE_LIVE_SPLIT_POS)
+#define BUNDLE_LIVE_PAGES ((1u << STORE_BUNDLE_MAX) - 1)
 struct bundle_hdr {
     _Atomic uint32_t live; /* bit k: position k is still some slot's */
     uint16_t npages;       /* pages compressed in the object */
@@ -92,7 +95,7 @@ struct bundle_hdr {
     uint64_t sum; /* bundle_sum() of the npages pages */
 };
 _Static_assert(sizeof(struct bundle_hdr) == 16, "the bundle header grew");
-_Static_assert(STORE_BUNDLE_MAX < 31, "a position collides with the builder's bit");
+_Static_assert(STORE_BUNDLE_MAX < BUNDLE_LIVE_SPLIT_POS, "a position collides with a flag");
 
 /* Whether a slot in this state holds an object of the pool (its val a handle). */
 static inline bool state_has_object(unsigned state)
@@ -119,6 +122,8 @@ struct tctx {
     struct codec_ctx *codec2;   /* the recompression codec's, or NULL */
     struct codec_ctx *codec3;   /* the cold codec's decompressor (bundles), or NULL */
     unsigned char *braw;        /* a bundle's pages (bundle_pages * PAGE), or NULL */
+    uint64_t braw_h, braw_sum;  /* whose they are: its handle (0: none) and checksum */
+    unsigned braw_n;            /* and how many */
     unsigned char cbuf[PAGE];   /* compressed bytes */
     unsigned char page[PAGE];   /* a page being read-modify-written */
 };

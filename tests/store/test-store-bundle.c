@@ -3,7 +3,8 @@
  * The cold tier's bundles (src/store/bundle.c), page by page:
  *   - what store_bundle() takes (objects only, groups of two or more, the
  *     selection) and what it counts;
- *   - reads: once out of the bundle, a second time unpacked;
+ *   - reads: once out of the bundle, a second time unpacked, and the rest
+ *     of a bundle unpacked with the page that leaves it half empty;
  *   - partial writes, discards and write-zeroes take pages out, and the
  *     last page out frees the bundle;
  *   - a bundle damaged in memory reads as -EIO, never as other bytes (this
@@ -107,8 +108,18 @@ static void test_bundle_life(void)
     st = st_stats(s);
     CHECK_EQU(st.bundles, 1);
     CHECK_EQU(st.bundled_pages, 12);
-    /* The first by second reads, each unpacking its page. */
-    for (uint64_t i = 4; i < 16; i++)
+    /* The first by second reads, each unpacking its page... */
+    for (uint64_t i = 4; i < 7; i++)
+        check_page(s, i);
+    st = st_stats(s);
+    CHECK_EQU(st.bundles, 1);
+    CHECK_EQU(st.bundled_pages, 9);
+    /* ...until half of it or less is left: then the rest goes at once. */
+    check_page(s, 7);
+    st = st_stats(s);
+    CHECK_EQU(st.bundles, 0);
+    CHECK_EQU(st.bundled_pages, 0);
+    for (uint64_t i = 8; i < 16; i++)
         check_page(s, i);
     st = st_stats(s);
     CHECK_EQU(st.bundles, 0);
