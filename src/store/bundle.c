@@ -208,6 +208,20 @@ struct group {
     size_t held;                     /* memory their objects take (class sizes) */
 };
 
+/*
+ * Whether the pass may take memory now: with a reserve, only while half of
+ * it is there.  The reserve is the I/O path's; a bundle saves memory in
+ * the end, but takes its zspage (up to 128 KiB) from the reserve first.
+ */
+static bool reserve_spare(struct store *s)
+{
+    if (!s->reserved)
+        return true;
+    struct zs_reserve_stats rs;
+    zs_reserve_get_stats(s->pool, &rs);
+    return rs.available >= rs.target / 2;
+}
+
 /* What the cold pass compresses with: its own, not the I/O path's. */
 struct pass {
     unsigned sel;
@@ -356,6 +370,12 @@ int64_t store_bundle(struct store *s, unsigned sel)
         if (next >= s->nslots)
             break;
         g = next - next % step;
+        if (!reserve_spare(s)) {
+            /* Stop with what is done, as a pool at its limit would. */
+            if (bundled == 0)
+                return -ENOSPC;
+            break;
+        }
         if (group_read(s, t, g, sel, &gr) < 0 || gr.n < 2) {
             group_unmark(s, &gr);
             continue;

@@ -309,7 +309,9 @@ int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
  * out of the bundle.  Returns the number of pages bundled; -ENOTSUP
  * without a cold codec; -EINVAL for a bad sel; -ENOMEM as
  * store_writeback().  A bundle the pool cannot hold (its limit, its
- * reserve) is simply not made.
+ * reserve) is not made, and the pass ends with what it has (-ENOSPC if
+ * that is nothing); with a reserve, it also ends when half of the reserve
+ * is in use, which is the I/O path's.
  */
 int64_t store_bundle(struct store *s, unsigned sel) __attribute__((nonnull));
 
