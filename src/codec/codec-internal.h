@@ -33,6 +33,7 @@ struct codec_type {
      * its own part; codec.c sets the base struct.  NULL with errno on
      * failure.
      */
+    /* max_len 0: a context for codec_dctx_new(), that only decompresses. */
     struct codec_ctx *(*ctx_new)(int level, size_t max_len);
     void (*ctx_free)(struct codec_ctx *ctx);       /* never given NULL */
 

@@ -83,6 +83,20 @@ struct codec_ctx *codec_ctx_new(const struct codec_type *type, int level,
     return ctx;
 }
 
+struct codec_ctx *codec_dctx_new(const struct codec_type *type)
+{
+    int def;
+
+    codec_level_range(type, NULL, NULL, &def);
+    struct codec_ctx *ctx = type->ctx_new(def, 0);
+    if (!ctx)
+        return NULL;
+    ctx->type = type;
+    ctx->level = def;
+    ctx->max_len = 0;
+    return ctx;
+}
+
 void codec_ctx_free(struct codec_ctx *ctx)
 {
     if (ctx)
@@ -92,7 +106,7 @@ void codec_ctx_free(struct codec_ctx *ctx)
 ssize_t codec_compress(struct codec_ctx *ctx, const void *src, size_t src_len,
                        void *dst, size_t dst_cap)
 {
-    if (src_len > ctx->max_len)
+    if (src_len > ctx->max_len || ctx->max_len == 0)
         return -EINVAL;
     return ctx->type->compress(ctx, src, src_len, dst, dst_cap);
 }

@@ -72,6 +72,13 @@ struct codec_ctx *codec_ctx_new(const struct codec_type *type, int level,
                                 size_t max_len)
     __attribute__((nonnull(1)));
 
+/*
+ * A context that only decompresses (codec_compress() answers -EINVAL): for
+ * a thread that reads what another compressed, without the compressor's
+ * tables (zstd's take about a MiB at the levels and sizes of bundles).
+ * NULL with errno ENOMEM.
+ */
+struct codec_ctx *codec_dctx_new(const struct codec_type *type) __attribute__((nonnull));
 /* Free a context.  Accepts NULL. */
 void codec_ctx_free(struct codec_ctx *ctx);
 

@@ -121,7 +121,8 @@ static struct codec_ctx *zstd_ctx_new(int level, size_t max_len)
         return NULL;
     }
     int r = zstd_set_params(ctx->cctx, level);
-    if (r >= 0)
+    /* A context that only decompresses never compresses: no tables to warm. */
+    if (r >= 0 && max_len)
         r = zstd_warm_up(ctx, max_len);
     if (r < 0) {
         errno = -r;

@@ -53,7 +53,8 @@ struct client {
     char out[PROTO_RESP_MAX];
 };
 
-enum job_kind { JOB_WRITEBACK, JOB_RECOMPRESS };
+/* JOB_BUNDLE is `recompress idle bundle`: the cold pass (store_bundle()). */
+enum job_kind { JOB_WRITEBACK, JOB_RECOMPRESS, JOB_BUNDLE };
 
 /*
  * The one long request that may run (doc/control.md, "Long requests").

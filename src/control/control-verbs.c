@@ -328,6 +328,8 @@ static void *job_thread(void *arg)
 
     if (j->kind == JOB_WRITEBACK)
         j->result = store_writeback(j->store, j->sel, j->arg);
+    else if (j->kind == JOB_BUNDLE)
+        j->result = store_bundle(j->store, j->sel);
     else
         j->result = store_recompress(j->store, j->sel, (unsigned)j->arg);
     /* An eventfd's counter cannot overflow from one write: it never fails. */
@@ -338,6 +340,7 @@ static void *job_thread(void *arg)
 /*
  * writeback idle|huge|huge_idle|all [limit=BYTES]
  * recompress idle|huge|huge_idle [threshold=BYTES]
+ * recompress idle bundle
  * Checked here, run on the job thread; c waits for the answer.
  */
 static void req_job(struct control *ctl, struct client *c, enum job_kind kind, int argc,
@@ -352,15 +355,23 @@ static void req_job(struct control *ctl, struct client *c, enum job_kind kind, i
 
     if (argc < 2 || argc > 3 || parse_select(pverb, argv[1], &sel) < 0) {
         char names[64];
-        resp_error(r, EINVAL, "usage: %s %s [%s=BYTES]", verb,
-                   proto_select_names(pverb, "|", "|", names, sizeof(names)), opt);
+        resp_error(r, EINVAL, "usage: %s %s [%s=BYTES%s]", verb,
+                   proto_select_names(pverb, "|", "|", names, sizeof(names)), opt,
+                   kind == JOB_RECOMPRESS ? "|bundle" : "");
         return;
     }
-    if (argc == 3) {
+    if (argc == 3 && kind == JOB_RECOMPRESS && strcmp(argv[2], "bundle") == 0) {
+        if (sel != STORE_SEL_IDLE) {
+            resp_error(r, EINVAL, "%s: bundle takes idle pages only", verb);
+            return;
+        }
+        kind = JOB_BUNDLE;
+    } else if (argc == 3) {
         char *val = argv[2] + optlen + 1;
         if (strncmp(argv[2], opt, optlen) != 0 || argv[2][optlen] != '=') {
-            resp_error(r, EINVAL, "%s: unknown argument '%.*s' (want %s=BYTES)", verb,
-                       CONTROL_ECHO_MAX, argv[2], opt);
+            resp_error(r, EINVAL, "%s: unknown argument '%.*s' (want %s=BYTES%s)", verb,
+                       CONTROL_ECHO_MAX, argv[2], opt,
+                       kind == JOB_RECOMPRESS ? " or bundle" : "");
             return;
         }
         if (proto_decode(val) < 0 || parse_size(val, &arg) < 0) {
@@ -436,6 +447,14 @@ static void req_progress(struct control *ctl, struct client *c, int argc, char *
     resp_u64(r, "done", p.done);
 }
 
+/* The count a job's answer carries. */
+static const char *job_key(enum job_kind kind)
+{
+    return kind == JOB_WRITEBACK ? "written"
+           : kind == JOB_BUNDLE  ? "bundled"
+                                 : "recompressed";
+}
+
 /* The answer to the job that has just ended. */
 void job_reply(const struct job *j, struct resp *r)
 {
@@ -443,10 +462,14 @@ void job_reply(const struct job *j, struct resp *r)
 
     if (n >= 0) {
         resp_ok(r);
-        resp_u64(r, j->kind == JOB_WRITEBACK ? "written" : "recompressed", (uint64_t)n);
+        resp_u64(r, job_key(j->kind), (uint64_t)n);
     } else if (n == -ENOTSUP) {
-        resp_error(r, ENOTSUP, j->kind == JOB_WRITEBACK ? "no backing store"
-                                                        : "no recompression algorithm");
+        resp_error(r, ENOTSUP,
+                   j->kind == JOB_WRITEBACK ? "no backing store"
+                   : j->kind == JOB_BUNDLE  ? "no cold algorithm"
+                                            : "no recompression algorithm");
+    } else if (j->kind == JOB_BUNDLE) {
+        resp_error(r, (int)-n, "bundling failed before any page was bundled");
     } else if (j->kind == JOB_WRITEBACK) {
         resp_error(r, (int)-n, "writeback failed before any page was written");
     } else {

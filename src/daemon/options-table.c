@@ -580,6 +580,13 @@ const struct option_def option_table[OPTION_MAX] = {
     [OPT_RECOMP_LEVEL] = {
         .name = "recompress-level", .metavar = "N", .key = OPTION_KEY_VALUE,
         .help = "its level (default: the codec's)" },
+    [OPT_COLD_ALGORITHM] = {
+        .name = "cold-algorithm", .metavar = "ALGO|none", .key = OPTION_KEY_VALUE,
+        .help = "codec that compresses idle pages together, in\n"
+                "bundles (uzramctl recompress; default zstd)" },
+    [OPT_COLD_LEVEL] = {
+        .name = "cold-level", .metavar = "N", .key = OPTION_KEY_VALUE,
+        .help = "its level (default " STR(STORE_COLD_LEVEL) " for zstd, else the codec's)" },
     [OPT_PIDFILE] = {
         .name = "pidfile", .short_name = 'p', .metavar = "FILE",
         .set = set_path, .field = offsetof(struct options, pidfile), .want = "a path",
@@ -638,6 +645,7 @@ static const char synopsis[] =
     "              [--high-watermark PCT] [--low-watermark PCT]\n"
     "              [--evict-policy lru|zspage]\n"
     "              [--recompress-algorithm ALGO] [--recompress-level N]\n"
+    "              [--cold-algorithm ALGO|none] [--cold-level N]\n"
     "\n"
     "Serve a compressed RAM block device.\n"
     "\n";

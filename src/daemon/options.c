@@ -279,7 +279,7 @@ static int find_codec(const struct given *g, int id, const char *name,
     return 0;
 }
 
-/* The codec and the recompression codec, each with its level. */
+/* The codec, the recompression codec and the cold codec, each with its level. */
 static int check_codecs(struct options *o, const struct given *g)
 {
     const char *algorithm = g->arg[OPT_ALGORITHM] ? g->arg[OPT_ALGORITHM] : OPTION_DEFAULT_CODEC;
@@ -296,6 +296,21 @@ static int check_codecs(struct options *o, const struct given *g)
             return bad_given(g, OPT_RECOMP_LEVEL, g->arg[OPT_RECOMP_LEVEL],
                              "a level, with --recompress-algorithm");
         if (parse_level(o->recomp_codec, g, OPT_RECOMP_LEVEL, &o->recomp_level) < 0)
+            return -EINVAL;
+    }
+    /* Bundles are on unless asked off: zstd, where it is built. */
+    const char *cold = g->arg[OPT_COLD_ALGORITHM];
+    o->cold_codec = NULL;
+    if (!cold)
+        o->cold_codec = codec_find("zstd");
+    else if (strcmp(cold, "none") != 0 &&
+             find_codec(g, OPT_COLD_ALGORITHM, cold, &o->cold_codec) < 0)
+        return -EINVAL;
+    if (g->arg[OPT_COLD_LEVEL]) {
+        if (!o->cold_codec)
+            return bad_given(g, OPT_COLD_LEVEL, g->arg[OPT_COLD_LEVEL],
+                             "a level, with a --cold-algorithm");
+        if (parse_level(o->cold_codec, g, OPT_COLD_LEVEL, &o->cold_level) < 0)
             return -EINVAL;
     }
     return 0;

@@ -63,6 +63,8 @@ static void warn_restart(const struct options *o, const struct options *n)
         { "evict-policy", o->evict_policy != n->evict_policy },
         { "recompress-algorithm", o->recomp_codec != n->recomp_codec },
         { "recompress-level", o->recomp_level != n->recomp_level },
+        { "cold-algorithm", o->cold_codec != n->cold_codec },
+        { "cold-level", o->cold_level != n->cold_level },
         { "log", str_differ(o->log, n->log) },
     };
 

@@ -146,6 +146,8 @@ static int start_store(struct daemon *d)
         .evict_policy = (enum store_evict_policy)d->opt.evict_policy,
         .recomp_codec = d->opt.recomp_codec,
         .recomp_level = d->opt.recomp_level,
+        .cold_codec = d->opt.cold_codec,
+        .cold_level = d->opt.cold_level,
         .reserve = d->opt.reserve,
         .reserve_thread_init = d->opt.fuse_file ? harden_refill_thread
                                                 : harden_refill_thread_rt,

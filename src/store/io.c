@@ -51,14 +51,12 @@ static int page_read_locked(struct store *s, struct tctx *t, uint64_t i, void *d
     case SLOT_SAME:
         page_fill(dst, sl->val);
         return 0;
-    case SLOT_HUGE:
-        return zs_read(s->pool, sl->val, dst) == (int)PAGE ? 0 : -EIO;
     case SLOT_WB:
         return wb_read_locked(s, t, i, dst);
+    case SLOT_BUNDLE:
+        return bundle_read_locked(s, t, i, dst);
     default:
-        if (zs_read(s->pool, sl->val, t->cbuf) != sl->size)
-            return -EIO;
-        return slot_decompress(t, sl->flags, t->cbuf, sl->size, dst);
+        return slot_obj_read(s, t, sl, dst);
     }
 }
 
@@ -74,6 +72,8 @@ static int page_read(struct store *s, struct tctx *t, uint64_t i, void *dst)
             return r;
         }
         slot_touch(s, i);
+        if (sl->state == SLOT_BUNDLE)
+            return bundle_read(s, t, i, dst);
         int r = page_read_locked(s, t, i, dst);
         if (r == 0 && sl->state == SLOT_WB)
             wb_maybe_promote(s, t, i, dst);

@@ -32,3 +32,12 @@ int slot_decompress(struct tctx *t, unsigned flags, const void *src, size_t n, v
         return -EIO;
     return codec_decompress(c, src, n, dst, PAGE) == PAGE ? 0 : -EIO;
 }
+
+int slot_obj_read(struct store *s, struct tctx *t, const struct slot *sl, void *dst)
+{
+    if (sl->state == SLOT_HUGE)
+        return zs_read(s->pool, sl->val, dst) == (int)PAGE ? 0 : -EIO;
+    if (zs_read(s->pool, sl->val, t->cbuf) != sl->size)
+        return -EIO;
+    return slot_decompress(t, sl->flags, t->cbuf, sl->size, dst);
+}

@@ -17,14 +17,8 @@
 static int slot_recompress_locked(struct store *s, struct tctx *t, uint64_t i)
 {
     struct slot *sl = &s->slots[i];
-    if (sl->state == SLOT_HUGE) {
-        if (zs_read(s->pool, sl->val, t->page) != (int)PAGE)
-            return -EIO;
-    } else {
-        if (zs_read(s->pool, sl->val, t->cbuf) != sl->size ||
-            slot_decompress(t, sl->flags, t->cbuf, sl->size, t->page) < 0)
-            return -EIO;
-    }
+    if (slot_obj_read(s, t, sl, t->page) < 0)
+        return -EIO;
     ssize_t n = codec_compress(t->codec2, t->page, PAGE, t->cbuf, s->huge_threshold - 1);
     if (n <= 0 || zs_class_size((size_t)n) >= zs_class_size(sl->size))
         return 0;

@@ -154,6 +154,32 @@ uint64_t occ_next_clear(struct store *s, uint64_t i)
  * Free the object or backing block an entry held, once it is out of the
  * table.  discard: tell the backing store too (a discard, not an overwrite).
  */
+uint32_t bundle_live_update(struct store *s, uint64_t h, uint32_t bits, bool set)
+{
+    struct bundle_hdr *b = zs_map(s->pool, h, NULL);
+    if (!b)
+        return 0;
+    uint32_t old = set ? atomic_fetch_or(&b->live, bits) : atomic_fetch_and(&b->live, ~bits);
+    zs_unmap(s->pool, h);
+    return old;
+}
+
+void bundle_drop(struct store *s, uint64_t h, unsigned pos)
+{
+    uint32_t bit = 1u << pos;
+    if (bundle_live_update(s, h, bit, false) != bit)
+        return;
+    /* The last member left: the bundle goes, counted as it came (bundle.c). */
+    int size = zs_size(s->pool, h);
+    if (size > 0) {
+        counter_sub(&s->bundle_bytes, (uint64_t)size);
+        counter_sub(&s->compr_data_size, (uint64_t)size);
+    }
+    counter_sub(&s->bundles, 1);
+    zs_free(s->pool, h);
+    counter_add(&s->frees, 1);
+}
+
 void entry_release(struct store *s, const struct entry *e, bool discard)
 {
     if (entry_has_object(e)) {
@@ -161,6 +187,8 @@ void entry_release(struct store *s, const struct entry *e, bool discard)
         counter_add(&s->frees, 1);
     } else if (e->state == SLOT_WB) {
         backing_free(s->backing, WB_BLOCK(e->val), discard);
+    } else if (e->state == SLOT_BUNDLE) {
+        bundle_drop(s, e->val, e->size);
     }
 }
 
@@ -192,6 +220,10 @@ static void entry_account(struct store *s, const struct entry *e, bool in)
         op(&s->compr_data_size, e->size);
         if (e->flags & SF_RECOMP)
             op(&s->recompressed, 1);
+        break;
+    case SLOT_BUNDLE:
+        /* compr_data_size counts the bundle's bytes once, as it is made and freed. */
+        op(&s->bundled_pages, 1);
         break;
     }
 }

@@ -34,14 +34,18 @@
 #include "zspool.h"
 
 #define PAGE STORE_PAGE_SIZE
+#ifndef ZS_MAX_OBJECT_SIZE
+#define ZS_MAX_OBJECT_SIZE ZS_MAX_ALLOC_SIZE /* XXX until libzspool takes larger objects */
+#endif
 #define PAGE_SHIFT 12
 
 enum slot_state {
     SLOT_EMPTY = 0,
-    SLOT_SAME, /* val is the fill word */
-    SLOT_OBJ,  /* val is the handle of a compressed object */
-    SLOT_HUGE, /* val is the handle of a raw page */
-    SLOT_WB,   /* on the backing store: val is the block */
+    SLOT_SAME,   /* val is the fill word */
+    SLOT_OBJ,    /* val is the handle of a compressed object */
+    SLOT_HUGE,   /* val is the handle of a raw page */
+    SLOT_WB,     /* on the backing store: val is the block */
+    SLOT_BUNDLE, /* in a bundle: val is its handle, size the page's position in it */
 };
 
 /* SLOT_WB's val: the block (the backing store keeps its seal). */
@@ -49,10 +53,12 @@ enum slot_state {
 
 /* struct slot's flags, guarded by the slot lock like the rest of it. */
 enum slot_flags {
-    SF_ACCESSED = 1u << 0,  /* read or written since the clock last passed */
-    SF_IDLE     = 1u << 1,  /* marked by store_mark_idle(), untouched since */
-    SF_RECOMP   = 1u << 2,  /* the data is in the second codec's format */
-    SF_WB_REF   = 1u << 3,  /* written back, and read once since */
+    SF_ACCESSED = 1u << 0, /* read or written since the clock last passed */
+    SF_IDLE = 1u << 1,     /* marked by store_mark_idle(), untouched since */
+    SF_RECOMP = 1u << 2,   /* the data is in the second codec's format */
+    SF_WB_REF = 1u << 3,   /* written back, and read once since */
+    SF_B_REF = 1u << 4,    /* bundled, and read once since */
+    SF_B_PEND = 1u << 5,   /* read by a cold pass that has not installed its bundle yet */
 };
 
 /* One 4 KiB page of the device (doc/store.md, "The slot table"). */
@@ -72,6 +78,24 @@ struct entry {
     uint16_t size;
     uint64_t val;
 };
+
+/*
+ * The head of a bundle's object (bundle.c); the compressed pages follow.
+ * The live mask is changed only with the object mapped (zs_map()), so
+ * that compaction cannot move it meanwhile.
+ */
+#define BUNDLE_LIVE_BUILDER (1u << 31) /* the cold pass is still installing it */
+#define BUNDLE_LIVE_SPLIT_POS 30u      /* a read is unpacking what is left of it */
+#define BUNDLE_LIVE_SPLIT (1u << BUNDLE_LIVE_SPLIT_POS)
+#define BUNDLE_LIVE_PAGES ((1u << STORE_BUNDLE_MAX) - 1)
+struct bundle_hdr {
+    _Atomic uint32_t live; /* bit k: position k is still some slot's */
+    uint16_t npages;       /* pages compressed in the object */
+    uint16_t unused;
+    uint64_t sum; /* bundle_sum() of the npages pages */
+};
+_Static_assert(sizeof(struct bundle_hdr) == 16, "the bundle header grew");
+_Static_assert(STORE_BUNDLE_MAX < BUNDLE_LIVE_SPLIT_POS, "a position collides with a flag");
 
 /* Whether a slot in this state holds an object of the pool (its val a handle). */
 static inline bool state_has_object(unsigned state)
@@ -96,6 +120,10 @@ struct tctx {
     struct tctx *all_next;      /* every context, for store_free(); under store.tctx_lock */
     struct codec_ctx *codec;
     struct codec_ctx *codec2;   /* the recompression codec's, or NULL */
+    struct codec_ctx *codec3;   /* the cold codec's decompressor (bundles), or NULL */
+    unsigned char *braw;        /* a bundle's pages (bundle_pages * PAGE), or NULL */
+    uint64_t braw_h, braw_sum;  /* whose they are: its handle (0: none) and checksum */
+    unsigned braw_n;            /* and how many */
     unsigned char cbuf[PAGE];   /* compressed bytes */
     unsigned char page[PAGE];   /* a page being read-modify-written */
 };
@@ -118,6 +146,9 @@ struct store {
     unsigned huge_threshold;
     const struct codec_type *codec2;    /* recompression's, or NULL */
     int level2;
+    const struct codec_type *codec3; /* the cold codec (bundles), or NULL */
+    int level3;
+    unsigned bundle_pages;      /* pages per bundle at most (2..STORE_BUNDLE_MAX) */
     struct backing *backing;    /* or NULL */
     bool backing_raw;           /* write back decompressed pages */
     enum store_evict_policy policy;
@@ -219,6 +250,13 @@ uint64_t occ_next_clear(struct store *s, uint64_t i);
  * table.  discard: tell the backing store too (a discard, not an overwrite).
  */
 void entry_release(struct store *s, const struct entry *e, bool discard);
+/*
+ * Set or clear bits of bundle h's live mask; the mask as it was (0 if h is
+ * not live).  Any lock or none.
+ */
+uint32_t bundle_live_update(struct store *s, uint64_t h, uint32_t bits, bool set);
+/* A slot left bundle h (its page at pos): the last to leave frees it.  Any lock or none. */
+void bundle_drop(struct store *s, uint64_t h, unsigned pos);
 /* Replace slot i's entry with *e and return the old one.  Slot i is locked. */
 struct entry slot_swap(struct store *s, uint64_t i, const struct entry *e);
 /* An access to slot i, locked: it is no longer idle, and the clock spares it. */
@@ -273,6 +311,11 @@ void worker_pause(struct worker *w, const bool *wanted, long period_ms);
 bool page_same(const void *page, uint64_t *ret_word);
 /* Decompress n bytes at src into dst (PAGE bytes) with the codec flags name. */
 int slot_decompress(struct tctx *t, unsigned flags, const void *src, size_t n, void *dst);
+/*
+ * The page of slot sl, locked and holding an object (SLOT_OBJ, SLOT_HUGE),
+ * into dst (PAGE bytes), through t->cbuf.  0 or -EIO.
+ */
+int slot_obj_read(struct store *s, struct tctx *t, const struct slot *sl, void *dst);
 
 /* ---- compact.c: automatic compaction ------------------------------------------- */
 
@@ -346,6 +389,21 @@ int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait);
  * the huge threshold.  No slot lock needed.  0, -ENOSPC, -ENOMEM, -EIO.
  */
 int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *ret, bool wait);
+
+/* ---- bundle.c: the cold tier's bundles ------------------------------------------ */
+
+/*
+ * Slot i's bundled page into dst, slot locked by the caller throughout
+ * (read-modify-write).  0 or -EIO.
+ */
+int bundle_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst);
+/*
+ * Slot i's bundled page into dst for a read: the slot is locked on entry
+ * and unlocked on return (the bundle is decompressed outside the lock,
+ * pinned).  A page read for the second time since it was bundled is
+ * unpacked to an object of its own.  0 or -EIO.
+ */
+int bundle_read(struct store *s, struct tctx *t, uint64_t i, void *dst);
 
 /* ---- promote.c: reading written-back pages, promotion ---------------------------- */
 

@@ -20,8 +20,8 @@
 /* The levels store_new() uses, once cfg is checked. */
 struct levels {
     const struct codec_type *codec;
-    int level, level2;
-    unsigned high_pct, low_pct;
+    int level, level2, level3;
+    unsigned high_pct, low_pct, bundle_pages;
 };
 
 /* A codec's level: 0 asks for its default.  -EINVAL out of its range. */
@@ -38,6 +38,8 @@ static int config_check(const struct store_config *cfg, struct levels *ret)
 {
     ret->codec = cfg->codec ? cfg->codec : codec_find("lz4");
     ret->level2 = 0;
+    ret->level3 = 0;
+    ret->bundle_pages = cfg->bundle_pages ? cfg->bundle_pages : STORE_BUNDLE_MAX;
     ret->high_pct = cfg->high_wm_pct ? cfg->high_wm_pct : 90;
     ret->low_pct = cfg->low_wm_pct ? cfg->low_wm_pct : 80;
     if (!ret->codec || cfg->size == 0 || cfg->size % PAGE != 0 || cfg->size > STORE_MAX_SIZE ||
@@ -45,6 +47,14 @@ static int config_check(const struct store_config *cfg, struct levels *ret)
         return -EINVAL;
     if (pick_level(ret->codec, cfg->level, &ret->level) < 0 ||
         (cfg->recomp_codec && pick_level(cfg->recomp_codec, cfg->recomp_level, &ret->level2) < 0))
+        return -EINVAL;
+    if (cfg->cold_codec) {
+        bool zstd = codec_find("zstd") == cfg->cold_codec;
+        int asked = !cfg->cold_level && zstd ? STORE_COLD_LEVEL : cfg->cold_level;
+        if (pick_level(cfg->cold_codec, asked, &ret->level3) < 0)
+            return -EINVAL;
+    }
+    if (ret->bundle_pages < 2 || ret->bundle_pages > STORE_BUNDLE_MAX)
         return -EINVAL;
     if (ret->high_pct > 100 || ret->low_pct >= ret->high_pct ||
         (cfg->evict_policy != STORE_EVICT_LRU && cfg->evict_policy != STORE_EVICT_ZSPAGE))
@@ -155,6 +165,9 @@ struct store *store_new(const struct store_config *cfg)
                                            : (unsigned)zs_huge_class_size();
     s->codec2 = cfg->recomp_codec;
     s->level2 = lv.level2;
+    s->codec3 = cfg->cold_codec;
+    s->level3 = lv.level3;
+    s->bundle_pages = lv.bundle_pages;
     s->backing = cfg->backing;
     s->backing_raw = cfg->backing_raw;
     s->policy = cfg->evict_policy;

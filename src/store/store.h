@@ -105,7 +105,20 @@ struct store_config {
     /* Second codec for store_recompress(), or NULL (no recompression). */
     const struct codec_type *recomp_codec;
     int recomp_level;              /* 0: its default */
+    /*
+     * The cold tier (doc/store.md, "Bundles"): idle neighbouring pages
+     * compressed together by store_bundle() with cold_codec, or NULL (no
+     * bundles), at cold_level (0: STORE_COLD_LEVEL for zstd, else the
+     * codec's default), bundle_pages at most in one (0: STORE_BUNDLE_MAX).
+     */
+    const struct codec_type *cold_codec;
+    int cold_level;
+    unsigned bundle_pages; /* 2..STORE_BUNDLE_MAX */
 };
+
+/* The most pages one bundle holds, and the cold codec's default zstd level. */
+#define STORE_BUNDLE_MAX 16u
+#define STORE_COLD_LEVEL 6
 
 /* The longest a write waits for eviction to make room, in milliseconds. */
 #define STORE_EVICT_WAIT_MS 10000
@@ -288,6 +301,21 @@ int64_t store_recompress(struct store *s, unsigned sel, unsigned threshold)
     __attribute__((nonnull));
 
 /*
+ * The cold pass: compress the slots sel selects (IDLE or ALL) that hold an
+ * object of their own together with the cold codec, up to bundle_pages
+ * neighbours (an aligned group of slots) in one object of the pool, when
+ * that takes less memory than their objects did.  No slot lock is held
+ * while it compresses; a slot written, read or discarded meanwhile stays
+ * out of the bundle.  Returns the number of pages bundled; -ENOTSUP
+ * without a cold codec; -EINVAL for a bad sel; -ENOMEM as
+ * store_writeback().  A bundle the pool cannot hold (its limit, its
+ * reserve) is not made, and the pass ends with what it has (-ENOSPC if
+ * that is nothing); with a reserve, it also ends when half of the reserve
+ * is in use, which is the I/O path's.
+ */
+int64_t store_bundle(struct store *s, unsigned sel) __attribute__((nonnull));
+
+/*
  * How far the store_writeback() or store_recompress() under way has got,
  * or the last one when none runs (whether one runs is the caller's to
  * know: it started it): the pages it selected,
@@ -379,6 +407,11 @@ void store_reset_mem_used_max(struct store *s) __attribute__((nonnull));
     X(u64, write_waits, COUNTER)            /* writes that waited for eviction */               \
     X(u64, idle_pages, COUNTER)             /* slots marked idle now */                         \
     X(u64, recompressed, COUNTER)           /* slots holding an object of the second codec */   \
+    X(u64, bundles, COUNTER)                /* bundles held (cold tier) */                      \
+    X(u64, bundled_pages, COUNTER)          /* slots whose page is in a bundle */               \
+    X(u64, bundle_bytes, COUNTER)           /* bytes of the bundles' objects */                 \
+    X(u64, bundle_reads, COUNTER)           /* pages read out of a bundle */                    \
+    X(u64, bundle_unpacks, COUNTER)         /* bundled pages read twice, stored alone again */  \
     X(u64, bd_bad_sums, DERIVED)            /* backing reads whose seal failed (-EIO) */        \
     X(u64, bd_meta_bytes, DERIVED)          /* memory of the backing's seal table */            \
     X(u64, reserve, DERIVED)                /* the reserve's target, bytes (0: no reserve) */   \

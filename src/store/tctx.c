@@ -30,6 +30,32 @@ static int codec_warm(struct codec_ctx *c, unsigned char *page, unsigned char *c
     return 0;
 }
 
+/* Free a context's codecs and buffers, and the context. */
+static void tctx_free_one(struct tctx *t)
+{
+    codec_ctx_free(t->codec);
+    codec_ctx_free(t->codec2);
+    codec_ctx_free(t->codec3);
+    free(t->braw);
+    free(t);
+}
+
+/*
+ * What reading bundles takes: the cold codec's decompressor and a buffer
+ * for a bundle's pages, touched now so that its pages are in.  (Only the
+ * cold pass compresses, with a context of its own.)  0 or -ENOMEM.
+ */
+static int tctx_cold_new(struct store *s, struct tctx *t)
+{
+    size_t raw = (size_t)s->bundle_pages * PAGE;
+    t->codec3 = codec_dctx_new(s->codec3);
+    t->braw = malloc(raw);
+    if (!t->codec3 || !t->braw)
+        return -ENOMEM;
+    memset(t->braw, 0, raw);
+    return 0;
+}
+
 /* A new context, on the store's list of all (not on the free list).  NULL if none. */
 static struct tctx *tctx_new(struct store *s)
 {
@@ -43,17 +69,19 @@ static struct tctx *tctx_new(struct store *s)
     t->codec = codec_ctx_new(s->codec, s->level, PAGE);
     if (s->codec2)
         t->codec2 = codec_ctx_new(s->codec2, s->level2, PAGE);
+    if (s->codec3 && tctx_cold_new(s, t) < 0)
+        goto fail;
     if (!t->codec || (s->codec2 && !t->codec2) || codec_warm(t->codec, t->page, t->cbuf) < 0 ||
-        (t->codec2 && codec_warm(t->codec2, t->page, t->cbuf) < 0)) {
-        codec_ctx_free(t->codec);
-        codec_ctx_free(t->codec2);
-        free(t);
-        return NULL;
-    }
-    LOCK_GUARD(&s->tctx_lock);
+        (t->codec2 && codec_warm(t->codec2, t->page, t->cbuf) < 0))
+        goto fail;
+    pthread_mutex_lock(&s->tctx_lock);
     t->all_next = s->all_list;
     s->all_list = t;
+    pthread_mutex_unlock(&s->tctx_lock);
     return t;
+fail:
+    tctx_free_one(t);
+    return NULL;
 }
 
 static void tctx_put(struct tctx *t)
@@ -121,9 +149,7 @@ void tctx_free_all(struct store *s)
 {
     for (struct tctx *t = s->all_list, *next; t; t = next) {
         next = t->all_next;
-        codec_ctx_free(t->codec);
-        codec_ctx_free(t->codec2);
-        free(t);
+        tctx_free_one(t);
     }
     s->all_list = s->free_list = NULL;
 }

@@ -97,7 +97,7 @@ run_ok -n -o name,disksize dev0
 
 run_ok --output-all
 read -ra hdr <<<"${out%%$'\n'*}"
-[[ ${hdr[*]} == "NAME ALGORITHM DISKSIZE DATA COMPR TOTAL ZERO-PAGES MEM-LIMIT MEM-USED MIGRATED MOUNTPOINT BACKING WRITTEN-BACK" ]] ||
+[[ ${hdr[*]} == "NAME ALGORITHM DISKSIZE DATA COMPR TOTAL ZERO-PAGES MEM-LIMIT MEM-USED MIGRATED MOUNTPOINT BACKING WRITTEN-BACK BUNDLED" ]] ||
     fail "--output-all header: ${hdr[*]}"
 
 run_ok -n -r -b -o name,DiskSize,data,zero-pages,mem-limit
@@ -343,6 +343,8 @@ done
 [[ $(json_get "$out" 'j["backing"]') == "" ]] || fail "stat --json: backing without one: $out"
 run_ok -o NAME,BACKING,WRITTEN-BACK -r -n -b
 [[ $out == "dev0  0" ]] || fail "-o BACKING,WRITTEN-BACK: '$out'"
+run_ok -o NAME,BUNDLED -r -n -b
+[[ $out == "dev0 0" ]] || fail "-o NAME,BUNDLED: '$out'"
 run_ok -o WRITTEN-BACK -J -b
 [[ $(json_get "$out" 'j["uzramdevices"][0]["written-back"]') == 0 ]] || fail "-J WRITTEN-BACK: $out"
 

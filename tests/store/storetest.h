@@ -91,6 +91,9 @@ static inline void st_check_drained(struct store *s)
     CHECK_EQU(st.compr_data_size, 0);
     CHECK_EQU(st.same_pages, 0);
     CHECK_EQU(st.huge_pages, 0);
+    CHECK_EQU(st.bundles, 0);
+    CHECK_EQU(st.bundled_pages, 0);
+    CHECK_EQU(st.bundle_bytes, 0);
     CHECK_EQ(store_seek(s, 0, true, &got), -ENXIO);
 }
 

@@ -9,7 +9,10 @@
  *     others' on the same slot; a lost update shows as a quarter reverted;
  *   - a churner writes and discards a scratch region in a scattered way,
  *     compacts by hand, seeks, and changes the settings, while the
- *     background thread compacts when waste passes 5%.
+ *     background thread compacts when waste passes 5%;
+ *   - a cold thread bundles idle or all pages (the cold tier) over and over,
+ *     so that everyone's reads, partial writes and discards meet bundles
+ *     being made, read, unpacked and emptied.
  * Then all of it again with writeback: a backing file and a memory limit a
  * fraction of the data, so the eviction thread writes pages back under
  * everyone's feet (by the clock, then by zs_shrink()), every write that
@@ -45,6 +48,7 @@ static struct store *s;
 static bool writeback;
 static uint64_t seed, nops;
 static _Atomic unsigned sharers_left;
+static _Atomic uint64_t bundled;
 
 static void fail_hook(void)
 {
@@ -195,13 +199,36 @@ static void *churner_main(void *arg)
     return NULL;
 }
 
+static void *cold_main(void *arg)
+{
+    (void)arg;
+    struct test_rng r;
+    rng_seed(&r, seed * 43);
+    while (atomic_load(&sharers_left) > 0) {
+        unsigned sel = STORE_SEL_ALL;
+        if (rng_one_in(&r, 2)) {
+            CHECK(store_mark_idle(s, 0) >= 0);
+            sel = STORE_SEL_IDLE;
+        }
+        int64_t n = store_bundle(s, sel);
+        /* With a limit, the pool may have no room for a bundle. */
+        CHECKF(n >= 0 || (writeback && n == -ENOSPC), "store_bundle = %jd", (intmax_t)n);
+        atomic_fetch_add(&bundled, n > 0 ? (uint64_t)n : 0);
+    }
+    return NULL;
+}
+
 /* policy: -1 no writeback, else a store_evict_policy. */
 static void run(int policy)
 {
     const struct codec_type *c = codec_find("lz4");
     CHECK(c);
     struct store_config cfg = {
-        .size = SIZE, .codec = c, .compact_threshold_pct = 5, .prealloc_threads = 2,
+        .size = SIZE,
+        .codec = c,
+        .compact_threshold_pct = 5,
+        .prealloc_threads = 2,
+        .cold_codec = codec_find("zstd"),
     };
     struct backing *b = NULL;
     writeback = policy >= 0;
@@ -220,14 +247,17 @@ static void run(int policy)
     }
     s = store_new(&cfg);
     CHECK(s);
-    pthread_t th[OWNERS + SHARERS + 1];
+    pthread_t th[OWNERS + SHARERS + 2];
     unsigned n = 0;
     atomic_store(&sharers_left, SHARERS);
+    atomic_store(&bundled, 0);
     for (unsigned i = 0; i < OWNERS; i++)
         CHECK_EQ(pthread_create(&th[n++], NULL, owner_main, (void *)(uintptr_t)i), 0);
     for (unsigned i = 0; i < SHARERS; i++)
         CHECK_EQ(pthread_create(&th[n++], NULL, sharer_main, (void *)(uintptr_t)i), 0);
     CHECK_EQ(pthread_create(&th[n++], NULL, churner_main, NULL), 0);
+    if (cfg.cold_codec)
+        CHECK_EQ(pthread_create(&th[n++], NULL, cold_main, NULL), 0);
     for (unsigned i = 0; i < n; i++)
         CHECK_EQ(pthread_join(th[i], NULL), 0);
 
@@ -240,6 +270,12 @@ static void run(int policy)
            (uintmax_t)st.orig_data_size, (uintmax_t)st.compr_data_size,
            (uintmax_t)st.mem_used_total, (uintmax_t)st.pages_compacted,
            (uintmax_t)st.compactions);
+    printf("  bundled %ju pages; %ju read out of bundles, %ju unpacked\n",
+           (uintmax_t)atomic_load(&bundled), (uintmax_t)st.bundle_reads,
+           (uintmax_t)st.bundle_unpacks);
+    /* The cold thread raced the others, or the run proved nothing about it. */
+    if (cfg.cold_codec)
+        CHECK(atomic_load(&bundled) > 0 && st.bundle_reads > 0);
     if (writeback) {
         printf("  bd_writes %ju bd_reads %ju evictions %ju waits %ju promoted %ju mem_used_max %ju\n",
                (uintmax_t)st.bd_writes, (uintmax_t)st.bd_reads, (uintmax_t)st.evictions,

@@ -23,6 +23,11 @@
  * recompressing with zstd.  Every write must still succeed: with a backing
  * store a full pool waits for eviction instead of failing.
  *
+ * Every run has a cold tier (zstd bundles, when zstd is built): one
+ * operation in a hundred or so bundles the idle or all pages, so that the
+ * reads, partial writes, discards, compactions, writeback and promotion
+ * that follow meet bundled pages, and reads unpack them again.
+ *
  * Last, each codec runs with a reserve (store_config.reserve) too small for
  * the load and no refill thread: the test refills now and then, so that
  * writes, discards and write-zeroes find it empty at times and fail with
@@ -66,6 +71,7 @@ static struct {
     bool used[NSLOTS];
     unsigned char *buf, *got;
     bool reserve;               /* the run has a reserve: writes may fail */
+    uint64_t bundled;           /* pages the cold passes bundled */
     uint64_t failed, partial;   /* operations failed with -ENOSPC; of them, part-done */
 } m;
 
@@ -160,6 +166,9 @@ static void verify_all(void)
     CHECK_EQU(st.failed_writes, m.failed);
     CHECK_EQU(st.invalid_io, 0);
     CHECK(st.mem_used_total >= st.compr_data_size);
+    CHECK(st.compr_data_size >= st.bundle_bytes);
+    /* A bundle lives while a page of it does. */
+    CHECK(st.bundled_pages >= st.bundles);
     CHECK(st.mem_used_max >= st.mem_used_total);
     /* Walk data and holes with seek: they must match the slot flags. */
     uint64_t off = 0;
@@ -280,6 +289,23 @@ static bool op_done(int r)
 /* After a failed zeroing, slots of the done prefix: as model_zero() would. */
 static void model_zero(uint64_t off, uint64_t len);
 
+/* The cold pass: mark everything idle and bundle it, or bundle every object. */
+static void bundle_op(void)
+{
+    m.what = "bundle";
+    if (!codec_find("zstd"))
+        return;
+    unsigned sel = STORE_SEL_ALL;
+    if (rng_one_in(&m.rng, 2)) {
+        CHECK(store_mark_idle(m.s, 0) >= 0);
+        sel = STORE_SEL_IDLE;
+    }
+    int64_t n = store_bundle(m.s, sel);
+    /* A reserve run may find no room for a bundle: then nothing is bundled. */
+    CHECKF(n >= 0 || (m.reserve && n == -ENOSPC), "store_bundle(%#x) = %jd", sel, (intmax_t)n);
+    m.bundled += n > 0 ? (uint64_t)n : 0;
+}
+
 /* The operations only a store with writeback has. */
 static void writeback_op(unsigned k)
 {
@@ -318,6 +344,7 @@ static struct store *model_store(const char *codec, int policy, struct backing *
             .compact_threshold_pct = 10,
             .reserve = RESERVE_BYTES,
             .reserve_manual = true,
+            .cold_codec = codec_find("zstd"),
         };
         struct store *s = store_new(&cfg);
         CHECKF(s, "store_new with a reserve: %s", strerror(errno));
@@ -325,8 +352,19 @@ static struct store *model_store(const char *codec, int policy, struct backing *
         CHECK_EQ(store_thread_prepare(s), 0);
         return s;
     }
-    if (policy < 0)
-        return st_new(SIZE, codec, 0, 0, 10);
+    if (policy < 0) {
+        struct store_config cfg = {
+            .size = SIZE,
+            .codec = codec_find(codec),
+            .compact_threshold_pct = 10,
+            .cold_codec = codec_find("zstd"),
+            /* Small bundles here, the largest in the other runs. */
+            .bundle_pages = 4,
+        };
+        struct store *s = store_new(&cfg);
+        CHECKF(s, "store_new: %s", strerror(errno));
+        return s;
+    }
     char path[] = "/tmp/uzram-model-backing-XXXXXX";
     int fd = mkstemp(path);
     CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
@@ -345,6 +383,7 @@ static struct store *model_store(const char *codec, int policy, struct backing *
         .backing_raw = rng_one_in(&m.rng, 2),
         .evict_policy = policy ? STORE_EVICT_ZSPAGE : STORE_EVICT_LRU,
         .recomp_codec = codec_find("zstd"),
+        .cold_codec = codec_find("zstd"),
     };
     struct store *s = store_new(&cfg);
     CHECKF(s, "store_new with writeback: %s", strerror(errno));
@@ -408,9 +447,11 @@ static void run_step(unsigned k, uint64_t off, uint64_t len, bool backed)
         step_zero(off, len, k < 77);
     } else if (k < 83) {
         step_zero_no_hole(off, len);
-    } else if (k < 95 || (k < 98 && !backed)) {
+    } else if (k < 94 || (k < 96 && !backed)) {
         m.what = "seek";
         seek_check();
+    } else if (k < 95 || (k < 98 && !backed)) {
+        bundle_op();
     } else if (k < 98) {
         writeback_op((unsigned)rng_below(&m.rng, 100));
     } else {
@@ -428,6 +469,14 @@ static void report_run(const char *codec, uint64_t nops, bool backed)
            (uintmax_t)st.compr_data_size, (uintmax_t)st.mem_used_total,
            (uintmax_t)st.same_pages, (uintmax_t)st.huge_pages,
            (uintmax_t)st.pages_compacted, (uintmax_t)st.compactions);
+    printf("  bundled %ju pages; now %ju bundles of %ju pages in %ju bytes, %ju reads, %ju "
+           "unpacks\n",
+           (uintmax_t)m.bundled, (uintmax_t)st.bundles, (uintmax_t)st.bundled_pages,
+           (uintmax_t)st.bundle_bytes, (uintmax_t)st.bundle_reads,
+           (uintmax_t)st.bundle_unpacks);
+    /* Bundles were made, read and unpacked, or the run proved nothing about them. */
+    if (codec_find("zstd"))
+        CHECK(m.bundled > 0 && st.bundle_reads > 0 && st.bundle_unpacks > 0);
     if (m.reserve) {
         printf("  reserve %ju: %ju operations failed (%ju part-done), %ju misses, %ju "
                "refills, low water %ju\n", (uintmax_t)st.reserve, (uintmax_t)m.failed,
@@ -456,6 +505,9 @@ static void drain_and_free(struct backing *b)
     CHECK_EQU(st.bd_count, 0);
     CHECK_EQU(st.idle_pages, 0);
     CHECK_EQU(st.recompressed, 0);
+    CHECK_EQU(st.bundles, 0);
+    CHECK_EQU(st.bundled_pages, 0);
+    CHECK_EQU(st.bundle_bytes, 0);
     if (b) {
         struct backing_stats bs;
         backing_get_stats(b, &bs);
@@ -478,7 +530,7 @@ static void run(const char *codec, uint64_t nops, int policy)
     m.codec = codec;
     m.mode = modes[policy + 2];
     m.reserve = policy == -2;
-    m.failed = m.partial = 0;
+    m.failed = m.partial = m.bundled = 0;
     m.s = model_store(codec, policy, &b);
     memset(m.ref, 0, SIZE);
     memset(m.used, 0, sizeof(m.used));

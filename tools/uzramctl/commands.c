@@ -508,6 +508,14 @@ int cmd_recompress(const struct cmdline *cl)
     uint64_t v = 0;
 
     check_select(PROTO_RECOMPRESS, mode);
+    if (cl->bundle) {
+        if (cl->threshold)
+            die_usage("recompress: --bundle and --threshold do not go together");
+        if (strcmp(mode, "idle") != 0)
+            die_usage("recompress: --bundle takes idle pages only, not '%s'", mode);
+        snprintf(req, sizeof(req), "%s %s bundle", verb, mode);
+        return run_job(cl, req, verb, "bundled", "bundled");
+    }
     if (cl->threshold && (parse_size(cl->threshold, &v) < 0 || v > 4096))
         die_usage("--threshold: bad size '%s' (want 0 to 4096 bytes)", cl->threshold);
     if (cl->threshold)

@@ -48,6 +48,7 @@ enum {
     COL_MOUNTPOINT,
     COL_BACKING,
     COL_WRITTEN_BACK,
+    COL_BUNDLED,
     COL_MAX
 };
 
@@ -63,13 +64,17 @@ static const struct colinfo columns[COL_MAX] = {
                          "pages of one repeated word, stored without memory" },
     [COL_MEMLIMIT] = { "MEM-LIMIT", "mem_limit", COL_SIZE, 5, "memory limit (0: none)" },
     [COL_MEMUSED] = { "MEM-USED", "mem_used_max", COL_SIZE, 5, "the most memory held so far" },
-    [COL_MIGRATED] = { "MIGRATED", "pages_compacted", COL_COUNT, 3, "pages freed by compaction" },
-    [COL_MOUNTPOINT] = { "MOUNTPOINT", NULL, COL_STRING, 0.10, "the FUSE file (or NBD address) served" },
+    [COL_MIGRATED] = { "MIGRATED", "pages_compacted", COL_COUNT, 3,
+                       "pages freed by compaction" },
+    [COL_MOUNTPOINT] = { "MOUNTPOINT", NULL, COL_STRING, 0.10,
+                         "the FUSE file (or NBD address) served" },
     /* Not zramctl's: after its columns, and not in the default set. */
     [COL_BACKING] = { "BACKING", "backing", COL_STRING, 0.10,
                       "the backing store (file or NBD URI) cold pages go to" },
     [COL_WRITTEN_BACK] = { "WRITTEN-BACK", "bd_count", COL_PAGES, 5,
                            "data on the backing store now" },
+    [COL_BUNDLED] = { "BUNDLED", "bundled_pages", COL_PAGES, 5,
+                      "data held in bundles (the cold tier), uncompressed" },
 };
 
 /* As zramctl's default, less STREAMS, which uzram has no use for. */

@@ -31,6 +31,7 @@ enum opt_group {
     OPTG_LIMIT,     /* --limit */
     OPTG_THRESHOLD, /* --threshold */
     OPTG_FORCE,     /* --force */
+    OPTG_BUNDLE,    /* --bundle */
     OPTG_MAX
 };
 #define OPTG(g) (1u << (g))
@@ -63,8 +64,8 @@ static const struct command commands[] = {
       OPTG(OPTG_LIMIT) | OPTG(OPTG_JSON), "DEVICE", PROTO_WRITEBACK,
       "[--limit SIZE] [--json]" },
     { "recompress", cmd_recompress, 2, 2, "idle, huge... (which pages)",
-      OPTG(OPTG_THRESHOLD) | OPTG(OPTG_JSON), "DEVICE", PROTO_RECOMPRESS,
-      "[--threshold BYTES] [--json]" },
+      OPTG(OPTG_THRESHOLD) | OPTG(OPTG_BUNDLE) | OPTG(OPTG_JSON), "DEVICE", PROTO_RECOMPRESS,
+      "[--threshold BYTES | --bundle] [--json]" },
     { "stop", cmd_stop, 1, 1, NULL, OPTG(OPTG_FORCE), "DEVICE [--force]", PROTO_HELLO, NULL },
 };
 
@@ -114,6 +115,7 @@ static void usage(void)
            "     --dir DIR        look for control sockets in DIR\n"
            "     --limit SIZE     writeback: write back at most SIZE\n"
            "     --threshold N    recompress: only objects of at least N bytes\n"
+           "     --bundle         recompress idle: idle neighbours together, in bundles\n"
            "     --force          stop: even while the device is in use\n"
            "     --reset DEVICE   the same as 'stop DEVICE', as zramctl's users type it\n"
            " -h, --help           display this help\n"
@@ -136,11 +138,20 @@ static void usage(void)
 struct options {
     struct list_opts list;
     const char *limit, *threshold;
+    bool bundle;
     bool force, reset;
     const char *given[OPTG_MAX];
 };
 
-enum { OPT_OUTPUT_ALL = 256, OPT_DIR, OPT_LIMIT, OPT_THRESHOLD, OPT_FORCE, OPT_RESET };
+enum {
+    OPT_OUTPUT_ALL = 256,
+    OPT_DIR,
+    OPT_LIMIT,
+    OPT_THRESHOLD,
+    OPT_FORCE,
+    OPT_RESET,
+    OPT_BUNDLE
+};
 
 static const struct option longopts[] = {
     { "bytes", no_argument, NULL, 'b' },
@@ -152,6 +163,7 @@ static const struct option longopts[] = {
     { "dir", required_argument, NULL, OPT_DIR },
     { "limit", required_argument, NULL, OPT_LIMIT },
     { "threshold", required_argument, NULL, OPT_THRESHOLD },
+    { "bundle", no_argument, NULL, OPT_BUNDLE },
     { "force", no_argument, NULL, OPT_FORCE },
     { "reset", no_argument, NULL, OPT_RESET },
     { "help", no_argument, NULL, 'h' },
@@ -199,6 +211,10 @@ static void parse_option(struct options *o, int c, char **argv)
     case OPT_THRESHOLD:
         o->threshold = optarg;
         o->given[OPTG_THRESHOLD] = "--threshold";
+        break;
+    case OPT_BUNDLE:
+        o->bundle = true;
+        o->given[OPTG_BUNDLE] = "--bundle";
         break;
     case OPT_FORCE:
         o->force = true;
@@ -279,6 +295,7 @@ static void check_command(const struct command *cmd, const struct options *o,
     check_group(cmd, o, OPTG_LIMIT);
     check_group(cmd, o, OPTG_THRESHOLD);
     check_group(cmd, o, OPTG_FORCE);
+    check_group(cmd, o, OPTG_BUNDLE);
     check_group(cmd, o, OPTG_LIST);
     if (cmd->min_args > 0 && cl->nargs < 1)
         die_usage("%s: no DEVICE given", cmd->name);
@@ -304,6 +321,7 @@ int main(int argc, char **argv)
         .list = &o.list,
         .limit = o.limit,
         .threshold = o.threshold,
+        .bundle = o.bundle,
         .force = o.force,
         .nargs = argc - optind,
         .args = argv + optind,

@@ -96,6 +96,7 @@ struct cmdline {
     const struct list_opts *list;  /* list's options, and --json for stat */
     const char *limit;             /* writeback --limit, or NULL */
     const char *threshold;         /* recompress --threshold, or NULL */
+    bool bundle;                   /* recompress --bundle */
     bool force;                    /* stop --force */
     int nargs;                     /* the words after the command */
     char **args;
@@ -107,7 +108,7 @@ typedef int cmd_fn(const struct cmdline *cl);
 /* ---- list.c ------------------------------------------------------------- */
 
 /* Columns in one --output: room for each twice over (list.c checks). */
-#define LIST_MAX_COLS 26
+#define LIST_MAX_COLS 28
 
 /* list's options (the table's columns and form), filled by main. */
 struct list_opts {

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cold tier's bundles (src/store/bundle.c), page by page:
+ *   - what store_bundle() takes (objects only, groups of two or more, the
+ *     selection) and what it counts;
+ *   - reads: once out of the bundle, a second time unpacked, and the rest
+ *     of a bundle unpacked with the page that leaves it half empty;
+ *   - partial writes, discards and write-zeroes take pages out, and the
+ *     last page out frees the bundle;
+ *   - a bundle damaged in memory reads as -EIO, never as other bytes (this
+ *     test reaches into the store's internals, store-internal.h, to plant
+ *     the damage: no request can);
+ *   - a pool at its limit makes no bundle, loses nothing, and a later pass
+ *     bundles the same pages.
+ */
+#include "storetest.h"
+
+#include "store-internal.h"
+
+#define SIZE (1u << 20)
+
+static unsigned char ref[SIZE / PG][PG];
+
+static struct store *bundle_store(unsigned pages, uint64_t mem_limit)
+{
+    struct store_config cfg = {
+        .size = SIZE,
+        .codec = codec_find("lz4"),
+        .cold_codec = codec_find("zstd"),
+        .bundle_pages = pages,
+        .mem_limit = mem_limit,
+    };
+    struct store *s = store_new(&cfg);
+    CHECKF(s, "store_new: %s", strerror(errno));
+    return s;
+}
+
+/* Text in slots [first, first + n), kept in ref. */
+static void put_text(struct store *s, struct test_rng *r, uint64_t first, uint64_t n)
+{
+    for (uint64_t i = first; i < first + n; i++) {
+        st_text(r, ref[i], PG);
+        CHECK_EQ(store_write(s, ref[i], PG, i * PG), 0);
+    }
+}
+
+static void check_page(struct store *s, uint64_t i)
+{
+    unsigned char got[PG];
+    CHECK_EQ(store_read(s, got, PG, i * PG), 0);
+    CHECKF(memcmp(got, ref[i], PG) == 0, "slot %ju differs", (uintmax_t)i);
+}
+
+static void test_bundle_life(void)
+{
+    struct test_rng r;
+    rng_seed(&r, 1);
+    struct store *s = bundle_store(16, 0);
+    put_text(s, &r, 0, 32);
+    /* One same-filled page and one raw page alone in the third group. */
+    memset(ref[40], 0x11, PG);
+    CHECK_EQ(store_write(s, ref[40], PG, 40 * PG), 0);
+    rng_fill(&r, ref[41], PG);
+    CHECK_EQ(store_write(s, ref[41], PG, 41 * PG), 0);
+    uint64_t compr = st_stats(s).compr_data_size;
+
+    /* Nothing idle: nothing to bundle. */
+    CHECK_EQ(store_bundle(s, STORE_SEL_IDLE), 0);
+    CHECK_EQ(store_bundle(s, STORE_SEL_HUGE), -EINVAL);
+    /* Two groups of 16 objects; the raw page alone in its group stays. */
+    CHECK_EQ(store_bundle(s, STORE_SEL_ALL), 32);
+    struct store_stats st = st_stats(s);
+    CHECK_EQU(st.bundles, 2);
+    CHECK_EQU(st.bundled_pages, 32);
+    CHECK(st.bundle_bytes > 0 && st.bundle_bytes <= st.compr_data_size);
+    CHECKF(st.compr_data_size < compr, "compr_data_size %ju, %ju before bundling",
+           (uintmax_t)st.compr_data_size, (uintmax_t)compr);
+    CHECK_EQU(st.orig_data_size, 34 * PG);
+    /* Bundled pages are no longer objects of their own: a second pass takes none. */
+    CHECK_EQ(store_bundle(s, STORE_SEL_ALL), 0);
+
+    for (uint64_t i = 0; i < 42; i++)
+        check_page(s, i);
+    st = st_stats(s);
+    CHECK_EQU(st.bundle_reads, 32);
+    CHECK_EQU(st.bundle_unpacks, 0);
+
+    /* Read twice: hot again, stored alone. */
+    check_page(s, 0);
+    st = st_stats(s);
+    CHECK_EQU(st.bundle_unpacks, 1);
+    CHECK_EQU(st.bundled_pages, 31);
+
+    /* A partial write, a discard and zeroes take their pages out. */
+    memset(ref[1] + 1000, 'x', 100);
+    CHECK_EQ(store_write(s, ref[1] + 1000, 100, PG + 1000), 0);
+    CHECK_EQ(store_discard(s, PG, 2 * PG), 0);
+    memset(ref[2], 0, PG);
+    CHECK_EQ(store_write_zeroes(s, PG, 3 * PG, 0), 0);
+    memset(ref[3], 0, PG);
+    for (uint64_t i = 1; i < 4; i++)
+        check_page(s, i);
+    CHECK_EQU(st_stats(s).bundled_pages, 28);
+
+    /* The second bundle emptied by discards: it goes with its last page. */
+    for (uint64_t i = 16; i < 32; i++)
+        CHECK_EQ(store_discard(s, PG, i * PG), 0);
+    st = st_stats(s);
+    CHECK_EQU(st.bundles, 1);
+    CHECK_EQU(st.bundled_pages, 12);
+    /* The first by second reads, each unpacking its page... */
+    for (uint64_t i = 4; i < 7; i++)
+        check_page(s, i);
+    st = st_stats(s);
+    CHECK_EQU(st.bundles, 1);
+    CHECK_EQU(st.bundled_pages, 9);
+    /* ...until half of it or less is left: then the rest goes at once. */
+    check_page(s, 7);
+    st = st_stats(s);
+    CHECK_EQU(st.bundles, 0);
+    CHECK_EQU(st.bundled_pages, 0);
+    for (uint64_t i = 8; i < 16; i++)
+        check_page(s, i);
+    st = st_stats(s);
+    CHECK_EQU(st.bundles, 0);
+    CHECK_EQU(st.bundled_pages, 0);
+    CHECK_EQU(st.bundle_bytes, 0);
+    CHECK_EQU(st.bundle_unpacks, 13);
+    st_check_drained(s);
+    store_free(s);
+}
+
+/* Flip one byte of bundle h at off (from the object's start). */
+static void flip(struct store *s, uint64_t h, size_t off)
+{
+    size_t size;
+    unsigned char *p = zs_map(s->pool, h, &size);
+    CHECK(p && off < size);
+    p[off] ^= 0x40;
+    zs_unmap(s->pool, h);
+}
+
+static void test_bundle_corrupt(void)
+{
+    struct test_rng r;
+    rng_seed(&r, 2);
+    struct store *s = bundle_store(16, 0);
+    /* Two bundles: reading the second makes the thread forget the first. */
+    put_text(s, &r, 0, 32);
+    CHECK_EQ(store_bundle(s, STORE_SEL_ALL), 32);
+    CHECK_EQ(s->slots[0].state, SLOT_BUNDLE);
+    uint64_t other = 16;
+    uint64_t h = s->slots[0].val;
+    size_t size;
+    CHECK(zs_map(s->pool, h, &size));
+    zs_unmap(s->pool, h);
+    unsigned char got[PG];
+
+    /* The checksum disagrees: the pages decompress, and still read -EIO. */
+    flip(s, h, offsetof(struct bundle_hdr, sum));
+    CHECK_EQ(store_read(s, got, PG, 5 * PG), -EIO);
+    flip(s, h, offsetof(struct bundle_hdr, sum));
+    check_page(s, 6);
+    /* Compressed bytes damaged: -EIO, whoever notices, zstd or the checksum. */
+    for (size_t off = sizeof(struct bundle_hdr); off < size; off += size / 7) {
+        check_page(s, other++);
+        flip(s, h, off);
+        CHECKF(store_read(s, got, PG, 7 * PG) == -EIO, "damage at %zu of %zu read back", off,
+               size);
+        /* A partial write must read the page first: it fails, and says so. */
+        CHECK_EQ(store_write(s, "y", 1, 8 * PG + 9), -EIO);
+        flip(s, h, off);
+    }
+    struct store_stats st = st_stats(s);
+    CHECK(st.failed_reads >= 2 && st.failed_writes >= 1);
+    /* A whole page over a damaged bundle needs nothing of it. */
+    flip(s, h, size / 2);
+    rng_fill(&r, ref[9], PG);
+    CHECK_EQ(store_write(s, ref[9], PG, 9 * PG), 0);
+    check_page(s, 9);
+    flip(s, h, size / 2);
+    check_page(s, other++);
+    check_page(s, 10);
+    st_check_drained(s);
+    store_free(s);
+}
+
+static void test_bundle_limit(void)
+{
+    struct test_rng r;
+    rng_seed(&r, 3);
+    struct store *s = bundle_store(16, 0);
+    put_text(s, &r, 0, 32);
+    /* Not a byte more: the bundle's object cannot be had. */
+    CHECK_EQ(store_set_mem_limit(s, st_stats(s).mem_used_total), 0);
+    CHECK_EQ(store_bundle(s, STORE_SEL_ALL), -ENOSPC);
+    struct store_stats st = st_stats(s);
+    CHECK_EQU(st.bundles, 0);
+    CHECK_EQU(st.bundled_pages, 0);
+    for (uint64_t i = 0; i < 32; i++)
+        check_page(s, i);
+    /* The pass left no mark behind: the same pages bundle once there is room. */
+    CHECK_EQ(store_set_mem_limit(s, 0), 0);
+    CHECK_EQ(store_mark_idle(s, 0), 32);
+    CHECK_EQ(store_bundle(s, STORE_SEL_IDLE), 32);
+    CHECK_EQU(st_stats(s).idle_pages, 32);
+    for (uint64_t i = 0; i < 32; i++)
+        check_page(s, i);
+    st_check_drained(s);
+    store_free(s);
+}
+
+/* No cold codec: no bundles; bad page counts refused. */
+static void test_bundle_config(void)
+{
+    struct store *s = st_new(SIZE, "lz4", 0, 0, 0);
+    CHECK_EQ(store_bundle(s, STORE_SEL_ALL), -ENOTSUP);
+    store_free(s);
+    struct store_config cfg = {
+        .size = SIZE,
+        .cold_codec = codec_find("zstd"),
+        .bundle_pages = 1,
+    };
+    errno = 0;
+    CHECK(!store_new(&cfg) && errno == EINVAL);
+    cfg.bundle_pages = STORE_BUNDLE_MAX + 1;
+    CHECK(!store_new(&cfg) && errno == EINVAL);
+    cfg.bundle_pages = 2;
+    cfg.cold_level = 1000;
+    CHECK(!store_new(&cfg) && errno == EINVAL);
+}
+
+int main(void)
+{
+    if (!codec_find("zstd"))
+        return 77;
+    RUN_TEST(test_bundle_config);
+    RUN_TEST(test_bundle_life);
+    RUN_TEST(test_bundle_corrupt);
+    RUN_TEST(test_bundle_limit);
+    return 0;
+}
