@@ -34,9 +34,6 @@
 #include "zspool.h"
 
 #define PAGE STORE_PAGE_SIZE
-#ifndef ZS_MAX_OBJECT_SIZE
-#define ZS_MAX_OBJECT_SIZE ZS_MAX_ALLOC_SIZE /* XXX until libzspool takes larger objects */
-#endif
 #define PAGE_SHIFT 12
 
 enum slot_state {
