@@ -279,6 +279,20 @@ static int find_codec(const struct given *g, int id, const char *name,
     return 0;
 }
 
+/*
+ * Option id's level for codec c, if the option was given: it needs a codec
+ * (needs says which option gives it).  0 or -EINVAL, said.
+ */
+static int check_level_of(const struct codec_type *c, const struct given *g, int id,
+                          const char *needs, int *ret)
+{
+    if (!g->arg[id])
+        return 0;
+    if (!c)
+        return bad_given(g, id, g->arg[id], needs);
+    return parse_level(c, g, id, ret) < 0 ? -EINVAL : 0;
+}
+
 /* The codec, the recompression codec and the cold codec, each with its level. */
 static int check_codecs(struct options *o, const struct given *g)
 {
@@ -291,13 +305,9 @@ static int check_codecs(struct options *o, const struct given *g)
     if (g->arg[OPT_RECOMP_ALGORITHM] &&
         find_codec(g, OPT_RECOMP_ALGORITHM, g->arg[OPT_RECOMP_ALGORITHM], &o->recomp_codec) < 0)
         return -EINVAL;
-    if (g->arg[OPT_RECOMP_LEVEL]) {
-        if (!o->recomp_codec)
-            return bad_given(g, OPT_RECOMP_LEVEL, g->arg[OPT_RECOMP_LEVEL],
-                             "a level, with --recompress-algorithm");
-        if (parse_level(o->recomp_codec, g, OPT_RECOMP_LEVEL, &o->recomp_level) < 0)
-            return -EINVAL;
-    }
+    if (check_level_of(o->recomp_codec, g, OPT_RECOMP_LEVEL,
+                       "a level, with --recompress-algorithm", &o->recomp_level) < 0)
+        return -EINVAL;
     /* Bundles are on unless asked off: zstd, where it is built. */
     const char *cold = g->arg[OPT_COLD_ALGORITHM];
     o->cold_codec = NULL;
@@ -306,14 +316,8 @@ static int check_codecs(struct options *o, const struct given *g)
     else if (strcmp(cold, "none") != 0 &&
              find_codec(g, OPT_COLD_ALGORITHM, cold, &o->cold_codec) < 0)
         return -EINVAL;
-    if (g->arg[OPT_COLD_LEVEL]) {
-        if (!o->cold_codec)
-            return bad_given(g, OPT_COLD_LEVEL, g->arg[OPT_COLD_LEVEL],
-                             "a level, with a --cold-algorithm");
-        if (parse_level(o->cold_codec, g, OPT_COLD_LEVEL, &o->cold_level) < 0)
-            return -EINVAL;
-    }
-    return 0;
+    return check_level_of(o->cold_codec, g, OPT_COLD_LEVEL,
+                          "a level, with a --cold-algorithm", &o->cold_level);
 }
 
 /* The low watermark under the high one; the message names the one given last. */

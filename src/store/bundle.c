@@ -49,7 +49,6 @@
 
 #include "store-internal.h"
 
-_Static_assert(BUNDLE_LIVE_BUILDER == 1u << 31, "bundle_drop(s, h, 31) is the builder's");
 
 /*
  * A checksum of n bytes (a multiple of 32): four independent lanes, so that
@@ -340,7 +339,7 @@ static int64_t group_store(struct store *s, struct tctx *t, struct pass *ps,
         moved++;
     }
     /* The builder leaves like a member: if nobody was installed, that frees the bundle. */
-    bundle_drop(s, h, 31);
+    bundle_drop(s, h, BUNDLE_LIVE_BUILDER_POS);
     return moved;
 }
 

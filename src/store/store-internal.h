@@ -81,8 +81,9 @@ struct entry {
  * The live mask is changed only with the object mapped (zs_map()), so
  * that compaction cannot move it meanwhile.
  */
-#define BUNDLE_LIVE_BUILDER (1u << 31) /* the cold pass is still installing it */
-#define BUNDLE_LIVE_SPLIT_POS 30u      /* a read is unpacking what is left of it */
+#define BUNDLE_LIVE_BUILDER_POS 31u /* the cold pass is still installing it */
+#define BUNDLE_LIVE_BUILDER (1u << BUNDLE_LIVE_BUILDER_POS)
+#define BUNDLE_LIVE_SPLIT_POS 30u /* a read is unpacking what is left of it */
 #define BUNDLE_LIVE_SPLIT (1u << BUNDLE_LIVE_SPLIT_POS)
 #define BUNDLE_LIVE_PAGES ((1u << STORE_BUNDLE_MAX) - 1)
 struct bundle_hdr {
