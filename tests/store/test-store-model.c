@@ -72,6 +72,7 @@ static struct {
     unsigned char *buf, *got;
     bool reserve;               /* the run has a reserve: writes may fail */
     uint64_t bundled;           /* pages the cold passes bundled */
+    bool limited;               /* a reserve or a memory limit: a bundle may find no room */
     uint64_t failed, partial;   /* operations failed with -ENOSPC; of them, part-done */
 } m;
 
@@ -236,6 +237,37 @@ static void seek_check(void)
  * whose bytes did not change either way take the store's own word for
  * whether they hold data (SEEK_DATA), which must be the old or the new.
  */
+/* Whether the store says slot i holds data (SEEK_DATA lands in it). */
+static bool store_has_data(uint64_t i)
+{
+    uint64_t d;
+    return store_seek(m.s, i * PG, true, &d) == 0 && d < (i + 1) * PG;
+}
+
+/*
+ * After an operation that failed part way, the slots of the done prefix
+ * [off, done): where it did not change the bytes (zeros written over an
+ * empty slot, a discard of a zero-filled page), whether the store did the
+ * page or failed before it cannot be told from the bytes, so the store's
+ * word stands; failed_split() has checked it against the old and the new.
+ */
+static void model_used_from_store(uint64_t off, uint64_t done)
+{
+    for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
+        m.used[i] = store_has_data(i);
+}
+
+/* A write's done prefix [off, done) holds data (failed: as the store says). */
+static void model_written(uint64_t off, uint64_t done, bool failed)
+{
+    if (failed) {
+        model_used_from_store(off, done);
+        return;
+    }
+    for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
+        m.used[i] = true;
+}
+
 static uint64_t failed_split(uint64_t off, uint64_t len, const unsigned char *want, bool new_used)
 {
     CHECK_EQ(store_read(m.s, m.got, len, off), 0);
@@ -262,9 +294,7 @@ static uint64_t failed_split(uint64_t off, uint64_t len, const unsigned char *wa
     }
     /* Slots of unchanged bytes: old or new "holds data", as the store says. */
     for (uint64_t i = off / PG; i <= (off + len - 1) / PG; i++) {
-        uint64_t d;
-        int r = store_seek(m.s, i * PG, true, &d);
-        bool has = r == 0 && d < (i + 1) * PG;
+        bool has = store_has_data(i);
         CHECKF(has == m.used[i] || has == new_used || (!new_used && !has),
                "after a failed %s, slot %ju holds %s", m.what, (uintmax_t)i,
                has ? "data" : "nothing");
@@ -301,8 +331,8 @@ static void bundle_op(void)
         sel = STORE_SEL_IDLE;
     }
     int64_t n = store_bundle(m.s, sel);
-    /* A reserve run may find no room for a bundle: then nothing is bundled. */
-    CHECKF(n >= 0 || (m.reserve && n == -ENOSPC), "store_bundle(%#x) = %jd", sel, (intmax_t)n);
+    /* A reserve or a memory limit may leave no room for a bundle: then none is made. */
+    CHECKF(n >= 0 || (m.limited && n == -ENOSPC), "store_bundle(%#x) = %jd", sel, (intmax_t)n);
     m.bundled += n > 0 ? (uint64_t)n : 0;
 }
 
@@ -397,12 +427,12 @@ static void step_write(uint64_t off, uint64_t len)
     m.what = "write";
     fill_data(m.buf, len);
     uint64_t done = off + len;
-    if (!op_done(store_write(m.s, m.buf, len, off)))
+    bool failed = !op_done(store_write(m.s, m.buf, len, off));
+    if (failed)
         done = failed_split(off, len, m.buf, true);
     if (done > off) {
         memcpy(m.ref + off, m.buf, done - off);
-        for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
-            m.used[i] = true;
+        model_written(off, done, failed);
     }
     verify_range(off, len);
 }
@@ -413,10 +443,13 @@ static void step_zero(uint64_t off, uint64_t len, bool discard)
     m.what = discard ? "discard" : "write_zeroes";
     int r = discard ? store_discard(m.s, len, off) : store_write_zeroes(m.s, len, off, 0);
     uint64_t done = off + len;
-    if (!op_done(r))
+    bool failed = !op_done(r);
+    if (failed)
         done = failed_split(off, len, NULL, false);
     if (done > off)
         model_zero(off, done - off);
+    if (failed && done > off)
+        model_used_from_store(off, done);
     verify_range(off, len);
 }
 
@@ -425,12 +458,12 @@ static void step_zero_no_hole(uint64_t off, uint64_t len)
 {
     m.what = "write_zeroes no_hole";
     uint64_t done = off + len;
-    if (!op_done(store_write_zeroes(m.s, len, off, STORE_ZERO_NO_HOLE)))
+    bool failed = !op_done(store_write_zeroes(m.s, len, off, STORE_ZERO_NO_HOLE));
+    if (failed)
         done = failed_split(off, len, NULL, true);
     if (done > off) {
         memset(m.ref + off, 0, done - off);
-        for (uint64_t i = off / PG; i <= (done - 1) / PG; i++)
-            m.used[i] = true;
+        model_written(off, done, failed);
     }
     verify_range(off, len);
 }
@@ -530,6 +563,7 @@ static void run(const char *codec, uint64_t nops, int policy)
     m.codec = codec;
     m.mode = modes[policy + 2];
     m.reserve = policy == -2;
+    m.limited = policy != -1;
     m.failed = m.partial = m.bundled = 0;
     m.s = model_store(codec, policy, &b);
     memset(m.ref, 0, SIZE);
