@@ -150,10 +150,6 @@ uint64_t occ_next_clear(struct store *s, uint64_t i)
     return r < s->nslots ? r : s->nslots;
 }
 
-/*
- * Free the object or backing block an entry held, once it is out of the
- * table.  discard: tell the backing store too (a discard, not an overwrite).
- */
 uint32_t bundle_live_update(struct store *s, uint64_t h, uint32_t bits, bool set)
 {
     struct bundle_hdr *b = zs_map(s->pool, h, NULL);
@@ -180,6 +176,10 @@ void bundle_drop(struct store *s, uint64_t h, unsigned pos)
     counter_add(&s->frees, 1);
 }
 
+/*
+ * Free the object or backing block an entry held, once it is out of the
+ * table.  discard: tell the backing store too (a discard, not an overwrite).
+ */
 void entry_release(struct store *s, const struct entry *e, bool discard)
 {
     if (entry_has_object(e)) {
