@@ -51,6 +51,16 @@ static void check_page(struct store *s, uint64_t i)
     CHECKF(memcmp(got, ref[i], PG) == 0, "slot %ju differs", (uintmax_t)i);
 }
 
+/* The store holds bundles bundles of pages pages in all; none: no bundle bytes either. */
+static void check_bundled(struct store *s, uint64_t bundles, uint64_t pages)
+{
+    struct store_stats st = st_stats(s);
+    CHECK_EQU(st.bundles, bundles);
+    CHECK_EQU(st.bundled_pages, pages);
+    if (bundles == 0)
+        CHECK_EQU(st.bundle_bytes, 0);
+}
+
 static void test_bundle_life(void)
 {
     struct test_rng r;
@@ -69,9 +79,8 @@ static void test_bundle_life(void)
     CHECK_EQ(store_bundle(s, STORE_SEL_HUGE), -EINVAL);
     /* Two groups of 16 objects; the raw page alone in its group stays. */
     CHECK_EQ(store_bundle(s, STORE_SEL_ALL), 32);
+    check_bundled(s, 2, 32);
     struct store_stats st = st_stats(s);
-    CHECK_EQU(st.bundles, 2);
-    CHECK_EQU(st.bundled_pages, 32);
     CHECK(st.bundle_bytes > 0 && st.bundle_bytes <= st.compr_data_size);
     CHECKF(st.compr_data_size < compr, "compr_data_size %ju, %ju before bundling",
            (uintmax_t)st.compr_data_size, (uintmax_t)compr);
@@ -87,9 +96,8 @@ static void test_bundle_life(void)
 
     /* Read twice: hot again, stored alone. */
     check_page(s, 0);
-    st = st_stats(s);
-    CHECK_EQU(st.bundle_unpacks, 1);
-    CHECK_EQU(st.bundled_pages, 31);
+    CHECK_EQU(st_stats(s).bundle_unpacks, 1);
+    check_bundled(s, 2, 31);
 
     /* A partial write, a discard and zeroes take their pages out. */
     memset(ref[1] + 1000, 'x', 100);
@@ -100,32 +108,23 @@ static void test_bundle_life(void)
     memset(ref[3], 0, PG);
     for (uint64_t i = 1; i < 4; i++)
         check_page(s, i);
-    CHECK_EQU(st_stats(s).bundled_pages, 28);
+    check_bundled(s, 2, 28);
 
     /* The second bundle emptied by discards: it goes with its last page. */
     for (uint64_t i = 16; i < 32; i++)
         CHECK_EQ(store_discard(s, PG, i * PG), 0);
-    st = st_stats(s);
-    CHECK_EQU(st.bundles, 1);
-    CHECK_EQU(st.bundled_pages, 12);
+    check_bundled(s, 1, 12);
     /* The first by second reads, each unpacking its page... */
     for (uint64_t i = 4; i < 7; i++)
         check_page(s, i);
-    st = st_stats(s);
-    CHECK_EQU(st.bundles, 1);
-    CHECK_EQU(st.bundled_pages, 9);
+    check_bundled(s, 1, 9);
     /* ...until half of it or less is left: then the rest goes at once. */
     check_page(s, 7);
-    st = st_stats(s);
-    CHECK_EQU(st.bundles, 0);
-    CHECK_EQU(st.bundled_pages, 0);
+    check_bundled(s, 0, 0);
     for (uint64_t i = 8; i < 16; i++)
         check_page(s, i);
-    st = st_stats(s);
-    CHECK_EQU(st.bundles, 0);
-    CHECK_EQU(st.bundled_pages, 0);
-    CHECK_EQU(st.bundle_bytes, 0);
-    CHECK_EQU(st.bundle_unpacks, 13);
+    check_bundled(s, 0, 0);
+    CHECK_EQU(st_stats(s).bundle_unpacks, 13);
     st_check_drained(s);
     store_free(s);
 }
@@ -194,9 +193,7 @@ static void test_bundle_limit(void)
     /* Not a byte more: the bundle's object cannot be had. */
     CHECK_EQ(store_set_mem_limit(s, st_stats(s).mem_used_total), 0);
     CHECK_EQ(store_bundle(s, STORE_SEL_ALL), -ENOSPC);
-    struct store_stats st = st_stats(s);
-    CHECK_EQU(st.bundles, 0);
-    CHECK_EQU(st.bundled_pages, 0);
+    check_bundled(s, 0, 0);
     for (uint64_t i = 0; i < 32; i++)
         check_page(s, i);
     /* The pass left no mark behind: the same pages bundle once there is room. */
