@@ -72,7 +72,6 @@ static struct {
     unsigned char *buf, *got;
     bool reserve;               /* the run has a reserve: writes may fail */
     uint64_t bundled;           /* pages the cold passes bundled */
-    bool limited;               /* a reserve or a memory limit: a bundle may find no room */
     bool backed;                /* writeback, and a memory limit (WB_MEM_LIMIT) */
     uint64_t failed, partial;   /* operations failed with -ENOSPC; of them, part-done */
 } m;
@@ -349,7 +348,8 @@ static void bundle_op(void)
     }
     int64_t n = store_bundle(m.s, sel);
     /* A reserve or a memory limit may leave no room for a bundle: then none is made. */
-    CHECKF(n >= 0 || (m.limited && n == -ENOSPC), "store_bundle(%#x) = %jd", sel, (intmax_t)n);
+    CHECKF(n >= 0 || ((m.reserve || m.backed) && n == -ENOSPC), "store_bundle(%#x) = %jd",
+           sel, (intmax_t)n);
     m.bundled += n > 0 ? (uint64_t)n : 0;
 }
 
@@ -580,7 +580,6 @@ static void run(const char *codec, uint64_t nops, int policy)
     m.codec = codec;
     m.mode = modes[policy + 2];
     m.reserve = policy == -2;
-    m.limited = policy != -1;
     m.backed = policy >= 0;
     m.failed = m.partial = m.bundled = 0;
     m.s = model_store(codec, policy, &b);
