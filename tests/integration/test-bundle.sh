@@ -15,6 +15,9 @@
 #   - bundled again, a page written and one discarded in every 64 KiB
 #     take their pages out of their bundles (bundled_pages falls), and the
 #     device reads back as the corpus with those changes;
+#   - 8 MiB bundled at --cold-level 19 take fewer bytes than at 1 (the
+#     level reaches the codec); a level out of range, or one with
+#     --cold-algorithm none, is refused at start (exit 2);
 #   - --json prints "bundled"; --bundle with huge, or with --threshold, is
 #     a usage error (exit 2); a daemon with --cold-algorithm none answers
 #     "no cold algorithm" (exit 1);
@@ -141,6 +144,30 @@ json=$(stat_json)
     $(json_int "$json" bundle_bytes) == 0 && $(json_int "$json" compr_data_size) == 0)) ||
     fail "bundles left after a discard of the whole device: $json"
 stop_nbd_daemon
+
+# ---- the cold codec's level ----
+
+# compr_at LEVEL: bundle 8 MiB of the corpus at --cold-level LEVEL; the
+# compressed bytes held after (bundle_bytes alone would not do: a stronger
+# level keeps more bundles, so their sum may grow while the device shrinks).
+head -c $((8 * MiB)) "$CORPUS" >"$TMPD/head"
+compr_at() {
+    start_nbd_daemon 8M --cold-level "$1"
+    nbdcopy "$TMPD/head" "$NBD_URI" || fail "nbdcopy into the --cold-level $1 device failed"
+    n=$(bundle "--cold-level $1")
+    ((n > 0)) || fail "--cold-level $1 bundled nothing"
+    sums_equal "$TMPD/head" "bundling at --cold-level $1"
+    stat_field compr_data_size
+    stop_nbd_daemon
+}
+fast=$(compr_at 1)
+strong=$(compr_at 19)
+log "compr_data_size of 8 MiB: $fast at --cold-level 1, $strong at 19"
+((strong < fast)) || fail "--cold-level 19 took $strong bytes, level 1 $fast: the level is not used"
+expect_start_error 2 "cold-level: bad value '99'" --size 16M --nbd-unix "$TMPD/bad.sock" \
+    --cold-level 99
+expect_start_error 2 "with a --cold-algorithm" --size 16M --nbd-unix "$TMPD/bad.sock" \
+    --cold-algorithm none --cold-level 3
 
 # ---- no cold codec ----
 
