@@ -140,12 +140,14 @@ static void unpack_one(struct store *s, struct tctx *t, uint64_t j, uint64_t h, 
         return;
     }
     if (split) {
-        /* Half of it or less left once this page is out, and nobody splitting it yet. */
-        uint32_t m = bundle_live_update(s, h, BUNDLE_LIVE_SPLIT, true);
+        /*
+         * Half of it or less left once this page is out: take the split
+         * bit, unless another read holds it (then that read splits).
+         */
+        uint32_t m = bundle_live_update(s, h, 0, true);
         unsigned left = (unsigned)__builtin_popcount(m & BUNDLE_LIVE_PAGES & ~(1u << pos));
-        *split = !(m & BUNDLE_LIVE_SPLIT) && 2 * left <= t->braw_n;
-        if (!(m & BUNDLE_LIVE_SPLIT) && !*split)
-            bundle_live_update(s, h, BUNDLE_LIVE_SPLIT, false);
+        *split = 2 * left <= t->braw_n &&
+                 !(bundle_live_update(s, h, BUNDLE_LIVE_SPLIT, true) & BUNDLE_LIVE_SPLIT);
     }
     old = slot_swap(s, j, &e);
     slot_unlock(sl);

@@ -249,8 +249,8 @@ uint64_t occ_next_clear(struct store *s, uint64_t i);
  */
 void entry_release(struct store *s, const struct entry *e, bool discard);
 /*
- * Set or clear bits of bundle h's live mask; the mask as it was (0 if h is
- * not live).  Any lock or none.
+ * Set or clear bits of bundle h's live mask (setting none reads it); the
+ * mask as it was (0 if h is not live).  Any lock or none.
  */
 uint32_t bundle_live_update(struct store *s, uint64_t h, uint32_t bits, bool set);
 /* A slot left bundle h (its page at pos): the last to leave frees it.  Any lock or none. */
