@@ -293,6 +293,19 @@ void zs_get_stats(struct zs_pool *pool, struct zs_pool_stats *ret)
  */
 uint64_t zs_mem_used(struct zs_pool *pool) __attribute__((nonnull));
 
+/*
+ * At most how many bytes of metadata a zs_malloc(pool, size) made now may
+ * add to zs_mem_used(), beyond the zspage it may open: 0 but every few
+ * thousand allocations, when a table of handles, zspage ids or descriptors
+ * is full and grows by a step of 64 KiB.  A zs_free() of the object gives
+ * its zspage back but not that growth, so a caller that keeps
+ * zs_mem_used() under a limit adds this to the object's size before it
+ * allocates.  Lock-free; an upper bound for this thread's next allocation,
+ * which another thread's may use up first.  0 in reserve mode, where only
+ * the refill grows a table; 0 for a size zs_malloc() refuses.
+ */
+uint64_t zs_meta_growth(struct zs_pool *pool, size_t size) __attribute__((nonnull));
+
 /* Number of size classes, counting merged ones.  Constant for all pools. */
 unsigned zs_class_count(void);
 

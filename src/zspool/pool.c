@@ -58,6 +58,20 @@ ZS_EXPORT struct zs_pool *zs_create(const struct zs_ops *ops, void *arg)
         errno = ENOMEM;
         return NULL;
     }
+    /*
+     * The list of regions, with room for 64 (64 GiB of addresses) from the
+     * start: a zs_malloc() that grew it would add metadata that
+     * zs_meta_growth() does not count.
+     */
+    struct runs *regions = &pool->frontier.regions;
+    regions->v = malloc(64 * sizeof(*regions->v));
+    if (!regions->v) {
+        zs_destroy(pool);
+        errno = ENOMEM;
+        return NULL;
+    }
+    regions->cap = 64;
+    meta_add(pool, malloc_cost(regions->v));
     return pool;
 }
 

@@ -19,6 +19,33 @@ ZS_EXPORT uint64_t zs_mem_used(struct zs_pool *pool)
     return load(&pool->pages) * PAGE_SIZE + load(&pool->metadata);
 }
 
+/* Would a table, committed up to its committed bytes, have to grow to hold need bytes? */
+static uint64_t table_step_for(struct vtable *t, uint64_t need)
+{
+    return need > atomic_load_explicit(&t->committed, memory_order_relaxed) ? TABLE_COMMIT_STEP
+                                                                            : 0;
+}
+
+/*
+ * An upper bound, read without a lock: a handle entry when the free stack is
+ * empty; an id and a descriptor as if the allocation opened a zspage (the
+ * free ids and a class's freed descriptors are under locks, and left out).
+ */
+ZS_EXPORT uint64_t zs_meta_growth(struct zs_pool *pool, size_t size)
+{
+    if (pool->rsv.on || size == 0 || size > ZS_MAX_OBJECT_SIZE)
+        return 0; /* reserve mode: only the refill grows a table */
+    uint64_t grow = 0;
+    if ((uint32_t)atomic_load_explicit(&pool->handle_free, memory_order_relaxed) == 0)
+        grow += table_step_for(&pool->handles,
+                               (load(&pool->handle_top) + 1) * sizeof(uint64_t));
+    uint32_t ids = atomic_load_explicit(&pool->id_top, memory_order_relaxed);
+    grow += table_step_for(&pool->ids, ((uint64_t)ids + 1) * sizeof(struct zspage *));
+    grow += table_step_for(&pool->descs,
+                           load(&pool->desc_top) + desc_bytes(class_for(pool, size)));
+    return grow;
+}
+
 ZS_EXPORT void zs_get_stats(struct zs_pool *pool, struct zs_pool_stats *ret)
 {
     struct zs_pool_stats s = {0};

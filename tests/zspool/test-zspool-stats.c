@@ -3,7 +3,8 @@
  * zs_get_stats() and the per-class figures after a known sequence: object
  * and byte counts, zspages filled before new ones are opened, resident pages
  * between what the bytes need and what the zspages span, fullness groups,
- * mem_used = pages * 4096 + metadata_bytes, and all back to zero at the end.
+ * mem_used = pages * 4096 + metadata_bytes, and all back to zero at the end;
+ * zs_meta_growth() bounds the metadata each allocation adds.
  */
 #include "zstest.h"
 
@@ -146,12 +147,62 @@ static void test_mixed(void)
     CHECK_EQU(s.mem_used, s.metadata_bytes);
 }
 
+/*
+ * zs_meta_growth() on a pool of its own: no allocation adds more metadata
+ * than it said beforehand; some do add (tables fill and grow, so the check
+ * is not vacuous), and nearly all are told 0 (the bound is not a constant).
+ * One operation in four frees, so freed handles and zspages are reused.
+ */
+static void test_meta_growth(void)
+{
+    enum { N = 24000 };
+    static uint64_t h[N];
+    struct zs_pool *p = zs_create(NULL, NULL);
+    CHECKF(p, "zs_create: %m");
+    struct test_rng rng;
+    unsigned live = 0, grew = 0, warned = 0;
+
+    rng_seed(&rng, 5);
+    for (unsigned i = 0; i < N; i++) {
+        if (live && rng_below(&rng, 4) == 0) {
+            unsigned k = (unsigned)rng_below(&rng, live);
+            zs_free(p, h[k]);
+            h[k] = h[--live];
+        }
+        size_t size = rng_below(&rng, 50) == 0
+                          ? rng_range(&rng, ZS_MAX_ALLOC_SIZE + 1, ZS_MAX_OBJECT_SIZE)
+                          : rng_range(&rng, 1, ZS_MAX_ALLOC_SIZE);
+        uint64_t bound = zs_meta_growth(p, size);
+        uint64_t before = zt_stats(p).metadata_bytes;
+        h[live] = zs_malloc(p, size);
+        CHECKF(h[live], "zs_malloc(%zu): %m", size);
+        live++;
+        uint64_t after = zt_stats(p).metadata_bytes;
+        CHECKF(after <= before + bound,
+               "allocation %u of %zu bytes added %" PRId64
+               " bytes of metadata; zs_meta_growth() said at most %" PRIu64,
+               i, size, (int64_t)(after - before), bound);
+        grew += after > before;
+        warned += bound > 0;
+    }
+    printf("%u allocations: %u grew the metadata, %u were told they might\n", N, grew, warned);
+    CHECKF(grew >= 3, "only %u allocations grew a table", grew);
+    CHECKF(warned < N / 20, "%u of %u allocations were told they might grow a table", warned,
+           N);
+    CHECK_EQU(zs_meta_growth(p, 0), 0);
+    CHECK_EQU(zs_meta_growth(p, ZS_MAX_OBJECT_SIZE + 1), 0);
+    while (live)
+        zs_free(p, h[--live]);
+    zs_destroy(p);
+}
+
 int main(void)
 {
     pool = zs_create(NULL, NULL);
     CHECKF(pool, "zs_create: %m");
     RUN_TEST(test_fill_classes);
     RUN_TEST(test_mixed);
+    RUN_TEST(test_meta_growth);
     zs_destroy(pool);
     return 0;
 }
