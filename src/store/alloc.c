@@ -2,8 +2,8 @@
 /*
  * Allocation under the limit (doc/store.md, "The memory limit").
  *
- * A write checks the limit before it allocates and again after, frees what
- * it took if either fails, compacts once if objects were freed since the
+ * A write checks the limit before it allocates, counting the metadata the
+ * allocation may add, and again after, frees what it took if either fails, compacts once if objects were freed since the
  * last compaction, and retries once; with a backing store it then waits
  * for eviction, at most STORE_EVICT_WAIT_MS.  Same-filled pages take no
  * memory.  With a reserve, an empty one fails the write with -ENOSPC after
@@ -40,7 +40,8 @@ int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
     struct timespec deadline;
     for (;;) {
         uint64_t limit = mem_limit(s);
-        if (limit && mem_used(s) + n > limit)
+        /* A table the allocation grows stays grown when the object is freed: count it first. */
+        if (limit && mem_used(s) + n + zs_meta_growth(s->pool, n) > limit)
             goto over;
         uint64_t h = zs_malloc(s->pool, n);
         if (!h && !s->reserved)

@@ -233,6 +233,67 @@ static void test_mem_limit(void)
     store_free(s);
 }
 
+/* Fill a new store with pages that do not compress until a write fails; the pages written. */
+static uint64_t fill_to_limit(struct store *s, uint64_t size, uint64_t *ret_used)
+{
+    unsigned char page[PG];
+    uint64_t prev = st_stats(s).mem_used_total, n;
+    for (n = 0; n < size / PG; n++) {
+        test_pattern(page, PG, n, 1);
+        if (store_write(s, page, PG, n * PG) < 0)
+            break;
+        uint64_t used = st_stats(s).mem_used_total;
+        if (ret_used)
+            ret_used[n] = prev;
+        prev = used;
+    }
+    return n;
+}
+
+/*
+ * Limits just past where a write grows one of the allocator's tables by a
+ * 64 KiB step, which freeing the object does not give back (the handle
+ * table at 8192 objects, the descriptors every 1,200 zspages of a page): the
+ * first three such writes and the last one in 40 MiB, found on a store
+ * without a limit.  Each limit, on a new store filled until a write
+ * fails, leaves the pool within it.
+ */
+static void test_mem_limit_table_step(void)
+{
+    const uint64_t size = 40u << 20, pages = size / PG;
+    uint64_t *before = calloc(pages, sizeof(*before));
+    CHECK(before);
+    struct store *s = st_new(size, NULL, 0, 0, 0);
+    CHECK_EQU(fill_to_limit(s, size, before), pages);
+    uint64_t used_end = st_stats(s).mem_used_total;
+    store_free(s);
+
+    uint64_t steps[4];
+    unsigned found = 0;
+    for (uint64_t n = 0; n < pages; n++) {
+        uint64_t after = n + 1 < pages ? before[n + 1] : used_end;
+        if (after - before[n] > PG)
+            steps[found < 4 ? found++ : 3] = before[n]; /* the last one seen stays fourth */
+    }
+    free(before);
+    CHECKF(found == 4, "only %u writes grew a table in %ju pages", found, (uintmax_t)pages);
+    printf("tables grew at %ju, %ju, %ju and %ju bytes used\n", (uintmax_t)steps[0],
+           (uintmax_t)steps[1], (uintmax_t)steps[2], (uintmax_t)steps[3]);
+    const uint64_t offsets[] = { PG, PG + 100, PG + (20u << 10), PG + (64u << 10) - 1 };
+    for (unsigned k = 0; k < 4; k++)
+        for (unsigned o = 0; o < 4; o++) {
+            uint64_t limit = steps[k] + offsets[o];
+            s = st_new(size, NULL, 0, limit, 0);
+            uint64_t n = fill_to_limit(s, size, NULL);
+            struct store_stats st = st_stats(s);
+            CHECKF(n < pages && st.mem_used_total <= limit && st.mem_used_max <= limit,
+                   "limit %ju: %ju pages in, mem_used_total %ju, mem_used_max %ju",
+                   (uintmax_t)limit, (uintmax_t)n, (uintmax_t)st.mem_used_total,
+                   (uintmax_t)st.mem_used_max);
+            store_free(s);
+        }
+}
+
 /*
  * Fill, discard three pages of four in a scattered way, and wait for the
  * background thread to notice.  The bound is only against a hang: the
@@ -342,6 +403,7 @@ int main(void)
     RUN_TEST(test_seek);
     RUN_TEST(test_extent);
     RUN_TEST(test_mem_limit);
+    RUN_TEST(test_mem_limit_table_step);
     RUN_TEST(test_auto_compact);
     RUN_TEST(test_reserve_idle_kept);
     return 0;
