@@ -81,8 +81,9 @@ static int mark_idle_one(struct store *s, uint64_t i, struct slot *sl, void *arg
     struct mark_idle *m = arg;
     if (!slot_has_object(sl))
         return 0;
+    /* A slot touched since the walk began has an atime past m->now: young. */
     uint32_t atime = atomic_load_explicit(&s->atime[i], memory_order_relaxed);
-    if (m->age_sec && m->now - atime < m->age_sec)
+    if (m->age_sec && (atime > m->now || m->now - atime < m->age_sec))
         return 0;
     if (!(sl->flags & SF_IDLE)) {
         sl->flags |= SF_IDLE;
