@@ -37,9 +37,14 @@
  * thread keeps the last bundle it decompressed, so that reading one in
  * order decompresses it once.
  *
+ * The pass runs on request (store_bundle(), over the idle-marked or all
+ * slots) or on its own, in the store's cold thread, over the slots not
+ * touched for cold_after seconds (their access times, not the idle marks,
+ * which are the user's); one at a time, under bundle_lock.
+ *
  * Left out for now: bundles are never written back nor evicted (the clock
- * and zs_shrink() pass them by), bundles emptied by writes and discards
- * are not rebuilt, and the pass runs only on request.
+ * and zs_shrink() pass them by), and bundles emptied by writes and
+ * discards are not rebuilt.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -223,9 +228,15 @@ static bool reserve_spare(struct store *s)
     return rs.available >= rs.target / 2;
 }
 
-/* What the cold pass compresses with: its own, not the I/O path's. */
+/*
+ * A cold pass: what it takes, and what it compresses with (its own codec
+ * context, not the I/O path's).
+ */
 struct pass {
     unsigned sel;
+    uint32_t age;         /* with it, only slots untouched this many seconds */
+    uint32_t now;         /* when the pass began, in access-time seconds */
+    bool job;             /* on request: counted in store_progress() */
     struct codec_ctx *cc; /* the cold codec, at its level, for a bundle */
     unsigned char *out;   /* a bundle's object: ZS_MAX_OBJECT_SIZE */
 };
@@ -246,7 +257,7 @@ static bool bundle_pick(const struct slot *sl, const void *arg)
  * Read the members of the group at slot g (each under its lock, marked
  * SF_B_PEND) into t->braw.  -EIO if an object would not read.
  */
-static int group_read(struct store *s, struct tctx *t, uint64_t g, unsigned sel,
+static int group_read(struct store *s, struct tctx *t, const struct pass *ps, uint64_t g,
                       struct group *gr)
 {
     gr->n = 0;
@@ -255,8 +266,12 @@ static int group_read(struct store *s, struct tctx *t, uint64_t g, unsigned sel,
     for (uint64_t i = g; i < g + s->bundle_pages && i < s->nslots; i++) {
         struct slot *sl = &s->slots[i];
         slot_lock(sl);
-        if (bundle_pick(sl, &sel)) {
-            counter_add(&s->job_done, 1);
+        /* A slot touched since the pass began has an atime past ps->now. */
+        uint32_t atime = atomic_load_explicit(&s->atime[i], memory_order_relaxed);
+        bool old = !ps->age || (atime <= ps->now && ps->now - atime >= ps->age);
+        if (bundle_pick(sl, &ps->sel) && old) {
+            if (ps->job)
+                counter_add(&s->job_done, 1);
             int r = slot_obj_read(s, t, sl, t->braw + (size_t)gr->n * PAGE);
             if (r < 0) {
                 slot_unlock(sl);
@@ -345,24 +360,44 @@ static int64_t group_store(struct store *s, struct tctx *t, struct pass *ps,
     return moved;
 }
 
-int64_t store_bundle(struct store *s, unsigned sel)
+/*
+ * The cold thread's pass ends early, between groups, when the thread is
+ * being stopped, when cold_after has changed (0 turns it off at once; a
+ * new age starts a new pass), or when a pass on request waits for it.
+ */
+static bool cold_pass_over(struct store *s, const struct pass *ps)
 {
-    if (!s->codec3)
-        return -ENOTSUP;
-    if (!sel_valid(sel, STORE_SEL_IDLE | STORE_SEL_ALL) || !sel)
-        return -EINVAL;
-    /* A job, not a request: it may make its context, as store_writeback() does. */
+    if (atomic_load_explicit(&s->cold_after, memory_order_relaxed) != ps->age ||
+        atomic_load_explicit(&s->bundle_waiters, memory_order_relaxed) > 0)
+        return true;
+    LOCK_GUARD(&s->cold.lock);
+    return s->cold.stop;
+}
+
+/*
+ * The cold pass: ps says which slots; a pass on request (ps->job) is
+ * counted in store_progress().  Takes bundle_lock, so that one pass runs at
+ * a time.  As store_bundle().
+ */
+static int64_t bundle_pass(struct store *s, struct pass *ps)
+{
+    /* Not on the I/O path: it may make its context, as store_writeback() does. */
     struct tctx *t = tctx_of_thread(s, true);
     if (!t)
         return -ENOMEM;
-    _cleanup_(pass_done) struct pass ps = {
-        .sel = sel,
-        .cc = codec_ctx_new(s->codec3, s->level3, (size_t)s->bundle_pages * PAGE),
-        .out = malloc(ZS_MAX_OBJECT_SIZE),
-    };
-    if (!ps.cc || !ps.out)
+    ps->cc = codec_ctx_new(s->codec3, s->level3, (size_t)s->bundle_pages * PAGE);
+    ps->out = malloc(ZS_MAX_OBJECT_SIZE);
+    if (!ps->cc || !ps->out)
         return -ENOMEM;
-    job_begin(s, bundle_pick, &ps.sel, 0);
+    /* A pass on request makes the thread's end early (cold_pass_over()). */
+    if (ps->job)
+        atomic_fetch_add_explicit(&s->bundle_waiters, 1, memory_order_relaxed);
+    LOCK_GUARD(&s->bundle_lock);
+    if (ps->job)
+        atomic_fetch_sub_explicit(&s->bundle_waiters, 1, memory_order_relaxed);
+    ps->now = now_sec(s);
+    if (ps->job)
+        job_begin(s, bundle_pick, &ps->sel, 0);
     int64_t bundled = 0;
     struct group gr;
     uint64_t step = s->bundle_pages;
@@ -377,11 +412,13 @@ int64_t store_bundle(struct store *s, unsigned sel)
                 return -ENOSPC;
             break;
         }
-        if (group_read(s, t, g, sel, &gr) < 0 || gr.n < 2) {
+        if (!ps->job && cold_pass_over(s, ps))
+            break;
+        if (group_read(s, t, ps, g, &gr) < 0 || gr.n < 2) {
             group_unmark(s, &gr);
             continue;
         }
-        int64_t r = group_store(s, t, &ps, &gr);
+        int64_t r = group_store(s, t, ps, &gr);
         if (r <= 0)
             group_unmark(s, &gr);
         if (r < 0 && bundled == 0)
@@ -393,4 +430,54 @@ int64_t store_bundle(struct store *s, unsigned sel)
     if (bundled > 0)
         compactor_wake(s);
     return bundled;
+}
+
+int64_t store_bundle(struct store *s, unsigned sel)
+{
+    if (!s->codec3)
+        return -ENOTSUP;
+    if (!sel_valid(sel, STORE_SEL_IDLE | STORE_SEL_ALL) || !sel)
+        return -EINVAL;
+    _cleanup_(pass_done) struct pass ps = { .sel = sel, .job = true };
+    return bundle_pass(s, &ps);
+}
+
+/* How often the cold thread looks, for an age of after seconds: a quarter of it, 1 to 60 s. */
+static long cold_period_ms(unsigned after)
+{
+    unsigned sec = after / 4;
+    return (sec < 1 ? 1 : sec > 60 ? 60 : sec) * 1000L;
+}
+
+/*
+ * The cold thread: a pass over the pages untouched for cold_after seconds
+ * when it starts, and then every cold_period_ms(); with cold_after 0 it
+ * waits to be given one (store_set_cold_after() wakes it).  A new
+ * cold_after ends the pass under way, and the next starts at once.  A
+ * pass that fails (the pool full, a reserve in use) is tried again a
+ * period later.
+ */
+void *cold_main(void *arg)
+{
+    struct store *s = arg;
+    if (s->cold_thread_init)
+        s->cold_thread_init();
+    mutex_lock(&s->cold.lock);
+    for (;;) {
+        unsigned after = atomic_load_explicit(&s->cold_after, memory_order_relaxed);
+        if (after) {
+            mutex_unlock(&s->cold.lock);
+            _cleanup_(pass_done) struct pass ps = { .sel = STORE_SEL_ALL, .age = after };
+            (void)bundle_pass(s, &ps);
+            counter_add(&s->cold_passes, 1);
+            mutex_lock(&s->cold.lock);
+        }
+        if (atomic_load_explicit(&s->cold_after, memory_order_relaxed) != after &&
+            !s->cold.stop)
+            continue;
+        if (!worker_sleep(&s->cold, NULL, cold_period_ms(after ? after : 240)))
+            break;
+    }
+    mutex_unlock(&s->cold.lock);
+    return NULL;
 }

@@ -198,6 +198,13 @@ struct store {
     _Atomic uint64_t refill_busy_since; /* ms (monotonic) a refill began; 0 when none runs */
     struct worker watchdog;
 
+    /* The cold pass (bundle.c): one at a time; on its own every so often with cold_after. */
+    pthread_mutex_t bundle_lock;
+    _Atomic unsigned bundle_waiters; /* passes on request waiting for it: the thread's gives way */
+    struct worker cold;
+    _Atomic unsigned cold_after; /* seconds; 0: the thread waits to be given one */
+    void (*cold_thread_init)(void);
+
     /* The writeback or recompression under way, or the last (store_progress()): atomic. */
     _Atomic uint64_t job_selected, job_done;
 
@@ -323,6 +330,8 @@ bool compact_useful(struct store *s);
 /* Wake the compaction thread early (after objects were freed). */
 void compactor_wake(struct store *s);
 void *compactor_main(void *arg);
+/* The background cold pass's thread (bundle.c), with cold_after. */
+void *cold_main(void *arg);
 
 /* ---- reserve.c: the reserve, its refill thread and its watchdog -------------- */
 

@@ -54,7 +54,8 @@ static int config_check(const struct store_config *cfg, struct levels *ret)
         if (pick_level(cfg->cold_codec, asked, &ret->level3) < 0)
             return -EINVAL;
     }
-    if (ret->bundle_pages < 2 || ret->bundle_pages > STORE_BUNDLE_MAX)
+    if (ret->bundle_pages < 2 || ret->bundle_pages > STORE_BUNDLE_MAX ||
+        (cfg->cold_after && !cfg->cold_codec) || cfg->cold_after > STORE_COLD_AFTER_MAX)
         return -EINVAL;
     if (ret->high_pct > 100 || ret->low_pct >= ret->high_pct ||
         (cfg->evict_policy != STORE_EVICT_LRU && cfg->evict_policy != STORE_EVICT_ZSPAGE))
@@ -73,6 +74,8 @@ static void sync_init(struct store *s)
     worker_init(&s->evictor, &ca);
     worker_init(&s->refiller, &ca);
     worker_init(&s->watchdog, &ca);
+    worker_init(&s->cold, &ca);
+    pthread_mutex_init(&s->bundle_lock, NULL);
     pthread_cond_init(&s->refill_cond, &ca);
     pthread_cond_init(&s->evict_done, &ca);
     pthread_condattr_destroy(&ca);
@@ -143,6 +146,8 @@ static int store_start(struct store *s, const struct store_config *cfg)
         return r;
     if (s->reserved && !cfg->reserve_manual && (r = reserve_start(s)) < 0)
         return r;
+    if (cfg->cold_after && (r = worker_start(&s->cold, cold_main, s)) < 0)
+        return r;
     return 0;
 }
 
@@ -173,6 +178,8 @@ struct store *store_new(const struct store_config *cfg)
     s->policy = cfg->evict_policy;
     s->reserve_thread_init = cfg->reserve_thread_init;
     s->low_free = cfg->low_free;
+    s->cold_thread_init = cfg->cold_thread_init;
+    atomic_init(&s->cold_after, cfg->cold_after);
     clock_gettime(CLOCK_MONOTONIC_COARSE, &s->t0);
     atomic_init(&s->high_pct, lv.high_pct);
     atomic_init(&s->low_pct, lv.low_pct);
@@ -191,6 +198,7 @@ void store_free(struct store *s)
 {
     if (!s)
         return;
+    worker_stop(&s->cold, NULL);
     worker_stop(&s->evictor, &s->evict_done);
     worker_stop(&s->compactor, NULL);
     worker_stop(&s->watchdog, NULL);
@@ -209,6 +217,8 @@ void store_free(struct store *s)
     worker_destroy(&s->compactor);
     worker_destroy(&s->refiller);
     worker_destroy(&s->watchdog);
+    worker_destroy(&s->cold);
+    pthread_mutex_destroy(&s->bundle_lock);
     pthread_cond_destroy(&s->refill_cond);
     pthread_mutex_destroy(&s->tctx_lock);
     free(s);
@@ -262,6 +272,24 @@ int store_set_compact_threshold(struct store *s, unsigned pct)
     return 0;
 }
 
+int store_set_cold_after(struct store *s, unsigned sec)
+{
+    if (!s->codec3)
+        return -ENOTSUP;
+    if (sec > STORE_COLD_AFTER_MAX)
+        return -EINVAL;
+    if (sec > 0) {
+        int r = worker_start(&s->cold, cold_main, s);
+        if (r < 0)
+            return r;
+    }
+    atomic_store_explicit(&s->cold_after, sec, memory_order_relaxed);
+    mutex_lock(&s->cold.lock);
+    pthread_cond_signal(&s->cold.cond);
+    mutex_unlock(&s->cold.lock);
+    return 0;
+}
+
 int store_set_watermarks(struct store *s, unsigned high_pct, unsigned low_pct)
 {
     if (low_pct == 0 || low_pct >= high_pct || high_pct > 100)
@@ -303,6 +331,7 @@ void store_get_stats(struct store *s, struct store_stats *ret)
     ret->mem_limit = mem_limit(s);
     ret->pages_compacted = zst.pages_compacted;
     ret->compact_threshold_pct = atomic_load_explicit(&s->compact_pct, memory_order_relaxed);
+    ret->cold_after = atomic_load_explicit(&s->cold_after, memory_order_relaxed);
     ret->has_backing = s->backing != NULL;
     ret->high_watermark = atomic_load(&s->high_pct);
     ret->low_watermark = atomic_load(&s->low_pct);

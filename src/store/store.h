@@ -114,11 +114,24 @@ struct store_config {
     const struct codec_type *cold_codec;
     int cold_level;
     unsigned bundle_pages; /* 2..STORE_BUNDLE_MAX */
+    /*
+     * With a cold codec: a thread of the store's own runs the cold pass on
+     * its own, every cold_after / 4 seconds (1 to 60), over the pages not
+     * read or written for cold_after seconds; 0: only on request
+     * (store_bundle()); at most STORE_COLD_AFTER_MAX.  The idle marks are
+     * left alone.  cold_thread_init, if not NULL, is called first thing in
+     * that thread (uzramd lowers its priority: the pass gives way to the
+     * I/O path).
+     */
+    unsigned cold_after;
+    void (*cold_thread_init)(void);
 };
 
 /* The most pages one bundle holds, and the cold codec's default zstd level. */
 #define STORE_BUNDLE_MAX 16u
 #define STORE_COLD_LEVEL 6
+/* The longest cold_after, in seconds: a year. */
+#define STORE_COLD_AFTER_MAX 31536000u
 
 /* The longest a write waits for eviction to make room, in milliseconds. */
 #define STORE_EVICT_WAIT_MS 10000
@@ -338,6 +351,12 @@ void store_progress(struct store *s, struct store_progress *ret) __attribute__((
  */
 int store_set_mem_limit(struct store *s, uint64_t bytes) __attribute__((nonnull));
 int store_set_compact_threshold(struct store *s, unsigned pct) __attribute__((nonnull));
+/*
+ * The background cold pass's age (store_config.cold_after): a pass under
+ * way ends, and one with the new age starts (none with 0).  -ENOTSUP
+ * without a cold codec, -EINVAL above STORE_COLD_AFTER_MAX.
+ */
+int store_set_cold_after(struct store *s, unsigned sec) __attribute__((nonnull));
 /* Watermarks in percent of mem_limit: 0 < low < high <= 100, else -EINVAL. */
 int store_set_watermarks(struct store *s, unsigned high_pct, unsigned low_pct)
     __attribute__((nonnull));
@@ -412,6 +431,8 @@ void store_reset_mem_used_max(struct store *s) __attribute__((nonnull));
     X(u64, bundle_bytes, COUNTER)           /* bytes of the bundles' objects */                 \
     X(u64, bundle_reads, COUNTER)           /* pages read out of a bundle */                    \
     X(u64, bundle_unpacks, COUNTER)         /* bundled pages read twice, stored alone again */  \
+    X(u32, cold_after, DERIVED)             /* the background cold pass's age, s; 0: off */     \
+    X(u64, cold_passes, COUNTER)            /* cold passes the store ran on its own */          \
     X(u64, bd_bad_sums, DERIVED)            /* backing reads whose seal failed (-EIO) */        \
     X(u64, bd_meta_bytes, DERIVED)          /* memory of the backing's seal table */            \
     X(u64, reserve, DERIVED)                /* the reserve's target, bytes (0: no reserve) */   \

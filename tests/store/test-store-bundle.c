@@ -11,7 +11,9 @@
  *     test reaches into the store's internals, store-internal.h, to plant
  *     the damage: no request can);
  *   - a pool at its limit makes no bundle, loses nothing, and a later pass
- *     bundles the same pages.
+ *     bundles the same pages;
+ *   - the cold thread (cold_after) bundles pages old enough on its own, and
+ *     leaves younger pages and the idle marks alone.
  */
 #include "storetest.h"
 
@@ -207,11 +209,60 @@ static void test_bundle_limit(void)
     store_free(s);
 }
 
-/* No cold codec: no bundles; bad page counts refused. */
+/* Wait, up to a minute (against a hang, not a timing), until cond(s) holds. */
+static bool wait_for(struct store *s, bool (*cond)(struct store *s))
+{
+    for (int i = 0; i < 600; i++) {
+        if (cond(s))
+            return true;
+        usleep(100 * 1000);
+    }
+    return cond(s);
+}
+
+static bool cold_passed(struct store *s)
+{
+    return st_stats(s).cold_passes > 0;
+}
+
+static bool all_bundled(struct store *s)
+{
+    return st_stats(s).bundled_pages == 64;
+}
+
+/*
+ * The cold thread, started at run time: with an hour's age it passes over
+ * pages written just now; with a second's it bundles them all, without
+ * marking anything idle, and they read back.
+ */
+static void test_cold_after(void)
+{
+    struct store *s = bundle_store(16, 0);
+    struct test_rng r;
+    rng_seed(&r, 31);
+    put_text(s, &r, 0, 64);
+    CHECK_EQU(st_stats(s).cold_after, 0);
+    CHECK_EQ(store_set_cold_after(s, 3600), 0);
+    CHECK_EQU(st_stats(s).cold_after, 3600);
+    CHECKF(wait_for(s, cold_passed), "no cold pass in a minute");
+    check_bundled(s, 0, 0);
+    CHECK_EQ(store_set_cold_after(s, 1), 0);
+    CHECKF(wait_for(s, all_bundled), "%ju of 64 pages bundled after a minute",
+           (uintmax_t)st_stats(s).bundled_pages);
+    CHECK_EQ(store_set_cold_after(s, 0), 0);
+    check_bundled(s, 4, 64);
+    CHECK_EQU(st_stats(s).idle_pages, 0);
+    for (uint64_t i = 0; i < 64; i++)
+        check_page(s, i);
+    store_free(s);
+}
+
+/* No cold codec: no bundles, no cold thread; bad page counts refused. */
 static void test_bundle_config(void)
 {
     struct store *s = st_new(SIZE, "lz4", 0, 0, 0);
     CHECK_EQ(store_bundle(s, STORE_SEL_ALL), -ENOTSUP);
+    CHECK_EQ(store_set_cold_after(s, 10), -ENOTSUP);
     store_free(s);
     struct store_config cfg = {
         .size = SIZE,
@@ -225,6 +276,8 @@ static void test_bundle_config(void)
     cfg.bundle_pages = 2;
     cfg.cold_level = 1000;
     CHECK(!store_new(&cfg) && errno == EINVAL);
+    cfg = (struct store_config){ .size = SIZE, .cold_after = 10 };
+    CHECK(!store_new(&cfg) && errno == EINVAL);
 }
 
 int main(void)
@@ -235,5 +288,6 @@ int main(void)
     RUN_TEST(test_bundle_life);
     RUN_TEST(test_bundle_corrupt);
     RUN_TEST(test_bundle_limit);
+    RUN_TEST(test_cold_after);
     return 0;
 }

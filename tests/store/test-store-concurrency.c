@@ -12,7 +12,9 @@
  *     background thread compacts when waste passes 5%;
  *   - a cold thread bundles idle or all pages (the cold tier) over and over,
  *     so that everyone's reads, partial writes and discards meet bundles
- *     being made, read, unpacked and emptied.
+ *     being made, read, unpacked and emptied; the store's own cold thread
+ *     (cold_after, which the churner changes) bundles pages a second old
+ *     or more, taking turns with it.
  * Then all of it again with writeback: a backing file and a memory limit a
  * fraction of the data, so the eviction thread writes pages back under
  * everyone's feet (by the clock, then by zs_shrink()), every write that
@@ -184,6 +186,8 @@ static void *churner_main(void *arg)
             if (rng_one_in(&r, 50)) {
                 CHECK_EQ(store_set_compact_threshold(s, (unsigned)rng_below(&r, 20)), 0);
                 store_reset_mem_used_max(s);
+                /* The store's cold thread: its pass ends, another starts (or none). */
+                CHECK_EQ(store_set_cold_after(s, (unsigned)rng_below(&r, 3)), 0);
             }
             break;
         default:
@@ -229,6 +233,7 @@ static void run(int policy)
         .compact_threshold_pct = 5,
         .prealloc_threads = 2,
         .cold_codec = codec_find("zstd"),
+        .cold_after = 1,
     };
     struct backing *b = NULL;
     writeback = policy >= 0;
@@ -270,9 +275,9 @@ static void run(int policy)
            (uintmax_t)st.orig_data_size, (uintmax_t)st.compr_data_size,
            (uintmax_t)st.mem_used_total, (uintmax_t)st.pages_compacted,
            (uintmax_t)st.compactions);
-    printf("  bundled %ju pages; %ju read out of bundles, %ju unpacked\n",
+    printf("  bundled %ju pages; %ju read out of bundles, %ju unpacked; %ju cold passes\n",
            (uintmax_t)atomic_load(&bundled), (uintmax_t)st.bundle_reads,
-           (uintmax_t)st.bundle_unpacks);
+           (uintmax_t)st.bundle_unpacks, (uintmax_t)st.cold_passes);
     /* The cold thread raced the others, or the run proved nothing about it. */
     if (cfg.cold_codec)
         CHECK(atomic_load(&bundled) > 0 && st.bundle_reads > 0);
