@@ -218,6 +218,18 @@ static void set_one(struct control *ctl, const char *key, const char *val, struc
         e = store_set_compact_threshold(ctl->store, (unsigned)v);
         if (e < 0)
             resp_error(r, -e, "compact-threshold %" PRIu64 " refused", v);
+    } else if (strcmp(key, "cold-after") == 0) {
+        if (parse_u64(val, &v) < 0 || v > STORE_COLD_AFTER_MAX) {
+            resp_error(r, EINVAL, "bad number of seconds '%.*s' (0 to %u)", CONTROL_ECHO_MAX,
+                       val, STORE_COLD_AFTER_MAX);
+            return;
+        }
+        e = store_set_cold_after(ctl->store, (unsigned)v);
+        if (e == -ENOTSUP)
+            resp_error(r, ENOTSUP,
+                       "cold-after needs a cold algorithm (uzramd --cold-algorithm)");
+        else if (e < 0)
+            resp_error(r, -e, "cold-after %" PRIu64 " refused", v);
     } else if (strcmp(key, "mem-used-max") == 0) {
         /* As zram's sysfs file: only a reset can be written. */
         if (strcmp(val, "0") != 0)
@@ -286,6 +298,7 @@ static void req_set(struct control *ctl, struct client *c, int argc, char **argv
     resp_u64(r, "mem_used_max", st.mem_used_max);
     resp_u64(r, "high_watermark", st.high_watermark);
     resp_u64(r, "low_watermark", st.low_watermark);
+    resp_u64(r, "cold_after", st.cold_after);
 }
 
 /* idle all | idle SECONDS: mark the slots untouched for that long. */

@@ -66,7 +66,8 @@ enum proto_verb {
 const char *proto_verb_name(enum proto_verb v);
 
 /* What set takes, as help and its errors list it. */
-#define PROTO_SETTINGS "mem-limit,compact-threshold,mem-used-max,high-watermark,low-watermark"
+#define PROTO_SETTINGS \
+    "mem-limit,compact-threshold,mem-used-max,high-watermark,low-watermark,cold-after"
 /*
  * key (len bytes, not terminated) is one of PROTO_SETTINGS, with '_' taken
  * as '-' (set's keys may be written either way).  uzramctl checks every key

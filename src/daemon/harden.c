@@ -142,6 +142,16 @@ void harden_refill_thread(void)
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), REFILL_NICE);
 }
 
+/*
+ * The background cold pass compresses with zstd for seconds on end; at
+ * nice 19 it takes what CPU the I/O threads leave (a weight of 15 against
+ * their 1024), so it gives way to requests without a pause of its own.
+ */
+void harden_cold_thread(void)
+{
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+}
+
 void harden_refill_thread_rt(void)
 {
     harden_refill_thread();

@@ -587,6 +587,12 @@ const struct option_def option_table[OPTION_MAX] = {
     [OPT_COLD_LEVEL] = {
         .name = "cold-level", .metavar = "N", .key = OPTION_KEY_VALUE,
         .help = "its level (default " STR(STORE_COLD_LEVEL) " for zstd, else the codec's)" },
+    [OPT_COLD_AFTER] = {
+        .name = "cold-after", .metavar = "SECONDS", .key = OPTION_KEY_VALUE,
+        .set = set_uint, .field = offsetof(struct options, cold_after),
+        .min = 0, .max = STORE_COLD_AFTER_MAX, .want = "0-31536000 seconds (a year)",
+        .help = "bundle pages untouched this long, in the\n"
+                "background (default 0: only on request)" },
     [OPT_PIDFILE] = {
         .name = "pidfile", .short_name = 'p', .metavar = "FILE",
         .set = set_path, .field = offsetof(struct options, pidfile), .want = "a path",
@@ -645,7 +651,7 @@ static const char synopsis[] =
     "              [--high-watermark PCT] [--low-watermark PCT]\n"
     "              [--evict-policy lru|zspage]\n"
     "              [--recompress-algorithm ALGO] [--recompress-level N]\n"
-    "              [--cold-algorithm ALGO|none] [--cold-level N]\n"
+    "              [--cold-algorithm ALGO|none] [--cold-level N] [--cold-after SECONDS]\n"
     "\n"
     "Serve a compressed RAM block device.\n"
     "\n";

@@ -316,6 +316,9 @@ static int check_codecs(struct options *o, const struct given *g)
     else if (strcmp(cold, "none") != 0 &&
              find_codec(g, OPT_COLD_ALGORITHM, cold, &o->cold_codec) < 0)
         return -EINVAL;
+    if (o->cold_after && !o->cold_codec)
+        return bad_given(g, OPT_COLD_AFTER, g->arg[OPT_COLD_AFTER],
+                         "0, with --cold-algorithm none");
     return check_level_of(o->cold_codec, g, OPT_COLD_LEVEL,
                           "a level, with a --cold-algorithm", &o->cold_level);
 }

@@ -134,6 +134,16 @@ void reload(struct daemon *d)
             changed = true;
         }
     }
+    if (n.cold_after != d->opt.cold_after) {
+        r = store_set_cold_after(d->store, n.cold_after);
+        if (r < 0) {
+            log_err("reload: cold-after %u: %s", n.cold_after, strerror(-r));
+        } else {
+            log_info("reload: cold-after %us -> %us", d->opt.cold_after, n.cold_after);
+            d->opt.cold_after = n.cold_after;
+            changed = true;
+        }
+    }
     warn_restart(&d->opt, &n);
     if (!changed)
         log_info("reload: %s: nothing to change now", d->opt.config_file);

@@ -148,6 +148,8 @@ static int start_store(struct daemon *d)
         .recomp_level = d->opt.recomp_level,
         .cold_codec = d->opt.cold_codec,
         .cold_level = d->opt.cold_level,
+        .cold_after = d->opt.cold_after,
+        .cold_thread_init = harden_cold_thread,
         .reserve = d->opt.reserve,
         .reserve_thread_init = d->opt.fuse_file ? harden_refill_thread
                                                 : harden_refill_thread_rt,

@@ -93,6 +93,7 @@ struct options {
     int recomp_level;                /* 0: the codec's default */
     const struct codec_type *cold_codec; /* bundles' codec; NULL: no bundles */
     int cold_level;                      /* 0: the store's default */
+    unsigned cold_after;                 /* seconds; 0: bundles on request only */
     /*
      * The name (option_table's, without "--") of the last option given
      * that means nothing without --backing, or NULL.
@@ -125,7 +126,7 @@ enum option_id {
     OPT_TLS_PSK, OPT_TLS_CERTIFICATES, OPT_CONTROL,
     OPT_CONTROL_GROUP, OPT_GROUP, OPT_ADMIN_GROUP, OPT_MEM_LIMIT, OPT_COMPACT, OPT_RESERVE, OPT_BACKING, OPT_BACKING_FORCE, OPT_BACKING_FORMAT, OPT_BACKING_TIMEOUT,
     OPT_HIGH_WM, OPT_LOW_WM, OPT_EVICT_POLICY, OPT_RECOMP_ALGORITHM, OPT_RECOMP_LEVEL,
-    OPT_COLD_ALGORITHM, OPT_COLD_LEVEL,
+    OPT_COLD_ALGORITHM, OPT_COLD_LEVEL, OPT_COLD_AFTER,
     OPT_PIDFILE, OPT_FOREGROUND, OPT_LOG, OPT_THREADS, OPT_HELP, OPT_VERSION,
     OPTION_MAX
 };
@@ -337,6 +338,9 @@ void harden_refill_thread(void);
  * for a device served over NBD only (harden.c says why not with FUSE).
  */
 void harden_refill_thread_rt(void);
+
+/* For the store's cold thread (--cold-after): the lowest priority (nice 19). */
+void harden_cold_thread(void);
 
 /*
  * For each NBD connection's reply sender: the lowest realtime priority, so

@@ -132,9 +132,9 @@ expect 'compact idle list recompress set stat stop writeback' _uzramctl uzramctl
 
 # set: a device, then keys, each once.
 expect 'uzram0 uzram1' _uzramctl uzramctl --dir "$T/run" set uz
-expect 'compact-threshold= high-watermark= low-watermark= mem-limit= mem-used-max=' _uzramctl uzramctl --dir "$T/run" set uzram0 ''
+expect 'cold-after= compact-threshold= high-watermark= low-watermark= mem-limit= mem-used-max=' _uzramctl uzramctl --dir "$T/run" set uzram0 ''
 expect 'mem-limit= mem-used-max=' _uzramctl uzramctl --dir "$T/run" set uzram0 mem
-expect 'compact-threshold= high-watermark= low-watermark= mem-used-max=' \
+expect 'cold-after= compact-threshold= high-watermark= low-watermark= mem-used-max=' \
     _uzramctl uzramctl --dir "$T/run" set uzram0 mem-limit = 1G ''
 expect '0' _uzramctl uzramctl --dir "$T/run" set uzram0 mem-used-max =
 expect '' _uzramctl uzramctl --dir "$T/run" set uzram0 mem-limit =

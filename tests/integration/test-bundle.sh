@@ -22,7 +22,11 @@
 #     a usage error (exit 2); a daemon with --cold-algorithm none answers
 #     "no cold algorithm" (exit 1);
 #   - a discard of the whole device leaves no bundle, no bundled page and
-#     no bundle byte.
+#     no bundle byte;
+#   - with --cold-after 1 the daemon bundles 8 MiB on its own (no idle
+#     mark, no request), and it reads back; set cold-after=0 turns it off,
+#     a bad value is refused; --cold-after with --cold-algorithm none is
+#     refused at start, and set cold-after by a daemon without a cold codec.
 #
 # No root, FUSE or mount: NBD clients only.
 
@@ -169,6 +173,31 @@ expect_start_error 2 "cold-level: bad value '99'" --size 16M --nbd-unix "$TMPD/b
 expect_start_error 2 "with a --cold-algorithm" --size 16M --nbd-unix "$TMPD/bad.sock" \
     --cold-algorithm none --cold-level 3
 
+# ---- in the background: --cold-after ----
+
+start_nbd_daemon 8M --cold-after 1
+(($(stat_field cold_after) == 1)) || fail "stat says cold_after $(stat_field cold_after), not 1"
+nbdcopy "$TMPD/head" "$NBD_URI" || fail "nbdcopy into the --cold-after device failed"
+# Against a hang, not a timing: the pass looks every second.
+for ((i = 0; i < 600; i++)); do
+    (($(stat_field bundled_pages) > 0)) && break
+    sleep 0.1
+done
+bundled=$(stat_field bundled_pages)
+log "--cold-after 1: $bundled pages bundled, $(stat_field cold_passes) passes"
+((bundled > 0)) || fail "--cold-after 1 bundled nothing in a minute"
+(($(stat_field idle_pages) == 0)) || fail "the background pass marked pages idle"
+sums_equal "$TMPD/head" "bundling in the background"
+"$UZRAMCTL" set "$DEV_SOCK" cold-after=0 || fail "set cold-after=0 failed"
+(($(stat_field cold_after) == 0)) || fail "stat says cold_after $(stat_field cold_after) after set 0"
+rc=0
+out=$("$UZRAMCTL" set "$DEV_SOCK" cold-after=soon 2>&1) || rc=$?
+((rc != 0)) || fail "set cold-after=soon succeeded"
+grep -q "bad number of seconds" <<<"$out" || fail "set cold-after=soon says: $out"
+stop_nbd_daemon
+expect_start_error 2 "with --cold-algorithm none" --size 16M --nbd-unix "$TMPD/bad.sock" \
+    --cold-algorithm none --cold-after 5
+
 # ---- no cold codec ----
 
 start_nbd_daemon 16M --cold-algorithm none
@@ -176,5 +205,9 @@ rc=0
 out=$("$UZRAMCTL" recompress "$DEV_SOCK" idle --bundle 2>&1) || rc=$?
 ((rc == 1)) || fail "recompress --bundle with --cold-algorithm none exited $rc, not 1: $out"
 grep -q "no cold algorithm" <<<"$out" || fail "recompress --bundle without a cold codec says: $out"
+rc=0
+out=$("$UZRAMCTL" set "$DEV_SOCK" cold-after=5 2>&1) || rc=$?
+((rc != 0)) || fail "set cold-after=5 without a cold codec succeeded"
+grep -q "needs a cold algorithm" <<<"$out" || fail "set cold-after without a cold codec says: $out"
 stop_nbd_daemon
 log "ok"

@@ -127,6 +127,7 @@ static void usage(void)
            " mem-used-max=0       reset the MEM-USED high-water mark\n"
            " high-watermark=PCT   start evicting to the backing store at PCT%% of mem-limit\n"
            " low-watermark=PCT    stop evicting under PCT%% of mem-limit\n"
+           " cold-after=SECONDS   bundle pages untouched this long, in the background (0: off)\n"
            "\n"
            "Available output columns:\n");
     /* clang-format on */
