@@ -3,8 +3,9 @@
  * Allocation under the limit (doc/store.md, "The memory limit").
  *
  * A write checks the limit before it allocates, counting the metadata the
- * allocation may add, and again after, frees what it took if either fails, compacts once if objects were freed since the
- * last compaction, and retries once; with a backing store it then waits
+ * allocation may add, and again after, frees what it took if either
+ * fails, compacts once if objects were freed since the last compaction,
+ * and retries once; with a backing store it then waits
  * for eviction, at most STORE_EVICT_WAIT_MS.  Same-filled pages take no
  * memory.  With a reserve, an empty one fails the write with -ENOSPC after
  * a wait for the refill bounded by RESERVE_STALL_MS (reserve.c).

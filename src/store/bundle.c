@@ -475,7 +475,8 @@ void *cold_main(void *arg)
         if (atomic_load_explicit(&s->cold_after, memory_order_relaxed) != after &&
             !s->cold.stop)
             continue;
-        if (!worker_sleep(&s->cold, NULL, cold_period_ms(after ? after : 240)))
+        /* Off: the longest period, unless store_set_cold_after() wakes it. */
+        if (!worker_sleep(&s->cold, NULL, cold_period_ms(after ? after : STORE_COLD_AFTER_MAX)))
             break;
     }
     mutex_unlock(&s->cold.lock);
