@@ -2,7 +2,8 @@
 /*
  * Reload.  SIGHUP parses the same command line again, which re-reads the
  * --config file, and applies what can change while serving: the memory
- * limit, the compaction threshold and the eviction watermarks.  Anything
+ * limit, the compaction threshold, the eviction watermarks and the cold
+ * tier's cold-after.  Anything
  * else that changed is named in a warning and waits for a restart (the
  * size, the codec, the front ends: changing those would mean a new
  * device).  A file that no longer parses changes nothing.
