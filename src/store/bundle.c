@@ -42,9 +42,13 @@
  * touched for cold_after seconds (their access times, not the idle marks,
  * which are the user's); one at a time, under bundle_lock.
  *
- * Left out for now: bundles are never written back nor evicted (the clock
- * and zs_shrink() pass them by), and bundles emptied by writes and
- * discards are not rebuilt.
+ * Writeback takes a member's page out of its bundle and writes it alone,
+ * compressed with the I/O codec (writeback.c): the clock evicts bundled
+ * pages as it does others, and the bundle's memory goes when its last
+ * member has.  zs_shrink() (the zspage policy) passes bundles by.
+ *
+ * Left out for now: bundles emptied by writes and discards are not
+ * rebuilt.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -121,6 +125,18 @@ int bundle_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst)
     int r = bundle_copy(s, t, sl->val, b, size, sl->size, dst);
     zs_unmap(s->pool, sl->val);
     return r;
+}
+
+size_t bundle_share(struct store *s, const struct slot *sl)
+{
+    size_t size;
+    const struct bundle_hdr *b = zs_map(s->pool, sl->val, &size);
+    if (!b)
+        return 0;
+    unsigned n = b->npages ? b->npages : 1;
+    zs_unmap(s->pool, sl->val);
+    size_t share = zs_class_size(size) / n;
+    return share ? share : 1;
 }
 
 /*

@@ -6,7 +6,8 @@
  * A pass runs while the pool is over the low watermark: the zspage policy
  * shrinks the pool zspage by zspage and falls back on the clock when a
  * locked slot stops it; the clock writes back slots not accessed since it
- * last passed, and compacts after each batch.  Locked slots are passed by
+ * last passed (bundled pages among them, each alone: writeback.c), and
+ * compacts after each batch.  Locked slots are passed by
  * (their writer may be waiting for this very pass).  After a pass that
  * freed nothing the thread backs off a period.
  */
@@ -59,8 +60,8 @@ bool evict_wait(struct store *s, const struct timespec *deadline)
 }
 
 /*
- * One batch of the clock: from the hand on, write back objects whose slot
- * was not accessed since the hand last passed, until about bytes of them
+ * One batch of the clock: from the hand on, write back pages in the pool
+ * whose slot was not accessed since the hand last passed, until about bytes of them
  * are written or every slot in memory was seen twice.  Locked slots are
  * passed by.  Returns the pages written back, or the backing store's
  * error if it failed before any.  The eviction thread only.
@@ -87,11 +88,13 @@ static int64_t clock_batch(struct store *s, struct tctx *t, uint64_t bytes)
             i++;
             continue;
         }
-        if (slot_has_object(sl)) {
+        if (slot_in_pool(sl)) {
             if (sl->flags & SF_ACCESSED) {
                 sl->flags &= (uint8_t)~SF_ACCESSED;
             } else {
-                uint64_t size = zs_class_size(sl->size);
+                /* A bundle's memory goes with its last member: count each its share. */
+                uint64_t size = sl->state == SLOT_BUNDLE ? bundle_share(s, sl)
+                                                         : zs_class_size(sl->size);
                 err = slot_writeback_locked(s, t, i);
                 if (err == 0) {
                     n++;

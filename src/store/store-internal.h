@@ -111,6 +111,12 @@ static inline bool entry_has_object(const struct entry *e)
     return state_has_object(e->state);
 }
 
+/* Whether slot sl's page is in memory, in an object of its own or in a bundle. */
+static inline bool slot_in_pool(const struct slot *sl)
+{
+    return state_has_object(sl->state) || sl->state == SLOT_BUNDLE;
+}
+
 /* A thread's codec state and buffers (tctx.c); only its thread uses them. */
 struct tctx {
     struct store *s;
@@ -404,6 +410,11 @@ int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *
  * (read-modify-write).  0 or -EIO.
  */
 int bundle_read_locked(struct store *s, struct tctx *t, uint64_t i, void *dst);
+/*
+ * The memory slot sl's page (locked, SLOT_BUNDLE) takes in its bundle: the
+ * bundle's class size over its pages, at least 1 byte; 0 if it will not map.
+ */
+size_t bundle_share(struct store *s, const struct slot *sl);
 /*
  * Slot i's bundled page into dst for a read: the slot is locked on entry
  * and unlocked on return (the bundle is decompressed outside the lock,

@@ -16,19 +16,51 @@
 #include "store-internal.h"
 
 /*
- * Write slot i's object (the slot locked by the caller, holding an object)
- * to a new backing block and make the slot point there.  Returns 0, or the
- * backing store's error with the slot untouched.
+ * A bundled page (slot sl, locked) as a block: taken out of its bundle and
+ * compressed alone with the I/O codec into t->cbuf, or left raw in t->page
+ * (the backing store wants raw pages, or it does not compress below the
+ * huge threshold).  *buf and *len say which; 0 or -EIO.
+ */
+static int bundled_block(struct store *s, struct tctx *t, uint64_t i, const void **buf,
+                         size_t *len)
+{
+    if (bundle_read_locked(s, t, i, t->page) < 0)
+        return -EIO;
+    *buf = t->page;
+    *len = PAGE;
+    size_t cap = s->huge_threshold - 1;
+    if (s->backing_raw || cap == 0)
+        return 0;
+    ssize_t n = codec_compress(t->codec, t->page, PAGE, t->cbuf, cap);
+    if (n > 0) {
+        *buf = t->cbuf;
+        *len = (size_t)n;
+    } else if (n != -E2BIG) {
+        return -EIO;
+    }
+    return 0;
+}
+
+/*
+ * Write slot i's page (the slot locked by the caller, in the pool: an
+ * object, or a bundle's member) to a new backing block and make the slot
+ * point there.  Returns 0, or the backing store's error with the slot
+ * untouched.
  */
 int slot_writeback_locked(struct store *s, struct tctx *t, uint64_t i)
 {
     struct slot *sl = &s->slots[i];
     const void *buf = t->cbuf;
     size_t len = sl->size;
+    uint8_t recomp = (uint8_t)(sl->flags & SF_RECOMP);
 
-    if (zs_read(s->pool, sl->val, t->cbuf) != sl->size)
+    if (sl->state == SLOT_BUNDLE) {
+        recomp = 0;
+        if (bundled_block(s, t, i, &buf, &len) < 0)
+            return -EIO;
+    } else if (zs_read(s->pool, sl->val, t->cbuf) != sl->size) {
         return -EIO;
-    if (s->backing_raw && sl->state == SLOT_OBJ) {
+    } else if (s->backing_raw && sl->state == SLOT_OBJ) {
         if (slot_decompress(t, sl->flags, t->cbuf, sl->size, t->page) < 0)
             return -EIO;
         buf = t->page;
@@ -46,7 +78,7 @@ int slot_writeback_locked(struct store *s, struct tctx *t, uint64_t i)
     }
     struct entry e = {
         .state = SLOT_WB,
-        .flags = len == PAGE ? 0 : (uint8_t)(sl->flags & SF_RECOMP),
+        .flags = len == PAGE ? 0 : recomp,
         .size = (uint16_t)len,
         .val = blk,
     };
@@ -56,10 +88,13 @@ int slot_writeback_locked(struct store *s, struct tctx *t, uint64_t i)
     return 0;
 }
 
-/* Whether slot i (locked) is one that sel selects for writeback or recompression. */
-bool slot_selected(const struct slot *sl, unsigned sel)
+/*
+ * Whether slot sl (locked), in the pool, is one that sel selects: an
+ * object of its own, or with bundles, a bundle's member too.
+ */
+static bool sel_match(const struct slot *sl, unsigned sel, bool bundles)
 {
-    if (!slot_has_object(sl))
+    if (!(bundles ? slot_in_pool(sl) : slot_has_object(sl)))
         return false;
     if (sel & STORE_SEL_ALL)
         return true;
@@ -68,6 +103,12 @@ bool slot_selected(const struct slot *sl, unsigned sel)
     if ((sel & STORE_SEL_HUGE) && sl->state != SLOT_HUGE)
         return false;
     return true;
+}
+
+/* Whether slot i (locked) is one that sel selects for recompression or bundling. */
+bool slot_selected(const struct slot *sl, unsigned sel)
+{
+    return sel_match(sl, sel, false);
 }
 
 struct mark_idle {
@@ -79,7 +120,7 @@ struct mark_idle {
 static int mark_idle_one(struct store *s, uint64_t i, struct slot *sl, void *arg)
 {
     struct mark_idle *m = arg;
-    if (!slot_has_object(sl))
+    if (!slot_in_pool(sl))
         return 0;
     /* A slot touched since the walk began has an atime past m->now: young. */
     uint32_t atime = atomic_load_explicit(&s->atime[i], memory_order_relaxed);
@@ -143,9 +184,10 @@ void store_progress(struct store *s, struct store_progress *ret)
     };
 }
 
+/* Writeback takes bundled pages too: a bundle's member is not huge, but may be idle. */
 static bool writeback_pick(const struct slot *sl, const void *arg)
 {
-    return slot_selected(sl, *(const unsigned *)arg);
+    return sel_match(sl, *(const unsigned *)arg, true);
 }
 
 struct writeback {
@@ -161,7 +203,7 @@ static int writeback_one(struct store *s, uint64_t i, struct slot *sl, void *arg
     struct writeback *w = arg;
     if (w->limit_pages && (uint64_t)w->written >= w->limit_pages)
         return 1;
-    if (!slot_selected(sl, w->sel))
+    if (!writeback_pick(sl, &w->sel))
         return 0;
     int r = slot_writeback_locked(s, w->t, i);
     if (r < 0)

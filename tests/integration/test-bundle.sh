@@ -26,7 +26,12 @@
 #   - with --cold-after 1 the daemon bundles 8 MiB on its own (no idle
 #     mark, no request), and it reads back; set cold-after=0 turns it off,
 #     a bad value is refused; --cold-after with --cold-algorithm none is
-#     refused at start, and set cold-after by a daemon without a cold codec.
+#     refused at start, and set cold-after by a daemon without a cold codec;
+#   - with --backing, 8 MiB bundled and then written back (writeback idle)
+#     leave no bundle and read back; bundled again on a second device, a
+#     mem-limit set below what the bundles take makes the evict path write
+#     bundled pages back until the pool is under the limit, and the device
+#     reads back.
 #
 # No root, FUSE or mount: NBD clients only.
 
@@ -197,6 +202,46 @@ grep -q "bad number of seconds" <<<"$out" || fail "set cold-after=soon says: $ou
 stop_nbd_daemon
 expect_start_error 2 "with --cold-algorithm none" --size 16M --nbd-unix "$TMPD/bad.sock" \
     --cold-algorithm none --cold-after 5
+
+# ---- written back: by hand, and by the evict path ----
+
+start_nbd_daemon 8M --backing "$TMPD/backing.img"
+nbdcopy "$TMPD/head" "$NBD_URI" || fail "nbdcopy into the backed device failed"
+n=$(bundle "the backed device")
+((n > 0)) || fail "the backed device bundled nothing"
+out=$("$UZRAMCTL" writeback "$DEV_SOCK" idle) || fail "uzramctl writeback idle failed: $out"
+log "writeback idle of $n bundled pages: $out"
+json=$(stat_json)
+(($(json_int "$json" bundles) == 0 && $(json_int "$json" bundled_pages) == 0)) ||
+    fail "bundles left after writeback idle: $json"
+(($(json_int "$json" bd_count) >= n)) ||
+    fail "bd_count is $(json_int "$json" bd_count) after writing back $n bundled pages"
+sums_equal "$TMPD/head" "writing bundled pages back"
+stop_nbd_daemon
+
+start_nbd_daemon 8M --backing "$TMPD/backing2.img"
+nbdcopy "$TMPD/head" "$NBD_URI" || fail "nbdcopy into the second backed device failed"
+n=$(bundle "the device to evict from")
+((n > 0)) || fail "the device to evict from bundled nothing"
+"$UZRAMCTL" compact "$DEV_SOCK" >/dev/null || fail "uzramctl compact failed"
+mem=$(stat_field mem_used_total)
+limit=$((mem / 2))
+"$UZRAMCTL" set "$DEV_SOCK" mem-limit="$limit" || fail "set mem-limit=$limit failed"
+# Against a hang, not a timing: the evict thread looks every 200 ms.
+for ((i = 0; i < 600; i++)); do
+    (($(stat_field mem_used_total) <= limit)) && break
+    sleep 0.1
+done
+json=$(stat_json)
+log "bundles of $mem bytes under a limit of $limit: $(json_int "$json" bd_writes) pages" \
+    "written back, $(json_int "$json" bundled_pages) of $n still bundled"
+wb_log "$json"
+(($(json_int "$json" mem_used_total) <= limit)) ||
+    fail "mem_used_total $(json_int "$json" mem_used_total) a minute after mem-limit=$limit"
+(($(json_int "$json" bd_writes) > 0 && $(json_int "$json" bundled_pages) < n)) ||
+    fail "the evict path wrote no bundled page back: $json"
+sums_equal "$TMPD/head" "evicting bundled pages"
+stop_nbd_daemon
 
 # ---- no cold codec ----
 

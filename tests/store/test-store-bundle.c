@@ -13,10 +13,15 @@
  *   - a pool at its limit makes no bundle, loses nothing, and a later pass
  *     bundles the same pages;
  *   - the cold thread (cold_after) bundles pages old enough on its own, and
- *     leaves younger pages and the idle marks alone.
+ *     leaves younger pages and the idle marks alone;
+ *   - with a backing file, bundled pages are marked idle and written back
+ *     (idle, all, with a limit) page by page, a bundle going with its last
+ *     page, and a lowered limit makes the eviction thread write them back
+ *     until the pool is under its low watermark.
  */
 #include "storetest.h"
 
+#include "backing.h"
 #include "store-internal.h"
 
 #define SIZE (1u << 20)
@@ -257,6 +262,138 @@ static void test_cold_after(void)
     store_free(s);
 }
 
+/* A store of bundles of 16 pages on a fresh backing file of SIZE bytes; *path names it. */
+static struct store *backed_store(uint64_t mem_limit, struct backing **b, char path[64])
+{
+    snprintf(path, 64, "/tmp/uzram-bundle-test-XXXXXX");
+    int fd = mkstemp(path);
+    CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
+    close(fd);
+    char err[256] = "";
+    *b = backing_open(path, SIZE, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err));
+    CHECKF(*b, "backing_open: %s", err);
+    struct store_config cfg = {
+        .size = SIZE,
+        .codec = codec_find("lz4"),
+        .cold_codec = codec_find("zstd"),
+        .bundle_pages = 16,
+        .mem_limit = mem_limit,
+        .backing = *b,
+    };
+    struct store *s = store_new(&cfg);
+    CHECKF(s, "store_new: %s", strerror(errno));
+    return s;
+}
+
+static uint64_t blocks_used(struct backing *b)
+{
+    struct backing_stats bs;
+    backing_get_stats(b, &bs);
+    return bs.blocks_used;
+}
+
+/*
+ * Writeback by hand: bundled pages can be marked idle, are not huge, and go
+ * to the backing store page by page, compressed alone; a bundle's memory
+ * goes with its last page.
+ */
+static void test_bundle_writeback(void)
+{
+    struct backing *b;
+    char path[64];
+    struct store *s = backed_store(0, &b, path);
+    struct test_rng r;
+    rng_seed(&r, 41);
+    put_text(s, &r, 0, 64);
+    CHECK_EQ(store_bundle(s, STORE_SEL_ALL), 64);
+    check_bundled(s, 4, 64);
+    uint64_t mem = st_stats(s).mem_used_total;
+
+    CHECK_EQ(store_writeback(s, STORE_SEL_HUGE, 0), 0);
+    CHECK_EQ(store_writeback(s, STORE_SEL_IDLE, 0), 0);
+    CHECK_EQ(store_mark_idle(s, 0), 64);
+    CHECK_EQU(st_stats(s).idle_pages, 64);
+    /* The first bundle whole, and 4 pages of the second. */
+    CHECK_EQ(store_writeback(s, STORE_SEL_IDLE, 20), 20);
+    check_bundled(s, 3, 44);
+    struct store_stats st = st_stats(s);
+    CHECK_EQU(st.bd_count, 20);
+    CHECK_EQU(blocks_used(b), 20);
+    CHECK_EQU(st.orig_data_size, 44 * PG);
+    CHECK_EQU(st.idle_pages, 44);
+    CHECK_EQU(st.bd_writes, 20);
+    /* Compressed alone with the I/O codec, not raw: each block holds less than a page. */
+    for (uint64_t i = 0; i < 16; i++)
+        CHECKF(s->slots[i].state == SLOT_WB && s->slots[i].size < PG && s->slots[i].flags == 0,
+               "slot %ju: state %u, %u bytes, flags %#x", (uintmax_t)i, s->slots[i].state,
+               s->slots[i].size, s->slots[i].flags);
+    for (uint64_t i = 0; i < 64; i++)
+        check_page(s, i);
+
+    CHECK_EQ(store_writeback(s, STORE_SEL_ALL, 0), 44);
+    check_bundled(s, 0, 0);
+    CHECK(store_compact(s) >= 0);
+    st = st_stats(s);
+    CHECK_EQU(st.bd_count, 64);
+    CHECK_EQU(st.orig_data_size, 0);
+    CHECKF(st.mem_used_total < mem, "mem_used_total %ju, %ju with the bundles",
+           (uintmax_t)st.mem_used_total, (uintmax_t)mem);
+    for (uint64_t i = 0; i < 64; i++)
+        check_page(s, i);
+    st_check_drained(s);
+    CHECK_EQU(blocks_used(b), 0);
+    store_free(s);
+    backing_close(b);
+    unlink(path);
+}
+
+static uint64_t evict_low;
+
+static bool under_low(struct store *s)
+{
+    return st_stats(s).mem_used_total <= evict_low;
+}
+
+/*
+ * Eviction: a pool held by bundles, its limit lowered below what they
+ * take, comes back under the low watermark by writing bundled pages back.
+ * The low watermark leaves room for the pool's tables, which stay grown,
+ * and half the bundles' pages.
+ */
+static void test_bundle_evict(void)
+{
+    struct backing *b;
+    char path[64];
+    struct store *s = backed_store(0, &b, path);
+    struct test_rng r;
+    rng_seed(&r, 43);
+    put_text(s, &r, 0, 128);
+    CHECK_EQ(store_bundle(s, STORE_SEL_ALL), 128);
+    check_bundled(s, 8, 128);
+    CHECK(store_compact(s) >= 0);
+    struct zs_pool_stats zst;
+    zs_get_stats(s->pool, &zst);
+    uint64_t mem = zst.mem_used;
+    evict_low = zst.metadata_bytes + (mem - zst.metadata_bytes) / 2;
+    CHECK_EQ(store_set_watermarks(s, 55, 50), 0);
+    CHECK_EQ(store_set_mem_limit(s, 2 * evict_low), 0);
+    CHECKF(wait_for(s, under_low), "mem_used_total %ju after a minute, low watermark %ju",
+           (uintmax_t)st_stats(s).mem_used_total, (uintmax_t)evict_low);
+    struct store_stats st = st_stats(s);
+    printf("  %ju bytes (%ju of tables) brought under %ju: %ju pages written back, %ju "
+           "bundles left\n",
+           (uintmax_t)mem, (uintmax_t)zst.metadata_bytes, (uintmax_t)evict_low,
+           (uintmax_t)st.bd_writes, (uintmax_t)st.bundles);
+    CHECK(st.bd_writes > 0 && st.bundles < 8);
+    CHECK_EQU(st.bd_count + st.bundled_pages, 128);
+    CHECK_EQU(st.failed_writes, 0);
+    for (uint64_t i = 0; i < 128; i++)
+        check_page(s, i);
+    store_free(s);
+    backing_close(b);
+    unlink(path);
+}
+
 /* No cold codec: no bundles, no cold thread; bad page counts refused. */
 static void test_bundle_config(void)
 {
@@ -289,5 +426,7 @@ int main(void)
     RUN_TEST(test_bundle_corrupt);
     RUN_TEST(test_bundle_limit);
     RUN_TEST(test_cold_after);
+    RUN_TEST(test_bundle_writeback);
+    RUN_TEST(test_bundle_evict);
     return 0;
 }
