@@ -174,9 +174,9 @@ static int set_mem_limit(const struct option_def *def, struct options *o, const 
 static int set_reserve(const struct option_def *def, struct options *o, const char *arg)
 {
     (void)def;
-    /* Under 64 KiB it could not hold one zspage of the longest kind. */
+    /* Under 128 KiB it could not hold one zspage of the longest kind (a bundle's). */
     if (parse_size(arg, &o->reserve) < 0 || o->reserve > ZS_RESERVE_MAX ||
-        (o->reserve && o->reserve < ZS_MAX_PAGES_PER_ZSPAGE * STORE_PAGE_SIZE))
+        (o->reserve && o->reserve < ZS_MAX_PAGES_PER_LARGE_ZSPAGE * STORE_PAGE_SIZE))
         return -EINVAL;
     o->reserve_given = true;
     return 0;
@@ -531,7 +531,7 @@ const struct option_def option_table[OPTION_MAX] = {
                 "(default " STR(DEFAULT_COMPACT_PCT) "; 0: never automatically)" },
     [OPT_RESERVE] = {
         .name = "reserve", .metavar = "SIZE", .key = OPTION_KEY_VALUE,
-        .set = set_reserve, .want = "a size from 64K to 512M, e.g. 16M; 0 for none",
+        .set = set_reserve, .want = "a size from 128K to 512M, e.g. 16M; 0 for none",
         .help = "memory held ready so that no request waits for\n"
                 "memory (default: 8M plus 1/64 of --mem-limit, at\n"
                 "most 64M; 0: none, not safe for swap)" },

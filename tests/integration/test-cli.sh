@@ -224,6 +224,7 @@ bad mem-limit --size 64M --mem-limit junk
 bad reserve --size 64M --reserve junk
 bad reserve --size 64M --reserve 513M
 bad reserve --size 64M --reserve 32K
+bad reserve --size 64M --reserve 64K
 bad name --size 64M --name 'bad/name'
 bad stray --size 64M stray
 # A flag given a value, a control socket path that cannot fit (as early as
