@@ -262,27 +262,49 @@ static void test_cold_after(void)
     store_free(s);
 }
 
-/* A store of bundles of 16 pages on a fresh backing file of SIZE bytes; *path names it. */
-static struct store *backed_store(uint64_t mem_limit, struct backing **b, char path[64])
+/* A store on a backing file of its own. */
+struct backed {
+    struct store *s;
+    struct backing *b;
+    char path[64];
+};
+
+/*
+ * A store of bundles of 16 pages on a fresh backing file of SIZE bytes,
+ * with text in its first n slots (rng seed), all of them bundled.
+ */
+static struct backed backed_bundled(uint64_t seed, uint64_t n)
 {
-    snprintf(path, 64, "/tmp/uzram-bundle-test-XXXXXX");
-    int fd = mkstemp(path);
+    struct backed w;
+    snprintf(w.path, sizeof(w.path), "/tmp/uzram-bundle-test-XXXXXX");
+    int fd = mkstemp(w.path);
     CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
     close(fd);
     char err[256] = "";
-    *b = backing_open(path, SIZE, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err));
-    CHECKF(*b, "backing_open: %s", err);
+    w.b = backing_open(w.path, SIZE, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err));
+    CHECKF(w.b, "backing_open: %s", err);
     struct store_config cfg = {
         .size = SIZE,
         .codec = codec_find("lz4"),
         .cold_codec = codec_find("zstd"),
         .bundle_pages = 16,
-        .mem_limit = mem_limit,
-        .backing = *b,
+        .backing = w.b,
     };
-    struct store *s = store_new(&cfg);
-    CHECKF(s, "store_new: %s", strerror(errno));
-    return s;
+    w.s = store_new(&cfg);
+    CHECKF(w.s, "store_new: %s", strerror(errno));
+    struct test_rng r;
+    rng_seed(&r, seed);
+    put_text(w.s, &r, 0, n);
+    CHECK_EQ(store_bundle(w.s, STORE_SEL_ALL), (int64_t)n);
+    check_bundled(w.s, n / 16, n);
+    return w;
+}
+
+static void backed_free(struct backed *w)
+{
+    store_free(w->s);
+    backing_close(w->b);
+    unlink(w->path);
 }
 
 static uint64_t blocks_used(struct backing *b)
@@ -299,14 +321,9 @@ static uint64_t blocks_used(struct backing *b)
  */
 static void test_bundle_writeback(void)
 {
-    struct backing *b;
-    char path[64];
-    struct store *s = backed_store(0, &b, path);
-    struct test_rng r;
-    rng_seed(&r, 41);
-    put_text(s, &r, 0, 64);
-    CHECK_EQ(store_bundle(s, STORE_SEL_ALL), 64);
-    check_bundled(s, 4, 64);
+    struct backed w = backed_bundled(41, 64);
+    struct store *s = w.s;
+    struct backing *b = w.b;
     uint64_t mem = st_stats(s).mem_used_total;
 
     CHECK_EQ(store_writeback(s, STORE_SEL_HUGE, 0), 0);
@@ -342,9 +359,7 @@ static void test_bundle_writeback(void)
         check_page(s, i);
     st_check_drained(s);
     CHECK_EQU(blocks_used(b), 0);
-    store_free(s);
-    backing_close(b);
-    unlink(path);
+    backed_free(&w);
 }
 
 static uint64_t evict_low;
@@ -362,14 +377,8 @@ static bool under_low(struct store *s)
  */
 static void test_bundle_evict(void)
 {
-    struct backing *b;
-    char path[64];
-    struct store *s = backed_store(0, &b, path);
-    struct test_rng r;
-    rng_seed(&r, 43);
-    put_text(s, &r, 0, 128);
-    CHECK_EQ(store_bundle(s, STORE_SEL_ALL), 128);
-    check_bundled(s, 8, 128);
+    struct backed w = backed_bundled(43, 128);
+    struct store *s = w.s;
     CHECK(store_compact(s) >= 0);
     struct zs_pool_stats zst;
     zs_get_stats(s->pool, &zst);
@@ -389,9 +398,7 @@ static void test_bundle_evict(void)
     CHECK_EQU(st.failed_writes, 0);
     for (uint64_t i = 0; i < 128; i++)
         check_page(s, i);
-    store_free(s);
-    backing_close(b);
-    unlink(path);
+    backed_free(&w);
 }
 
 /* No cold codec: no bundles, no cold thread; bad page counts refused. */
