@@ -1,17 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Helpers shared by the store tests: making a store that must exist, stats
- * snapshots, and page contents of the kinds the store tells apart (random,
- * compressible text, same-filled).
+ * Helpers shared by the store tests: making a store that must exist, a
+ * backing file, stats snapshots, and page contents of the kinds the store
+ * tells apart (random, compressible text, same-filled).
  */
 #ifndef UZRAM_STORETEST_H
 #define UZRAM_STORETEST_H
 
 #include "test.h"
+#include "backing.h"
 #include "store.h"
 #include "cleanup.h"
 
 #define PG 4096u
+
+/* A backing store on a fresh file of size bytes, its path (a temporary name) in path. */
+static inline struct backing *st_backing_new(char path[64], uint64_t size)
+{
+    snprintf(path, 64, "/tmp/uzram-store-test-XXXXXX");
+    int fd = mkstemp(path);
+    CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
+    close(fd);
+    char err[256] = "";
+    struct backing *b = backing_open(path, size, BACKING_TIMEOUT_DEFAULT_MS, 0, err,
+                                     sizeof(err));
+    CHECKF(b, "backing_open: %s", err);
+    return b;
+}
 
 static inline struct store *st_new(uint64_t size, const char *codec, int level,
                                    uint64_t mem_limit, unsigned pct)

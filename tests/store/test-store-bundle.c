@@ -21,7 +21,6 @@
  */
 #include "storetest.h"
 
-#include "backing.h"
 #include "store-internal.h"
 
 #define SIZE (1u << 20)
@@ -276,13 +275,7 @@ struct backed {
 static struct backed backed_bundled(uint64_t seed, uint64_t n)
 {
     struct backed w;
-    snprintf(w.path, sizeof(w.path), "/tmp/uzram-bundle-test-XXXXXX");
-    int fd = mkstemp(w.path);
-    CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
-    close(fd);
-    char err[256] = "";
-    w.b = backing_open(w.path, SIZE, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err));
-    CHECKF(w.b, "backing_open: %s", err);
+    w.b = st_backing_new(w.path, SIZE);
     struct store_config cfg = {
         .size = SIZE,
         .codec = codec_find("lz4"),

@@ -28,13 +28,7 @@ struct wb {
 static struct wb wb_new(uint64_t backing_size, const struct store_config *extra)
 {
     struct wb w;
-    snprintf(w.path, sizeof(w.path), "/tmp/uzram-wb-test-XXXXXX");
-    int fd = mkstemp(w.path);
-    CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
-    close(fd);
-    char err[256] = "";
-    w.b = backing_open(w.path, backing_size, BACKING_TIMEOUT_DEFAULT_MS, 0, err, sizeof(err));
-    CHECKF(w.b, "backing_open: %s", err);
+    w.b = st_backing_new(w.path, backing_size);
     struct store_config cfg = extra ? *extra : (struct store_config){ 0 };
     cfg.size = SIZE;
     cfg.backing = w.b;
