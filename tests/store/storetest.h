@@ -28,6 +28,27 @@ static inline struct backing *st_backing_new(char path[64], uint64_t size)
     return b;
 }
 
+/* A store on a backing file of its own (st_backing_new()). */
+struct st_backed {
+    struct store *s;
+    struct backing *b;
+    char path[64];
+};
+
+static inline void st_backed_free(struct st_backed *w)
+{
+    store_free(w->s);
+    backing_close(w->b);
+    unlink(w->path);
+}
+
+static inline uint64_t st_blocks_used(struct backing *b)
+{
+    struct backing_stats bs;
+    backing_get_stats(b, &bs);
+    return bs.blocks_used;
+}
+
 static inline struct store *st_new(uint64_t size, const char *codec, int level,
                                    uint64_t mem_limit, unsigned pct)
 {

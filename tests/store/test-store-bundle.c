@@ -261,20 +261,13 @@ static void test_cold_after(void)
     store_free(s);
 }
 
-/* A store on a backing file of its own. */
-struct backed {
-    struct store *s;
-    struct backing *b;
-    char path[64];
-};
-
 /*
  * A store of bundles of 16 pages on a fresh backing file of SIZE bytes,
  * with text in its first n slots (rng seed), all of them bundled.
  */
-static struct backed backed_bundled(uint64_t seed, uint64_t n)
+static struct st_backed backed_bundled(uint64_t seed, uint64_t n)
 {
-    struct backed w;
+    struct st_backed w;
     w.b = st_backing_new(w.path, SIZE);
     struct store_config cfg = {
         .size = SIZE,
@@ -293,20 +286,6 @@ static struct backed backed_bundled(uint64_t seed, uint64_t n)
     return w;
 }
 
-static void backed_free(struct backed *w)
-{
-    store_free(w->s);
-    backing_close(w->b);
-    unlink(w->path);
-}
-
-static uint64_t blocks_used(struct backing *b)
-{
-    struct backing_stats bs;
-    backing_get_stats(b, &bs);
-    return bs.blocks_used;
-}
-
 /*
  * Writeback by hand: bundled pages can be marked idle, are not huge, and go
  * to the backing store page by page, compressed alone; a bundle's memory
@@ -314,7 +293,7 @@ static uint64_t blocks_used(struct backing *b)
  */
 static void test_bundle_writeback(void)
 {
-    struct backed w = backed_bundled(41, 64);
+    struct st_backed w = backed_bundled(41, 64);
     struct store *s = w.s;
     struct backing *b = w.b;
     uint64_t mem = st_stats(s).mem_used_total;
@@ -328,7 +307,7 @@ static void test_bundle_writeback(void)
     check_bundled(s, 3, 44);
     struct store_stats st = st_stats(s);
     CHECK_EQU(st.bd_count, 20);
-    CHECK_EQU(blocks_used(b), 20);
+    CHECK_EQU(st_blocks_used(b), 20);
     CHECK_EQU(st.orig_data_size, 44 * PG);
     CHECK_EQU(st.idle_pages, 44);
     CHECK_EQU(st.bd_writes, 20);
@@ -351,8 +330,8 @@ static void test_bundle_writeback(void)
     for (uint64_t i = 0; i < 64; i++)
         check_page(s, i);
     st_check_drained(s);
-    CHECK_EQU(blocks_used(b), 0);
-    backed_free(&w);
+    CHECK_EQU(st_blocks_used(b), 0);
+    st_backed_free(&w);
 }
 
 static uint64_t evict_low;
@@ -370,7 +349,7 @@ static bool under_low(struct store *s)
  */
 static void test_bundle_evict(void)
 {
-    struct backed w = backed_bundled(43, 128);
+    struct st_backed w = backed_bundled(43, 128);
     struct store *s = w.s;
     CHECK(store_compact(s) >= 0);
     struct zs_pool_stats zst;
@@ -391,7 +370,7 @@ static void test_bundle_evict(void)
     CHECK_EQU(st.failed_writes, 0);
     for (uint64_t i = 0; i < 128; i++)
         check_page(s, i);
-    backed_free(&w);
+    st_backed_free(&w);
 }
 
 /* No cold codec: no bundles, no cold thread; bad page counts refused. */

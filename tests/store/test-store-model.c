@@ -412,14 +412,8 @@ static struct store *model_store(const char *codec, int policy, struct backing *
         CHECKF(s, "store_new: %s", strerror(errno));
         return s;
     }
-    char path[] = "/tmp/uzram-model-backing-XXXXXX";
-    int fd = mkstemp(path);
-    CHECKF(fd >= 0, "mkstemp: %s", strerror(errno));
-    close(fd);
-    char err[256] = "";
-    struct backing *b = backing_open(path, SIZE, BACKING_TIMEOUT_DEFAULT_MS, 0, err,
-                                     sizeof(err));
-    CHECKF(b, "backing_open(%s): %s", path, err);
+    char path[64];
+    struct backing *b = st_backing_new(path, SIZE);
     unlink(path);
     struct store_config cfg = {
         .size = SIZE,

@@ -17,17 +17,11 @@
 #define SIZE (8u << 20)
 #define NPG (SIZE / PG)
 
-struct wb {
-    struct store *s;
-    struct backing *b;
-    char path[64];
-};
-
 /* A store with a fresh backing file of backing_size bytes; cfg fields beyond
  * size, codec and backing come from *extra (may be NULL). */
-static struct wb wb_new(uint64_t backing_size, const struct store_config *extra)
+static struct st_backed wb_new(uint64_t backing_size, const struct store_config *extra)
 {
-    struct wb w;
+    struct st_backed w;
     w.b = st_backing_new(w.path, backing_size);
     struct store_config cfg = extra ? *extra : (struct store_config){ 0 };
     cfg.size = SIZE;
@@ -35,20 +29,6 @@ static struct wb wb_new(uint64_t backing_size, const struct store_config *extra)
     w.s = store_new(&cfg);
     CHECKF(w.s, "store_new: %s", strerror(errno));
     return w;
-}
-
-static void wb_free(struct wb *w)
-{
-    store_free(w->s);
-    backing_close(w->b);
-    unlink(w->path);
-}
-
-static uint64_t blocks_used(struct backing *b)
-{
-    struct backing_stats bs;
-    backing_get_stats(b, &bs);
-    return bs.blocks_used;
 }
 
 static void check_content(struct store *s, const unsigned char *data, uint64_t len)
@@ -79,7 +59,7 @@ static unsigned char *make_data(void)
 
 static void test_writeback_by_hand(void)
 {
-    struct wb w = wb_new(SIZE, NULL);
+    struct st_backed w = wb_new(SIZE, NULL);
     _cleanup_free_ unsigned char *data = make_data();
     CHECK_EQ(store_write(w.s, data, 64 * PG, 0), 0);
     struct store_stats st = st_stats(w.s);
@@ -113,7 +93,7 @@ static void test_writeback_by_hand(void)
     CHECK_EQU(st.orig_data_size, PG);   /* the zero page, in memory */
     CHECK_EQU(st.huge_pages, 0);
     CHECK_EQU(st.compr_data_size, 0);
-    CHECK_EQU(blocks_used(w.b), 63);
+    CHECK_EQU(st_blocks_used(w.b), 63);
     CHECK(store_compact(w.s) >= 0);
     CHECK(st_stats(w.s).mem_used_total < mem_before);
     CHECK_EQ(store_writeback(w.s, STORE_SEL_ALL, 0), 0);
@@ -136,18 +116,18 @@ static void test_writeback_by_hand(void)
     memset(data + 20 * PG, 0, 2 * PG);
     st = st_stats(w.s);
     CHECK_EQU(st.bd_count, 59);
-    CHECK_EQU(blocks_used(w.b), 59);
+    CHECK_EQU(st_blocks_used(w.b), 59);
     check_content(w.s, data, 64 * PG);
 
     CHECK_EQ(store_discard(w.s, SIZE, 0), 0);
     CHECK_EQU(st_stats(w.s).bd_count, 0);
-    CHECK_EQU(blocks_used(w.b), 0);
-    wb_free(&w);
+    CHECK_EQU(st_blocks_used(w.b), 0);
+    st_backed_free(&w);
 }
 
 static void test_idle(void)
 {
-    struct wb w = wb_new(SIZE, NULL);
+    struct st_backed w = wb_new(SIZE, NULL);
     _cleanup_free_ unsigned char *data = make_data();
     unsigned char page[PG];
     CHECK_EQ(store_write(w.s, data, 64 * PG, 0), 0);
@@ -171,13 +151,13 @@ static void test_idle(void)
     CHECK_EQU(st.idle_pages, 0);
     CHECK_EQU(st.orig_data_size, 4 * PG);
     check_content(w.s, data, 64 * PG);
-    wb_free(&w);
+    st_backed_free(&w);
 }
 
 static void test_promotion(void)
 {
     struct store_config cfg = { .mem_limit = 4u << 20 };
-    struct wb w = wb_new(SIZE, &cfg);
+    struct st_backed w = wb_new(SIZE, &cfg);
     _cleanup_free_ unsigned char *data = make_data();
     unsigned char page[PG];
     CHECK_EQ(store_write(w.s, data, 64 * PG, 0), 0);
@@ -194,11 +174,11 @@ static void test_promotion(void)
     st = st_stats(w.s);
     CHECK_EQU(st.pages_promoted, 1);
     CHECK_EQU(st.bd_count, 62);
-    CHECK_EQU(blocks_used(w.b), 62);
+    CHECK_EQU(st_blocks_used(w.b), 62);
     CHECK_EQ(store_read(w.s, page, PG, 5 * PG), 0);
     CHECK_EQU(st_stats(w.s).bd_reads, 2);
     check_content(w.s, data, 64 * PG);
-    wb_free(&w);
+    st_backed_free(&w);
 }
 
 static void test_recompress(void)
@@ -215,7 +195,7 @@ static void test_recompress(void)
     CHECK_EQ(store_mark_idle(plain, 0), 0);
     store_free(plain);
 
-    struct wb w = wb_new(SIZE, &cfg);
+    struct st_backed w = wb_new(SIZE, &cfg);
     _cleanup_free_ unsigned char *data = make_data();
     CHECK_EQ(store_write(w.s, data, 64 * PG, 0), 0);
     CHECK_EQ(store_recompress(w.s, STORE_SEL_ALL, 0), -EINVAL);
@@ -245,14 +225,14 @@ static void test_recompress(void)
     CHECK_EQ(store_writeback(w.s, STORE_SEL_ALL, 0), 63);
     CHECK_EQU(st_stats(w.s).recompressed, 0);
     check_content(w.s, data, 64 * PG);
-    wb_free(&w);
+    st_backed_free(&w);
 }
 
 /* Random pages far beyond the limit: every write succeeds, by eviction. */
 static void test_write_waits(void)
 {
     struct store_config cfg = { .mem_limit = 1u << 20, .high_wm_pct = 99, .low_wm_pct = 50 };
-    struct wb w = wb_new(SIZE, &cfg);
+    struct st_backed w = wb_new(SIZE, &cfg);
     struct test_rng r;
     rng_seed(&r, 3);
     _cleanup_free_ unsigned char *data = malloc(SIZE);
@@ -278,14 +258,14 @@ static void test_write_waits(void)
     CHECK_EQU(st.high_watermark, 40);
     CHECK_EQU(st.low_watermark, 20);
     CHECK_EQU(st.wb_high, (1u << 20) / 100 * 40 + (1u << 20) % 100 * 40 / 100);
-    wb_free(&w);
+    st_backed_free(&w);
 }
 
 /* A backing store of 16 blocks and a limit: writes fail only when both are full. */
 static void test_backing_full(void)
 {
     struct store_config cfg = { .mem_limit = 512u << 10 };
-    struct wb w = wb_new(16 * PG, &cfg);
+    struct st_backed w = wb_new(16 * PG, &cfg);
     CHECK_EQU(st_stats(w.s).bd_blocks, 16);
     struct test_rng r;
     rng_seed(&r, 5);
@@ -307,10 +287,10 @@ static void test_backing_full(void)
     check_content(w.s, data, off);
     /* Discarding frees room in both tiers: writes work again. */
     CHECK_EQ(store_discard(w.s, off, 0), 0);
-    CHECK_EQU(blocks_used(w.b), 0);
+    CHECK_EQU(st_blocks_used(w.b), 0);
     CHECK_EQ(store_write(w.s, data, 64 * PG, 0), 0);
     check_content(w.s, data, 64 * PG);
-    wb_free(&w);
+    st_backed_free(&w);
 }
 
 /*
@@ -320,7 +300,7 @@ static void test_backing_full(void)
  */
 static void test_checksum(void)
 {
-    struct wb w = wb_new(SIZE, NULL);
+    struct st_backed w = wb_new(SIZE, NULL);
     _cleanup_free_ unsigned char *data = make_data();
     unsigned char page[PG];
     CHECK_EQ(store_write(w.s, data, 64 * PG, 0), 0);
@@ -347,7 +327,7 @@ static void test_checksum(void)
     CHECK(memcmp(buf, data + 2 * PG, 62 * PG) == 0);
     CHECK_EQ(store_write(w.s, data, 2 * PG, 0), 0);
     check_content(w.s, data, 64 * PG);
-    wb_free(&w);
+    st_backed_free(&w);
 }
 
 int main(void)
