@@ -13,9 +13,12 @@
 #
 #   1. 16 MiB of random data (1 MiB direct writes) and 16 MiB of text go
 #      in through the FUSE file; every page is marked idle.
-#   2. recompress idle and writeback all succeed; writeback writes every
-#      page that holds data.
-#   3. The file reads back identical, now from the backing file.
+#   2. recompress idle succeeds; recompress idle --bundle bundles pages of
+#      the text (the cold tier through FUSE), which read back identical
+#      through the file, each out of its bundle, still bundled after.
+#   3. writeback all writes every page that holds data, bundled ones
+#      included, and leaves no bundle.
+#   4. The file reads back identical, now from the backing file.
 #
 #   test-writeback-fuse.sh UZRAMD UZRAMCTL
 
@@ -44,10 +47,23 @@ dd if="$TMPD/data" of="$DEV_FILE" bs=1M oflag=direct conv=notrunc status=none ||
 
 out=$("$UZRAMCTL" recompress "$DEV_SOCK" idle 2>&1) || fail "uzramctl recompress idle: $out"
 log "recompress idle: $out"
+"$UZRAMCTL" idle "$DEV_SOCK" all >/dev/null || fail "uzramctl idle all failed"
+out=$("$UZRAMCTL" recompress "$DEV_SOCK" idle --bundle 2>&1) || fail "uzramctl recompress idle --bundle: $out"
+log "recompress idle --bundle: $out"
+bundled=$(stat_field bundled_pages)
+((bundled > 0)) || fail "recompress idle --bundle bundled no page of 16 MiB of text: $out"
+cmp <(dd if="$DEV_FILE" bs=1M count=32 iflag=direct status=none) "$TMPD/data" ||
+    fail "the device reads back different after bundling"
+(($(stat_field bundle_reads) >= bundled)) ||
+    fail "bundle_reads is $(stat_field bundle_reads) after reading $bundled bundled pages"
+(($(stat_field bundled_pages) == bundled)) || fail "a first read through FUSE took pages out of bundles"
+
 out=$("$UZRAMCTL" writeback "$DEV_SOCK" all --json 2>&1) || fail "uzramctl writeback all: $out"
 log "writeback all: $out"
 (($(json_int "$out" written) == 8192)) || fail "writeback all did not write all 8192 pages: $out"
 (($(stat_field bd_count) == 8192)) || fail "bd_count is $(stat_field bd_count), not 8192"
+(($(stat_field bundles) == 0 && $(stat_field bundled_pages) == 0)) ||
+    fail "bundles left after writeback all: $(stat_field bundles) of $(stat_field bundled_pages) pages"
 
 cmp <(dd if="$DEV_FILE" bs=1M count=32 iflag=direct status=none) "$TMPD/data" ||
     fail "the device reads back different from what was written"
