@@ -88,6 +88,24 @@ int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait)
     }
 }
 
+int page_compress(struct store *s, struct tctx *t, const void *page, const void **ret_src,
+                  size_t *ret_n)
+{
+    *ret_src = page;
+    *ret_n = PAGE;
+    size_t cap = s->huge_threshold - 1;
+    if (cap == 0)
+        return 0;
+    ssize_t r = codec_compress(t->codec, page, PAGE, t->cbuf, cap);
+    if (r > 0) {
+        *ret_src = t->cbuf;
+        *ret_n = (size_t)r;
+    } else if (r != -E2BIG) {
+        return -EIO; /* a codec bug; refuse rather than store garbage */
+    }
+    return 0;
+}
+
 /*
  * Turn a page into an entry: same-filled, or compressed (with t's codec, into
  * t->cbuf) and stored in a new object, raw if it does not compress below the
@@ -101,20 +119,11 @@ int entry_make(struct store *s, struct tctx *t, const void *page, struct entry *
         *ret = (struct entry){ .state = SLOT_SAME, .flags = SF_ACCESSED, .val = w };
         return 0;
     }
-    const void *src = page;
-    size_t n = PAGE;
-    uint8_t state = SLOT_HUGE;
-    size_t cap = s->huge_threshold - 1;
-    if (cap > 0) {
-        ssize_t r = codec_compress(t->codec, page, PAGE, t->cbuf, cap);
-        if (r > 0) {
-            src = t->cbuf;
-            n = (size_t)r;
-            state = SLOT_OBJ;
-        } else if (r != -E2BIG) {
-            return -EIO;        /* a codec bug; refuse rather than store garbage */
-        }
-    }
+    const void *src;
+    size_t n;
+    if (page_compress(s, t, page, &src, &n) < 0)
+        return -EIO;
+    uint8_t state = n < PAGE ? SLOT_OBJ : SLOT_HUGE;
     uint64_t h;
     int r = obj_alloc(s, n, &h, wait);
     if (r < 0)

@@ -397,6 +397,13 @@ void mem_used_max_update(struct store *s, uint64_t used);
  */
 int obj_alloc(struct store *s, size_t n, uint64_t *ret_h, bool wait);
 /*
+ * A page compressed with t's codec into t->cbuf, if that takes it below the
+ * huge threshold: *ret_src is t->cbuf and *ret_n its size; else the page
+ * itself, PAGE bytes.  0, or -EIO when the codec fails otherwise.
+ */
+int page_compress(struct store *s, struct tctx *t, const void *page, const void **ret_src,
+                  size_t *ret_n);
+/*
  * A page as an entry: same-filled, or compressed with t's codec (into
  * t->cbuf) and stored in a new object, raw when it does not compress below
  * the huge threshold.  No slot lock needed.  0, -ENOSPC, -ENOMEM, -EIO.

@@ -26,19 +26,12 @@ static int bundled_block(struct store *s, struct tctx *t, uint64_t i, const void
 {
     if (bundle_read_locked(s, t, i, t->page) < 0)
         return -EIO;
-    *buf = t->page;
-    *len = PAGE;
-    size_t cap = s->huge_threshold - 1;
-    if (s->backing_raw || cap == 0)
+    if (s->backing_raw) {
+        *buf = t->page;
+        *len = PAGE;
         return 0;
-    ssize_t n = codec_compress(t->codec, t->page, PAGE, t->cbuf, cap);
-    if (n > 0) {
-        *buf = t->cbuf;
-        *len = (size_t)n;
-    } else if (n != -E2BIG) {
-        return -EIO;
     }
-    return 0;
+    return page_compress(s, t, t->page, buf, len);
 }
 
 /*
