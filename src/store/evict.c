@@ -62,9 +62,10 @@ bool evict_wait(struct store *s, const struct timespec *deadline)
 /*
  * One batch of the clock: from the hand on, write back pages in the pool
  * whose slot was not accessed since the hand last passed, until about
- * bytes of them are written or every slot in memory was seen twice.  Locked slots are
- * passed by.  Returns the pages written back, or the backing store's
- * error if it failed before any.  The eviction thread only.
+ * bytes of them are written or every slot in memory was seen twice.
+ * Locked slots are passed by.  Returns the pages written back, or the
+ * backing store's error if it failed before any.  The eviction thread
+ * only.
  */
 static int64_t clock_batch(struct store *s, struct tctx *t, uint64_t bytes)
 {
